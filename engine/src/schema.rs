@@ -1,0 +1,87 @@
+//! Versioned schema migrations, embedded from `sql/migrations/` at build time.
+//!
+//! [`migrate`] may run on several servers at once: it holds a session advisory lock while it
+//! compares the applied versions with the embedded ones, and applies each missing migration
+//! together with its bookkeeping row in one implicit transaction (one simple-protocol query), so
+//! a crash never leaves a migration half-applied or applied but unrecorded. Running it again is a
+//! no-op.
+
+use queen_wire::{Client, Pool};
+
+use crate::error::EngineError;
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version number; applied in increasing order.
+    pub version: i32,
+    /// File name.
+    pub name: &'static str,
+    /// SQL text.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_schema.sql",
+    sql: include_str!("../../sql/migrations/0001_schema.sql"),
+}];
+
+/// Key of the advisory lock that serialises migrations across servers.
+const MIGRATION_LOCK: i64 = 0x5155_4545_4e00_0001;
+
+/// Applies every migration the database does not have yet. Returns the versions applied.
+pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, EngineError> {
+    let conn = pool.acquire().await?;
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS public.queen_schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .or_else(ignore_concurrent_create)?;
+    conn.query_sql("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_missing(&conn).await;
+    // Released in any case; also released by the server if the session dies.
+    let unlock = conn
+        .query_sql("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    let applied = result?;
+    unlock?;
+    Ok(applied)
+}
+
+async fn apply_missing(conn: &queen_wire::Connection) -> Result<Vec<i32>, EngineError> {
+    let rows = conn
+        .query_sql("SELECT version FROM public.queen_schema_migrations", &[])
+        .await?;
+    let done: Vec<i32> = rows.iter().map(|r| r.get(0)).collect::<Result<_, _>>()?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        let sql = format!(
+            "{}\n;INSERT INTO public.queen_schema_migrations (version, name) VALUES ({}, '{}');",
+            m.sql, m.version, m.name
+        );
+        conn.batch_execute(&sql)
+            .await
+            .map_err(|source| EngineError::Migration {
+                name: m.name,
+                source,
+            })?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+/// Two servers creating the bookkeeping table at the same moment: one of them sees a unique
+/// violation on the catalog; the table exists either way.
+fn ignore_concurrent_create(e: queen_wire::Error) -> Result<(), queen_wire::Error> {
+    match e.code() {
+        Some("23505") | Some("42P07") => Ok(()),
+        _ => Err(e),
+    }
+}

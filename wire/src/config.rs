@@ -1,0 +1,410 @@
+//! Connection settings: `postgres://` URLs, libpq `key=value` strings and the `PG_*` variables.
+//!
+//! Only the settings this client acts on are understood; unknown keys are rejected so a typo never
+//! silently falls back to a default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A host name or IP address.
+    Tcp(String),
+    /// A directory holding the server's Unix socket (`.s.PGSQL.<port>`).
+    Unix(PathBuf),
+}
+
+/// Settings for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Server address.
+    pub host: Host,
+    /// TCP port, or the number in the Unix socket's name.
+    pub port: u16,
+    /// Role to log in as.
+    pub user: String,
+    /// Password, for cleartext, MD5 and SCRAM-SHA-256 authentication.
+    pub password: Option<String>,
+    /// Database name (defaults to the user name).
+    pub dbname: String,
+    /// Reported as `application_name`.
+    pub application_name: String,
+    /// Time allowed for TCP connect plus startup and authentication.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout` set at connect; `None` leaves the server's default.
+    pub statement_timeout: Option<Duration>,
+    /// TCP keepalive idle time; `None` disables keepalive probes.
+    pub keepalive_idle: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: Host::Tcp("localhost".into()),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            dbname: "postgres".into(),
+            application_name: "queen".into(),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            keepalive_idle: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Config {
+    /// A config for a Unix socket in `dir`.
+    pub fn unix(dir: impl Into<PathBuf>, port: u16, user: &str, dbname: &str) -> Config {
+        Config {
+            host: Host::Unix(dir.into()),
+            port,
+            user: user.into(),
+            dbname: dbname.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Parses a `postgres://` / `postgresql://` URL or a libpq `key=value` string.
+    pub fn parse(s: &str) -> Result<Config, Error> {
+        let s = s.trim();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            parse_url(s)
+        } else {
+            parse_key_values(s)
+        }
+    }
+
+    /// Reads `DATABASE_URL`, or else the `PG_HOST`, `PG_PORT`, `PG_USER`, `PG_PASSWORD` and
+    /// `PG_DB` variables. `None` when none of them is set (the caller then embeds a server).
+    pub fn from_env() -> Result<Option<Config>, Error> {
+        Config::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`Config::from_env`] over any variable lookup (testable without touching the process env).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Config>, Error> {
+        if let Some(url) = get("DATABASE_URL") {
+            return Config::parse(&url).map(Some);
+        }
+        let keys = ["PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "PG_DB"];
+        if keys.iter().all(|k| get(k).is_none()) {
+            return Ok(None);
+        }
+        let mut c = Config::default();
+        if let Some(h) = get("PG_HOST") {
+            c.host = host_from(&h);
+        }
+        if let Some(p) = get("PG_PORT") {
+            c.port = parse_port(&p)?;
+        }
+        if let Some(u) = get("PG_USER") {
+            c.dbname = u.clone();
+            c.user = u;
+        }
+        c.password = get("PG_PASSWORD");
+        if let Some(d) = get("PG_DB") {
+            c.dbname = d;
+        }
+        Ok(Some(c))
+    }
+
+    /// The same server, another database.
+    pub fn with_dbname(&self, dbname: &str) -> Config {
+        Config {
+            dbname: dbname.into(),
+            ..self.clone()
+        }
+    }
+
+    /// Applies one libpq-style setting.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        match key {
+            "host" | "hostaddr" => self.host = host_from(value),
+            "port" => self.port = parse_port(value)?,
+            "user" => self.user = value.into(),
+            "password" => self.password = Some(value.into()),
+            "dbname" => self.dbname = value.into(),
+            "application_name" => self.application_name = value.into(),
+            "connect_timeout" => self.connect_timeout = Duration::from_secs(parse_num(key, value)?),
+            "statement_timeout" => {
+                let ms = parse_num(key, value)?;
+                self.statement_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+            "keepalives_idle" => {
+                let s = parse_num(key, value)?;
+                self.keepalive_idle = (s > 0).then(|| Duration::from_secs(s));
+            }
+            // Accepted for compatibility with common connection strings; TLS is not built in.
+            "sslmode" if matches!(value, "disable" | "allow" | "prefer") => {}
+            "sslmode" => {
+                return Err(Error::Config(format!(
+                    "sslmode={value} is not supported (TLS is not built into this client)"
+                )));
+            }
+            _ => return Err(Error::Config(format!("unknown connection setting `{key}`"))),
+        }
+        Ok(())
+    }
+}
+
+fn host_from(h: &str) -> Host {
+    if h.starts_with('/') {
+        Host::Unix(PathBuf::from(h))
+    } else {
+        Host::Tcp(h.into())
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, Error> {
+    p.parse()
+        .map_err(|_| Error::Config(format!("invalid port `{p}`")))
+}
+
+fn parse_num(key: &str, v: &str) -> Result<u64, Error> {
+    v.parse()
+        .map_err(|_| Error::Config(format!("invalid number `{v}` for `{key}`")))
+}
+
+fn parse_url(s: &str) -> Result<Config, Error> {
+    let rest = s
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or_else(|| Error::Config("missing scheme".into()))?;
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match main.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (main, None),
+    };
+    let mut c = Config::default();
+    let mut user_given = false;
+    let mut db_given = false;
+    let hostport = match authority.rsplit_once('@') {
+        Some((userinfo, hp)) => {
+            let (u, p) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if !u.is_empty() {
+                c.user = percent_decode(u)?;
+                user_given = true;
+            }
+            if let Some(p) = p {
+                c.password = Some(percent_decode(p)?);
+            }
+            hp
+        }
+        None => authority,
+    };
+    if !hostport.is_empty() {
+        let (h, p) = if let Some(stripped) = hostport.strip_prefix('[') {
+            // [IPv6]:port
+            let (h, after) = stripped
+                .split_once(']')
+                .ok_or_else(|| Error::Config("unterminated IPv6 address".into()))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if !h.is_empty() {
+            c.host = host_from(&percent_decode(h)?);
+        }
+        if let Some(p) = p.filter(|p| !p.is_empty()) {
+            c.port = parse_port(p)?;
+        }
+    }
+    if let Some(db) = path.filter(|p| !p.is_empty()) {
+        c.dbname = percent_decode(db)?;
+        db_given = true;
+    }
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        user_given |= k == "user";
+        db_given |= k == "dbname";
+        c.set(&k, &v)?;
+    }
+    if user_given && !db_given {
+        c.dbname = c.user.clone();
+    }
+    Ok(c)
+}
+
+fn parse_key_values(s: &str) -> Result<Config, Error> {
+    let mut c = Config::default();
+    let mut db_given = false;
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(ch) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(ch);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(Error::Config(format!("expected `=` after `{key}`")));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some('\\') => value.push(
+                        chars
+                            .next()
+                            .ok_or_else(|| Error::Config("dangling escape".into()))?,
+                    ),
+                    Some(ch) => value.push(ch),
+                    None => return Err(Error::Config(format!("unterminated quote in `{key}`"))),
+                }
+            }
+        } else {
+            while let Some(ch) = chars.next_if(|c| !c.is_whitespace()) {
+                if ch == '\\' {
+                    value.push(
+                        chars
+                            .next()
+                            .ok_or_else(|| Error::Config("dangling escape".into()))?,
+                    );
+                } else {
+                    value.push(ch);
+                }
+            }
+        }
+        db_given |= key == "dbname";
+        c.set(&key, &value)?;
+        if key == "user" && !db_given {
+            c.dbname = value;
+        }
+    }
+    Ok(c)
+}
+
+fn percent_decode(s: &str) -> Result<String, Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::Config(format!("bad percent-escape in `{s}`")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::Config(format!("`{s}` is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn url_with_everything() {
+        let c = Config::parse(
+            "postgres://al%40ice:p%3Ass@db.example:6543/queen?application_name=x&connect_timeout=2",
+        )
+        .unwrap();
+        assert_eq!(c.user, "al@ice");
+        assert_eq!(c.password.as_deref(), Some("p:ss"));
+        assert_eq!(c.host, Host::Tcp("db.example".into()));
+        assert_eq!(c.port, 6543);
+        assert_eq!(c.dbname, "queen");
+        assert_eq!(c.application_name, "x");
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn url_unix_socket_and_defaults() {
+        let c = Config::parse("postgresql://bob@%2Fvar%2Frun%2Fpostgresql").unwrap();
+        assert_eq!(c.host, Host::Unix("/var/run/postgresql".into()));
+        assert_eq!(c.dbname, "bob", "dbname defaults to the user");
+        let c = Config::parse("postgresql:///app?host=/tmp&port=5433").unwrap();
+        assert_eq!(c.host, Host::Unix("/tmp".into()));
+        assert_eq!(c.port, 5433);
+        assert_eq!(c.dbname, "app");
+        let c = Config::parse("postgres://u@[::1]:5000/d").unwrap();
+        assert_eq!(c.host, Host::Tcp("::1".into()));
+        assert_eq!(c.port, 5000);
+    }
+
+    #[test]
+    fn key_value_string() {
+        let c = Config::parse(
+            "host=/tmp/s port=5 user=me password='a b\\'c' dbname = d statement_timeout=1500",
+        )
+        .unwrap();
+        assert_eq!(c.host, Host::Unix("/tmp/s".into()));
+        assert_eq!(c.port, 5);
+        assert_eq!(c.user, "me");
+        assert_eq!(c.password.as_deref(), Some("a b'c"));
+        assert_eq!(c.dbname, "d");
+        assert_eq!(c.statement_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        for bad in [
+            "port=x",
+            "host",
+            "password='open",
+            "frobnicate=1",
+            "postgres://h:99999/d",
+            "postgres://h/%zz",
+            "sslmode=require",
+        ] {
+            assert!(matches!(Config::parse(bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        assert_eq!(
+            Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap(),
+            None
+        );
+        let env = HashMap::from([
+            ("PG_HOST", "10.0.0.1"),
+            ("PG_PORT", "7000"),
+            ("PG_USER", "q"),
+            ("PG_PASSWORD", "s"),
+        ]);
+        let c = Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.host, c.port, c.user.as_str(), c.dbname.as_str()),
+            (Host::Tcp("10.0.0.1".into()), 7000, "q", "q")
+        );
+        assert_eq!(c.password.as_deref(), Some("s"));
+        let env = HashMap::from([("DATABASE_URL", "postgres://x@y/z"), ("PG_HOST", "ignored")]);
+        let c = Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.host, Host::Tcp("y".into()));
+    }
+}

@@ -1,0 +1,249 @@
+//! One PostgreSQL connection: a cheap, clonable handle in front of a task that owns the socket.
+//!
+//! `send` is cancel-safe in the sense that matters for a database client: dropping the future
+//! before the pipeline was handed to the task sends nothing; dropping it afterwards does not stop
+//! the statements (they run and their results are discarded). Only [`CancelToken::cancel`] stops
+//! a running statement.
+
+mod startup;
+pub(crate) mod task;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::client::Client;
+use crate::config::{Config, Host};
+use crate::error::Error;
+use crate::notify::Notification;
+use crate::pipeline::{Pipeline, SegmentResult};
+use crate::statement::Statement;
+use task::{Request, Response, Task};
+
+/// Pipelines that may wait in a connection's queue before `send` waits for room.
+const QUEUE_DEPTH: usize = 1024;
+
+/// A handle to one connection. Clones share the connection; requests from all clones are
+/// pipelined on it in the order they arrive.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    tx: mpsc::Sender<Request>,
+    info: Arc<Info>,
+}
+
+#[derive(Debug)]
+struct Info {
+    cancel: CancelToken,
+    kill: Arc<Notify>,
+    server_version: String,
+}
+
+impl Connection {
+    /// Connects (TCP or Unix socket), authenticates and starts the connection task. The whole
+    /// sequence is bounded by `config.connect_timeout`.
+    pub async fn connect(config: &Config) -> Result<Connection, Error> {
+        Connection::connect_inner(config, None).await
+    }
+
+    pub(crate) async fn connect_inner(
+        config: &Config,
+        notifications: Option<mpsc::UnboundedSender<Notification>>,
+    ) -> Result<Connection, Error> {
+        let fut = async {
+            match &config.host {
+                Host::Tcp(host) => {
+                    let stream = TcpStream::connect((host.as_str(), config.port)).await?;
+                    stream.set_nodelay(true)?;
+                    if let Some(idle) = config.keepalive_idle {
+                        let ka = socket2::TcpKeepalive::new()
+                            .with_time(idle)
+                            .with_interval(idle.min(std::time::Duration::from_secs(5)))
+                            .with_retries(3);
+                        socket2::SockRef::from(&stream).set_tcp_keepalive(&ka)?;
+                    }
+                    let (h, stream) = handshake(stream, config).await?;
+                    let (r, w) = stream.into_split();
+                    Ok(h.start(r, w, notifications))
+                }
+                Host::Unix(dir) => {
+                    let stream = UnixStream::connect(socket_path(dir, config.port)).await?;
+                    let (h, stream) = handshake(stream, config).await?;
+                    let (r, w) = stream.into_split();
+                    Ok(h.start(r, w, notifications))
+                }
+            }
+        };
+        tokio::time::timeout(config.connect_timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout("connect"))?
+    }
+
+    /// Runs startup over any byte stream and starts the connection task on it. Used with a
+    /// scripted backend in tests; real connections use [`Connection::connect`].
+    pub async fn from_stream<S>(stream: S, config: &Config) -> Result<Connection, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (h, stream) = handshake(stream, config).await?;
+        let (r, w) = tokio::io::split(stream);
+        Ok(h.start(r, w, None))
+    }
+
+    /// The server's `server_version`.
+    pub fn server_version(&self) -> &str {
+        &self.info.server_version
+    }
+
+    /// A token that can cancel the statement this connection is running.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.info.cancel.clone()
+    }
+
+    /// Stops the connection task now: pipelines in flight fail with a connection error. Used when
+    /// a connection stops answering (a health check timed out).
+    pub fn abort(&self) {
+        self.info.kill.notify_one();
+    }
+
+    /// True once the connection task has stopped (socket closed or failed).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Completes when the connection task stops.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    /// Pipelines submitted and not yet answered (including queued ones), approximately.
+    pub fn queued(&self) -> usize {
+        QUEUE_DEPTH - self.tx.capacity()
+    }
+
+    pub(crate) async fn send_raw(&self, pipeline: Pipeline) -> Result<Response, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { pipeline, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+impl Client for Connection {
+    async fn send(&self, pipeline: Pipeline) -> Result<Vec<SegmentResult>, Error> {
+        Ok(self.send_raw(pipeline).await?.segments)
+    }
+
+    async fn prepare_typed(
+        &self,
+        sql: &str,
+        types: &[postgres_protocol::Oid],
+    ) -> Result<Statement, Error> {
+        let name = Statement::new_name();
+        let resp = self.send_raw(Pipeline::prepare(&name, sql, types)?).await?;
+        if let Some(Err(e)) = resp.segments.into_iter().next() {
+            return Err(e);
+        }
+        let (params, columns) = resp
+            .described
+            .ok_or_else(|| Error::protocol("no description for a prepared statement"))?;
+        Ok(Statement::new(name, sql.to_owned(), params, columns))
+    }
+}
+
+/// A connection that finished startup, before its task is started.
+struct Handshake {
+    conn: Connection,
+    rx: mpsc::Receiver<Request>,
+    read_buf: bytes::BytesMut,
+}
+
+impl Handshake {
+    fn start<R, W>(
+        self,
+        r: R,
+        w: W,
+        notifications: Option<mpsc::UnboundedSender<Notification>>,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let kill = self.conn.info.kill.clone();
+        tokio::spawn(Task::new(r, w, self.rx, self.read_buf, notifications, kill).run());
+        self.conn
+    }
+}
+
+async fn handshake<S>(mut stream: S, config: &Config) -> Result<(Handshake, S), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (session, read_buf) = startup::startup(&mut stream, config).await?;
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let conn = Connection {
+        tx,
+        info: Arc::new(Info {
+            cancel: CancelToken {
+                host: config.host.clone(),
+                port: config.port,
+                process_id: session.process_id,
+                secret_key: session.secret_key,
+            },
+            kill: Arc::new(Notify::new()),
+            server_version: session.server_version,
+        }),
+    };
+    Ok((Handshake { conn, rx, read_buf }, stream))
+}
+
+fn socket_path(dir: &std::path::Path, port: u16) -> PathBuf {
+    dir.join(format!(".s.PGSQL.{port}"))
+}
+
+/// Cancels whatever statement a connection is running, from any task, over a new socket.
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    host: Host,
+    port: u16,
+    process_id: i32,
+    secret_key: i32,
+}
+
+impl CancelToken {
+    /// Sends a CancelRequest. The server gives no answer; the cancelled statement fails with
+    /// SQLSTATE `57014` on its own connection.
+    pub async fn cancel(&self) -> Result<(), Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(
+            self.process_id,
+            self.secret_key,
+            &mut buf,
+        );
+        async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+            mut s: S,
+            buf: &[u8],
+        ) -> Result<(), Error> {
+            s.write_all(buf).await?;
+            // The server closes the socket once it has read the request.
+            let mut sink = [0u8; 1];
+            let _ = s.read(&mut sink).await;
+            Ok(())
+        }
+        match &self.host {
+            Host::Tcp(h) => send(TcpStream::connect((h.as_str(), self.port)).await?, &buf).await,
+            Host::Unix(dir) => {
+                send(
+                    UnixStream::connect(socket_path(dir, self.port)).await?,
+                    &buf,
+                )
+                .await
+            }
+        }
+    }
+}

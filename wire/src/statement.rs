@@ -1,0 +1,181 @@
+//! Prepared statements and result rows.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::Oid;
+use postgres_protocol::message::backend::{DataRowBody, RowDescriptionBody};
+
+use crate::error::Error;
+use crate::types::FromSql;
+
+/// A result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Type OID.
+    pub type_oid: Oid,
+}
+
+pub(crate) fn columns_from(body: &RowDescriptionBody) -> Result<Arc<[Column]>, Error> {
+    body.fields()
+        .map(|f| {
+            Ok(Column {
+                name: f.name().to_owned(),
+                type_oid: f.type_oid(),
+            })
+        })
+        .collect::<Vec<_>>()
+        .map(Arc::from)
+        .map_err(|e| Error::protocol(format!("bad RowDescription: {e}")))
+}
+
+/// A named prepared statement.
+///
+/// A statement is prepared once (on any connection, which reports its parameter and column types)
+/// and is then valid on every connection of the process: a connection that has not parsed it yet
+/// sends the `Parse` in front of the first pipeline that uses it, in the same flight, so lazy
+/// preparation never costs a round trip. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Statement(Arc<StatementInner>);
+
+#[derive(Debug)]
+struct StatementInner {
+    name: String,
+    sql: String,
+    params: Vec<Oid>,
+    columns: Arc<[Column]>,
+}
+
+static NEXT_STATEMENT: AtomicU64 = AtomicU64::new(0);
+
+impl Statement {
+    pub(crate) fn new_name() -> String {
+        format!("qs{}", NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn new(
+        name: String,
+        sql: String,
+        params: Vec<Oid>,
+        columns: Arc<[Column]>,
+    ) -> Statement {
+        Statement(Arc::new(StatementInner {
+            name,
+            sql,
+            params,
+            columns,
+        }))
+    }
+
+    /// The server-side name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    /// Parameter type OIDs as the server resolved them.
+    pub fn params(&self) -> &[Oid] {
+        &self.0.params
+    }
+    /// Result columns.
+    pub fn columns(&self) -> &Arc<[Column]> {
+        &self.0.columns
+    }
+}
+
+/// One result row. Values are decoded lazily from the received buffer.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Arc<[Column]>,
+    body: Bytes,
+    ranges: Vec<Option<Range<usize>>>,
+}
+
+impl Row {
+    pub(crate) fn new(columns: Arc<[Column]>, body: &DataRowBody) -> Result<Row, Error> {
+        let ranges: Vec<_> = body
+            .ranges()
+            .collect()
+            .map_err(|e| Error::protocol(format!("bad DataRow: {e}")))?;
+        if ranges.len() != columns.len() {
+            return Err(Error::protocol(format!(
+                "DataRow has {} values for {} columns",
+                ranges.len(),
+                columns.len()
+            )));
+        }
+        Ok(Row {
+            columns,
+            body: body.buffer_bytes().clone(),
+            ranges,
+        })
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+    /// True for a row without columns.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+    /// The columns.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Decodes column `idx` as `T`.
+    pub fn get<'a, T: FromSql<'a>>(&'a self, idx: usize) -> Result<T, Error> {
+        let decode_err = |source| Error::Decode {
+            column: idx,
+            source,
+        };
+        let column = self
+            .columns
+            .get(idx)
+            .ok_or_else(|| decode_err(format!("no column {idx}").into()))?;
+        if !T::accepts(column.type_oid) {
+            return Err(decode_err(
+                format!(
+                    "type {} (oid {}) cannot be read as {}",
+                    column.name,
+                    column.type_oid,
+                    std::any::type_name::<T>()
+                )
+                .into(),
+            ));
+        }
+        match &self.ranges[idx] {
+            Some(r) => T::from_sql(column.type_oid, &self.body[r.clone()]),
+            None => T::from_sql_null(column.type_oid),
+        }
+        .map_err(decode_err)
+    }
+}
+
+/// What one statement of a pipeline returned.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// The rows, in order.
+    pub rows: Vec<Row>,
+    /// The command tag, e.g. `INSERT 0 1`.
+    pub tag: String,
+}
+
+impl QueryResult {
+    /// Rows inserted, updated, deleted, selected… as reported by the command tag.
+    pub fn rows_affected(&self) -> u64 {
+        self.tag
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
