@@ -1,19 +1,34 @@
 //! Engine errors.
 
-/// Errors of the queue engine.
-#[derive(Debug, thiserror::Error)]
+use std::sync::Arc;
+
+/// Errors of the queue engine. Cheap to clone: one failed coalesced statement is reported to
+/// every request that was in it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    /// The database failed (see [`queen_wire::Error::is_connection`] for reachability).
+    /// The database failed (see [`EngineError::is_unavailable`] for reachability).
     #[error(transparent)]
-    Db(#[from] queen_wire::Error),
+    Db(Arc<queen_wire::Error>),
     /// A schema migration failed.
     #[error("migration {name} failed: {source}")]
     Migration {
         /// File name of the migration.
         name: &'static str,
         /// Why.
-        source: queen_wire::Error,
+        source: Arc<queen_wire::Error>,
     },
+    /// The request is invalid (the caller should answer 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+impl From<queen_wire::Error> for EngineError {
+    fn from(e: queen_wire::Error) -> EngineError {
+        EngineError::Db(Arc::new(e))
+    }
 }
 
 impl EngineError {
@@ -22,6 +37,16 @@ impl EngineError {
         match self {
             EngineError::Db(e) => e.is_connection(),
             EngineError::Migration { source, .. } => source.is_connection(),
+            EngineError::Invalid(_) => false,
+            EngineError::ShuttingDown => true,
+        }
+    }
+
+    /// The SQLSTATE of a database error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            EngineError::Db(e) => e.code(),
+            _ => None,
         }
     }
 }

@@ -1,11 +1,29 @@
 //! Queue semantics on top of the wire client.
 //!
 //! This crate owns everything that knows what a queue is: the schema and its migrations
-//! ([`schema`]), and (as they land) the push, pop, ack, transaction and lease operations as
-//! explicit state machines, request coalescing, caches, wake-ups, the disk buffer and background
-//! jobs. It speaks to PostgreSQL only through `queen-wire` and knows nothing of HTTP.
+//! ([`schema`]), and the push, pop, ack, lease and transaction operations. Each operation is an
+//! explicit state machine (documented in its module) whose database work is one statement — a
+//! server-side function from `sql/functions.sql` — so a push, pop or ack costs one round trip
+//! (a push two on the first sight of a partition). Concurrent pushes and acks are folded into
+//! shared statements by [`batch`]; long-poll pops wait on the [`wakeup`] hub.
+//!
+//! It speaks to PostgreSQL only through `queen-wire` and knows nothing of HTTP.
 
+mod ack;
+pub mod batch;
+mod cache;
+mod engine;
 pub mod error;
+pub mod model;
+mod pop;
+mod push;
 pub mod schema;
+mod statements;
+mod sweeper;
+mod transaction;
+pub mod wakeup;
 
+pub use batch::BatchConfig;
+pub use engine::{Engine, EngineConfig, Metrics};
 pub use error::EngineError;
+pub use model::*;

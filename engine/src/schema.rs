@@ -28,6 +28,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../sql/migrations/0001_schema.sql"),
 }];
 
+/// Server-side functions (`CREATE OR REPLACE`), applied after the migrations.
+pub const FUNCTIONS: &str = include_str!("../../sql/functions.sql");
+
 /// Key of the advisory lock that serialises migrations across servers.
 const MIGRATION_LOCK: i64 = 0x5155_4545_4e00_0001;
 
@@ -44,7 +47,18 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, EngineError> {
     .or_else(ignore_concurrent_create)?;
     conn.query_sql("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let result = apply_missing(&conn).await;
+    let result = match apply_missing(&conn).await {
+        // The functions are replaced on every start so they always match this build.
+        Ok(applied) => conn
+            .batch_execute(FUNCTIONS)
+            .await
+            .map(|()| applied)
+            .map_err(|source| EngineError::Migration {
+                name: "functions.sql",
+                source: source.into(),
+            }),
+        Err(e) => Err(e),
+    };
     // Released in any case; also released by the server if the session dies.
     let unlock = conn
         .query_sql("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
@@ -69,7 +83,7 @@ async fn apply_missing(conn: &queen_wire::Connection) -> Result<Vec<i32>, Engine
             .await
             .map_err(|source| EngineError::Migration {
                 name: m.name,
-                source,
+                source: source.into(),
             })?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
         applied.push(m.version);

@@ -55,7 +55,11 @@ pub type SegmentResult = Result<Vec<QueryResult>, Error>;
 impl Pipeline {
     /// An empty pipeline.
     pub fn new() -> Pipeline {
-        Pipeline::default()
+        Pipeline {
+            // Enough for a typical Bind/Execute/Sync without regrowing.
+            buf: BytesMut::with_capacity(256),
+            ..Pipeline::default()
+        }
     }
 
     /// Bytes encoded so far.

@@ -134,13 +134,16 @@ where
         let mut open = true;
         // Messages may already be buffered from startup.
         self.process_input()?;
+        // One registration for the whole life of the task, not one per loop turn.
+        let kill = self.kill.clone();
+        let mut killed = std::pin::pin!(kill.notified());
         loop {
             if !open && self.in_flight.is_empty() && self.write_buf.is_empty() {
                 return Ok(());
             }
             let can_take = open && self.write_buf.len() < WRITE_HIGH_WATER;
             tokio::select! {
-                _ = self.kill.notified() => {
+                _ = &mut killed => {
                     return Err(Error::Io(std::io::ErrorKind::ConnectionAborted.into()));
                 }
                 req = self.rx.recv(), if can_take => match req {
@@ -184,9 +187,10 @@ where
             let _ = reply.send(Ok(Response::default()));
             return;
         }
-        let mut ops = VecDeque::with_capacity(pipeline.ops.len() + pipeline.statements.len());
+        // Statements this connection has not parsed yet are parsed first, in the same flight.
+        let mut parses = Vec::new();
         for stmt in &pipeline.statements {
-            if self.prepared.insert(stmt.name().to_owned()) {
+            if !self.prepared.contains(stmt.name()) {
                 if let Err(e) = frontend::parse(
                     stmt.name(),
                     stmt.sql(),
@@ -196,7 +200,8 @@ where
                     let _ = reply.send(Err(Error::Io(e)));
                     return;
                 }
-                ops.push_back(Op::Parse(Some(stmt.name().to_owned())));
+                self.prepared.insert(stmt.name().to_owned());
+                parses.push(Op::Parse(Some(stmt.name().to_owned())));
             }
         }
         for op in &pipeline.ops {
@@ -204,7 +209,10 @@ where
                 self.prepared.insert(name.clone());
             }
         }
-        ops.extend(pipeline.ops.drain(..));
+        let mut ops = VecDeque::from(std::mem::take(&mut pipeline.ops));
+        for p in parses.into_iter().rev() {
+            ops.push_front(p);
+        }
         self.write_buf.extend_from_slice(&pipeline.buf);
         self.in_flight.push_back(InFlight {
             ops,

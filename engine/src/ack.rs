@@ -1,0 +1,173 @@
+//! Ack: offset commits, folded across concurrent requests into one `queen.ack` call.
+//!
+//! ```text
+//!   Submit ──► (shared round trip) ──► Done
+//! ```
+//!
+//! The rules (semantics.md §3) live in the database function, which settles each
+//! (partition, group) under its cursor row lock: a `completed` commits the cursor to the message,
+//! the lowest `failed`/`retry` clamps the cursor before it whatever else the batch says, acks
+//! below the cursor are `noop` (or refused for a nack), unknown messages fail, and an ack naming
+//! a lease that is not live fails with every other item of its partition.
+//!
+//! One round trip per request, shared with the other requests of the batch. A request's items
+//! are independent (per-item results); a failure of the whole statement is reported to each
+//! request of the batch.
+
+use std::sync::Arc;
+
+use queen_wire::{Client, Pipeline};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::batch::Job;
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::model::{AckItem, AckOutcome};
+
+#[derive(Debug)]
+pub(crate) struct AckJob {
+    pub items: Vec<AckItem>,
+    pub reply: oneshot::Sender<Result<Vec<AckOutcome>, EngineError>>,
+}
+
+impl Job for AckJob {
+    fn items(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Acks one request's items.
+pub(crate) async fn ack(inner: &Inner, items: Vec<AckItem>) -> Result<Vec<AckOutcome>, EngineError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (reply, rx) = oneshot::channel();
+    inner
+        .ack_batcher
+        .submit(AckJob { items, reply })
+        .map_err(|_| EngineError::ShuttingDown)?;
+    rx.await.map_err(|_| EngineError::ShuttingDown)?
+}
+
+/// Column arrays of `queen.ack`.
+pub(crate) struct AckArrays {
+    groups: Vec<String>,
+    partition_ids: Vec<Uuid>,
+    txids: Vec<String>,
+    statuses: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+    leases: Vec<Option<Uuid>>,
+}
+
+impl AckArrays {
+    pub(crate) fn new<'a>(items: impl IntoIterator<Item = &'a AckItem>) -> AckArrays {
+        let mut a = AckArrays {
+            groups: Vec::new(),
+            partition_ids: Vec::new(),
+            txids: Vec::new(),
+            statuses: Vec::new(),
+            errors: Vec::new(),
+            leases: Vec::new(),
+        };
+        for it in items {
+            a.groups.push(it.consumer_group.clone());
+            a.partition_ids.push(it.partition_id);
+            a.txids.push(it.transaction_id.clone());
+            a.statuses.push(it.status.as_sql());
+            a.errors.push(it.error.clone());
+            a.leases.push(it.lease_id);
+        }
+        a
+    }
+
+    /// Adds the `queen.ack` call to a pipeline's current segment.
+    pub(crate) fn add_to(&self, p: &mut Pipeline, inner: &Inner, strict: bool) -> Result<(), EngineError> {
+        p.query(
+            &inner.statements.ack,
+            &[
+                &self.groups,
+                &self.partition_ids,
+                &self.txids,
+                &self.statuses,
+                &self.errors,
+                &self.leases,
+                &strict,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Decodes `queen.ack` rows into outcomes for `items` (in order).
+pub(crate) fn outcomes(items: &[&AckItem], rows: &[queen_wire::Row]) -> Result<Vec<AckOutcome>, EngineError> {
+    let mut out: Vec<Option<AckOutcome>> = vec![None; items.len()];
+    for r in rows {
+        let idx: i32 = r.get(0)?;
+        let i = usize::try_from(idx - 1).map_err(|_| EngineError::Invalid("bad ack index".into()))?;
+        let Some(item) = items.get(i) else { continue };
+        out[i] = Some(AckOutcome {
+            index: i,
+            transaction_id: item.transaction_id.clone(),
+            success: r.get(1)?,
+            error: r.get(2)?,
+            queue: r.get(3)?,
+            partition: r.get(4)?,
+            lease_released: r.get(5)?,
+            dlq: r.get(6)?,
+            noop: r.get(7)?,
+        });
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, o)| o.ok_or_else(|| EngineError::Invalid(format!("no ack result for item {i}"))))
+        .collect()
+}
+
+/// Runs one batch of ack jobs as one statement.
+pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<AckJob>) {
+    let all: Vec<&AckItem> = jobs.iter().flat_map(|j| j.items.iter()).collect();
+    let result = async {
+        let mut p = Pipeline::new();
+        AckArrays::new(all.iter().copied()).add_to(&mut p, &inner, false)?;
+        let seg = inner.pool.send_segment(p).await?;
+        let rows = seg.into_iter().next().map(|r| r.rows).unwrap_or_default();
+        outcomes(&all, &rows)
+    }
+    .await;
+    // A nack (or a released lease) makes messages available again: wake waiting pops.
+    if let Ok(outs) = &result {
+        let mut woken: Vec<&str> = Vec::new();
+        for (o, it) in outs.iter().zip(&all) {
+            if o.lease_released && o.success && it.status != crate::model::AckStatus::Completed {
+                if let Some(q) = o.queue.as_deref() {
+                    if !woken.contains(&q) {
+                        woken.push(q);
+                    }
+                }
+            }
+        }
+        for q in woken {
+            inner.hub.wake(q);
+        }
+        inner.metrics.acked(outs.iter().filter(|o| o.success).count());
+    }
+    let mut offset = 0;
+    for job in jobs {
+        let n = job.items.len();
+        let reply = match &result {
+            Ok(outs) => Ok(outs[offset..offset + n]
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, mut o)| {
+                    o.index = i;
+                    o
+                })
+                .collect()),
+            Err(e) => Err(e.clone()),
+        };
+        offset += n;
+        let _ = job.reply.send(reply);
+    }
+}

@@ -1,0 +1,274 @@
+//! The [`Engine`]: the handle the HTTP layer calls, and the shared state behind it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use queen_wire::{Client, Pool};
+use uuid::Uuid;
+
+use crate::ack::{self, AckJob};
+use crate::batch::{BatchConfig, Batcher};
+use crate::cache::PartitionCache;
+use crate::error::EngineError;
+use crate::model::{
+    AckItem, AckOutcome, LeaseExtension, PopRequest, PopResult, PushItem, PushOutcome, QueueInfo,
+    QueueOptions, TxOperation, TxOutcome,
+};
+use crate::push::{self, PushJob};
+use crate::statements::Statements;
+use crate::wakeup::{Announcer, WakeHub};
+use crate::{pop, sweeper, transaction};
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Coalescing of pushes.
+    pub push_batch: BatchConfig,
+    /// Coalescing of acks.
+    pub ack_batch: BatchConfig,
+    /// How often expired leases are settled.
+    pub sweep_interval: Duration,
+    /// Window in which pushed queues are gathered into one NOTIFY.
+    pub notify_debounce: Duration,
+    /// A waiting pop re-checks at least this often (for time-based availability).
+    pub long_poll_recheck: Duration,
+    /// Listen for other servers' pushes (off for single-server tests that do not need it).
+    pub listen: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            push_batch: BatchConfig::default(),
+            ack_batch: BatchConfig::default(),
+            sweep_interval: Duration::from_secs(1),
+            notify_debounce: Duration::from_millis(5),
+            long_poll_recheck: Duration::from_millis(500),
+            listen: true,
+        }
+    }
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pushed: AtomicU64,
+    popped: AtomicU64,
+    acked: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn pushed(&self, n: usize) {
+        self.pushed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn popped(&self, n: usize) {
+        self.popped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn acked(&self, n: usize) {
+        self.acked.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    /// Messages pushed (stored), popped and acked since start.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.pushed.load(Ordering::Relaxed),
+            self.popped.load(Ordering::Relaxed),
+            self.acked.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Shared state of the engine.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub pool: Pool,
+    pub statements: Statements,
+    pub partitions: PartitionCache,
+    pub hub: Arc<WakeHub>,
+    pub announcer: Announcer,
+    pub push_batcher: Batcher<PushJob>,
+    pub ack_batcher: Batcher<AckJob>,
+    pub config: EngineConfig,
+    pub metrics: Metrics,
+}
+
+/// The queue engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Applies the schema, prepares the statements and starts the background tasks (batchers,
+    /// lease sweeper, wake-up listener).
+    pub async fn start(pool: Pool, config: EngineConfig) -> Result<Engine, EngineError> {
+        crate::schema::migrate(&pool).await?;
+        let statements = Statements::prepare(&pool).await?;
+        let server_id = Uuid::new_v4().simple().to_string();
+        let hub = Arc::new(WakeHub::default());
+        let announcer = Announcer::start(pool.clone(), statements.clone(), server_id.clone(), config.notify_debounce);
+        if config.listen {
+            crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id);
+        }
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let w = weak.clone();
+            let push_batcher = Batcher::start(config.push_batch, move |jobs| {
+                let w = w.clone();
+                async move {
+                    if let Some(inner) = w.upgrade() {
+                        push::run_batch(inner, jobs).await;
+                    }
+                }
+            });
+            let w = weak.clone();
+            let ack_batcher = Batcher::start(config.ack_batch, move |jobs| {
+                let w = w.clone();
+                async move {
+                    if let Some(inner) = w.upgrade() {
+                        ack::run_batch(inner, jobs).await;
+                    }
+                }
+            });
+            Inner {
+                pool,
+                statements,
+                partitions: PartitionCache::default(),
+                hub,
+                announcer,
+                push_batcher,
+                ack_batcher,
+                config,
+                metrics: Metrics::default(),
+            }
+        });
+        sweeper::start(Arc::downgrade(&inner));
+        Ok(Engine { inner })
+    }
+
+    /// Pushes a batch of items atomically (api.md §2.1).
+    pub async fn push(&self, items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
+        let out = push::push(&self.inner, items).await?;
+        self.inner
+            .metrics
+            .pushed(out.iter().filter(|o| o.status == crate::model::PushStatus::Queued).count());
+        Ok(out)
+    }
+
+    /// Pops; with `wait`, holds until messages arrive or the time is up (api.md §2.2).
+    pub async fn pop(&self, req: &PopRequest, wait: Option<Duration>) -> Result<Option<PopResult>, EngineError> {
+        pop::pop(&self.inner, req, wait).await
+    }
+
+    /// Acknowledges messages (api.md §2.3); one outcome per item.
+    pub async fn ack(&self, items: Vec<AckItem>) -> Result<Vec<AckOutcome>, EngineError> {
+        ack::ack(&self.inner, items).await
+    }
+
+    /// Extends a live lease (api.md §2.5).
+    pub async fn extend_lease(&self, lease_id: Uuid, seconds: Option<u32>) -> Result<LeaseExtension, EngineError> {
+        let secs = seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+        let rows = self
+            .inner
+            .pool
+            .query(&self.inner.statements.extend_lease, &[&lease_id, &secs])
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| EngineError::Invalid("extend_lease returned nothing".into()))?;
+        let renewed: i32 = r.get(0)?;
+        Ok(LeaseExtension {
+            renewed: u32::try_from(renewed).unwrap_or(0),
+            expires_at: r.get(1)?,
+            error: r.get(2)?,
+        })
+    }
+
+    /// Runs pushes and acks atomically (api.md §2.4).
+    pub async fn transaction(&self, ops: Vec<TxOperation>, required_leases: Vec<Uuid>) -> Result<TxOutcome, EngineError> {
+        transaction::run(&self.inner, ops, required_leases).await
+    }
+
+    /// Creates or updates a queue (api.md §3.1).
+    pub async fn configure(
+        &self,
+        queue: &str,
+        namespace: Option<&str>,
+        task: Option<&str>,
+        o: &QueueOptions,
+    ) -> Result<QueueInfo, EngineError> {
+        push::check_name("queue", queue).map_err(EngineError::Invalid)?;
+        let st = &self.inner.statements;
+        let (qid, pid) = (Uuid::now_v7(), Uuid::now_v7());
+        let rows = self
+            .inner
+            .pool
+            .query(
+                &st.configure,
+                &[
+                    &qid, &queue, &namespace, &task, &pid, &o.lease_time, &o.max_size, &o.ttl, &o.retry_limit,
+                    &o.retry_delay, &o.dead_letter_queue, &o.dlq_after_max_retries, &o.priority,
+                    &o.delayed_processing, &o.window_buffer, &o.retention_seconds,
+                    &o.completed_retention_seconds, &o.retention_enabled, &o.encryption_enabled,
+                    &o.max_wait_time_seconds,
+                ],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| EngineError::Invalid("configure returned nothing".into()))?;
+        let default = self.inner.pool.query(&st.default_partition, &[&queue]).await?;
+        let default_partition_id = default
+            .first()
+            .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?
+            .get(0)?;
+        let info = QueueInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            namespace: r.get(2)?,
+            task: r.get(3)?,
+            default_partition_id,
+            options: QueueOptions {
+                lease_time: r.get(4)?,
+                max_size: r.get(5)?,
+                ttl: r.get(6)?,
+                retry_limit: r.get(7)?,
+                retry_delay: r.get(8)?,
+                dead_letter_queue: r.get(9)?,
+                dlq_after_max_retries: r.get(10)?,
+                priority: r.get(11)?,
+                delayed_processing: r.get(12)?,
+                window_buffer: r.get(13)?,
+                retention_seconds: r.get(14)?,
+                completed_retention_seconds: r.get(15)?,
+                retention_enabled: r.get(16)?,
+                encryption_enabled: r.get(17)?,
+                max_wait_time_seconds: r.get(18)?,
+            },
+            created_at: r.get(19)?,
+        };
+        self.inner
+            .partitions
+            .insert(info.name.clone(), crate::model::DEFAULT_PARTITION.into(), info.default_partition_id);
+        Ok(info)
+    }
+
+    /// Settles expired leases now (the sweeper does this periodically). Returns how many.
+    pub async fn sweep_expired_leases(&self) -> Result<u64, EngineError> {
+        sweeper::sweep(&self.inner).await
+    }
+
+    /// The wake-up hub (long-poll waiters).
+    pub fn hub(&self) -> &WakeHub {
+        &self.inner.hub
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+}

@@ -1,0 +1,153 @@
+//! Pop: one `queen.pop` call per request (one round trip), and the long-poll wait around it.
+//!
+//! ```text
+//!   Claim ──(messages)──────────────► Done(Some)
+//!     │
+//!     └──(nothing)──► Wait? ──(no wait / timed out)──► Done(None)
+//!                        └──(woken by a push, or re-check due)──► Claim
+//! ```
+//!
+//! The database function claims up to `partitions` partitions whose cursor has messages beyond
+//! it and no live lease (`FOR UPDATE SKIP LOCKED`, so concurrent pops spread over partitions),
+//! reads up to `batch` messages of each in order, and records the lease (or, with autoAck,
+//! commits the cursor) in the same transaction.
+//!
+//! Cancel-safety: dropping a waiting pop only drops its wake-up registration. Dropping it while
+//! the claim is in flight may leave a lease that nobody will ack; it expires like any abandoned
+//! lease (and counts as a failed delivery), so nothing is lost.
+
+use std::time::Duration;
+
+use queen_wire::{Client, Json, Timestamp};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::model::{Message, PopRequest, PopResult, QUEUE_MODE, Subscription};
+use crate::push::check_name;
+
+enum State {
+    Claim,
+    Wait,
+    Done(Option<PopResult>),
+}
+
+/// Pops once, or waits up to `wait` for messages.
+pub(crate) async fn pop(inner: &Inner, req: &PopRequest, wait: Option<Duration>) -> Result<Option<PopResult>, EngineError> {
+    validate(req)?;
+    let deadline = wait.map(|w| Instant::now() + w);
+    let signal = inner.hub.signal(&req.queue);
+    let mut state = State::Claim;
+    loop {
+        // Registered before the claim, so a push that commits in between is not missed.
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        state = match state {
+            State::Claim => match claim(inner, req).await? {
+                Some(r) => State::Done(Some(r)),
+                None if deadline.is_some() => State::Wait,
+                None => State::Done(None),
+            },
+            State::Wait => {
+                let Some(deadline) = deadline else { return Ok(None) };
+                let now = Instant::now();
+                if now >= deadline {
+                    State::Done(None)
+                } else {
+                    // Time-based conditions (delays, windows, expiring leases) are not signalled:
+                    // re-check at least this often.
+                    let recheck = (deadline - now).min(inner.config.long_poll_recheck);
+                    let _ = tokio::time::timeout(recheck, notified).await;
+                    State::Claim
+                }
+            }
+            State::Done(r) => return Ok(r),
+        };
+    }
+}
+
+fn validate(req: &PopRequest) -> Result<(), EngineError> {
+    check_name("queue", &req.queue).map_err(EngineError::Invalid)?;
+    if let Some(p) = &req.partition {
+        check_name("partition", p).map_err(EngineError::Invalid)?;
+    }
+    if req.consumer_group.is_empty() {
+        return Err(EngineError::Invalid("consumerGroup must not be empty".into()));
+    }
+    if req.batch == 0 || req.partitions == 0 {
+        return Err(EngineError::Invalid("batch and partitions must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// One claim: one round trip.
+async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, EngineError> {
+    let lease_id = Uuid::now_v7();
+    let (mode, from) = match (req.consumer_group.as_str(), req.subscription) {
+        (QUEUE_MODE, _) | (_, None) => (None, None),
+        (_, Some(Subscription::All)) => (Some("all"), None),
+        (_, Some(Subscription::New)) => (Some("new"), None),
+        (_, Some(Subscription::From(ts))) => (Some("timestamp"), Some(ts)),
+    };
+    let batch = i32::try_from(req.batch).unwrap_or(i32::MAX);
+    let partitions = i32::try_from(req.partitions).unwrap_or(i32::MAX);
+    let lease_seconds = req.lease_seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    let rows = inner
+        .pool
+        .query(
+            &inner.statements.pop,
+            &[
+                &req.queue.as_str(),
+                &req.partition.as_deref(),
+                &req.consumer_group.as_str(),
+                &batch,
+                &partitions,
+                &lease_id,
+                &lease_seconds,
+                &req.auto_ack,
+                &mode,
+                &from,
+                &req.worker_id.as_deref(),
+            ],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut expires: Option<Timestamp> = None;
+    let mut claimed: Vec<Uuid> = Vec::new();
+    for r in &rows {
+        let partition_id: Uuid = r.get(0)?;
+        if !claimed.contains(&partition_id) {
+            claimed.push(partition_id);
+        }
+        expires = r.get(11)?;
+        let payload: Option<Json<String>> = r.get(6)?;
+        messages.push(Message {
+            partition_id,
+            partition: r.get(1)?,
+            position: r.get(2)?,
+            id: r.get(3)?,
+            transaction_id: r.get(4)?,
+            trace_id: r.get(5)?,
+            payload: payload.map_or_else(|| "null".to_owned(), |j| j.0),
+            producer_sub: r.get(8)?,
+            created_at: r.get(9)?,
+            retry_count: r.get(10)?,
+            priority: r.get(12)?,
+        });
+    }
+    inner.metrics.popped(messages.len());
+    Ok(Some(PopResult {
+        queue: req.queue.clone(),
+        lease_id: (!req.auto_ack).then_some(lease_id),
+        lease_expires_at: expires,
+        consumer_group: req.consumer_group.clone(),
+        partitions_claimed: claimed.len(),
+        messages,
+    }))
+}
+

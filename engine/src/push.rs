@@ -1,0 +1,404 @@
+//! Push: the state machine of one request and the batch runner that folds concurrent requests
+//! into one `queen.push` call.
+//!
+//! ```text
+//!   Resolve ──(all partitions cached)──────────────► Insert ──► Done
+//!      │                                               ▲  │
+//!      └──(some unknown)──► Ensure ─────────────────────┘  └─(partition vanished)─► Ensure
+//! ```
+//!
+//! Round trips: one when every partition is cached (the shared `Insert`), two on first sight
+//! (`Ensure`, then `Insert`). A vanished partition (its queue was deleted and re-created) costs
+//! one more `Ensure`, at most twice.
+//!
+//! A request is atomic: its items travel in one statement (one transaction), together with the
+//! other requests of the same batch. Validation happens before, so a failure of the statement is
+//! a systemic one (database down) and is reported to every request of the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use queen_wire::{Client, Json, Pipeline};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::batch::Job;
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::model::{PushItem, PushOutcome, PushStatus};
+
+/// One item ready for the database.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub queue: String,
+    pub partition_id: Uuid,
+    pub id: Uuid,
+    pub transaction_id: String,
+    pub trace_id: Option<Uuid>,
+    pub payload: String,
+    pub producer_sub: Option<String>,
+}
+
+/// What the database did with one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowResult {
+    Inserted(Uuid),
+    Duplicate(Uuid),
+    /// The partition no longer exists (stale cache).
+    Missing,
+}
+
+/// A request's rows, queued for the batch runner.
+#[derive(Debug)]
+pub(crate) struct PushJob {
+    pub rows: Vec<Row>,
+    pub reply: oneshot::Sender<Result<Vec<RowResult>, EngineError>>,
+}
+
+impl Job for PushJob {
+    fn items(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+enum State {
+    Resolve,
+    Ensure(Vec<(String, String)>),
+    Insert,
+    Done,
+}
+
+/// Validates a queue or partition name (api.md §1).
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!("{what} name must be 1 to 255 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} name must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Runs one push request through the state machine.
+pub(crate) async fn push(inner: &Inner, items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
+    for (i, it) in items.iter().enumerate() {
+        check_name("queue", &it.queue)
+            .and_then(|()| check_name("partition", &it.partition))
+            .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
+    }
+    let mut op = PushOp::new(items);
+    let mut state = State::Resolve;
+    let mut ensures = 0;
+    loop {
+        state = match state {
+            State::Resolve => match op.resolve(inner) {
+                missing if missing.is_empty() => State::Insert,
+                missing => State::Ensure(missing),
+            },
+            State::Ensure(missing) => {
+                ensures += 1;
+                if ensures > 3 {
+                    return Err(EngineError::Invalid("partitions keep disappearing during the push".into()));
+                }
+                ensure_partitions(inner, &missing).await?;
+                State::Resolve
+            }
+            State::Insert => {
+                let results = op.insert(inner).await?;
+                if op.apply(results) {
+                    State::Done
+                } else {
+                    // Some partitions vanished: forget them and resolve again.
+                    for q in op.stale_queues() {
+                        inner.partitions.invalidate_queue(&q);
+                    }
+                    State::Resolve
+                }
+            }
+            State::Done => return Ok(op.outcomes()),
+        };
+    }
+}
+
+/// The request's data as it moves through the states.
+struct PushOp {
+    items: Vec<PushItem>,
+    /// Generated ids and transactionIds, per item.
+    ids: Vec<Uuid>,
+    txids: Vec<String>,
+    /// Index of the first item with the same (queue, partition, transactionId), per item.
+    first: Vec<usize>,
+    partition_ids: Vec<Option<Uuid>>,
+    results: Vec<Option<RowResult>>,
+}
+
+impl PushOp {
+    fn new(items: Vec<PushItem>) -> PushOp {
+        let n = items.len();
+        let txids: Vec<String> = items
+            .iter()
+            .map(|it| it.transaction_id.clone().unwrap_or_else(|| Uuid::now_v7().to_string()))
+            .collect();
+        let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(n);
+        let first = items
+            .iter()
+            .zip(&txids)
+            .enumerate()
+            .map(|(i, (it, tx))| *seen.entry((&it.queue, &it.partition, tx)).or_insert(i))
+            .collect();
+        PushOp {
+            ids: (0..n).map(|_| Uuid::now_v7()).collect(),
+            txids,
+            first,
+            partition_ids: vec![None; n],
+            results: vec![None; n],
+            items,
+        }
+    }
+
+    /// Fills partition ids from the cache; returns the (queue, partition) pairs still unknown.
+    fn resolve(&mut self, inner: &Inner) -> Vec<(String, String)> {
+        let mut missing = Vec::new();
+        for (it, pid) in self.items.iter().zip(self.partition_ids.iter_mut()) {
+            if pid.is_none() {
+                *pid = inner.partitions.get(&it.queue, &it.partition);
+                if pid.is_none() {
+                    let key = (it.queue.clone(), it.partition.clone());
+                    if !missing.contains(&key) {
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+        missing
+    }
+
+    /// Sends the rows not settled yet (first occurrences only) to the batcher.
+    async fn insert(&self, inner: &Inner) -> Result<Vec<(usize, RowResult)>, EngineError> {
+        let mut idx = Vec::new();
+        let mut rows = Vec::new();
+        for i in 0..self.items.len() {
+            if self.first[i] == i && !matches!(self.results[i], Some(RowResult::Inserted(_) | RowResult::Duplicate(_))) {
+                let it = &self.items[i];
+                let Some(partition_id) = self.partition_ids[i] else { continue };
+                idx.push(i);
+                rows.push(Row {
+                    queue: it.queue.clone(),
+                    partition_id,
+                    id: self.ids[i],
+                    transaction_id: self.txids[i].clone(),
+                    trace_id: it.trace_id,
+                    payload: it.payload.clone(),
+                    producer_sub: it.producer_sub.clone(),
+                });
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        inner
+            .push_batcher
+            .submit(PushJob { rows, reply })
+            .map_err(|_| EngineError::ShuttingDown)?;
+        let results = rx.await.map_err(|_| EngineError::ShuttingDown)??;
+        Ok(idx.into_iter().zip(results).collect())
+    }
+
+    /// Records results; false when some partitions vanished.
+    fn apply(&mut self, results: Vec<(usize, RowResult)>) -> bool {
+        let mut complete = true;
+        for (i, r) in results {
+            if r == RowResult::Missing {
+                self.partition_ids[i] = None;
+                complete = false;
+            }
+            self.results[i] = Some(r);
+        }
+        complete
+    }
+
+    fn stale_queues(&self) -> Vec<String> {
+        let mut qs: Vec<String> = self
+            .results
+            .iter()
+            .zip(&self.items)
+            .filter(|(r, _)| **r == Some(RowResult::Missing))
+            .map(|(_, it)| it.queue.clone())
+            .collect();
+        qs.dedup();
+        qs
+    }
+
+    fn outcomes(self) -> Vec<PushOutcome> {
+        let PushOp {
+            items,
+            txids,
+            first,
+            partition_ids,
+            results,
+            ..
+        } = self;
+        items
+            .into_iter()
+            .zip(txids)
+            .enumerate()
+            .map(|(i, (it, transaction_id))| {
+                let (status, message_id) = match results[first[i]] {
+                    Some(RowResult::Inserted(id)) if first[i] == i => (PushStatus::Queued, Some(id)),
+                    Some(RowResult::Inserted(id) | RowResult::Duplicate(id)) => (PushStatus::Duplicate, Some(id)),
+                    Some(RowResult::Missing) | None => (PushStatus::Duplicate, None),
+                };
+                PushOutcome {
+                    index: i,
+                    status,
+                    transaction_id,
+                    message_id,
+                    partition_id: partition_ids[i],
+                    queue: it.queue,
+                    partition: it.partition,
+                    trace_id: it.trace_id,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Creates (or finds) partitions and caches their ids: one round trip.
+pub(crate) async fn ensure_partitions(inner: &Inner, pairs: &[(String, String)]) -> Result<(), EngineError> {
+    let queues: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
+    let parts: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
+    let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+    let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+    let rows = inner
+        .pool
+        .query(&inner.statements.ensure_partitions, &[&queues, &parts, &qids, &pids])
+        .await?;
+    for r in rows {
+        inner.partitions.insert(r.get(0)?, r.get(1)?, r.get(2)?);
+    }
+    Ok(())
+}
+
+/// Column arrays of `queen.push`.
+pub(crate) struct PushArrays {
+    partition_ids: Vec<Uuid>,
+    ids: Vec<Uuid>,
+    txids: Vec<String>,
+    trace_ids: Vec<Option<Uuid>>,
+    payloads: Vec<Option<Json<String>>>,
+    encrypted: Vec<Option<Vec<u8>>>,
+    subs: Vec<Option<String>>,
+}
+
+impl PushArrays {
+    pub(crate) fn new<'a>(rows: impl IntoIterator<Item = &'a Row>) -> PushArrays {
+        let mut a = PushArrays {
+            partition_ids: Vec::new(),
+            ids: Vec::new(),
+            txids: Vec::new(),
+            trace_ids: Vec::new(),
+            payloads: Vec::new(),
+            encrypted: Vec::new(),
+            subs: Vec::new(),
+        };
+        for r in rows {
+            a.partition_ids.push(r.partition_id);
+            a.ids.push(r.id);
+            a.txids.push(r.transaction_id.clone());
+            a.trace_ids.push(r.trace_id);
+            a.payloads.push(Some(Json(r.payload.clone())));
+            a.encrypted.push(None);
+            a.subs.push(r.producer_sub.clone());
+        }
+        a
+    }
+
+    /// Adds the `queen.push` call to a pipeline's current segment.
+    pub(crate) fn add_to(&self, p: &mut Pipeline, inner: &Inner, strict: bool) -> Result<(), EngineError> {
+        p.query(
+            &inner.statements.push,
+            &[
+                &self.partition_ids,
+                &self.ids,
+                &self.txids,
+                &self.trace_ids,
+                &self.payloads,
+                &self.encrypted,
+                &self.subs,
+                &strict,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Runs one batch of push jobs as one statement.
+pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
+    // Within the batch, a (partition, transactionId) seen before is a duplicate of the first.
+    let mut first: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut unique: Vec<&Row> = Vec::new();
+    let mut slot: Vec<Vec<Result<usize, usize>>> = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let mut s = Vec::with_capacity(job.rows.len());
+        for r in &job.rows {
+            match first.get(&(r.partition_id, r.transaction_id.as_str())) {
+                Some(&u) => s.push(Err(u)),
+                None => {
+                    first.insert((r.partition_id, r.transaction_id.as_str()), unique.len());
+                    s.push(Ok(unique.len()));
+                    unique.push(r);
+                }
+            }
+        }
+        slot.push(s);
+    }
+    let arrays = PushArrays::new(unique.iter().copied());
+    let result = execute(&inner, &arrays, unique.len()).await;
+    if let Ok(results) = &result {
+        let mut woken: Vec<&str> = Vec::new();
+        for (r, row) in results.iter().zip(&unique) {
+            if matches!(r, RowResult::Inserted(_)) && !woken.contains(&row.queue.as_str()) {
+                woken.push(&row.queue);
+            }
+        }
+        for q in woken {
+            inner.hub.wake(q);
+            inner.announcer.announce(q);
+        }
+    }
+    for (job, s) in jobs.into_iter().zip(slot) {
+        let reply = match &result {
+            Ok(results) => Ok(s
+                .iter()
+                .map(|x| match *x {
+                    Ok(u) => results[u],
+                    Err(u) => match results[u] {
+                        RowResult::Inserted(id) | RowResult::Duplicate(id) => RowResult::Duplicate(id),
+                        RowResult::Missing => RowResult::Missing,
+                    },
+                })
+                .collect()),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = job.reply.send(reply);
+    }
+}
+
+async fn execute(inner: &Inner, arrays: &PushArrays, n: usize) -> Result<Vec<RowResult>, EngineError> {
+    let mut p = Pipeline::new();
+    arrays.add_to(&mut p, inner, false)?;
+    let rows = inner.pool.send_segment(p).await?;
+    let rows = rows.into_iter().next().map(|r| r.rows).unwrap_or_default();
+    let mut results = vec![RowResult::Missing; n];
+    for r in rows {
+        let ord: i32 = r.get(0)?;
+        let id: Uuid = r.get(1)?;
+        let inserted: bool = r.get(2)?;
+        let i = usize::try_from(ord - 1).map_err(|_| EngineError::Invalid("bad ordinal from push".into()))?;
+        if let Some(slot) = results.get_mut(i) {
+            *slot = if inserted { RowResult::Inserted(id) } else { RowResult::Duplicate(id) };
+        }
+    }
+    Ok(results)
+}

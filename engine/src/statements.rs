@@ -1,0 +1,41 @@
+//! Every statement the engine prepares, embedded from `sql/statements/` at build time. The heavy
+//! lifting lives in the server-side functions of `sql/functions.sql`, so each operation is one
+//! statement and one round trip.
+
+use queen_wire::{Client, Pool, Statement};
+
+use crate::error::EngineError;
+
+macro_rules! statements {
+    ($($field:ident => $file:literal),* $(,)?) => {
+        /// The prepared statements.
+        #[derive(Debug, Clone)]
+        pub(crate) struct Statements {
+            $(pub(crate) $field: Statement,)*
+        }
+
+        impl Statements {
+            /// Prepares every statement (once per process; connections parse lazily).
+            pub(crate) async fn prepare(pool: &Pool) -> Result<Statements, EngineError> {
+                Ok(Statements {
+                    $($field: pool
+                        .prepare(include_str!(concat!("../../sql/statements/", $file)))
+                        .await?,)*
+                })
+            }
+        }
+    };
+}
+
+statements! {
+    push => "push.sql",
+    pop => "pop.sql",
+    ack => "ack.sql",
+    extend_lease => "extend_lease.sql",
+    ensure_partitions => "ensure_partitions.sql",
+    require_leases => "require_leases.sql",
+    sweep => "sweep_expired_leases.sql",
+    notify_push => "notify_push.sql",
+    configure => "configure.sql",
+    default_partition => "default_partition.sql",
+}

@@ -1,0 +1,50 @@
+//! The lease-expiry sweeper: settles leases that ran out, counting each as a failed delivery of
+//! the messages it covered (so a message that keeps crashing its consumer ends in the DLQ).
+//!
+//! Safe on several servers at once: the database function locks cursor rows with
+//! `SKIP LOCKED`, so sweepers (and pops that find an expired lease, which settle it themselves)
+//! never settle the same lease twice. Works in batches of [`BATCH`].
+
+use std::sync::{Arc, Weak};
+
+use queen_wire::Client;
+
+use crate::engine::Inner;
+use crate::error::EngineError;
+
+/// Leases settled per statement.
+const BATCH: i32 = 200;
+
+pub(crate) fn start(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            let interval = match inner.upgrade() {
+                Some(i) => {
+                    if let Err(e) = sweep(&i).await {
+                        tracing::debug!(error = %e, "lease sweep failed");
+                    }
+                    i.config.sweep_interval
+                }
+                None => return,
+            };
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
+
+/// Settles every expired lease, in batches.
+pub(crate) async fn sweep(inner: &Arc<Inner>) -> Result<u64, EngineError> {
+    let mut total = 0u64;
+    loop {
+        let rows = inner.pool.query(&inner.statements.sweep, &[&BATCH]).await?;
+        let n: i32 = rows.first().map(|r| r.get(0)).transpose()?.unwrap_or(0);
+        total += u64::try_from(n).unwrap_or(0);
+        if n < BATCH {
+            if total > 0 {
+                // Messages are available again.
+                inner.hub.wake_all();
+            }
+            return Ok(total);
+        }
+    }
+}

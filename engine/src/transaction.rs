@@ -1,0 +1,153 @@
+//! Transactions: pushes and acks applied atomically (api.md §2.4).
+//!
+//! ```text
+//!   Resolve ──(unknown partitions)──► Ensure ──► Commit ──► Done
+//!      └──────────(all cached)──────────────────────┘
+//! ```
+//!
+//! `Commit` is one round trip: a single pipeline segment (one implicit transaction) holding the
+//! lease check, one strict `queen.push` per push operation and one strict `queen.ack` for all
+//! acks. Any failure — a lease that is not live, a duplicate transactionId, an ack that cannot
+//! be applied — raises inside the segment, so nothing is applied. `Ensure` (creating partitions
+//! seen for the first time) happens before and is idempotent.
+
+use queen_wire::{Client, Pipeline};
+use uuid::Uuid;
+
+use crate::ack::{AckArrays, outcomes};
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::model::{PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
+use crate::push::{PushArrays, Row, check_name, ensure_partitions};
+
+pub(crate) async fn run(inner: &Inner, ops: Vec<TxOperation>, required_leases: Vec<Uuid>) -> Result<TxOutcome, EngineError> {
+    // Resolve partitions of every push (Ensure round trip only for unknown ones).
+    let mut missing = Vec::new();
+    for op in &ops {
+        if let TxOperation::Push(items) = op {
+            for (i, it) in items.iter().enumerate() {
+                check_name("queue", &it.queue)
+                    .and_then(|()| check_name("partition", &it.partition))
+                    .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
+                if inner.partitions.get(&it.queue, &it.partition).is_none() {
+                    let key = (it.queue.clone(), it.partition.clone());
+                    if !missing.contains(&key) {
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        ensure_partitions(inner, &missing).await?;
+    }
+
+    let mut p = Pipeline::new();
+    if !required_leases.is_empty() {
+        p.query(&inner.statements.require_leases, &[&required_leases])?;
+    }
+    let mut pushes: Vec<Vec<Row>> = Vec::new();
+    let mut acks = Vec::new();
+    for op in &ops {
+        match op {
+            TxOperation::Push(items) => {
+                let mut rows = Vec::with_capacity(items.len());
+                for it in items {
+                    let partition_id = inner
+                        .partitions
+                        .get(&it.queue, &it.partition)
+                        .ok_or_else(|| EngineError::Invalid(format!("partition {} vanished", it.partition)))?;
+                    rows.push(Row {
+                        queue: it.queue.clone(),
+                        partition_id,
+                        id: Uuid::now_v7(),
+                        transaction_id: it.transaction_id.clone().unwrap_or_else(|| Uuid::now_v7().to_string()),
+                        trace_id: it.trace_id,
+                        payload: it.payload.clone(),
+                        producer_sub: it.producer_sub.clone(),
+                    });
+                }
+                PushArrays::new(&rows).add_to(&mut p, inner, true)?;
+                pushes.push(rows);
+            }
+            TxOperation::Ack(a) => acks.push(a),
+        }
+    }
+    if !acks.is_empty() {
+        AckArrays::new(acks.iter().copied()).add_to(&mut p, inner, true)?;
+    }
+    p.sync();
+    let seg = inner.pool.send(p).await?.into_iter().next().unwrap_or_else(|| Ok(Vec::new()));
+    let results = match seg {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(db) = e.as_db().filter(|d| d.code.starts_with("QU")) {
+                return Ok(TxOutcome {
+                    success: false,
+                    error: Some(db.message.clone()),
+                    results: Vec::new(),
+                });
+            }
+            return Err(e.into());
+        }
+    };
+    // Results in statement order: [require_leases], pushes…, [ack].
+    let mut it = results.into_iter();
+    if !required_leases.is_empty() {
+        it.next();
+    }
+    let mut push_out = Vec::new();
+    for rows in &pushes {
+        let res = it.next().map(|r| r.rows).unwrap_or_default();
+        let mut outs = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            outs.push(PushOutcome {
+                index: i,
+                status: PushStatus::Queued,
+                transaction_id: row.transaction_id.clone(),
+                message_id: Some(row.id),
+                partition_id: Some(row.partition_id),
+                queue: row.queue.clone(),
+                partition: String::new(),
+                trace_id: row.trace_id,
+            });
+        }
+        debug_assert_eq!(res.len(), rows.len());
+        push_out.push(outs);
+    }
+    let ack_out = match it.next() {
+        Some(r) if !acks.is_empty() => outcomes(&acks, &r.rows)?,
+        _ => Vec::new(),
+    };
+    for rows in &pushes {
+        if let Some(r) = rows.first() {
+            inner.hub.wake(&r.queue);
+            inner.announcer.announce(&r.queue);
+        }
+    }
+    // Reassemble in operation order.
+    let mut push_out = push_out.into_iter();
+    let mut ack_out = ack_out.into_iter();
+    let mut results = Vec::with_capacity(ops.len());
+    for op in &ops {
+        match op {
+            TxOperation::Push(items) => {
+                let mut outs = push_out.next().unwrap_or_default();
+                for (o, it) in outs.iter_mut().zip(items) {
+                    o.partition = it.partition.clone();
+                }
+                results.push(TxResult::Push(outs));
+            }
+            TxOperation::Ack(_) => {
+                if let Some(a) = ack_out.next() {
+                    results.push(TxResult::Ack(a));
+                }
+            }
+        }
+    }
+    Ok(TxOutcome {
+        success: true,
+        error: None,
+        results,
+    })
+}

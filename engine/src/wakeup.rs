@@ -1,0 +1,109 @@
+//! Wake-ups for long-poll pops.
+//!
+//! A push that commits calls [`WakeHub::wake`] for its queues: every pop waiting on those queues
+//! in this process re-checks at once. Other servers attached to the same database learn of the
+//! push through `NOTIFY queen_push` — debounced: queue names touched within a short window are
+//! sent together, never one NOTIFY per message — and a listener on a dedicated connection turns
+//! those notifications into local wake-ups.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use queen_wire::{Client, Config, Event, Listener, Pool};
+use tokio::sync::{Notify, mpsc};
+
+use crate::statements::Statements;
+
+/// The NOTIFY channel.
+pub const CHANNEL: &str = "queen_push";
+
+/// Per-queue wake-up signals.
+#[derive(Debug, Default)]
+pub struct WakeHub {
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl WakeHub {
+    /// The signal of `queue` (waiters call `notified()` on it before checking for messages).
+    pub fn signal(&self, queue: &str) -> Arc<Notify> {
+        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Wakes every pop waiting on `queue`.
+    pub fn wake(&self, queue: &str) {
+        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = q.get(queue) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter (after a reconnect, when notifications may have been missed).
+    pub fn wake_all(&self) {
+        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        for n in q.values() {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// Sends debounced `NOTIFY`s for queues that received messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Announcer {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Announcer {
+    pub(crate) fn start(pool: Pool, statements: Statements, server_id: String, debounce: Duration) -> Announcer {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                tokio::time::sleep(debounce).await;
+                let mut queues = HashSet::from([first]);
+                while let Ok(q) = rx.try_recv() {
+                    queues.insert(q);
+                }
+                let payloads: Vec<String> = queues.into_iter().map(|q| format!("{server_id}:{q}")).collect();
+                if let Err(e) = pool.query(&statements.notify_push, &[&payloads]).await {
+                    tracing::debug!(error = %e, "NOTIFY of pushed queues failed");
+                }
+            }
+        });
+        Announcer { tx }
+    }
+
+    pub(crate) fn announce(&self, queue: &str) {
+        let _ = self.tx.send(queue.to_owned());
+    }
+}
+
+/// Listens for other servers' pushes and wakes local waiters.
+pub(crate) fn start_listener(config: Config, hub: Arc<WakeHub>, server_id: String) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        let mut listener = loop {
+            match Listener::connect(&config).await {
+                Ok(mut l) => match l.listen(CHANNEL).await {
+                    Ok(()) => break l,
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                },
+                Err(e) => tracing::debug!(error = %e, "wake-up listener cannot connect yet"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        loop {
+            match listener.recv().await {
+                Event::Notification(n) => {
+                    if let Some((from, queue)) = n.payload.split_once(':') {
+                        if from != server_id {
+                            hub.wake(queue);
+                        }
+                    }
+                }
+                Event::Reconnected => hub.wake_all(),
+            }
+        }
+    });
+}

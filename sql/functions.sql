@@ -1,0 +1,634 @@
+-- queen-rs server-side functions: the push, pop, ack and lease operations, each one statement
+-- for the engine (one round trip). Re-applied (CREATE OR REPLACE) by every server at start-up,
+-- under the migration lock, so the functions always match the server's build.
+--
+-- Locking discipline (deadlock freedom):
+--   * pushes lock partition counter rows in partition-id order;
+--   * pops lock cursor rows with SKIP LOCKED (never wait on each other);
+--   * acks and the lease sweeper lock cursor rows in (partition id, group) order.
+
+-- Custom SQLSTATEs raised here (class QU):
+--   QU001 duplicate transactionId inside a transaction
+--   QU002 a required lease is not live
+--   QU003 an ack inside a transaction failed
+
+CREATE OR REPLACE FUNCTION queen.push(
+    p_partition_ids uuid[],
+    p_ids uuid[],
+    p_txids text[],
+    p_trace_ids uuid[],
+    p_payloads jsonb[],
+    p_encrypted bytea[],
+    p_producer_subs text[],
+    p_fail_on_duplicate boolean)
+RETURNS TABLE (ord integer, message_id uuid, inserted boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_dup text;
+BEGIN
+    -- Take the counters of every partition touched, in id order. Pushes to one partition are
+    -- serialised from here to commit, so positions follow commit order, and the statements below
+    -- (with a snapshot taken after the locks) see every message committed before us.
+    PERFORM 1 FROM queen.partitions p
+     WHERE p.id = ANY (p_partition_ids)
+     ORDER BY p.id
+       FOR UPDATE;
+
+    IF p_fail_on_duplicate THEN
+        SELECT m.transaction_id INTO v_dup
+          FROM unnest(p_partition_ids, p_txids) AS i(partition_id, txid)
+          JOIN queen.messages m ON m.partition_id = i.partition_id AND m.transaction_id = i.txid
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'duplicate transactionId %', v_dup USING ERRCODE = 'QU001';
+        END IF;
+    END IF;
+
+    RETURN QUERY
+    WITH items AS (
+        SELECT t.partition_id, t.id, t.txid, t.trace_id, t.payload, t.enc, t.sub, t.o::integer AS ord
+          FROM unnest(p_partition_ids, p_ids, p_txids, p_trace_ids, p_payloads, p_encrypted, p_producer_subs)
+               WITH ORDINALITY AS t(partition_id, id, txid, trace_id, payload, enc, sub, o)
+    ), existing AS (
+        SELECT i.ord, m.id
+          FROM items i
+          JOIN queen.messages m ON m.partition_id = i.partition_id AND m.transaction_id = i.txid
+    ), fresh AS (
+        SELECT i.*, row_number() OVER (PARTITION BY i.partition_id ORDER BY i.ord) AS k
+          FROM items i
+         WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
+    ), counts AS (
+        SELECT f.partition_id, count(*) AS n FROM fresh f GROUP BY f.partition_id
+    ), bumped AS (
+        UPDATE queen.partitions p
+           SET last_position = p.last_position + c.n,
+               last_message_at = now()
+          FROM counts c
+         WHERE p.id = c.partition_id
+        RETURNING p.id, p.last_position - c.n AS base
+    ), ins AS (
+        INSERT INTO queen.messages
+               (partition_id, position, id, transaction_id, trace_id, payload, encrypted, producer_sub)
+        SELECT f.partition_id, b.base + f.k, f.id, f.txid, f.trace_id, f.payload, f.enc, f.sub
+          FROM fresh f
+          JOIN bumped b ON b.id = f.partition_id
+        RETURNING 1
+    )
+    SELECT e.ord, e.id, false FROM existing e
+    UNION ALL
+    SELECT f.ord, f.id, true
+      FROM fresh f
+     WHERE EXISTS (SELECT 1 FROM bumped b WHERE b.id = f.partition_id)
+       AND (SELECT count(*) FROM ins) >= 0;
+END
+$$;
+
+-- A lease that ran out counts as a failed delivery of every message it covered. Messages at the
+-- head of the partition whose failures now exceed the retry limit go to the dead-letter queue
+-- (or are dropped) and the cursor moves past them. The cursor row must be locked by the caller.
+CREATE OR REPLACE FUNCTION queen.expire_lease(p_partition_id uuid, p_group text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    v_limit integer;
+    v_dlq boolean;
+    m record;
+    v_pos bigint;
+BEGIN
+    SELECT * INTO c FROM queen.cursors
+     WHERE partition_id = p_partition_id AND consumer_group = p_group;
+    IF NOT FOUND OR c.lease_id IS NULL OR c.lease_expires_at > now() THEN
+        RETURN;
+    END IF;
+    SELECT q.retry_limit, q.dead_letter_queue AND q.dlq_after_max_retries INTO v_limit, v_dlq
+      FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+     WHERE p.id = p_partition_id;
+
+    INSERT INTO queen.retries AS r (partition_id, consumer_group, position, failures, last_error)
+    SELECT p_partition_id, p_group, ms.position, 1, 'lease expired'
+      FROM queen.messages ms
+     WHERE ms.partition_id = p_partition_id
+       AND ms.position > c.position
+       AND ms.position <= coalesce(c.lease_end, c.position)
+    ON CONFLICT (partition_id, consumer_group, position)
+    DO UPDATE SET failures = r.failures + 1, last_error = 'lease expired';
+
+    v_pos := c.position;
+    FOR m IN
+        SELECT ms.position, ms.id, ms.transaction_id, r.failures
+          FROM queen.messages ms
+          JOIN queen.retries r ON r.partition_id = ms.partition_id AND r.consumer_group = p_group
+                              AND r.position = ms.position
+         WHERE ms.partition_id = p_partition_id
+           AND ms.position > c.position
+           AND ms.position <= coalesce(c.lease_end, c.position)
+         ORDER BY ms.position
+    LOOP
+        EXIT WHEN m.failures <= v_limit;
+        IF v_dlq THEN
+            INSERT INTO queen.dead_letters
+                   (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
+            VALUES (p_partition_id, m.position, m.id, m.transaction_id, p_group,
+                    'lease expired ' || m.failures || ' times', m.failures)
+            ON CONFLICT DO NOTHING;
+        END IF;
+        v_pos := m.position;
+    END LOOP;
+
+    DELETE FROM queen.retries
+     WHERE partition_id = p_partition_id AND consumer_group = p_group AND position <= v_pos;
+    UPDATE queen.cursors
+       SET position = v_pos, lease_id = NULL, lease_expires_at = NULL, lease_end = NULL
+     WHERE partition_id = p_partition_id AND consumer_group = p_group;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION queen.pop(
+    p_queue text,
+    p_partition text,          -- NULL: any partition
+    p_group text,
+    p_batch integer,
+    p_max_partitions integer,
+    p_lease_id uuid,
+    p_lease_seconds integer,   -- NULL: the queue's leaseTime
+    p_auto_ack boolean,
+    p_sub_mode text,           -- all | new | timestamp (NULL: all)
+    p_sub_from timestamptz,
+    p_worker text)
+RETURNS TABLE (
+    partition_id uuid, partition_name text, pos bigint, message_id uuid, transaction_id text,
+    trace_id uuid, payload jsonb, encrypted bytea, producer_sub text, created_at timestamptz,
+    retry_count integer, lease_expires_at timestamptz, queue_priority integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    q record;
+    v_mode text := 'all';
+    v_from timestamptz;
+    cand record;
+    v_claimed integer := 0;
+    v_n integer;
+    v_last bigint;
+    v_expires timestamptz;
+BEGIN
+    SELECT * INTO q FROM queen.queues WHERE name = p_queue;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_expires := now() + make_interval(secs => coalesce(p_lease_seconds, q.lease_time));
+
+    -- Where a named group starts on partitions it has not read: remembered per queue and group.
+    IF p_group <> '__QUEUE_MODE__' THEN
+        SELECT s.mode, s.from_ts INTO v_mode, v_from
+          FROM queen.subscriptions s WHERE s.queue_id = q.id AND s.consumer_group = p_group;
+        IF NOT FOUND THEN
+            v_mode := coalesce(p_sub_mode, 'all');
+            v_from := CASE v_mode WHEN 'new' THEN now() WHEN 'timestamp' THEN p_sub_from END;
+            INSERT INTO queen.subscriptions (queue_id, consumer_group, mode, from_ts)
+            VALUES (q.id, p_group, v_mode, v_from)
+            ON CONFLICT DO NOTHING;
+            SELECT s.mode, s.from_ts INTO v_mode, v_from
+              FROM queen.subscriptions s WHERE s.queue_id = q.id AND s.consumer_group = p_group;
+        END IF;
+    END IF;
+
+    -- Cursors for partitions this group has not read yet.
+    INSERT INTO queen.cursors (partition_id, consumer_group, position)
+    SELECT p.id, p_group,
+           CASE WHEN v_mode = 'all' OR v_from IS NULL THEN 0
+                ELSE coalesce((SELECT ms.position FROM queen.messages ms
+                                WHERE ms.partition_id = p.id AND ms.created_at < v_from
+                                ORDER BY ms.position DESC LIMIT 1), 0)
+           END
+      FROM queen.partitions p
+     WHERE p.queue_id = q.id
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND NOT EXISTS (SELECT 1 FROM queen.cursors c
+                        WHERE c.partition_id = p.id AND c.consumer_group = p_group)
+    ON CONFLICT DO NOTHING;
+
+    -- Partitions with something beyond the cursor and no live lease. SKIP LOCKED: concurrent pops
+    -- spread over partitions instead of queueing behind each other.
+    FOR cand IN
+        SELECT c.partition_id AS pid, p.name AS pname, c.lease_id AS old_lease
+          FROM queen.cursors c
+          JOIN queen.partitions p ON p.id = c.partition_id
+         WHERE p.queue_id = q.id
+           AND c.consumer_group = p_group
+           AND (p_partition IS NULL OR p.name = p_partition)
+           AND p.last_position > c.position
+           AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
+           AND (c.not_before IS NULL OR c.not_before <= now())
+           AND (q.window_buffer = 0
+                OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
+         ORDER BY c.last_consumed_at NULLS FIRST, c.partition_id
+         LIMIT greatest(p_max_partitions, 1) * 4
+           FOR UPDATE OF c SKIP LOCKED
+    LOOP
+        IF cand.old_lease IS NOT NULL THEN
+            -- The previous holder's lease ran out: that counts as a failed delivery.
+            PERFORM queen.expire_lease(cand.pid, p_group);
+        END IF;
+
+        RETURN QUERY
+        WITH cur AS (
+            SELECT c.position FROM queen.cursors c
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group
+        ), head AS (
+            SELECT ms.*
+              FROM queen.messages ms, cur
+             WHERE ms.partition_id = cand.pid AND ms.position > cur.position
+             ORDER BY ms.position
+             LIMIT p_batch
+        ), ready AS (
+            -- Deliver in order up to the first message that may not go yet (delayedProcessing):
+            -- never skip ahead of it. created_at is not monotonic in position (positions follow
+            -- commit order), hence the running bool_and rather than a filter.
+            SELECT h.*, bool_and(
+                       h.created_at <= now() - make_interval(secs => q.delayed_processing)
+                   ) OVER (ORDER BY h.position) AS ok
+              FROM head h
+        )
+        SELECT cand.pid, cand.pname, r.position, r.id, r.transaction_id, r.trace_id, r.payload,
+               r.encrypted, r.producer_sub, r.created_at, coalesce(rt.failures, 0),
+               CASE WHEN p_auto_ack THEN NULL ELSE v_expires END, q.priority
+          FROM ready r
+          LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
+                                    AND rt.position = r.position
+         WHERE r.ok
+         ORDER BY r.position;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        CONTINUE WHEN v_n = 0;
+
+        SELECT max(h.position) INTO v_last FROM (
+            SELECT ms.position FROM queen.messages ms, queen.cursors c
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group
+               AND ms.partition_id = cand.pid AND ms.position > c.position
+             ORDER BY ms.position LIMIT v_n) h;
+        IF p_auto_ack THEN
+            UPDATE queen.cursors c
+               SET position = v_last, lease_id = NULL, lease_expires_at = NULL, lease_end = NULL,
+                   worker_id = p_worker, total_consumed = c.total_consumed + v_n,
+                   last_consumed_at = now()
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
+        ELSE
+            UPDATE queen.cursors c
+               SET lease_id = p_lease_id, lease_expires_at = v_expires, lease_end = v_last,
+                   worker_id = p_worker, last_consumed_at = now()
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
+        END IF;
+        v_claimed := v_claimed + 1;
+        EXIT WHEN v_claimed >= greatest(p_max_partitions, 1);
+    END LOOP;
+END
+$$;
+
+-- Offset-commit acks (semantics.md §3). Items may span groups and partitions (coalesced
+-- requests); each (partition, group) is settled under its cursor lock, in a fixed order.
+CREATE OR REPLACE FUNCTION queen.ack(
+    p_groups text[],
+    p_partition_ids uuid[],
+    p_txids text[],
+    p_statuses text[],        -- completed | success | failed | retry | dlq
+    p_errors text[],
+    p_lease_ids uuid[],
+    p_strict boolean)         -- inside a transaction: any failed item aborts it
+RETURNS TABLE (
+    idx integer, success boolean, error text, queue_name text, partition_name text,
+    lease_released boolean, dlq boolean, noop boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+    c record;
+    it record;
+    v_stale boolean;
+    v_nack bigint;
+    v_nack_status text;
+    v_nack_error text;
+    v_commit bigint;
+    v_pos bigint;
+    v_failures integer;
+    v_released boolean;
+    v_nack_dlq boolean;
+    v_count integer;
+    v_not_before timestamptz;
+    res_idx integer[] := '{}';
+    res_ok boolean[] := '{}';
+    res_err text[] := '{}';
+    res_q text[] := '{}';
+    res_p text[] := '{}';
+    res_rel boolean[] := '{}';
+    res_dlq boolean[] := '{}';
+    res_noop boolean[] := '{}';
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS queen_ack_items (
+        idx integer, grp text, partition_id uuid, txid text, status text, err text, lease_id uuid,
+        position bigint, message_id uuid, qname text, pname text, retry_limit integer,
+        retry_delay integer, dlq_on boolean, dlq_retries boolean
+    ) ON COMMIT DROP;
+    TRUNCATE queen_ack_items;
+    INSERT INTO queen_ack_items
+    SELECT t.o::integer, t.grp, t.pid, t.txid, t.status, t.err, t.lease,
+           m.position, m.id, q.name, p.name, q.retry_limit, q.retry_delay,
+           q.dead_letter_queue, q.dlq_after_max_retries
+      FROM unnest(p_groups, p_partition_ids, p_txids, p_statuses, p_errors, p_lease_ids)
+           WITH ORDINALITY AS t(grp, pid, txid, status, err, lease, o)
+      LEFT JOIN queen.messages m ON m.partition_id = t.pid AND m.transaction_id = t.txid
+      LEFT JOIN queen.partitions p ON p.id = t.pid
+      LEFT JOIN queen.queues q ON q.id = p.queue_id;
+
+    FOR it IN SELECT * FROM queen_ack_items WHERE position IS NULL LOOP
+        res_idx := res_idx || it.idx; res_ok := res_ok || false;
+        res_err := res_err || 'Message not found'::text;
+        res_q := res_q || it.qname; res_p := res_p || it.pname;
+        res_rel := res_rel || false; res_dlq := res_dlq || false; res_noop := res_noop || false;
+    END LOOP;
+
+    FOR g IN
+        SELECT DISTINCT i.partition_id, i.grp FROM queen_ack_items i
+         WHERE i.position IS NOT NULL ORDER BY i.partition_id, i.grp
+    LOOP
+        INSERT INTO queen.cursors (partition_id, consumer_group, position)
+        VALUES (g.partition_id, g.grp, 0) ON CONFLICT DO NOTHING;
+        SELECT * INTO c FROM queen.cursors cu
+         WHERE cu.partition_id = g.partition_id AND cu.consumer_group = g.grp FOR UPDATE;
+
+        -- Fencing: an item naming a lease that is not the live one fails the whole group.
+        SELECT EXISTS (
+            SELECT 1 FROM queen_ack_items i
+             WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
+               AND i.lease_id IS NOT NULL
+               AND (c.lease_id IS DISTINCT FROM i.lease_id OR c.lease_expires_at <= now()))
+          INTO v_stale;
+        IF v_stale THEN
+            FOR it IN SELECT * FROM queen_ack_items i
+                       WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
+            LOOP
+                res_idx := res_idx || it.idx; res_ok := res_ok || false;
+                res_err := res_err || 'Invalid lease: the lease expired or is held by another consumer'::text;
+                res_q := res_q || it.qname; res_p := res_p || it.pname;
+                res_rel := res_rel || false; res_dlq := res_dlq || false; res_noop := res_noop || false;
+            END LOOP;
+            CONTINUE;
+        END IF;
+
+        -- The lowest nack above the cursor clamps everything after it.
+        SELECT i.position, i.status, i.err INTO v_nack, v_nack_status, v_nack_error
+          FROM queen_ack_items i
+         WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position > c.position
+           AND i.status IN ('failed', 'retry')
+         ORDER BY i.position LIMIT 1;
+        IF NOT FOUND THEN
+            v_nack := NULL;
+        END IF;
+        SELECT max(i.position) INTO v_commit
+          FROM queen_ack_items i
+         WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position > c.position
+           AND i.status IN ('completed', 'success', 'dlq')
+           AND (v_nack IS NULL OR i.position < v_nack);
+
+        v_pos := greatest(c.position, coalesce(v_commit, c.position));
+        v_nack_dlq := false;
+        v_not_before := NULL;
+
+        -- Explicit dead-letters at or below the new commit point.
+        INSERT INTO queen.dead_letters
+               (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
+        SELECT i.partition_id, i.position, i.message_id, i.txid, i.grp, i.err,
+               coalesce((SELECT r.failures FROM queen.retries r
+                          WHERE r.partition_id = i.partition_id AND r.consumer_group = i.grp
+                            AND r.position = i.position), 0)
+          FROM queen_ack_items i
+         WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.status = 'dlq'
+           AND i.position > c.position AND i.position <= v_pos
+        ON CONFLICT DO NOTHING;
+
+        IF v_nack IS NOT NULL THEN
+            SELECT * INTO it FROM queen_ack_items i
+             WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position = v_nack LIMIT 1;
+            IF v_nack_status = 'failed' THEN
+                INSERT INTO queen.retries AS r (partition_id, consumer_group, position, failures, last_error)
+                VALUES (g.partition_id, g.grp, v_nack, 1, v_nack_error)
+                ON CONFLICT (partition_id, consumer_group, position)
+                DO UPDATE SET failures = r.failures + 1, last_error = EXCLUDED.last_error
+                RETURNING r.failures INTO v_failures;
+            ELSE
+                v_failures := 0;
+            END IF;
+            IF v_failures > it.retry_limit THEN
+                -- Out of retries: to the dead-letter queue (or dropped), and the cursor moves past.
+                IF it.dlq_on AND it.dlq_retries THEN
+                    INSERT INTO queen.dead_letters
+                           (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
+                    VALUES (g.partition_id, v_nack, it.message_id, it.txid, g.grp,
+                            coalesce(v_nack_error, 'retry limit exceeded'), v_failures)
+                    ON CONFLICT DO NOTHING;
+                    v_nack_dlq := true;
+                END IF;
+                v_pos := v_nack;
+            ELSE
+                v_pos := v_nack - 1;
+                IF it.retry_delay > 0 THEN
+                    v_not_before := now() + make_interval(secs => it.retry_delay / 1000.0);
+                END IF;
+            END IF;
+            v_released := true;
+        ELSE
+            v_released := c.lease_id IS NOT NULL AND (c.lease_end IS NULL OR v_pos >= c.lease_end);
+        END IF;
+
+        SELECT count(*) INTO v_count FROM queen_ack_items i
+         WHERE i.partition_id = g.partition_id AND i.grp = g.grp
+           AND i.position > c.position AND i.position <= v_pos;
+        UPDATE queen.cursors cu
+           SET position = v_pos,
+               lease_id = CASE WHEN v_released THEN NULL ELSE cu.lease_id END,
+               lease_expires_at = CASE WHEN v_released THEN NULL ELSE cu.lease_expires_at END,
+               lease_end = CASE WHEN v_released THEN NULL ELSE cu.lease_end END,
+               not_before = v_not_before,
+               total_consumed = cu.total_consumed + v_count,
+               last_consumed_at = now()
+         WHERE cu.partition_id = g.partition_id AND cu.consumer_group = g.grp;
+        IF v_pos > c.position THEN
+            DELETE FROM queen.retries r
+             WHERE r.partition_id = g.partition_id AND r.consumer_group = g.grp AND r.position <= v_pos;
+        END IF;
+
+        FOR it IN SELECT * FROM queen_ack_items i
+                   WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
+                   ORDER BY i.idx
+        LOOP
+            res_idx := res_idx || it.idx;
+            res_q := res_q || it.qname; res_p := res_p || it.pname;
+            res_rel := res_rel || v_released;
+            IF it.position <= c.position THEN
+                IF it.status IN ('completed', 'success') THEN
+                    res_ok := res_ok || true; res_err := res_err || NULL::text;
+                    res_noop := res_noop || true;
+                ELSE
+                    res_ok := res_ok || false;
+                    res_err := res_err || 'Message already committed: it cannot be failed or retried'::text;
+                    res_noop := res_noop || false;
+                END IF;
+                res_dlq := res_dlq || false;
+            ELSE
+                res_ok := res_ok || true; res_err := res_err || NULL::text;
+                res_noop := res_noop || false;
+                res_dlq := res_dlq || ((it.status = 'dlq' AND it.position <= v_pos)
+                                       OR (it.position = v_nack AND v_nack_dlq));
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    IF p_strict AND NOT (true = ALL (res_ok)) THEN
+        RAISE EXCEPTION 'ack failed: %', (SELECT e FROM unnest(res_err) e WHERE e IS NOT NULL LIMIT 1)
+            USING ERRCODE = 'QU003';
+    END IF;
+
+    RETURN QUERY
+    SELECT * FROM unnest(res_idx, res_ok, res_err, res_q, res_p, res_rel, res_dlq, res_noop)
+     ORDER BY 1;
+END
+$$;
+
+-- Extends every partition held by a live lease to max(current expiry, now() + seconds).
+CREATE OR REPLACE FUNCTION queen.extend_lease(p_lease_id uuid, p_seconds integer)
+RETURNS TABLE (renewed integer, expires_at timestamptz, error text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_n integer;
+    v_exp timestamptz;
+BEGIN
+    WITH upd AS (
+        UPDATE queen.cursors c
+           SET lease_expires_at = greatest(c.lease_expires_at,
+                   now() + make_interval(secs => coalesce(p_seconds, q.lease_time)))
+          FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+         WHERE c.lease_id = p_lease_id AND c.lease_expires_at > now() AND p.id = c.partition_id
+        RETURNING c.lease_expires_at
+    )
+    SELECT count(*), max(u.lease_expires_at) INTO v_n, v_exp FROM upd u;
+    IF v_n > 0 THEN
+        RETURN QUERY SELECT v_n, v_exp, NULL::text;
+    ELSIF EXISTS (SELECT 1 FROM queen.cursors c WHERE c.lease_id = p_lease_id) THEN
+        RETURN QUERY SELECT 0, NULL::timestamptz, 'Lease expired'::text;
+    ELSE
+        RETURN QUERY SELECT 0, NULL::timestamptz, 'Lease not found'::text;
+    END IF;
+END
+$$;
+
+-- Fails (QU002) unless every lease given is live.
+CREATE OR REPLACE FUNCTION queen.require_leases(p_lease_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_missing uuid;
+BEGIN
+    SELECT l INTO v_missing FROM unnest(p_lease_ids) l
+     WHERE NOT EXISTS (SELECT 1 FROM queen.cursors c
+                        WHERE c.lease_id = l AND c.lease_expires_at > now())
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'required lease % is not live', v_missing USING ERRCODE = 'QU002';
+    END IF;
+END
+$$;
+
+-- Settles up to p_limit expired leases; returns how many. Run by the sweeper.
+CREATE OR REPLACE FUNCTION queen.sweep_expired_leases(p_limit integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    v_n integer := 0;
+BEGIN
+    FOR c IN
+        SELECT cu.partition_id, cu.consumer_group FROM queen.cursors cu
+         WHERE cu.lease_id IS NOT NULL AND cu.lease_expires_at <= now()
+         ORDER BY cu.partition_id, cu.consumer_group
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM queen.expire_lease(c.partition_id, c.consumer_group);
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+-- Creates queues and partitions seen for the first time (with queue defaults) and returns the
+-- ids of every (queue, partition) asked for.
+CREATE OR REPLACE FUNCTION queen.ensure_partitions(
+    p_queues text[], p_partitions text[], p_queue_ids uuid[], p_partition_ids uuid[])
+RETURNS TABLE (queue_name text, partition_name text, partition_id uuid)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO queen.queues (id, name, namespace, task)
+    SELECT DISTINCT ON (t.qn) t.qid, t.qn,
+           CASE WHEN position('.' in t.qn) > 0 THEN split_part(t.qn, '.', 1) END,
+           CASE WHEN position('.' in t.qn) > 0 THEN substr(t.qn, position('.' in t.qn) + 1) END
+      FROM unnest(p_queues, p_queue_ids) AS t(qn, qid)
+     ORDER BY t.qn
+    ON CONFLICT (name) DO NOTHING;
+
+    INSERT INTO queen.partitions (id, queue_id, name)
+    SELECT DISTINCT ON (q.id, t.pn) t.pid, q.id, t.pn
+      FROM unnest(p_queues, p_partitions, p_partition_ids) AS t(qn, pn, pid)
+      JOIN queen.queues q ON q.name = t.qn
+     ORDER BY q.id, t.pn
+    ON CONFLICT (queue_id, name) DO NOTHING;
+
+    RETURN QUERY
+    SELECT DISTINCT q.name, p.name, p.id
+      FROM unnest(p_queues, p_partitions) AS t(qn, pn)
+      JOIN queen.queues q ON q.name = t.qn
+      JOIN queen.partitions p ON p.queue_id = q.id AND p.name = t.pn;
+END
+$$;
+
+-- Creates or updates a queue; options given as NULL keep their current value (or the default
+-- for a new queue). Also creates the queue's Default partition.
+CREATE OR REPLACE FUNCTION queen.configure(
+    p_id uuid, p_name text, p_namespace text, p_task text, p_partition_id uuid,
+    p_lease_time integer, p_max_size bigint, p_ttl integer, p_retry_limit integer,
+    p_retry_delay integer, p_dead_letter_queue boolean, p_dlq_after_max_retries boolean,
+    p_priority integer, p_delayed_processing integer, p_window_buffer integer,
+    p_retention_seconds integer, p_completed_retention_seconds integer,
+    p_retention_enabled boolean, p_encryption_enabled boolean, p_max_wait_time_seconds integer)
+RETURNS SETOF queen.queues
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    INSERT INTO queen.queues (id, name, namespace, task)
+    VALUES (p_id, p_name,
+            coalesce(p_namespace, CASE WHEN position('.' in p_name) > 0 THEN split_part(p_name, '.', 1) END),
+            coalesce(p_task, CASE WHEN position('.' in p_name) > 0 THEN substr(p_name, position('.' in p_name) + 1) END))
+    ON CONFLICT (name) DO NOTHING;
+    UPDATE queen.queues q SET
+        namespace = coalesce(p_namespace, q.namespace),
+        task = coalesce(p_task, q.task),
+        lease_time = coalesce(p_lease_time, q.lease_time),
+        max_size = coalesce(p_max_size, q.max_size),
+        ttl = coalesce(p_ttl, q.ttl),
+        retry_limit = coalesce(p_retry_limit, q.retry_limit),
+        retry_delay = coalesce(p_retry_delay, q.retry_delay),
+        dead_letter_queue = coalesce(p_dead_letter_queue, q.dead_letter_queue),
+        dlq_after_max_retries = coalesce(p_dlq_after_max_retries, q.dlq_after_max_retries),
+        priority = coalesce(p_priority, q.priority),
+        delayed_processing = coalesce(p_delayed_processing, q.delayed_processing),
+        window_buffer = coalesce(p_window_buffer, q.window_buffer),
+        retention_seconds = coalesce(p_retention_seconds, q.retention_seconds),
+        completed_retention_seconds = coalesce(p_completed_retention_seconds, q.completed_retention_seconds),
+        retention_enabled = coalesce(p_retention_enabled, q.retention_enabled),
+        encryption_enabled = coalesce(p_encryption_enabled, q.encryption_enabled),
+        max_wait_time_seconds = coalesce(p_max_wait_time_seconds, q.max_wait_time_seconds),
+        updated_at = now()
+     WHERE q.name = p_name
+    RETURNING q.id INTO v_id;
+    INSERT INTO queen.partitions (id, queue_id, name) VALUES (p_partition_id, v_id, 'Default')
+    ON CONFLICT (queue_id, name) DO NOTHING;
+    RETURN QUERY SELECT * FROM queen.queues WHERE id = v_id;
+END
+$$;

@@ -1,0 +1,1 @@
+SELECT partition_id, partition_name, pos, message_id, transaction_id, trace_id, payload, encrypted, producer_sub, created_at, retry_count, lease_expires_at, queue_priority FROM queen.pop($1::text, $2::text, $3::text, $4::integer, $5::integer, $6::uuid, $7::integer, $8::boolean, $9::text, $10::timestamptz, $11::text)

@@ -1,0 +1,1 @@
+SELECT queen.require_leases($1::uuid[])

@@ -1,0 +1,1 @@
+SELECT queen.sweep_expired_leases($1::integer)
