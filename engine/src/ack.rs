@@ -38,7 +38,10 @@ impl Job for AckJob {
 }
 
 /// Acks one request's items.
-pub(crate) async fn ack(inner: &Inner, items: Vec<AckItem>) -> Result<Vec<AckOutcome>, EngineError> {
+pub(crate) async fn ack(
+    inner: &Inner,
+    items: Vec<AckItem>,
+) -> Result<Vec<AckOutcome>, EngineError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -82,7 +85,12 @@ impl AckArrays {
     }
 
     /// Adds the `queen.ack` call to a pipeline's current segment.
-    pub(crate) fn add_to(&self, p: &mut Pipeline, inner: &Inner, strict: bool) -> Result<(), EngineError> {
+    pub(crate) fn add_to(
+        &self,
+        p: &mut Pipeline,
+        inner: &Inner,
+        strict: bool,
+    ) -> Result<(), EngineError> {
         p.query(
             &inner.statements.ack,
             &[
@@ -100,11 +108,15 @@ impl AckArrays {
 }
 
 /// Decodes `queen.ack` rows into outcomes for `items` (in order).
-pub(crate) fn outcomes(items: &[&AckItem], rows: &[queen_wire::Row]) -> Result<Vec<AckOutcome>, EngineError> {
+pub(crate) fn outcomes(
+    items: &[&AckItem],
+    rows: &[queen_wire::Row],
+) -> Result<Vec<AckOutcome>, EngineError> {
     let mut out: Vec<Option<AckOutcome>> = vec![None; items.len()];
     for r in rows {
         let idx: i32 = r.get(0)?;
-        let i = usize::try_from(idx - 1).map_err(|_| EngineError::Invalid("bad ack index".into()))?;
+        let i =
+            usize::try_from(idx - 1).map_err(|_| EngineError::Invalid("bad ack index".into()))?;
         let Some(item) = items.get(i) else { continue };
         out[i] = Some(AckOutcome {
             index: i,
@@ -150,7 +162,9 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<AckJob>) {
         for q in woken {
             inner.hub.wake(q);
         }
-        inner.metrics.acked(outs.iter().filter(|o| o.success).count());
+        inner
+            .metrics
+            .acked(outs.iter().filter(|o| o.success).count());
     }
     let mut offset = 0;
     for job in jobs {

@@ -106,7 +106,12 @@ impl Engine {
         let statements = Statements::prepare(&pool).await?;
         let server_id = Uuid::new_v4().simple().to_string();
         let hub = Arc::new(WakeHub::default());
-        let announcer = Announcer::start(pool.clone(), statements.clone(), server_id.clone(), config.notify_debounce);
+        let announcer = Announcer::start(
+            pool.clone(),
+            statements.clone(),
+            server_id.clone(),
+            config.notify_debounce,
+        );
         if config.listen {
             crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id);
         }
@@ -148,14 +153,20 @@ impl Engine {
     /// Pushes a batch of items atomically (api.md §2.1).
     pub async fn push(&self, items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
         let out = push::push(&self.inner, items).await?;
-        self.inner
-            .metrics
-            .pushed(out.iter().filter(|o| o.status == crate::model::PushStatus::Queued).count());
+        self.inner.metrics.pushed(
+            out.iter()
+                .filter(|o| o.status == crate::model::PushStatus::Queued)
+                .count(),
+        );
         Ok(out)
     }
 
     /// Pops; with `wait`, holds until messages arrive or the time is up (api.md §2.2).
-    pub async fn pop(&self, req: &PopRequest, wait: Option<Duration>) -> Result<Option<PopResult>, EngineError> {
+    pub async fn pop(
+        &self,
+        req: &PopRequest,
+        wait: Option<Duration>,
+    ) -> Result<Option<PopResult>, EngineError> {
         pop::pop(&self.inner, req, wait).await
     }
 
@@ -165,7 +176,11 @@ impl Engine {
     }
 
     /// Extends a live lease (api.md §2.5).
-    pub async fn extend_lease(&self, lease_id: Uuid, seconds: Option<u32>) -> Result<LeaseExtension, EngineError> {
+    pub async fn extend_lease(
+        &self,
+        lease_id: Uuid,
+        seconds: Option<u32>,
+    ) -> Result<LeaseExtension, EngineError> {
         let secs = seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
         let rows = self
             .inner
@@ -184,7 +199,11 @@ impl Engine {
     }
 
     /// Runs pushes and acks atomically (api.md §2.4).
-    pub async fn transaction(&self, ops: Vec<TxOperation>, required_leases: Vec<Uuid>) -> Result<TxOutcome, EngineError> {
+    pub async fn transaction(
+        &self,
+        ops: Vec<TxOperation>,
+        required_leases: Vec<Uuid>,
+    ) -> Result<TxOutcome, EngineError> {
         transaction::run(&self.inner, ops, required_leases).await
     }
 
@@ -205,10 +224,25 @@ impl Engine {
             .query(
                 &st.configure,
                 &[
-                    &qid, &queue, &namespace, &task, &pid, &o.lease_time, &o.max_size, &o.ttl, &o.retry_limit,
-                    &o.retry_delay, &o.dead_letter_queue, &o.dlq_after_max_retries, &o.priority,
-                    &o.delayed_processing, &o.window_buffer, &o.retention_seconds,
-                    &o.completed_retention_seconds, &o.retention_enabled, &o.encryption_enabled,
+                    &qid,
+                    &queue,
+                    &namespace,
+                    &task,
+                    &pid,
+                    &o.lease_time,
+                    &o.max_size,
+                    &o.ttl,
+                    &o.retry_limit,
+                    &o.retry_delay,
+                    &o.dead_letter_queue,
+                    &o.dlq_after_max_retries,
+                    &o.priority,
+                    &o.delayed_processing,
+                    &o.window_buffer,
+                    &o.retention_seconds,
+                    &o.completed_retention_seconds,
+                    &o.retention_enabled,
+                    &o.encryption_enabled,
                     &o.max_wait_time_seconds,
                 ],
             )
@@ -216,7 +250,11 @@ impl Engine {
         let r = rows
             .first()
             .ok_or_else(|| EngineError::Invalid("configure returned nothing".into()))?;
-        let default = self.inner.pool.query(&st.default_partition, &[&queue]).await?;
+        let default = self
+            .inner
+            .pool
+            .query(&st.default_partition, &[&queue])
+            .await?;
         let default_partition_id = default
             .first()
             .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?
@@ -246,9 +284,11 @@ impl Engine {
             },
             created_at: r.get(19)?,
         };
-        self.inner
-            .partitions
-            .insert(info.name.clone(), crate::model::DEFAULT_PARTITION.into(), info.default_partition_id);
+        self.inner.partitions.insert(
+            info.name.clone(),
+            crate::model::DEFAULT_PARTITION.into(),
+            info.default_partition_id,
+        );
         Ok(info)
     }
 

@@ -34,7 +34,11 @@ enum State {
 }
 
 /// Pops once, or waits up to `wait` for messages.
-pub(crate) async fn pop(inner: &Inner, req: &PopRequest, wait: Option<Duration>) -> Result<Option<PopResult>, EngineError> {
+pub(crate) async fn pop(
+    inner: &Inner,
+    req: &PopRequest,
+    wait: Option<Duration>,
+) -> Result<Option<PopResult>, EngineError> {
     validate(req)?;
     let deadline = wait.map(|w| Instant::now() + w);
     let signal = inner.hub.signal(&req.queue);
@@ -51,7 +55,9 @@ pub(crate) async fn pop(inner: &Inner, req: &PopRequest, wait: Option<Duration>)
                 None => State::Done(None),
             },
             State::Wait => {
-                let Some(deadline) = deadline else { return Ok(None) };
+                let Some(deadline) = deadline else {
+                    return Ok(None);
+                };
                 let now = Instant::now();
                 if now >= deadline {
                     State::Done(None)
@@ -74,10 +80,14 @@ fn validate(req: &PopRequest) -> Result<(), EngineError> {
         check_name("partition", p).map_err(EngineError::Invalid)?;
     }
     if req.consumer_group.is_empty() {
-        return Err(EngineError::Invalid("consumerGroup must not be empty".into()));
+        return Err(EngineError::Invalid(
+            "consumerGroup must not be empty".into(),
+        ));
     }
     if req.batch == 0 || req.partitions == 0 {
-        return Err(EngineError::Invalid("batch and partitions must be at least 1".into()));
+        return Err(EngineError::Invalid(
+            "batch and partitions must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -93,7 +103,9 @@ async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, Eng
     };
     let batch = i32::try_from(req.batch).unwrap_or(i32::MAX);
     let partitions = i32::try_from(req.partitions).unwrap_or(i32::MAX);
-    let lease_seconds = req.lease_seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    let lease_seconds = req
+        .lease_seconds
+        .map(|s| i32::try_from(s).unwrap_or(i32::MAX));
     let rows = inner
         .pool
         .query(
@@ -150,4 +162,3 @@ async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, Eng
         messages,
     }))
 }
-

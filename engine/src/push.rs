@@ -80,7 +80,10 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 /// Runs one push request through the state machine.
-pub(crate) async fn push(inner: &Inner, items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
+pub(crate) async fn push(
+    inner: &Inner,
+    items: Vec<PushItem>,
+) -> Result<Vec<PushOutcome>, EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
@@ -98,7 +101,9 @@ pub(crate) async fn push(inner: &Inner, items: Vec<PushItem>) -> Result<Vec<Push
             State::Ensure(missing) => {
                 ensures += 1;
                 if ensures > 3 {
-                    return Err(EngineError::Invalid("partitions keep disappearing during the push".into()));
+                    return Err(EngineError::Invalid(
+                        "partitions keep disappearing during the push".into(),
+                    ));
                 }
                 ensure_partitions(inner, &missing).await?;
                 State::Resolve
@@ -137,7 +142,11 @@ impl PushOp {
         let n = items.len();
         let txids: Vec<String> = items
             .iter()
-            .map(|it| it.transaction_id.clone().unwrap_or_else(|| Uuid::now_v7().to_string()))
+            .map(|it| {
+                it.transaction_id
+                    .clone()
+                    .unwrap_or_else(|| Uuid::now_v7().to_string())
+            })
             .collect();
         let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(n);
         let first = items
@@ -178,9 +187,16 @@ impl PushOp {
         let mut idx = Vec::new();
         let mut rows = Vec::new();
         for i in 0..self.items.len() {
-            if self.first[i] == i && !matches!(self.results[i], Some(RowResult::Inserted(_) | RowResult::Duplicate(_))) {
+            if self.first[i] == i
+                && !matches!(
+                    self.results[i],
+                    Some(RowResult::Inserted(_) | RowResult::Duplicate(_))
+                )
+            {
                 let it = &self.items[i];
-                let Some(partition_id) = self.partition_ids[i] else { continue };
+                let Some(partition_id) = self.partition_ids[i] else {
+                    continue;
+                };
                 idx.push(i);
                 rows.push(Row {
                     queue: it.queue.clone(),
@@ -245,8 +261,12 @@ impl PushOp {
             .enumerate()
             .map(|(i, (it, transaction_id))| {
                 let (status, message_id) = match results[first[i]] {
-                    Some(RowResult::Inserted(id)) if first[i] == i => (PushStatus::Queued, Some(id)),
-                    Some(RowResult::Inserted(id) | RowResult::Duplicate(id)) => (PushStatus::Duplicate, Some(id)),
+                    Some(RowResult::Inserted(id)) if first[i] == i => {
+                        (PushStatus::Queued, Some(id))
+                    }
+                    Some(RowResult::Inserted(id) | RowResult::Duplicate(id)) => {
+                        (PushStatus::Duplicate, Some(id))
+                    }
                     Some(RowResult::Missing) | None => (PushStatus::Duplicate, None),
                 };
                 PushOutcome {
@@ -265,14 +285,20 @@ impl PushOp {
 }
 
 /// Creates (or finds) partitions and caches their ids: one round trip.
-pub(crate) async fn ensure_partitions(inner: &Inner, pairs: &[(String, String)]) -> Result<(), EngineError> {
+pub(crate) async fn ensure_partitions(
+    inner: &Inner,
+    pairs: &[(String, String)],
+) -> Result<(), EngineError> {
     let queues: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
     let parts: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
     let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
     let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
     let rows = inner
         .pool
-        .query(&inner.statements.ensure_partitions, &[&queues, &parts, &qids, &pids])
+        .query(
+            &inner.statements.ensure_partitions,
+            &[&queues, &parts, &qids, &pids],
+        )
         .await?;
     for r in rows {
         inner.partitions.insert(r.get(0)?, r.get(1)?, r.get(2)?);
@@ -315,7 +341,12 @@ impl PushArrays {
     }
 
     /// Adds the `queen.push` call to a pipeline's current segment.
-    pub(crate) fn add_to(&self, p: &mut Pipeline, inner: &Inner, strict: bool) -> Result<(), EngineError> {
+    pub(crate) fn add_to(
+        &self,
+        p: &mut Pipeline,
+        inner: &Inner,
+        strict: bool,
+    ) -> Result<(), EngineError> {
         p.query(
             &inner.statements.push,
             &[
@@ -374,7 +405,9 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
                 .map(|x| match *x {
                     Ok(u) => results[u],
                     Err(u) => match results[u] {
-                        RowResult::Inserted(id) | RowResult::Duplicate(id) => RowResult::Duplicate(id),
+                        RowResult::Inserted(id) | RowResult::Duplicate(id) => {
+                            RowResult::Duplicate(id)
+                        }
                         RowResult::Missing => RowResult::Missing,
                     },
                 })
@@ -385,7 +418,11 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
     }
 }
 
-async fn execute(inner: &Inner, arrays: &PushArrays, n: usize) -> Result<Vec<RowResult>, EngineError> {
+async fn execute(
+    inner: &Inner,
+    arrays: &PushArrays,
+    n: usize,
+) -> Result<Vec<RowResult>, EngineError> {
     let mut p = Pipeline::new();
     arrays.add_to(&mut p, inner, false)?;
     let rows = inner.pool.send_segment(p).await?;
@@ -395,9 +432,14 @@ async fn execute(inner: &Inner, arrays: &PushArrays, n: usize) -> Result<Vec<Row
         let ord: i32 = r.get(0)?;
         let id: Uuid = r.get(1)?;
         let inserted: bool = r.get(2)?;
-        let i = usize::try_from(ord - 1).map_err(|_| EngineError::Invalid("bad ordinal from push".into()))?;
+        let i = usize::try_from(ord - 1)
+            .map_err(|_| EngineError::Invalid("bad ordinal from push".into()))?;
         if let Some(slot) = results.get_mut(i) {
-            *slot = if inserted { RowResult::Inserted(id) } else { RowResult::Duplicate(id) };
+            *slot = if inserted {
+                RowResult::Inserted(id)
+            } else {
+                RowResult::Duplicate(id)
+            };
         }
     }
     Ok(results)

@@ -20,7 +20,11 @@ use crate::error::EngineError;
 use crate::model::{PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::push::{PushArrays, Row, check_name, ensure_partitions};
 
-pub(crate) async fn run(inner: &Inner, ops: Vec<TxOperation>, required_leases: Vec<Uuid>) -> Result<TxOutcome, EngineError> {
+pub(crate) async fn run(
+    inner: &Inner,
+    ops: Vec<TxOperation>,
+    required_leases: Vec<Uuid>,
+) -> Result<TxOutcome, EngineError> {
     // Resolve partitions of every push (Ensure round trip only for unknown ones).
     let mut missing = Vec::new();
     for op in &ops {
@@ -53,15 +57,21 @@ pub(crate) async fn run(inner: &Inner, ops: Vec<TxOperation>, required_leases: V
             TxOperation::Push(items) => {
                 let mut rows = Vec::with_capacity(items.len());
                 for it in items {
-                    let partition_id = inner
-                        .partitions
-                        .get(&it.queue, &it.partition)
-                        .ok_or_else(|| EngineError::Invalid(format!("partition {} vanished", it.partition)))?;
+                    let partition_id =
+                        inner
+                            .partitions
+                            .get(&it.queue, &it.partition)
+                            .ok_or_else(|| {
+                                EngineError::Invalid(format!("partition {} vanished", it.partition))
+                            })?;
                     rows.push(Row {
                         queue: it.queue.clone(),
                         partition_id,
                         id: Uuid::now_v7(),
-                        transaction_id: it.transaction_id.clone().unwrap_or_else(|| Uuid::now_v7().to_string()),
+                        transaction_id: it
+                            .transaction_id
+                            .clone()
+                            .unwrap_or_else(|| Uuid::now_v7().to_string()),
                         trace_id: it.trace_id,
                         payload: it.payload.clone(),
                         producer_sub: it.producer_sub.clone(),
@@ -77,7 +87,13 @@ pub(crate) async fn run(inner: &Inner, ops: Vec<TxOperation>, required_leases: V
         AckArrays::new(acks.iter().copied()).add_to(&mut p, inner, true)?;
     }
     p.sync();
-    let seg = inner.pool.send(p).await?.into_iter().next().unwrap_or_else(|| Ok(Vec::new()));
+    let seg = inner
+        .pool
+        .send(p)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Ok(Vec::new()));
     let results = match seg {
         Ok(r) => r,
         Err(e) => {

@@ -55,7 +55,12 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    pub(crate) fn start(pool: Pool, statements: Statements, server_id: String, debounce: Duration) -> Announcer {
+    pub(crate) fn start(
+        pool: Pool,
+        statements: Statements,
+        server_id: String,
+        debounce: Duration,
+    ) -> Announcer {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -64,7 +69,10 @@ impl Announcer {
                 while let Ok(q) = rx.try_recv() {
                     queues.insert(q);
                 }
-                let payloads: Vec<String> = queues.into_iter().map(|q| format!("{server_id}:{q}")).collect();
+                let payloads: Vec<String> = queues
+                    .into_iter()
+                    .map(|q| format!("{server_id}:{q}"))
+                    .collect();
                 if let Err(e) = pool.query(&statements.notify_push, &[&payloads]).await {
                     tracing::debug!(error = %e, "NOTIFY of pushed queues failed");
                 }

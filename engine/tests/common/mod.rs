@@ -4,16 +4,35 @@
 
 use std::time::Duration;
 
-use queen_engine::{AckItem, AckStatus, Engine, EngineConfig, PopRequest, PopResult, PushItem, QueueOptions};
+use queen_engine::{
+    AckItem, AckStatus, Engine, EngineConfig, PopRequest, PopResult, PushItem, QueueOptions,
+};
 use queen_wire::{Pool, PoolConfig};
 
 pub async fn engine(name: &str) -> Engine {
-    engine_with(name, EngineConfig { listen: false, ..EngineConfig::default() }).await
+    engine_with(
+        name,
+        EngineConfig {
+            listen: false,
+            ..EngineConfig::default()
+        },
+    )
+    .await
 }
 
 pub async fn engine_with(name: &str, config: EngineConfig) -> Engine {
-    let cfg = queen_wire::embedded::test_config(name).await.expect("test database");
-    let pool = Pool::connect(cfg, PoolConfig { size: 6, ..PoolConfig::default() }).await.expect("pool");
+    let cfg = queen_wire::embedded::test_config(name)
+        .await
+        .expect("test database");
+    let pool = Pool::connect(
+        cfg,
+        PoolConfig {
+            size: 6,
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .expect("pool");
     Engine::start(pool, config).await.expect("engine")
 }
 
@@ -21,7 +40,8 @@ pub fn item(queue: &str, partition: &str, payload: &str) -> PushItem {
     PushItem {
         queue: queue.into(),
         partition: partition.into(),
-        payload: payload.into(),
+        // Payloads are JSON: the tests use strings.
+        payload: format!("\"{payload}\""),
         transaction_id: None,
         trace_id: None,
         producer_sub: None,
@@ -36,7 +56,10 @@ pub fn with_txid(mut it: PushItem, txid: &str) -> PushItem {
 pub async fn push(e: &Engine, queue: &str, partition: &str, payloads: &[&str]) {
     let items = payloads.iter().map(|p| item(queue, partition, p)).collect();
     let out = e.push(items).await.unwrap();
-    assert!(out.iter().all(|o| o.status == queen_engine::PushStatus::Queued));
+    assert!(
+        out.iter()
+            .all(|o| o.status == queen_engine::PushStatus::Queued)
+    );
 }
 
 pub fn pop_req(queue: &str, partition: Option<&str>, group: &str, batch: u32) -> PopRequest {
@@ -53,7 +76,14 @@ pub async fn pop(e: &Engine, req: &PopRequest) -> Option<PopResult> {
 }
 
 pub fn payloads(r: &Option<PopResult>) -> Vec<String> {
-    r.as_ref().map(|r| r.messages.iter().map(|m| m.payload.clone()).collect()).unwrap_or_default()
+    r.as_ref()
+        .map(|r| {
+            r.messages
+                .iter()
+                .map(|m| m.payload.trim_matches('"').to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn ack_of(r: &PopResult, i: usize, status: AckStatus) -> AckItem {
