@@ -44,21 +44,17 @@ BEGIN
         END IF;
     END IF;
 
+    -- Positions are taken for every item; a duplicate (found by the unique index) leaves a gap,
+    -- which readers do not mind. With the counters locked, no concurrent push can insert a
+    -- conflicting row, so ON CONFLICT only ever sees rows committed before us.
     RETURN QUERY
     WITH items AS (
-        SELECT t.partition_id, t.id, t.txid, t.trace_id, t.payload, t.enc, t.sub, t.o::integer AS ord
+        SELECT t.partition_id, t.id, t.txid, t.trace_id, t.payload, t.enc, t.sub, t.o::integer AS ord,
+               row_number() OVER (PARTITION BY t.partition_id ORDER BY t.o) AS k
           FROM unnest(p_partition_ids, p_ids, p_txids, p_trace_ids, p_payloads, p_encrypted, p_producer_subs)
                WITH ORDINALITY AS t(partition_id, id, txid, trace_id, payload, enc, sub, o)
-    ), existing AS (
-        SELECT i.ord, m.id
-          FROM items i
-          JOIN queen.messages m ON m.partition_id = i.partition_id AND m.transaction_id = i.txid
-    ), fresh AS (
-        SELECT i.*, row_number() OVER (PARTITION BY i.partition_id ORDER BY i.ord) AS k
-          FROM items i
-         WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
     ), counts AS (
-        SELECT f.partition_id, count(*) AS n FROM fresh f GROUP BY f.partition_id
+        SELECT i.partition_id, count(*) AS n FROM items i GROUP BY i.partition_id
     ), bumped AS (
         UPDATE queen.partitions p
            SET last_position = p.last_position + c.n,
@@ -69,17 +65,20 @@ BEGIN
     ), ins AS (
         INSERT INTO queen.messages
                (partition_id, position, id, transaction_id, trace_id, payload, encrypted, producer_sub)
-        SELECT f.partition_id, b.base + f.k, f.id, f.txid, f.trace_id, f.payload, f.enc, f.sub
-          FROM fresh f
-          JOIN bumped b ON b.id = f.partition_id
-        RETURNING 1
+        SELECT i.partition_id, b.base + i.k, i.id, i.txid, i.trace_id, i.payload, i.enc, i.sub
+          FROM items i
+          JOIN bumped b ON b.id = i.partition_id
+        ON CONFLICT (partition_id, transaction_id) DO NOTHING
+        RETURNING queen.messages.id
     )
-    SELECT e.ord, e.id, false FROM existing e
-    UNION ALL
-    SELECT f.ord, f.id, true
-      FROM fresh f
-     WHERE EXISTS (SELECT 1 FROM bumped b WHERE b.id = f.partition_id)
-       AND (SELECT count(*) FROM ins) >= 0;
+    SELECT i.ord, coalesce(ins.id, m.id), ins.id IS NOT NULL
+      FROM items i
+      JOIN bumped b ON b.id = i.partition_id
+      LEFT JOIN ins ON ins.id = i.id
+      LEFT JOIN LATERAL (
+            SELECT ms.id FROM queen.messages ms
+             WHERE ins.id IS NULL AND ms.partition_id = i.partition_id AND ms.transaction_id = i.txid
+           ) m ON true;
 END
 $$;
 
@@ -161,17 +160,21 @@ RETURNS TABLE (
     trace_id uuid, payload jsonb, encrypted bytea, producer_sub text, created_at timestamptz,
     retry_count integer, lease_expires_at timestamptz, queue_priority integer)
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     q record;
     v_mode text := 'all';
     v_from timestamptz;
     cand record;
+    m record;
     v_claimed integer := 0;
     v_n integer;
     v_last bigint;
+    v_pos bigint;
+    v_old_lease uuid;
     v_expires timestamptz;
 BEGIN
-    SELECT * INTO q FROM queen.queues WHERE name = p_queue;
+    SELECT * INTO q FROM queen.queues qq WHERE qq.name = p_queue;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -192,79 +195,84 @@ BEGIN
         END IF;
     END IF;
 
-    -- Cursors for partitions this group has not read yet.
-    INSERT INTO queen.cursors (partition_id, consumer_group, position)
-    SELECT p.id, p_group,
-           CASE WHEN v_mode = 'all' OR v_from IS NULL THEN 0
-                ELSE coalesce((SELECT ms.position FROM queen.messages ms
-                                WHERE ms.partition_id = p.id AND ms.created_at < v_from
-                                ORDER BY ms.position DESC LIMIT 1), 0)
-           END
-      FROM queen.partitions p
-     WHERE p.queue_id = q.id
-       AND (p_partition IS NULL OR p.name = p_partition)
-       AND NOT EXISTS (SELECT 1 FROM queen.cursors c
-                        WHERE c.partition_id = p.id AND c.consumer_group = p_group)
-    ON CONFLICT DO NOTHING;
-
-    -- Partitions with something beyond the cursor and no live lease. SKIP LOCKED: concurrent pops
-    -- spread over partitions instead of queueing behind each other.
+    -- Partitions with something beyond the group's cursor and no live lease, least recently
+    -- served first. Each is then locked with SKIP LOCKED: concurrent pops spread over partitions
+    -- instead of queueing behind each other.
     FOR cand IN
-        SELECT c.partition_id AS pid, p.name AS pname, c.lease_id AS old_lease
-          FROM queen.cursors c
-          JOIN queen.partitions p ON p.id = c.partition_id
+        SELECT p.id AS pid, p.name AS pname, c.partition_id IS NOT NULL AS has_cursor
+          FROM queen.partitions p
+          LEFT JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = p_group
          WHERE p.queue_id = q.id
-           AND c.consumer_group = p_group
            AND (p_partition IS NULL OR p.name = p_partition)
-           AND p.last_position > c.position
+           AND p.last_position > coalesce(c.position, 0)
            AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
            AND (c.not_before IS NULL OR c.not_before <= now())
            AND (q.window_buffer = 0
                 OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
-         ORDER BY c.last_consumed_at NULLS FIRST, c.partition_id
+         ORDER BY c.last_consumed_at NULLS FIRST, p.id
          LIMIT greatest(p_max_partitions, 1) * 4
-           FOR UPDATE OF c SKIP LOCKED
     LOOP
-        IF cand.old_lease IS NOT NULL THEN
+        IF NOT cand.has_cursor THEN
+            INSERT INTO queen.cursors AS c (partition_id, consumer_group, position)
+            VALUES (cand.pid, p_group,
+                    CASE WHEN v_mode = 'all' OR v_from IS NULL THEN 0
+                         ELSE coalesce((SELECT ms.position FROM queen.messages ms
+                                         WHERE ms.partition_id = cand.pid AND ms.created_at < v_from
+                                         ORDER BY ms.position DESC LIMIT 1), 0)
+                    END)
+            ON CONFLICT DO NOTHING;
+        END IF;
+        SELECT c.position, c.lease_id INTO v_pos, v_old_lease
+          FROM queen.cursors c
+         WHERE c.partition_id = cand.pid AND c.consumer_group = p_group
+           AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
+           AND (c.not_before IS NULL OR c.not_before <= now())
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF v_old_lease IS NOT NULL THEN
             -- The previous holder's lease ran out: that counts as a failed delivery.
             PERFORM queen.expire_lease(cand.pid, p_group);
+            SELECT c.position INTO v_pos FROM queen.cursors c
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
         END IF;
 
-        RETURN QUERY
-        WITH cur AS (
-            SELECT c.position FROM queen.cursors c
-             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group
-        ), head AS (
-            SELECT ms.*
-              FROM queen.messages ms, cur
-             WHERE ms.partition_id = cand.pid AND ms.position > cur.position
-             ORDER BY ms.position
-             LIMIT p_batch
-        ), ready AS (
+        v_n := 0;
+        FOR m IN
             -- Deliver in order up to the first message that may not go yet (delayedProcessing):
             -- never skip ahead of it. created_at is not monotonic in position (positions follow
             -- commit order), hence the running bool_and rather than a filter.
-            SELECT h.*, bool_and(
-                       h.created_at <= now() - make_interval(secs => q.delayed_processing)
-                   ) OVER (ORDER BY h.position) AS ok
-              FROM head h
-        )
-        SELECT cand.pid, cand.pname, r.position, r.id, r.transaction_id, r.trace_id, r.payload,
-               r.encrypted, r.producer_sub, r.created_at, coalesce(rt.failures, 0),
-               CASE WHEN p_auto_ack THEN NULL ELSE v_expires END, q.priority
-          FROM ready r
-          LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
-                                    AND rt.position = r.position
-         WHERE r.ok
-         ORDER BY r.position;
-        GET DIAGNOSTICS v_n = ROW_COUNT;
+            SELECT r.*, coalesce(rt.failures, 0) AS failures
+              FROM (SELECT h.*, bool_and(
+                               h.created_at <= now() - make_interval(secs => q.delayed_processing)
+                           ) OVER (ORDER BY h.position) AS ok
+                      FROM (SELECT ms.* FROM queen.messages ms
+                             WHERE ms.partition_id = cand.pid AND ms.position > v_pos
+                             ORDER BY ms.position
+                             LIMIT p_batch) h) r
+              LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
+                                        AND rt.position = r.position
+             WHERE r.ok
+             ORDER BY r.position
+        LOOP
+            partition_id := cand.pid;
+            partition_name := cand.pname;
+            pos := m.position;
+            message_id := m.id;
+            transaction_id := m.transaction_id;
+            trace_id := m.trace_id;
+            payload := m.payload;
+            encrypted := m.encrypted;
+            producer_sub := m.producer_sub;
+            created_at := m.created_at;
+            retry_count := m.failures;
+            lease_expires_at := CASE WHEN p_auto_ack THEN NULL ELSE v_expires END;
+            queue_priority := q.priority;
+            RETURN NEXT;
+            v_n := v_n + 1;
+            v_last := m.position;
+        END LOOP;
         CONTINUE WHEN v_n = 0;
 
-        SELECT max(h.position) INTO v_last FROM (
-            SELECT ms.position FROM queen.messages ms, queen.cursors c
-             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group
-               AND ms.partition_id = cand.pid AND ms.position > c.position
-             ORDER BY ms.position LIMIT v_n) h;
         IF p_auto_ack THEN
             UPDATE queen.cursors c
                SET position = v_last, lease_id = NULL, lease_expires_at = NULL, lease_end = NULL,
@@ -320,24 +328,21 @@ DECLARE
     res_rel boolean[] := '{}';
     res_dlq boolean[] := '{}';
     res_noop boolean[] := '{}';
+    v_items queen.ack_item[];
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS queen_ack_items (
-        idx integer, grp text, partition_id uuid, txid text, status text, err text, lease_id uuid,
-        position bigint, message_id uuid, qname text, pname text, retry_limit integer,
-        retry_delay integer, dlq_on boolean, dlq_retries boolean
-    ) ON COMMIT DROP;
-    TRUNCATE queen_ack_items;
-    INSERT INTO queen_ack_items
-    SELECT t.o::integer, t.grp, t.pid, t.txid, t.status, t.err, t.lease,
-           m.position, m.id, q.name, p.name, q.retry_limit, q.retry_delay,
-           q.dead_letter_queue, q.dlq_after_max_retries
+    -- The items, resolved to positions, held in memory (no temporary table: no catalog churn).
+    SELECT coalesce(array_agg(ROW(t.o::integer, t.grp, t.pid, t.txid, t.status, t.err, t.lease,
+                                  m.position, m.id, q.name, p.name, q.retry_limit, q.retry_delay,
+                                  q.dead_letter_queue, q.dlq_after_max_retries)::queen.ack_item
+                              ORDER BY t.o), '{}')
+      INTO v_items
       FROM unnest(p_groups, p_partition_ids, p_txids, p_statuses, p_errors, p_lease_ids)
            WITH ORDINALITY AS t(grp, pid, txid, status, err, lease, o)
       LEFT JOIN queen.messages m ON m.partition_id = t.pid AND m.transaction_id = t.txid
       LEFT JOIN queen.partitions p ON p.id = t.pid
       LEFT JOIN queen.queues q ON q.id = p.queue_id;
 
-    FOR it IN SELECT * FROM queen_ack_items WHERE position IS NULL LOOP
+    FOR it IN SELECT * FROM unnest(v_items) WHERE position IS NULL LOOP
         res_idx := res_idx || it.idx; res_ok := res_ok || false;
         res_err := res_err || 'Message not found'::text;
         res_q := res_q || it.qname; res_p := res_p || it.pname;
@@ -345,7 +350,7 @@ BEGIN
     END LOOP;
 
     FOR g IN
-        SELECT DISTINCT i.partition_id, i.grp FROM queen_ack_items i
+        SELECT DISTINCT i.partition_id, i.grp FROM unnest(v_items) i
          WHERE i.position IS NOT NULL ORDER BY i.partition_id, i.grp
     LOOP
         INSERT INTO queen.cursors (partition_id, consumer_group, position)
@@ -355,13 +360,13 @@ BEGIN
 
         -- Fencing: an item naming a lease that is not the live one fails the whole group.
         SELECT EXISTS (
-            SELECT 1 FROM queen_ack_items i
+            SELECT 1 FROM unnest(v_items) i
              WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
                AND i.lease_id IS NOT NULL
                AND (c.lease_id IS DISTINCT FROM i.lease_id OR c.lease_expires_at <= now()))
           INTO v_stale;
         IF v_stale THEN
-            FOR it IN SELECT * FROM queen_ack_items i
+            FOR it IN SELECT * FROM unnest(v_items) i
                        WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
             LOOP
                 res_idx := res_idx || it.idx; res_ok := res_ok || false;
@@ -374,7 +379,7 @@ BEGIN
 
         -- The lowest nack above the cursor clamps everything after it.
         SELECT i.position, i.status, i.err INTO v_nack, v_nack_status, v_nack_error
-          FROM queen_ack_items i
+          FROM unnest(v_items) i
          WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position > c.position
            AND i.status IN ('failed', 'retry')
          ORDER BY i.position LIMIT 1;
@@ -382,7 +387,7 @@ BEGIN
             v_nack := NULL;
         END IF;
         SELECT max(i.position) INTO v_commit
-          FROM queen_ack_items i
+          FROM unnest(v_items) i
          WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position > c.position
            AND i.status IN ('completed', 'success', 'dlq')
            AND (v_nack IS NULL OR i.position < v_nack);
@@ -398,13 +403,13 @@ BEGIN
                coalesce((SELECT r.failures FROM queen.retries r
                           WHERE r.partition_id = i.partition_id AND r.consumer_group = i.grp
                             AND r.position = i.position), 0)
-          FROM queen_ack_items i
+          FROM unnest(v_items) i
          WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.status = 'dlq'
            AND i.position > c.position AND i.position <= v_pos
         ON CONFLICT DO NOTHING;
 
         IF v_nack IS NOT NULL THEN
-            SELECT * INTO it FROM queen_ack_items i
+            SELECT * INTO it FROM unnest(v_items) i
              WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position = v_nack LIMIT 1;
             IF v_nack_status = 'failed' THEN
                 INSERT INTO queen.retries AS r (partition_id, consumer_group, position, failures, last_error)
@@ -437,7 +442,7 @@ BEGIN
             v_released := c.lease_id IS NOT NULL AND (c.lease_end IS NULL OR v_pos >= c.lease_end);
         END IF;
 
-        SELECT count(*) INTO v_count FROM queen_ack_items i
+        SELECT count(*) INTO v_count FROM unnest(v_items) i
          WHERE i.partition_id = g.partition_id AND i.grp = g.grp
            AND i.position > c.position AND i.position <= v_pos;
         UPDATE queen.cursors cu
@@ -454,7 +459,7 @@ BEGIN
              WHERE r.partition_id = g.partition_id AND r.consumer_group = g.grp AND r.position <= v_pos;
         END IF;
 
-        FOR it IN SELECT * FROM queen_ack_items i
+        FOR it IN SELECT * FROM unnest(v_items) i
                    WHERE i.partition_id = g.partition_id AND i.grp = g.grp AND i.position IS NOT NULL
                    ORDER BY i.idx
         LOOP

@@ -25,7 +25,8 @@ pub struct BatchConfig {
     pub max_items: usize,
     /// How long a batch that is not full may wait for more jobs.
     pub max_hold: Duration,
-    /// Batches running at once.
+    /// Batches running at once. For pushes: the number of partition shards, each running one
+    /// batch at a time.
     pub max_in_flight: usize,
 }
 

@@ -8,27 +8,26 @@ use std::sync::RwLock;
 
 use uuid::Uuid;
 
-/// Partition ids by `(queue, partition)`.
+/// Partition ids by queue, then partition name (nested so lookups by `&str` allocate nothing).
 #[derive(Debug, Default)]
 pub(crate) struct PartitionCache {
-    ids: RwLock<HashMap<(String, String), Uuid>>,
+    ids: RwLock<HashMap<String, HashMap<String, Uuid>>>,
 }
 
 impl PartitionCache {
     pub(crate) fn get(&self, queue: &str, partition: &str) -> Option<Uuid> {
         let map = self.ids.read().unwrap_or_else(|e| e.into_inner());
-        // Allocation-free lookup would need a borrowed key type; names are short.
-        map.get(&(queue.to_owned(), partition.to_owned())).copied()
+        map.get(queue).and_then(|q| q.get(partition)).copied()
     }
 
     pub(crate) fn insert(&self, queue: String, partition: String, id: Uuid) {
         let mut map = self.ids.write().unwrap_or_else(|e| e.into_inner());
-        map.insert((queue, partition), id);
+        map.entry(queue).or_default().insert(partition, id);
     }
 
     /// Forgets every partition of `queue`.
     pub(crate) fn invalidate_queue(&self, queue: &str) {
         let mut map = self.ids.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|(q, _), _| q != queue);
+        map.remove(queue);
     }
 }

@@ -86,7 +86,8 @@ pub(crate) struct Inner {
     pub partitions: PartitionCache,
     pub hub: Arc<WakeHub>,
     pub announcer: Announcer,
-    pub push_batcher: Batcher<PushJob>,
+    /// Push batchers, one per shard of partitions (see [`push`](crate::push)).
+    pub push_batchers: Vec<Batcher<PushJob>>,
     pub ack_batcher: Batcher<AckJob>,
     pub config: EngineConfig,
     pub metrics: Metrics,
@@ -116,15 +117,25 @@ impl Engine {
             crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id);
         }
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let w = weak.clone();
-            let push_batcher = Batcher::start(config.push_batch, move |jobs| {
-                let w = w.clone();
-                async move {
-                    if let Some(inner) = w.upgrade() {
-                        push::run_batch(inner, jobs).await;
-                    }
-                }
-            });
+            // Pushes are sharded by partition, one batch in flight per shard: batches running at
+            // the same time never wait on each other's partition locks.
+            let shard = BatchConfig {
+                max_in_flight: 1,
+                ..config.push_batch
+            };
+            let push_batchers = (0..config.push_batch.max_in_flight.max(1))
+                .map(|_| {
+                    let w = weak.clone();
+                    Batcher::start(shard, move |jobs| {
+                        let w = w.clone();
+                        async move {
+                            if let Some(inner) = w.upgrade() {
+                                push::run_batch(inner, jobs).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
             let w = weak.clone();
             let ack_batcher = Batcher::start(config.ack_batch, move |jobs| {
                 let w = w.clone();
@@ -140,7 +151,7 @@ impl Engine {
                 partitions: PartitionCache::default(),
                 hub,
                 announcer,
-                push_batcher,
+                push_batchers,
                 ack_batcher,
                 config,
                 metrics: Metrics::default(),

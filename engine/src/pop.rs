@@ -16,6 +16,7 @@
 //! the claim is in flight may leave a lease that nobody will ack; it expires like any abandoned
 //! lease (and counts as a failed delivery), so nothing is lost.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use queen_wire::{Client, Json, Timestamp};
@@ -45,7 +46,7 @@ pub(crate) async fn pop(
     let mut state = State::Claim;
     loop {
         // Registered before the claim, so a push that commits in between is not missed.
-        let notified = signal.notified();
+        let notified = signal.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         state = match state {
@@ -65,12 +66,23 @@ pub(crate) async fn pop(
                     // Time-based conditions (delays, windows, expiring leases) are not signalled:
                     // re-check at least this often.
                     let recheck = (deadline - now).min(inner.config.long_poll_recheck);
+                    signal.waiting.fetch_add(1, Ordering::Relaxed);
+                    let _parked = Parked(&signal.waiting);
                     let _ = tokio::time::timeout(recheck, notified).await;
                     State::Claim
                 }
             }
             State::Done(r) => return Ok(r),
         };
+    }
+}
+
+/// Counts a parked pop for as long as it is parked (also when the caller goes away).
+struct Parked<'a>(&'a AtomicUsize);
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

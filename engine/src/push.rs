@@ -11,6 +11,10 @@
 //! (`Ensure`, then `Insert`). A vanished partition (its queue was deleted and re-created) costs
 //! one more `Ensure`, at most twice.
 //!
+//! Batches are sharded by partition, one batch in flight per shard, so statements running at the
+//! same time touch disjoint partitions and never queue on each other's partition-counter locks
+//! (which are held until commit to keep positions in commit order).
+//!
 //! A request is atomic: its items travel in one statement (one transaction), together with the
 //! other requests of the same batch. Validation happens before, so a failure of the statement is
 //! a systemic one (database down) and is reported to every request of the batch.
@@ -30,13 +34,14 @@ use crate::model::{PushItem, PushOutcome, PushStatus};
 /// One item ready for the database.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
-    pub queue: String,
+    pub queue: Arc<str>,
     pub partition_id: Uuid,
     pub id: Uuid,
-    pub transaction_id: String,
+    pub transaction_id: Arc<str>,
     pub trace_id: Option<Uuid>,
-    pub payload: String,
-    pub producer_sub: Option<String>,
+    /// Shared, not copied, between the request and the batch.
+    pub payload: Arc<str>,
+    pub producer_sub: Option<Arc<str>>,
 }
 
 /// What the database did with one row.
@@ -130,7 +135,10 @@ struct PushOp {
     items: Vec<PushItem>,
     /// Generated ids and transactionIds, per item.
     ids: Vec<Uuid>,
-    txids: Vec<String>,
+    txids: Vec<Arc<str>>,
+    /// Queue names and payloads, shared with the batch rows.
+    queues: Vec<Arc<str>>,
+    payloads: Vec<Arc<str>>,
     /// Index of the first item with the same (queue, partition, transactionId), per item.
     first: Vec<usize>,
     partition_ids: Vec<Option<Uuid>>,
@@ -138,14 +146,13 @@ struct PushOp {
 }
 
 impl PushOp {
-    fn new(items: Vec<PushItem>) -> PushOp {
+    fn new(mut items: Vec<PushItem>) -> PushOp {
         let n = items.len();
-        let txids: Vec<String> = items
+        let txids: Vec<Arc<str>> = items
             .iter()
-            .map(|it| {
-                it.transaction_id
-                    .clone()
-                    .unwrap_or_else(|| Uuid::now_v7().to_string())
+            .map(|it| match &it.transaction_id {
+                Some(t) => Arc::from(t.as_str()),
+                None => Arc::from(Uuid::now_v7().to_string()),
             })
             .collect();
         let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(n);
@@ -155,9 +162,20 @@ impl PushOp {
             .enumerate()
             .map(|(i, (it, tx))| *seen.entry((&it.queue, &it.partition, tx)).or_insert(i))
             .collect();
+        let mut queues: Vec<Arc<str>> = Vec::with_capacity(n);
+        for it in &items {
+            let shared = queues.last().filter(|q| ***q == *it.queue).cloned();
+            queues.push(shared.unwrap_or_else(|| Arc::from(it.queue.as_str())));
+        }
+        let payloads = items
+            .iter_mut()
+            .map(|it| Arc::from(std::mem::take(&mut it.payload)))
+            .collect();
         PushOp {
             ids: (0..n).map(|_| Uuid::now_v7()).collect(),
             txids,
+            queues,
+            payloads,
             first,
             partition_ids: vec![None; n],
             results: vec![None; n],
@@ -168,9 +186,15 @@ impl PushOp {
     /// Fills partition ids from the cache; returns the (queue, partition) pairs still unknown.
     fn resolve(&mut self, inner: &Inner) -> Vec<(String, String)> {
         let mut missing = Vec::new();
+        let mut prev: Option<(&str, &str, Option<Uuid>)> = None;
         for (it, pid) in self.items.iter().zip(self.partition_ids.iter_mut()) {
             if pid.is_none() {
-                *pid = inner.partitions.get(&it.queue, &it.partition);
+                // Consecutive items usually share their partition: one lookup for the run.
+                *pid = match prev {
+                    Some((q, p, id)) if q == it.queue && p == it.partition => id,
+                    _ => inner.partitions.get(&it.queue, &it.partition),
+                };
+                prev = Some((&it.queue, &it.partition, *pid));
                 if pid.is_none() {
                     let key = (it.queue.clone(), it.partition.clone());
                     if !missing.contains(&key) {
@@ -199,13 +223,13 @@ impl PushOp {
                 };
                 idx.push(i);
                 rows.push(Row {
-                    queue: it.queue.clone(),
+                    queue: self.queues[i].clone(),
                     partition_id,
                     id: self.ids[i],
                     transaction_id: self.txids[i].clone(),
                     trace_id: it.trace_id,
-                    payload: it.payload.clone(),
-                    producer_sub: it.producer_sub.clone(),
+                    payload: self.payloads[i].clone(),
+                    producer_sub: it.producer_sub.as_deref().map(Arc::from),
                 });
             }
         }
@@ -213,8 +237,10 @@ impl PushOp {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        inner
-            .push_batcher
+        // Shard by the first row's partition (a request usually targets one partition).
+        let shards = inner.push_batchers.len();
+        let shard = (rows[0].partition_id.as_u128() % shards as u128) as usize;
+        inner.push_batchers[shard]
             .submit(PushJob { rows, reply })
             .map_err(|_| EngineError::ShuttingDown)?;
         let results = rx.await.map_err(|_| EngineError::ShuttingDown)??;
@@ -272,7 +298,7 @@ impl PushOp {
                 PushOutcome {
                     index: i,
                     status,
-                    transaction_id,
+                    transaction_id: transaction_id.to_string(),
                     message_id,
                     partition_id: partition_ids[i],
                     queue: it.queue,
@@ -310,23 +336,25 @@ pub(crate) async fn ensure_partitions(
 pub(crate) struct PushArrays {
     partition_ids: Vec<Uuid>,
     ids: Vec<Uuid>,
-    txids: Vec<String>,
+    txids: Vec<Arc<str>>,
     trace_ids: Vec<Option<Uuid>>,
-    payloads: Vec<Option<Json<String>>>,
+    payloads: Vec<Option<Json<Arc<str>>>>,
     encrypted: Vec<Option<Vec<u8>>>,
-    subs: Vec<Option<String>>,
+    subs: Vec<Option<Arc<str>>>,
 }
 
 impl PushArrays {
     pub(crate) fn new<'a>(rows: impl IntoIterator<Item = &'a Row>) -> PushArrays {
+        let rows = rows.into_iter();
+        let n = rows.size_hint().0;
         let mut a = PushArrays {
-            partition_ids: Vec::new(),
-            ids: Vec::new(),
-            txids: Vec::new(),
-            trace_ids: Vec::new(),
-            payloads: Vec::new(),
-            encrypted: Vec::new(),
-            subs: Vec::new(),
+            partition_ids: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            txids: Vec::with_capacity(n),
+            trace_ids: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            encrypted: Vec::with_capacity(n),
+            subs: Vec::with_capacity(n),
         };
         for r in rows {
             a.partition_ids.push(r.partition_id);
@@ -368,15 +396,17 @@ impl PushArrays {
 pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
     // Within the batch, a (partition, transactionId) seen before is a duplicate of the first.
     let mut first: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let total: usize = jobs.iter().map(|j| j.rows.len()).sum();
+    first.reserve(total);
     let mut unique: Vec<&Row> = Vec::new();
     let mut slot: Vec<Vec<Result<usize, usize>>> = Vec::with_capacity(jobs.len());
     for job in &jobs {
         let mut s = Vec::with_capacity(job.rows.len());
         for r in &job.rows {
-            match first.get(&(r.partition_id, r.transaction_id.as_str())) {
+            match first.get(&(r.partition_id, &*r.transaction_id)) {
                 Some(&u) => s.push(Err(u)),
                 None => {
-                    first.insert((r.partition_id, r.transaction_id.as_str()), unique.len());
+                    first.insert((r.partition_id, &*r.transaction_id), unique.len());
                     s.push(Ok(unique.len()));
                     unique.push(r);
                 }
@@ -389,7 +419,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
     if let Ok(results) = &result {
         let mut woken: Vec<&str> = Vec::new();
         for (r, row) in results.iter().zip(&unique) {
-            if matches!(r, RowResult::Inserted(_)) && !woken.contains(&row.queue.as_str()) {
+            if matches!(r, RowResult::Inserted(_)) && !woken.contains(&&*row.queue) {
                 woken.push(&row.queue);
             }
         }

@@ -11,6 +11,8 @@
 //! be applied — raises inside the segment, so nothing is applied. `Ensure` (creating partitions
 //! seen for the first time) happens before and is idempotent.
 
+use std::sync::Arc;
+
 use queen_wire::{Client, Pipeline};
 use uuid::Uuid;
 
@@ -65,16 +67,16 @@ pub(crate) async fn run(
                                 EngineError::Invalid(format!("partition {} vanished", it.partition))
                             })?;
                     rows.push(Row {
-                        queue: it.queue.clone(),
+                        queue: Arc::from(it.queue.as_str()),
                         partition_id,
                         id: Uuid::now_v7(),
-                        transaction_id: it
-                            .transaction_id
-                            .clone()
-                            .unwrap_or_else(|| Uuid::now_v7().to_string()),
+                        transaction_id: match &it.transaction_id {
+                            Some(t) => Arc::from(t.as_str()),
+                            None => Arc::from(Uuid::now_v7().to_string()),
+                        },
                         trace_id: it.trace_id,
-                        payload: it.payload.clone(),
-                        producer_sub: it.producer_sub.clone(),
+                        payload: Arc::from(it.payload.as_str()),
+                        producer_sub: it.producer_sub.as_deref().map(Arc::from),
                     });
                 }
                 PushArrays::new(&rows).add_to(&mut p, inner, true)?;
@@ -120,10 +122,10 @@ pub(crate) async fn run(
             outs.push(PushOutcome {
                 index: i,
                 status: PushStatus::Queued,
-                transaction_id: row.transaction_id.clone(),
+                transaction_id: row.transaction_id.to_string(),
                 message_id: Some(row.id),
                 partition_id: Some(row.partition_id),
-                queue: row.queue.clone(),
+                queue: row.queue.to_string(),
                 partition: String::new(),
                 trace_id: row.trace_id,
             });

@@ -7,6 +7,7 @@
 //! those notifications into local wake-ups.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,12 +22,22 @@ pub const CHANNEL: &str = "queen_push";
 /// Per-queue wake-up signals.
 #[derive(Debug, Default)]
 pub struct WakeHub {
-    queues: Mutex<HashMap<String, Arc<Notify>>>,
+    queues: Mutex<HashMap<String, Arc<QueueSignal>>>,
+    listening: AtomicBool,
+}
+
+/// The signal of one queue.
+#[derive(Debug, Default)]
+pub struct QueueSignal {
+    /// Notified on every push commit to the queue.
+    pub notify: Notify,
+    /// Pops parked on this queue right now.
+    pub waiting: AtomicUsize,
 }
 
 impl WakeHub {
     /// The signal of `queue` (waiters call `notified()` on it before checking for messages).
-    pub fn signal(&self, queue: &str) -> Arc<Notify> {
+    pub fn signal(&self, queue: &str) -> Arc<QueueSignal> {
         let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         q.entry(queue.to_owned()).or_default().clone()
     }
@@ -34,17 +45,29 @@ impl WakeHub {
     /// Wakes every pop waiting on `queue`.
     pub fn wake(&self, queue: &str) {
         let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = q.get(queue) {
-            n.notify_waiters();
+        if let Some(s) = q.get(queue) {
+            s.notify.notify_waiters();
         }
     }
 
     /// Wakes every waiter (after a reconnect, when notifications may have been missed).
     pub fn wake_all(&self) {
         let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        for n in q.values() {
-            n.notify_waiters();
+        for s in q.values() {
+            s.notify.notify_waiters();
         }
+    }
+
+    /// Pops parked on `queue` right now.
+    pub fn waiting(&self, queue: &str) -> usize {
+        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.get(queue)
+            .map_or(0, |s| s.waiting.load(Ordering::Relaxed))
+    }
+
+    /// True once the cross-server listener is subscribed.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 }
 
@@ -93,7 +116,10 @@ pub(crate) fn start_listener(config: Config, hub: Arc<WakeHub>, server_id: Strin
         let mut listener = loop {
             match Listener::connect(&config).await {
                 Ok(mut l) => match l.listen(CHANNEL).await {
-                    Ok(()) => break l,
+                    Ok(()) => {
+                        hub.listening.store(true, Ordering::Release);
+                        break l;
+                    }
                     Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
                 },
                 Err(e) => tracing::debug!(error = %e, "wake-up listener cannot connect yet"),

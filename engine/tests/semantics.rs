@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use queen_engine::{AckStatus, PushStatus, QueueOptions, Subscription, TxOperation, TxResult};
+use queen_engine::{
+    AckStatus, EngineConfig, PushStatus, QueueOptions, Subscription, TxOperation, TxResult,
+};
 use queen_wire::Timestamp;
 
 const QM: &str = "__QUEUE_MODE__";
@@ -324,7 +326,16 @@ async fn a_stale_lease_is_fenced_off() {
 
 #[tokio::test]
 async fn lease_expiry_counts_as_a_failed_delivery() {
-    let e = engine("expiry").await;
+    // The background sweeper is kept out of the way: this test settles leases explicitly.
+    let e = engine_with(
+        "expiry",
+        EngineConfig {
+            sweep_interval: Duration::from_secs(3600),
+            listen: false,
+            ..EngineConfig::default()
+        },
+    )
+    .await;
     configure(
         &e,
         "q",
@@ -337,28 +348,54 @@ async fn lease_expiry_counts_as_a_failed_delivery() {
     push(&e, "q", "Default", &["crashes-consumer", "fine"]).await;
     let mut req = pop_req("q", None, QM, 1);
     req.lease_seconds = Some(1);
-    for expected_retry in 0..2 {
-        let r = pop(&e, &req).await.expect("delivered");
-        assert_eq!(r.messages[0].payload, "\"crashes-consumer\"");
-        assert_eq!(r.messages[0].retry_count, expected_retry);
-        // The consumer dies; the lease runs out and the sweeper settles it.
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                e.sweep_expired_leases().await.unwrap() > 0
-            })
-            .await
-        );
-    }
-    let r = pop(&e, &req).await.unwrap();
+    let r = pop(&e, &req).await.expect("delivered");
     assert_eq!(
-        r.messages[0].payload, "\"fine\"",
-        "the poison message went to the DLQ"
+        (r.messages[0].payload.as_str(), r.messages[0].retry_count),
+        ("\"crashes-consumer\"", 0)
     );
+    // The consumer dies; the sweeper settles the lease once it has run out.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            e.sweep_expired_leases().await.unwrap() == 1
+        })
+        .await
+    );
+    let r = pop(&e, &req).await.expect("redelivered");
+    assert_eq!(
+        (r.messages[0].payload.as_str(), r.messages[0].retry_count),
+        ("\"crashes-consumer\"", 1)
+    );
+    // It dies again. This time the next pop itself finds the expired lease and settles it: the
+    // second failure exceeds retryLimit 1, so the poison message goes to the DLQ.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let next = loop {
+        if let Some(r) = pop(&e, &req).await {
+            break Some(r);
+        }
+        assert!(std::time::Instant::now() < deadline, "never redelivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(payloads(&next), vec!["fine"]);
+    let dlq =
+        queen_wire::Client::query_sql(e.pool(), "SELECT count(*) FROM queen.dead_letters", &[])
+            .await
+            .unwrap();
+    assert_eq!(dlq[0].get::<i64>(0).unwrap(), 1);
 }
 
 #[tokio::test]
 async fn lease_extend_and_its_errors() {
-    let e = engine("extend").await;
+    // No background sweep: an expired lease stays recorded (and reported as expired) until
+    // settled.
+    let e = engine_with(
+        "extend",
+        EngineConfig {
+            sweep_interval: Duration::from_secs(3600),
+            listen: false,
+            ..EngineConfig::default()
+        },
+    )
+    .await;
     push(&e, "q", "p", &["a"]).await;
     let mut req = pop_req("q", Some("p"), QM, 1);
     req.lease_seconds = Some(30);

@@ -135,3 +135,10 @@ CREATE TABLE queen.system_settings (
     value      jsonb NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- One acknowledgement resolved to its message, as queen.ack() holds it in memory.
+CREATE TYPE queen.ack_item AS (
+    idx integer, grp text, partition_id uuid, txid text, status text, err text, lease_id uuid,
+    position bigint, message_id uuid, qname text, pname text, retry_limit integer,
+    retry_delay integer, dlq_on boolean, dlq_retries boolean
+);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::Oid;
-use postgres_protocol::message::backend::{DataRowBody, RowDescriptionBody};
+use postgres_protocol::message::backend::{CommandCompleteBody, DataRowBody, RowDescriptionBody};
 
 use crate::error::Error;
 use crate::types::FromSql;
@@ -157,6 +157,42 @@ impl Row {
             None => T::from_sql_null(column.type_oid),
         }
         .map_err(decode_err)
+    }
+}
+
+/// One statement's answer as the connection task collected it: raw frames, decoded by the
+/// caller (so the single task that owns the socket does as little per row as possible).
+pub(crate) struct RawResult {
+    pub columns: Option<Arc<[Column]>>,
+    pub rows: Vec<DataRowBody>,
+    pub tag: Option<CommandCompleteBody>,
+}
+
+impl std::fmt::Debug for RawResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResult")
+            .field("columns", &self.columns)
+            .field("rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawResult {
+    pub(crate) fn decode(self) -> Result<QueryResult, Error> {
+        let rows = match self.columns {
+            Some(cols) => self
+                .rows
+                .iter()
+                .map(|r| Row::new(cols.clone(), r))
+                .collect::<Result<_, _>>()?,
+            None if self.rows.is_empty() => Vec::new(),
+            None => return Err(Error::protocol("DataRow before its description")),
+        };
+        let tag = match &self.tag {
+            Some(t) => t.tag().map_err(Error::Io)?.to_owned(),
+            None => String::new(),
+        };
+        Ok(QueryResult { rows, tag })
     }
 }
 

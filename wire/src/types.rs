@@ -223,6 +223,18 @@ impl ToSql for String {
         self.as_str().to_sql(buf)
     }
 }
+impl SqlType for std::sync::Arc<str> {
+    const OID: Oid = oid::TEXT;
+    const ARRAY_OID: Oid = oid::TEXT_ARRAY;
+}
+impl ToSql for std::sync::Arc<str> {
+    fn sql_oid(&self) -> Oid {
+        oid::TEXT
+    }
+    fn to_sql(&self, buf: &mut BytesMut) -> Result<IsNull, BoxError> {
+        (**self).to_sql(buf)
+    }
+}
 impl<'a> FromSql<'a> for &'a str {
     fn accepts(oid: Oid) -> bool {
         is_text(oid)

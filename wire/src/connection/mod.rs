@@ -20,7 +20,7 @@ use crate::config::{Config, Host};
 use crate::error::Error;
 use crate::notify::Notification;
 use crate::pipeline::{Pipeline, SegmentResult};
-use crate::statement::Statement;
+use crate::statement::{RawResult, Statement};
 use task::{Request, Response, Task};
 
 /// Pipelines that may wait in a connection's queue before `send` waits for room.
@@ -135,7 +135,14 @@ impl Connection {
 
 impl Client for Connection {
     async fn send(&self, pipeline: Pipeline) -> Result<Vec<SegmentResult>, Error> {
-        Ok(self.send_raw(pipeline).await?.segments)
+        // Rows are decoded here, in the caller's task, not in the connection task.
+        Ok(self
+            .send_raw(pipeline)
+            .await?
+            .segments
+            .into_iter()
+            .map(|seg| seg.and_then(|stmts| stmts.into_iter().map(RawResult::decode).collect()))
+            .collect())
     }
 
     async fn prepare_typed(

@@ -28,8 +28,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::{DbError, Error, Severity, replicate};
 use crate::notify::Notification;
-use crate::pipeline::{Op, Pipeline, SegmentResult};
-use crate::statement::{Column, QueryResult, Row, columns_from};
+use crate::pipeline::{Op, Pipeline};
+use postgres_protocol::message::backend::DataRowBody;
+
+use crate::statement::{Column, RawResult, columns_from};
 
 /// Stop taking new requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
@@ -40,7 +42,8 @@ pub(crate) type Reply = Result<Response, Error>;
 /// The answer to a pipeline.
 #[derive(Debug, Default)]
 pub(crate) struct Response {
-    pub segments: Vec<SegmentResult>,
+    /// Per segment: the statements' raw results, or the segment's error.
+    pub segments: Vec<Result<Vec<RawResult>, Error>>,
     /// From `Describe(Statement)`: parameter types and result columns.
     pub described: Option<(Vec<postgres_protocol::Oid>, Arc<[Column]>)>,
 }
@@ -56,11 +59,11 @@ struct InFlight {
     reply: Option<oneshot::Sender<Reply>>,
     response: Response,
     /// Results of the segment being read.
-    current: Vec<QueryResult>,
+    current: Vec<RawResult>,
     /// First error of the segment being read.
     error: Option<Error>,
     /// Rows of the statement being read, and its columns.
-    rows: Vec<Row>,
+    rows: Vec<DataRowBody>,
     columns: Option<Arc<[Column]>>,
     params: Vec<postgres_protocol::Oid>,
 }
@@ -324,25 +327,27 @@ where
                 f.columns = Some(Arc::from(Vec::new()));
             }
             (Kind::Execute | Kind::Simple, Message::DataRow(body)) => {
-                let cols = f
-                    .columns
-                    .clone()
-                    .ok_or_else(|| Error::protocol("DataRow before its description"))?;
-                f.rows.push(Row::new(cols, &body)?);
+                if f.columns.is_none() {
+                    return Err(Error::protocol("DataRow before its description"));
+                }
+                f.rows.push(body);
             }
             (Kind::Execute | Kind::Simple, Message::CommandComplete(body)) => {
-                let tag = body.tag().map_err(Error::Io)?.to_owned();
-                f.current.push(QueryResult {
+                f.current.push(RawResult {
+                    columns: f.columns.take(),
                     rows: std::mem::take(&mut f.rows),
-                    tag,
+                    tag: Some(body),
                 });
-                f.columns = None;
                 if kind == Kind::Execute {
                     f.ops.pop_front();
                 }
             }
             (Kind::Execute | Kind::Simple, Message::EmptyQueryResponse) => {
-                f.current.push(QueryResult::default());
+                f.current.push(RawResult {
+                    columns: None,
+                    rows: Vec::new(),
+                    tag: None,
+                });
                 if kind == Kind::Execute {
                     f.ops.pop_front();
                 }
