@@ -210,7 +210,9 @@ BEGIN
            AND (q.window_buffer = 0
                 OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
          ORDER BY c.last_consumed_at NULLS FIRST, p.id
-         LIMIT greatest(p_max_partitions, 1) * 4
+         -- No LIMIT: candidates locked by concurrent pops are skipped below, so a pop must be
+         -- able to look past however many of them there are. The loop stops once it has
+         -- claimed enough.
     LOOP
         IF NOT cand.has_cursor THEN
             INSERT INTO queen.cursors AS c (partition_id, consumer_group, position)
@@ -635,5 +637,28 @@ BEGIN
     INSERT INTO queen.partitions (id, queue_id, name) VALUES (p_partition_id, v_id, 'Default')
     ON CONFLICT (queue_id, name) DO NOTHING;
     RETURN QUERY SELECT * FROM queen.queues WHERE id = v_id;
+END
+$$;
+
+-- Removes a queue with its partitions, messages, cursors, retries, dead letters and traces.
+-- Returns whether it existed.
+CREATE OR REPLACE FUNCTION queen.delete_queue(p_name text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_parts uuid[];
+BEGIN
+    SELECT id INTO v_id FROM queen.queues WHERE name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT coalesce(array_agg(id), '{}') INTO v_parts FROM queen.partitions WHERE queue_id = v_id;
+    DELETE FROM queen.messages WHERE partition_id = ANY (v_parts);
+    DELETE FROM queen.retries WHERE partition_id = ANY (v_parts);
+    DELETE FROM queen.dead_letters WHERE partition_id = ANY (v_parts);
+    DELETE FROM queen.traces WHERE partition_id = ANY (v_parts);
+    DELETE FROM queen.queues WHERE id = v_id;  -- partitions, cursors, subscriptions cascade
+    RETURN true;
 END
 $$;

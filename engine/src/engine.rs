@@ -270,31 +270,7 @@ impl Engine {
             .first()
             .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?
             .get(0)?;
-        let info = QueueInfo {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            namespace: r.get(2)?,
-            task: r.get(3)?,
-            default_partition_id,
-            options: QueueOptions {
-                lease_time: r.get(4)?,
-                max_size: r.get(5)?,
-                ttl: r.get(6)?,
-                retry_limit: r.get(7)?,
-                retry_delay: r.get(8)?,
-                dead_letter_queue: r.get(9)?,
-                dlq_after_max_retries: r.get(10)?,
-                priority: r.get(11)?,
-                delayed_processing: r.get(12)?,
-                window_buffer: r.get(13)?,
-                retention_seconds: r.get(14)?,
-                completed_retention_seconds: r.get(15)?,
-                retention_enabled: r.get(16)?,
-                encryption_enabled: r.get(17)?,
-                max_wait_time_seconds: r.get(18)?,
-            },
-            created_at: r.get(19)?,
-        };
+        let info = crate::admin::queue_info_from(r, default_partition_id)?;
         self.inner.partitions.insert(
             info.name.clone(),
             crate::model::DEFAULT_PARTITION.into(),
@@ -321,5 +297,9 @@ impl Engine {
     /// The database pool.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 }

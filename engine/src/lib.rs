@@ -10,6 +10,7 @@
 //! It speaks to PostgreSQL only through `queen-wire` and knows nothing of HTTP.
 
 mod ack;
+pub mod admin;
 pub mod batch;
 mod cache;
 mod engine;

@@ -38,4 +38,10 @@ statements! {
     notify_push => "notify_push.sql",
     configure => "configure.sql",
     default_partition => "default_partition.sql",
+    queue_stats => "queue_stats.sql",
+    queue_options => "queue_options.sql",
+    delete_queue => "delete_queue.sql",
+    queues_by_tag => "queues_by_tag.sql",
+    get_setting => "get_setting.sql",
+    set_setting => "set_setting.sql",
 }

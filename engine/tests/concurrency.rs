@@ -268,3 +268,33 @@ fn item_json(queue: &str, partition: &str, payload: String) -> PushItem {
         producer_sub: None,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_any_partition_pops_each_claim_a_partition() {
+    // More concurrent pops than any fixed candidate window: each must look past the partitions
+    // the others have locked and claim one of its own.
+    const N: usize = 24;
+    let e = engine("spread").await;
+    let items = (0..N)
+        .map(|i| item_json("q", &format!("p{i}"), format!("{i}")))
+        .collect();
+    e.push(items).await.unwrap();
+    let mut pops = Vec::new();
+    for _ in 0..N {
+        let e = e.clone();
+        pops.push(tokio::spawn(async move {
+            e.pop(&PopRequest::new("q"), None).await.unwrap()
+        }));
+    }
+    let mut partitions = Vec::new();
+    for p in pops {
+        let r = p
+            .await
+            .unwrap()
+            .expect("every pop finds a partition of its own");
+        partitions.push(r.messages[0].partition.clone());
+    }
+    partitions.sort();
+    partitions.dedup();
+    assert_eq!(partitions.len(), N, "no partition was leased twice");
+}

@@ -1,0 +1,1 @@
+SELECT id, name, namespace, task, lease_time, max_size, ttl, retry_limit, retry_delay, dead_letter_queue, dlq_after_max_retries, priority, delayed_processing, window_buffer, retention_seconds, completed_retention_seconds, retention_enabled, encryption_enabled, max_wait_time_seconds, created_at FROM queen.queues WHERE name = $1::text
