@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use queen_engine::{Engine, EngineConfig};
+use queen_http::{App, HttpConfig};
 use queen_wire::embedded::{Cluster, EmbedError, Options};
 use queen_wire::{Config, Pool, PoolConfig};
 
@@ -14,6 +16,28 @@ use queen_wire::{Config, Pool, PoolConfig};
     after_help = "DATABASE:\n  With neither --database-url / DATABASE_URL nor any of PG_HOST, PG_PORT, PG_USER,\n  PG_PASSWORD, PG_DB set, the server runs a private PostgreSQL from the binaries installed\n  on this machine, with its data in <data-dir>/pg."
 )]
 pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 6632)]
+    port: u16,
+    /// Largest request body accepted, in bytes (413 above).
+    #[arg(long, env = "MAX_BODY_SIZE", default_value_t = 16 * 1024 * 1024)]
+    max_body_size: usize,
+    /// Upper bound of a long-poll pop's `timeout`, in milliseconds.
+    #[arg(long, env = "MAX_POLL_TIMEOUT", default_value_t = 60_000)]
+    max_poll_timeout_ms: u64,
+    /// Longest a push batch waits for more requests before it is sent, in microseconds
+    /// (0: send at once; batches still form under load).
+    #[arg(long, env = "PUSH_BATCH_HOLD_US", default_value_t = 0)]
+    push_batch_hold_us: u64,
+    /// Most messages in one coalesced push statement.
+    #[arg(long, env = "PUSH_BATCH_MAX", default_value_t = 1000)]
+    push_batch_max: usize,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 5_000)]
+    shutdown_timeout_ms: u64,
     /// PostgreSQL to use, as a postgres:// URL or a libpq key=value string.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
@@ -74,12 +98,38 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     )
     .await
     .map_err(ServeError::Connect)?;
-    let applied = queen_engine::schema::migrate(&pool).await?;
-    tracing::info!(migrations_applied = applied.len(), "schema is up to date");
-    tracing::info!("ready");
-
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
+    let mut engine_config = EngineConfig::default();
+    engine_config.push_batch.max_hold = Duration::from_micros(args.push_batch_hold_us);
+    engine_config.push_batch.max_items = args.push_batch_max.max(1);
+    engine_config.push_batch.max_in_flight = (args.pool_size / 2).max(1);
+    engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
+    let engine = Engine::start(pool.clone(), engine_config).await?;
+    tracing::info!("schema is up to date");
+    let app = App::new(
+        engine,
+        HttpConfig {
+            body_limit: args.max_body_size,
+            max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
+            ..HttpConfig::default()
+        },
+    );
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "ready: listening");
+    let signal = async {
+        if let Err(e) = shutdown_signal().await {
+            tracing::error!(error = %e, "cannot listen for signals");
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    queen_http::serve(
+        listener,
+        app,
+        signal,
+        Duration::from_millis(args.shutdown_timeout_ms),
+    )
+    .await?;
     drop(pool);
     if let Some(mut cluster) = cluster {
         tokio::task::spawn_blocking(move || cluster.stop())

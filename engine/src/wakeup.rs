@@ -65,6 +65,12 @@ impl WakeHub {
             .map_or(0, |s| s.waiting.load(Ordering::Relaxed))
     }
 
+    /// Pops parked on any queue right now.
+    pub fn total_waiting(&self) -> usize {
+        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.values().map(|s| s.waiting.load(Ordering::Relaxed)).sum()
+    }
+
     /// True once the cross-server listener is subscribed.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)

@@ -119,6 +119,29 @@ impl Config {
         }
     }
 
+    /// A libpq `key=value` string for these settings (passwords included), e.g. to hand a
+    /// child process its `DATABASE_URL`.
+    pub fn to_key_values(&self) -> String {
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let host = match &self.host {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(d) => d.to_string_lossy().into_owned(),
+        };
+        let mut s = format!(
+            "host={} port={} user={} dbname={} application_name={} connect_timeout={}",
+            quote(&host),
+            self.port,
+            quote(&self.user),
+            quote(&self.dbname),
+            quote(&self.application_name),
+            self.connect_timeout.as_secs().max(1)
+        );
+        if let Some(p) = &self.password {
+            s.push_str(&format!(" password={}", quote(p)));
+        }
+        s
+    }
+
     /// Applies one libpq-style setting.
     fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
         match key {
@@ -363,6 +386,14 @@ mod tests {
         assert_eq!(c.password.as_deref(), Some("a b'c"));
         assert_eq!(c.dbname, "d");
         assert_eq!(c.statement_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn key_values_roundtrip() {
+        let mut c = Config::parse("postgres://me:it's%20secret@h:7/db").unwrap();
+        c.application_name = "a b".into();
+        let back = Config::parse(&c.to_key_values()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -1,0 +1,241 @@
+//! The application: shared state and the router.
+//!
+//! Routing is a `match` on the method and the percent-decoded path segments — every route of
+//! the contract is visible in one place. Unknown paths answer `404 not_found`, a known path
+//! with another method `405 method_not_allowed`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use queen_engine::Engine;
+
+use crate::body::{self, Resp};
+use crate::error::ApiError;
+use crate::query::{Query, percent_decode};
+use crate::routes::messages::{self, PopTarget};
+use crate::routes::{ops, queues};
+use crate::stats::RequestStats;
+
+/// Setting key of pop maintenance.
+pub(crate) const POP_MAINTENANCE: &str = "maintenance.pop";
+
+/// HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpConfig {
+    /// Largest request body accepted (`413` above).
+    pub body_limit: usize,
+    /// Time allowed for a client to send the request headers.
+    pub header_read_timeout: Duration,
+    /// Upper bound of a long-poll's `timeout`.
+    pub max_long_poll: Duration,
+    /// How often shared settings (maintenance modes) are re-read from the database.
+    pub settings_refresh: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            body_limit: 16 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_long_poll: Duration::from_secs(60),
+            settings_refresh: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Shared state of the HTTP layer.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) engine: Engine,
+    pub(crate) config: HttpConfig,
+    pub(crate) started: Instant,
+    pub(crate) requests: RequestStats,
+    ready: AtomicBool,
+    pop_maintenance: AtomicBool,
+}
+
+impl App {
+    /// A new application over an engine.
+    pub fn new(engine: Engine, config: HttpConfig) -> Arc<App> {
+        let app = Arc::new(App {
+            engine,
+            config,
+            started: Instant::now(),
+            requests: RequestStats::default(),
+            ready: AtomicBool::new(true),
+            pop_maintenance: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            loop {
+                let Some(app) = weak.upgrade() else { return };
+                if let Ok(v) = app.engine.setting(POP_MAINTENANCE).await {
+                    app.set_pop_maintenance(v.as_deref() == Some("true"));
+                }
+                let every = app.config.settings_refresh;
+                drop(app);
+                tokio::time::sleep(every).await;
+            }
+        });
+        app
+    }
+
+    /// Marks the server ready (or not) for `/ready`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn pop_maintenance(&self) -> bool {
+        self.pop_maintenance.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_pop_maintenance(&self, on: bool) {
+        self.pop_maintenance.store(on, Ordering::Relaxed);
+    }
+
+    /// The request statistics.
+    pub fn requests(&self) -> &RequestStats {
+        &self.requests
+    }
+
+    /// Serves one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+        let started = Instant::now();
+        self.requests.start();
+        let is_long_poll = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("wait=true") || q.contains("wait=1"));
+        let mut resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => body::error(&e),
+        };
+        body::cors(&mut resp);
+        self.requests.finish(
+            started.elapsed(),
+            resp.status().is_server_error(),
+            !is_long_poll,
+        );
+        resp
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Resp, ApiError> {
+        let (parts, incoming) = req.into_parts();
+        if parts.method == Method::OPTIONS {
+            return Ok(body::empty(StatusCode::NO_CONTENT));
+        }
+        let segs: Vec<String> = parts
+            .uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode(s, false))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_path", "malformed percent-encoding in the path")
+            })?;
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let query = Query::parse(parts.uri.query())?;
+        let m = &parts.method;
+        let bytes = if *m == Method::POST || *m == Method::PUT {
+            body::read(incoming, self.config.body_limit).await?
+        } else {
+            Bytes::new()
+        };
+        let get = *m == Method::GET;
+        let post = *m == Method::POST;
+        let delete = *m == Method::DELETE;
+        match segs.as_slice() {
+            ["health"] if get => Ok(ops::health(self).await),
+            ["ready"] if get => Ok(ops::ready(self)),
+            ["metrics"] if get => Ok(ops::metrics(self)),
+            ["metrics", "prometheus"] if get => Ok(ops::prometheus(self)),
+            ["api", "v1", rest @ ..] => match rest {
+                ["push"] if post => messages::push(self, &bytes).await,
+                ["pop"] if get => {
+                    let target = PopTarget::Tagged {
+                        namespace: query
+                            .get("namespace")
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                        task: query
+                            .get("task")
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    };
+                    messages::pop(self, target, &query).await
+                }
+                ["pop", "queue", q] if get => {
+                    messages::pop(self, PopTarget::Queue((*q).to_owned()), &query).await
+                }
+                ["pop", "queue", q, "partition", p] if get => {
+                    messages::pop(
+                        self,
+                        PopTarget::Partition((*q).to_owned(), (*p).to_owned()),
+                        &query,
+                    )
+                    .await
+                }
+                ["ack"] if post => messages::ack(self, &bytes).await,
+                ["ack", "batch"] if post => messages::ack_batch(self, &bytes).await,
+                ["transaction"] if post => messages::transaction(self, &bytes).await,
+                ["lease", id, "extend"] if post => messages::extend_lease(self, id, &bytes).await,
+                ["configure"] if post => queues::configure(self, &bytes).await,
+                ["resources", "queues"] if get => queues::list_queues(self).await,
+                ["resources", "queues", q] if get => queues::get_queue(self, q).await,
+                ["resources", "queues", q] if delete => queues::delete_queue(self, q).await,
+                ["resources", "namespaces"] if get => queues::namespaces(self).await,
+                ["resources", "tasks"] if get => queues::tasks(self).await,
+                ["resources", "overview"] if get => queues::overview(self).await,
+                ["system", "maintenance", "pop"] if get => ops::pop_maintenance(self, None).await,
+                ["system", "maintenance", "pop"] if post => {
+                    ops::pop_maintenance(self, Some(&bytes)).await
+                }
+                _ => Err(unknown(m, rest)),
+            },
+            _ => Err(ApiError::not_found(format!(
+                "no route for {m} {}",
+                parts.uri.path()
+            ))),
+        }
+    }
+}
+
+/// 405 for a known path with another method, else 404.
+fn unknown(m: &Method, rest: &[&str]) -> ApiError {
+    let known = matches!(
+        rest,
+        ["push"]
+            | ["pop"]
+            | ["pop", "queue", _]
+            | ["pop", "queue", _, "partition", _]
+            | ["ack"]
+            | ["ack", "batch"]
+            | ["transaction"]
+            | ["lease", _, "extend"]
+            | ["configure"]
+            | ["resources", "queues"]
+            | ["resources", "queues", _]
+            | ["resources", "namespaces"]
+            | ["resources", "tasks"]
+            | ["resources", "overview"]
+            | ["system", "maintenance", "pop"]
+    );
+    if known {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: format!("{m} is not allowed here"),
+        }
+    } else {
+        ApiError::not_found(format!("no route for {m} /api/v1/{}", rest.join("/")))
+    }
+}

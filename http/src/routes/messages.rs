@@ -1,0 +1,635 @@
+//! Messages: push, the three pops, ack and batch ack, transactions, lease extension
+//! (api.md §2).
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use queen_engine::{
+    AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
+    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::body::{self, Resp};
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::time;
+
+// ---- push ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct PushBody<'a> {
+    #[serde(borrow)]
+    items: Option<&'a RawValue>,
+}
+
+/// One item as sent; fields are checked by hand so errors can name the item.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemIn<'a> {
+    queue: Option<Value>,
+    partition: Option<Value>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    transaction_id: Option<Value>,
+    trace_id: Option<Value>,
+}
+
+fn opt_string(v: Option<Value>, what: &str, i: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("items[{i}].{what} must be a string"),
+        )),
+    }
+}
+
+/// Parses and validates push items (before anything is written).
+pub(crate) fn parse_items(
+    raw: Option<&RawValue>,
+    producer_sub: Option<&str>,
+) -> Result<Vec<PushItem>, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::bad_request("invalid_request", "`items` is required"))?;
+    let items: Vec<ItemIn<'_>> = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::bad_request("invalid_request", "`items` must be an array of objects")
+    })?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, it) in items.into_iter().enumerate() {
+        let queue = opt_string(it.queue, "queue", i)?.ok_or_else(|| {
+            ApiError::bad_request("invalid_request", format!("items[{i}].queue is required"))
+        })?;
+        let partition = opt_string(it.partition, "partition", i)?
+            .unwrap_or_else(|| DEFAULT_PARTITION.to_owned());
+        for (what, name) in [("queue", &queue), ("partition", &partition)] {
+            check_name(name).map_err(|e| {
+                ApiError::bad_request("invalid_name", format!("items[{i}].{what}: {e}"))
+            })?;
+        }
+        let transaction_id = opt_string(it.transaction_id, "transactionId", i)?;
+        if transaction_id.as_deref() == Some("") {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("items[{i}].transactionId must not be empty"),
+            ));
+        }
+        let trace_id = match opt_string(it.trace_id, "traceId", i)? {
+            None => None,
+            Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_trace_id",
+                    format!("items[{i}].traceId is not a UUID: `{t}`"),
+                )
+            })?),
+        };
+        out.push(PushItem {
+            queue,
+            partition,
+            payload: it
+                .payload
+                .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned()),
+            transaction_id,
+            trace_id,
+            producer_sub: producer_sub.map(str::to_owned),
+        });
+    }
+    Ok(out)
+}
+
+/// Queue and partition names: 1–255 bytes of UTF-8 without control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("names must be 1 to 255 bytes".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("names must not contain control characters".into());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct PushOut<'a> {
+    index: usize,
+    transaction_id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<Option<Uuid>>,
+    #[serde(rename = "queueName")]
+    queue_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<&'a str>,
+}
+
+fn push_out(o: &PushOutcome) -> PushOut<'_> {
+    let status = match o.status {
+        PushStatus::Queued => "queued",
+        PushStatus::Duplicate => "duplicate",
+        PushStatus::Buffered => "buffered",
+    };
+    PushOut {
+        index: o.index,
+        transaction_id: &o.transaction_id,
+        status,
+        message_id: o.message_id,
+        partition_id: o.partition_id,
+        trace_id: (o.status == PushStatus::Queued).then_some(o.trace_id),
+        queue_name: &o.queue,
+        partition: (o.status == PushStatus::Buffered).then_some(o.partition.as_str()),
+    }
+}
+
+pub(crate) async fn push(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let b: PushBody<'_> = body::json(bytes)?;
+    let items = parse_items(b.items, None)?;
+    if items.is_empty() {
+        return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
+    }
+    let out = app.engine.push(items).await?;
+    let v: Vec<PushOut<'_>> = out.iter().map(push_out).collect();
+    Ok(body::reply(StatusCode::CREATED, &v))
+}
+
+// ---- pop ----------------------------------------------------------------------------------
+
+/// Which pop route.
+pub(crate) enum PopTarget {
+    Queue(String),
+    Partition(String, String),
+    Tagged {
+        namespace: Option<String>,
+        task: Option<String>,
+    },
+}
+
+pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp, ApiError> {
+    let batch = q.int("batch", Some(1), 1, 10_000)?.unwrap_or(1) as u32;
+    let wait = q.flag("wait", false);
+    let timeout_ms = q
+        .int("timeout", Some(30_000), 0, u64::MAX)?
+        .unwrap_or(30_000)
+        .min(app.config.max_long_poll.as_millis() as u64);
+    let partitions = q.int("partitions", Some(1), 1, 1000)?.unwrap_or(1) as u32;
+    let lease_seconds = q
+        .int("leaseSeconds", None, 1, 86_400 * 30)?
+        .map(|s| s as u32);
+    let consumer_group = match q.get("consumerGroup") {
+        None | Some("") => QUEUE_MODE.to_owned(),
+        Some(g) => g.to_owned(),
+    };
+    let subscription = match (q.get("subscriptionFrom"), q.get("subscriptionMode")) {
+        (Some("now"), _) => Some(Subscription::New),
+        (Some(ts), _) if !ts.is_empty() => {
+            Some(Subscription::From(time::parse(ts).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("subscriptionFrom is not an RFC 3339 timestamp: `{ts}`"),
+                )
+            })?))
+        }
+        (_, Some("new" | "new-only")) => Some(Subscription::New),
+        (_, Some("all")) => Some(Subscription::All),
+        (_, Some(m)) if !m.is_empty() => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("subscriptionMode must be all, new or new-only, got `{m}`"),
+            ));
+        }
+        _ => None,
+    };
+    if app.pop_maintenance() {
+        return Ok(body::empty(StatusCode::NO_CONTENT));
+    }
+    let base = PopRequest {
+        queue: String::new(),
+        partition: None,
+        consumer_group,
+        batch,
+        partitions,
+        lease_seconds,
+        auto_ack: q.flag("autoAck", false),
+        subscription,
+        worker_id: q.get("workerId").map(str::to_owned),
+    };
+    let wait = wait.then(|| Duration::from_millis(timeout_ms));
+    let result = match target {
+        PopTarget::Queue(queue) => {
+            check_name(&queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+            let req = PopRequest {
+                queue,
+                partitions: base.partitions,
+                ..base
+            };
+            app.engine.pop(&req, wait).await?
+        }
+        PopTarget::Partition(queue, partition) => {
+            check_name(&queue)
+                .and_then(|()| check_name(&partition))
+                .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+            let req = PopRequest {
+                queue,
+                partition: Some(partition),
+                partitions: 1,
+                ..base
+            };
+            app.engine.pop(&req, wait).await?
+        }
+        PopTarget::Tagged { namespace, task } => {
+            pop_tagged(app, base, namespace, task, wait).await?
+        }
+    };
+    Ok(match result {
+        Some(r) => pop_response(&r),
+        None => body::empty(StatusCode::NO_CONTENT),
+    })
+}
+
+/// `GET /api/v1/pop?namespace=&task=`: the tagged queues, higher priority first.
+async fn pop_tagged(
+    app: &App,
+    base: PopRequest,
+    namespace: Option<String>,
+    task: Option<String>,
+    wait: Option<Duration>,
+) -> Result<Option<PopResult>, ApiError> {
+    if namespace.is_none() && task.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "namespace or task is required",
+        ));
+    }
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    loop {
+        for queue in app
+            .engine
+            .queues_by_tag(namespace.as_deref(), task.as_deref())
+            .await?
+        {
+            let req = PopRequest {
+                queue,
+                ..base.clone()
+            };
+            if let Some(r) = app.engine.pop(&req, None).await? {
+                return Ok(Some(r));
+            }
+        }
+        match deadline {
+            Some(d) if tokio::time::Instant::now() < d => {
+                let left = d - tokio::time::Instant::now();
+                tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PopOut<'a> {
+    success: bool,
+    queue: &'a str,
+    partition: &'a str,
+    partition_id: Uuid,
+    lease_id: &'a str,
+    consumer_group: &'a str,
+    partitions_claimed: usize,
+    messages: Vec<MessageOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageOut<'a> {
+    id: Uuid,
+    transaction_id: &'a str,
+    trace_id: Option<Uuid>,
+    data: &'a RawValue,
+    producer_sub: Option<&'a str>,
+    created_at: String,
+    partition_id: Uuid,
+    partition: &'a str,
+    queue: &'a str,
+    lease_id: &'a str,
+    consumer_group: &'a str,
+    retry_count: i32,
+    priority: i32,
+}
+
+/// The response of a pop. `lease_id` is the batch's lease (or `""`), `null` the JSON `null`
+/// used for a payload that is not valid JSON (cannot happen with jsonb; never panics).
+fn pop_out<'a>(r: &'a PopResult, lease_id: &'a str, null: &'a RawValue) -> PopOut<'a> {
+    let first = r.messages.first();
+    let messages = r
+        .messages
+        .iter()
+        .map(|m| MessageOut {
+            id: m.id,
+            transaction_id: &m.transaction_id,
+            trace_id: m.trace_id,
+            data: serde_json::from_str(&m.payload).unwrap_or(null),
+            producer_sub: m.producer_sub.as_deref(),
+            created_at: time::format(m.created_at),
+            partition_id: m.partition_id,
+            partition: &m.partition,
+            queue: &r.queue,
+            lease_id,
+            consumer_group: &r.consumer_group,
+            retry_count: m.retry_count,
+            priority: m.priority,
+        })
+        .collect();
+    PopOut {
+        success: true,
+        queue: &r.queue,
+        partition: first.map_or("", |m| m.partition.as_str()),
+        partition_id: first.map_or(Uuid::nil(), |m| m.partition_id),
+        lease_id,
+        consumer_group: &r.consumer_group,
+        partitions_claimed: r.partitions_claimed,
+        messages,
+    }
+}
+
+fn pop_response(r: &PopResult) -> Resp {
+    let lease_id = r.lease_id.map(|l| l.to_string()).unwrap_or_default();
+    let null = serde_json::value::to_raw_value(&Value::Null);
+    match null {
+        Ok(null) => body::reply(StatusCode::OK, &pop_out(r, &lease_id, &null)),
+        Err(e) => ApiError::from(queen_engine::EngineError::Invalid(e.to_string())).into_response(),
+    }
+}
+
+// ---- ack ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AckIn {
+    transaction_id: Option<Value>,
+    partition_id: Option<Value>,
+    status: Option<Value>,
+    consumer_group: Option<Value>,
+    error: Option<Value>,
+    lease_id: Option<Value>,
+}
+
+fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError> {
+    let field = |v: Option<Value>, name: &str| opt_string(v, name, i);
+    let transaction_id = field(a.transaction_id, "transactionId")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("acknowledgments[{i}].transactionId is required"),
+        )
+    })?;
+    let partition_id = field(a.partition_id, "partitionId")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("acknowledgments[{i}].partitionId is required"),
+        )
+    })?;
+    let partition_id = Uuid::parse_str(&partition_id).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("acknowledgments[{i}].partitionId is not a UUID"),
+        )
+    })?;
+    let status = field(a.status, "status")?.unwrap_or_else(|| "completed".into());
+    let status = AckStatus::parse(&status).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_status",
+            format!("acknowledgments[{i}].status must be completed, success, failed, retry or dlq, got `{status}`"),
+        )
+    })?;
+    let lease_id = match field(a.lease_id, "leaseId")? {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(Uuid::parse_str(&s).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("acknowledgments[{i}].leaseId is not a UUID"),
+            )
+        })?),
+    };
+    Ok(AckItem {
+        transaction_id,
+        partition_id,
+        status,
+        consumer_group: field(a.consumer_group, "consumerGroup")?
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| default_group.to_owned()),
+        error: field(a.error, "error")?,
+        lease_id,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AckOut<'a> {
+    index: usize,
+    transaction_id: &'a str,
+    success: bool,
+    error: Option<&'a str>,
+    queue_name: Option<&'a str>,
+    partition_name: Option<&'a str>,
+    lease_released: bool,
+    dlq: bool,
+    noop: bool,
+}
+
+fn ack_out(o: &AckOutcome) -> AckOut<'_> {
+    AckOut {
+        index: o.index,
+        transaction_id: &o.transaction_id,
+        success: o.success,
+        error: o.error.as_deref(),
+        queue_name: o.queue.as_deref(),
+        partition_name: o.partition.as_deref(),
+        lease_released: o.lease_released,
+        dlq: o.dlq,
+        noop: o.noop,
+    }
+}
+
+pub(crate) async fn ack(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let a: AckIn = body::json(bytes)?;
+    let item = ack_item(a, QUEUE_MODE, 0)?;
+    acks(app, vec![item]).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AckBatchIn {
+    consumer_group: Option<String>,
+    acknowledgments: Option<Vec<AckIn>>,
+}
+
+pub(crate) async fn ack_batch(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let b: AckBatchIn = body::json(bytes)?;
+    let group = b
+        .consumer_group
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(|| QUEUE_MODE.to_owned());
+    let list = b
+        .acknowledgments
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "`acknowledgments` is required"))?;
+    let items = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| ack_item(a, &group, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    acks(app, items).await
+}
+
+async fn acks(app: &App, items: Vec<AckItem>) -> Result<Resp, ApiError> {
+    let out = app.engine.ack(items).await?;
+    let v: Vec<AckOut<'_>> = out.iter().map(ack_out).collect();
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+// ---- transaction --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TxIn<'a> {
+    #[serde(borrow)]
+    operations: Option<Vec<&'a RawValue>>,
+    required_leases: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct TxOpType {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TxPushIn<'a> {
+    #[serde(borrow)]
+    items: Option<&'a RawValue>,
+}
+
+pub(crate) async fn transaction(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let t: TxIn<'_> = body::json(bytes)?;
+    let raw_ops = t
+        .operations
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "`operations` is required"))?;
+    let mut ops = Vec::with_capacity(raw_ops.len());
+    for (i, raw) in raw_ops.into_iter().enumerate() {
+        let bad =
+            |m: &str| ApiError::bad_request("invalid_request", format!("operations[{i}]: {m}"));
+        let kind: TxOpType =
+            serde_json::from_str(raw.get()).map_err(|_| bad("must be an object"))?;
+        match kind.kind.as_deref() {
+            Some("push") => {
+                let p: TxPushIn<'_> =
+                    serde_json::from_str(raw.get()).map_err(|_| bad("bad push"))?;
+                ops.push(TxOperation::Push(parse_items(p.items, None)?));
+            }
+            Some("ack") => {
+                let a: AckIn = serde_json::from_str(raw.get()).map_err(|_| bad("bad ack"))?;
+                ops.push(TxOperation::Ack(ack_item(a, QUEUE_MODE, i)?));
+            }
+            _ => return Err(bad("`type` must be push or ack")),
+        }
+    }
+    let leases = t
+        .required_leases
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            Uuid::parse_str(l).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!("requiredLeases: `{l}` is not a UUID"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = app.engine.transaction(ops, leases).await?;
+    let mut results = Vec::new();
+    let mut index = 0;
+    for r in &out.results {
+        match r {
+            TxResult::Push(items) => {
+                for o in items {
+                    results.push(serde_json::json!({
+                        "index": index, "type": "push", "success": true,
+                        "transactionId": o.transaction_id, "messageId": o.message_id,
+                        "partitionId": o.partition_id, "queueName": o.queue,
+                    }));
+                    index += 1;
+                }
+            }
+            TxResult::Ack(a) => {
+                results.push(serde_json::json!({
+                    "index": index, "type": "ack", "success": a.success,
+                    "transactionId": a.transaction_id, "error": a.error, "dlq": a.dlq,
+                }));
+                index += 1;
+            }
+        }
+    }
+    let mut v = serde_json::json!({
+        "transactionId": Uuid::now_v7(),
+        "success": out.success,
+        "results": results,
+    });
+    if let Some(e) = out.error {
+        v["error"] = Value::String(e);
+    }
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+// ---- lease --------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct ExtendIn {
+    seconds: Option<Value>,
+}
+
+pub(crate) async fn extend_lease(app: &App, lease: &str, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let lease_id = Uuid::parse_str(lease)
+        .map_err(|_| ApiError::bad_request("invalid_request", "lease id is not a UUID"))?;
+    let e: ExtendIn = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ExtendIn::default()
+    } else {
+        body::json(bytes)?
+    };
+    let seconds = match e.seconds {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s) if (1..=86_400 * 30).contains(&s) => Some(s as u32),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "`seconds` must be an integer from 1 to 2592000",
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`seconds` must be an integer",
+            ));
+        }
+    };
+    let r = app.engine.extend_lease(lease_id, seconds).await?;
+    let exp = r.expires_at.map(time::format);
+    Ok(body::reply(
+        StatusCode::OK,
+        &serde_json::json!({
+            "success": r.error.is_none(),
+            "leaseId": lease_id,
+            "renewed": r.renewed,
+            "newExpiresAt": exp,
+            "expiresAt": exp,
+            "error": r.error,
+        }),
+    ))
+}

@@ -1,0 +1,178 @@
+//! Operations: health, readiness, metrics (JSON and Prometheus), maintenance modes (api.md §5).
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use queen_wire::Client;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{App, POP_MAINTENANCE};
+use crate::body::{self, Resp};
+use crate::error::ApiError;
+
+pub(crate) async fn health(app: &App) -> Resp {
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.engine
+            .pool()
+            .send(queen_wire::Pipeline::new().sync_owned()),
+    )
+    .await;
+    let ok = matches!(ping, Ok(Ok(_)));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    body::reply(
+        status,
+        &json!({
+            "status": if ok { "healthy" } else { "unhealthy" },
+            "database": if ok { "connected" } else { "disconnected" },
+            "server": "queen-rs",
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+pub(crate) fn ready(app: &App) -> Resp {
+    let ready = app.is_ready() && app.engine.pool().is_connected();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    body::reply(status, &json!({ "ready": ready }))
+}
+
+pub(crate) fn metrics(app: &App) -> Resp {
+    let (pushed, popped, acked) = app.engine.metrics().snapshot();
+    let pool = app.engine.pool().status();
+    let r = &app.requests;
+    body::reply(
+        StatusCode::OK,
+        &json!({
+            "uptimeSeconds": app.started.elapsed().as_secs(),
+            "requests": {
+                "total": r.total(), "errors": r.errors(), "inFlight": r.in_flight(),
+                "latencyMicros": {"p50": r.quantile(0.5), "p90": r.quantile(0.9), "p99": r.quantile(0.99)},
+            },
+            "messages": {"pushed": pushed, "popped": popped, "acked": acked},
+            "database": {
+                "poolSize": pool.size, "connected": pool.connected,
+                "inFlight": pool.in_flight, "checkedOut": pool.checked_out,
+            },
+            "longPolls": {"waiting": app.engine.hub().total_waiting()},
+        }),
+    )
+}
+
+pub(crate) fn prometheus(app: &App) -> Resp {
+    let (pushed, popped, acked) = app.engine.metrics().snapshot();
+    let pool = app.engine.pool().status();
+    let r = &app.requests;
+    let mut s = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "queen_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        app.started.elapsed().as_secs().to_string(),
+    );
+    metric(
+        "queen_requests_total",
+        "counter",
+        "HTTP requests answered.",
+        r.total().to_string(),
+    );
+    metric(
+        "queen_request_errors_total",
+        "counter",
+        "HTTP requests answered with a 5xx.",
+        r.errors().to_string(),
+    );
+    metric(
+        "queen_requests_in_flight",
+        "gauge",
+        "HTTP requests being served.",
+        r.in_flight().to_string(),
+    );
+    metric(
+        "queen_messages_pushed_total",
+        "counter",
+        "Messages stored.",
+        pushed.to_string(),
+    );
+    metric(
+        "queen_messages_popped_total",
+        "counter",
+        "Messages delivered.",
+        popped.to_string(),
+    );
+    metric(
+        "queen_messages_acked_total",
+        "counter",
+        "Acknowledgements applied.",
+        acked.to_string(),
+    );
+    metric(
+        "queen_db_pool_connected",
+        "gauge",
+        "Database connections up.",
+        pool.connected.to_string(),
+    );
+    metric(
+        "queen_db_pool_in_flight",
+        "gauge",
+        "Pipelines awaiting the database.",
+        pool.in_flight.to_string(),
+    );
+    metric(
+        "queen_long_polls_waiting",
+        "gauge",
+        "Pops parked waiting for messages.",
+        app.engine.hub().total_waiting().to_string(),
+    );
+    let _ = writeln!(
+        s,
+        "# HELP queen_request_latency_micros HTTP request latency quantiles.\n# TYPE queen_request_latency_micros summary"
+    );
+    for q in [0.5, 0.9, 0.99] {
+        let _ = writeln!(
+            s,
+            "queen_request_latency_micros{{quantile=\"{q}\"}} {}",
+            r.quantile(q)
+        );
+    }
+    body::raw(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(s))
+}
+
+#[derive(Deserialize)]
+struct MaintenanceIn {
+    enabled: Option<bool>,
+}
+
+/// `GET|POST /api/v1/system/maintenance/pop`.
+pub(crate) async fn pop_maintenance(app: &App, set: Option<&[u8]>) -> Result<Resp, ApiError> {
+    if let Some(bytes) = set {
+        let m: MaintenanceIn = body::json(bytes)?;
+        let enabled = m.enabled.ok_or_else(|| {
+            ApiError::bad_request("invalid_request", "`enabled` (boolean) is required")
+        })?;
+        app.engine
+            .set_setting(POP_MAINTENANCE, if enabled { "true" } else { "false" })
+            .await?;
+        app.set_pop_maintenance(enabled);
+    }
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({ "enabled": app.pop_maintenance() }),
+    ))
+}

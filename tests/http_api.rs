@@ -1,0 +1,504 @@
+//! End-to-end tests of the HTTP API: the real binary, a real PostgreSQL, exact statuses,
+//! shapes and error codes.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Server;
+
+fn push_body(queue: &str, partition: &str, payloads: &[Value]) -> Value {
+    let items: Vec<Value> = payloads
+        .iter()
+        .map(|p| json!({"queue": queue, "partition": partition, "payload": p}))
+        .collect();
+    json!({ "items": items })
+}
+
+#[tokio::test]
+async fn push_pop_ack_with_the_contract_shapes() {
+    let s = Server::start("e2e_basic", &[]).await;
+    let trace = "0193b0a2-1111-7000-8000-000000000001";
+    let r = s
+        .post(
+            "/api/v1/push",
+            &json!({"items": [
+                {"queue": "orders", "partition": "eu", "payload": {"n": 1}, "transactionId": "t-1", "traceId": trace},
+                {"queue": "orders", "partition": "eu", "payload": {"n": 2}},
+                {"queue": "orders", "partition": "eu", "payload": {"n": 3}, "transactionId": "t-1"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let out = r.json();
+    assert_eq!(out.as_array().unwrap().len(), 3);
+    assert_eq!(out[0]["index"], 0);
+    assert_eq!(out[0]["status"], "queued");
+    assert_eq!(out[0]["transaction_id"], "t-1");
+    assert_eq!(out[0]["trace_id"], trace);
+    assert_eq!(out[0]["queueName"], "orders");
+    assert_eq!(out[2]["status"], "duplicate");
+    assert_eq!(out[2]["message_id"], out[0]["message_id"]);
+    assert_eq!(out[2]["index"], 2, "index is the position in this request");
+
+    let r = s
+        .get("/api/v1/pop/queue/orders/partition/eu?batch=10")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let p = r.json();
+    assert_eq!(p["success"], true);
+    assert_eq!(p["partition"], "eu");
+    assert_eq!(p["consumerGroup"], "__QUEUE_MODE__");
+    assert_eq!(p["partitionsClaimed"], 1);
+    let msgs = p["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[0]["data"], json!({"n": 1}));
+    assert_eq!(msgs[1]["data"], json!({"n": 2}));
+    assert_eq!(msgs[0]["traceId"], trace);
+    assert_eq!(msgs[0]["leaseId"], p["leaseId"]);
+    assert_eq!(msgs[0]["retryCount"], 0);
+    let created = msgs[0]["createdAt"].as_str().unwrap();
+    assert_eq!(
+        created.len(),
+        "2026-04-26T10:59:28.267966Z".len(),
+        "{created}"
+    );
+    assert!(created.ends_with('Z'));
+
+    // Single ack of the first, then batch ack of the second (which releases the lease).
+    let r = s
+        .post(
+            "/api/v1/ack",
+            &json!({"transactionId": "t-1", "partitionId": p["partitionId"], "status": "completed", "leaseId": p["leaseId"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let a = r.json();
+    assert_eq!(a[0]["success"], true);
+    assert_eq!(a[0]["leaseReleased"], false);
+    assert_eq!(a[0]["queueName"], "orders");
+    assert_eq!(a[0]["partitionName"], "eu");
+    let r = s
+        .post(
+            "/api/v1/ack/batch",
+            &json!({"acknowledgments": [{"transactionId": msgs[1]["transactionId"], "partitionId": p["partitionId"], "status": "success"}]}),
+        )
+        .await;
+    assert_eq!(r.json()[0]["leaseReleased"], true);
+    let r = s.get("/api/v1/pop/queue/orders").await.unwrap();
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    // Unknown message: per-item failure, HTTP 200.
+    let r = s
+        .post(
+            "/api/v1/ack",
+            &json!({"transactionId": "nope", "partitionId": p["partitionId"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()[0]["success"], false);
+    assert_eq!(r.json()[0]["error"], "Message not found");
+}
+
+#[tokio::test]
+async fn configure_resources_and_delete() {
+    let s = Server::start("e2e_queues", &[]).await;
+    let r = s
+        .post(
+            "/api/v1/configure",
+            &json!({"queue": "billing.invoices", "options": {"leaseTime": 60, "retryLimit": 5, "priority": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let c = r.json();
+    assert_eq!(c["configured"], true);
+    assert_eq!(c["namespace"], "billing");
+    assert_eq!(c["task"], "invoices");
+    assert_eq!(c["options"]["leaseTime"], 60);
+    assert_eq!(c["options"]["retryLimit"], 5);
+    assert_eq!(c["options"]["deadLetterQueue"], true);
+    assert_eq!(c["options"].as_object().unwrap().len(), 15);
+    // Options not given keep their value.
+    let c = s
+        .post(
+            "/api/v1/configure",
+            &json!({"queue": "billing.invoices", "options": {"ttl": 30}}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (
+            c["options"]["leaseTime"].clone(),
+            c["options"]["ttl"].clone()
+        ),
+        (json!(60), json!(30))
+    );
+
+    s.post(
+        "/api/v1/push",
+        &push_body("billing.invoices", "a", &[json!(1), json!(2)]),
+    )
+    .await;
+    let list = s.get("/api/v1/resources/queues").await.unwrap().json();
+    let q = &list["queues"][0];
+    assert_eq!(q["name"], "billing.invoices");
+    assert_eq!(q["partitions"], 2, "Default and a");
+    assert_eq!(q["messages"]["total"], 2);
+    assert_eq!(q["messages"]["pending"], 2);
+    let d = s
+        .get("/api/v1/resources/queues/billing.invoices")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(d["totals"]["total"], 2);
+    assert_eq!(d["options"]["priority"], 3);
+    let ns = s.get("/api/v1/resources/namespaces").await.unwrap().json();
+    assert_eq!(ns["namespaces"][0]["namespace"], "billing");
+    let tasks = s.get("/api/v1/resources/tasks").await.unwrap().json();
+    assert_eq!(tasks["tasks"][0]["task"], "invoices");
+    let o = s.get("/api/v1/resources/overview").await.unwrap().json();
+    assert_eq!(
+        (o["queues"].clone(), o["messages"]["total"].clone()),
+        (json!(1), json!(2))
+    );
+
+    s.get("/api/v1/resources/queues/missing")
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    let r = s
+        .request("DELETE", "/api/v1/resources/queues/billing.invoices", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json(),
+        json!({"deleted": true, "queue": "billing.invoices", "existed": true})
+    );
+    let r = s
+        .request("DELETE", "/api/v1/resources/queues/billing.invoices", None)
+        .await
+        .unwrap();
+    assert_eq!(r.json()["existed"], false);
+    assert_eq!(
+        s.get("/api/v1/pop/queue/billing.invoices")
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    // Pushing again after the delete re-creates the queue (the cached partition is not reused).
+    let r = s
+        .post(
+            "/api/v1/push",
+            &push_body("billing.invoices", "a", &[json!(3)]),
+        )
+        .await;
+    assert_eq!(r.json()[0]["status"], "queued");
+    assert_eq!(
+        s.get("/api/v1/pop/queue/billing.invoices")
+            .await
+            .unwrap()
+            .json()["messages"][0]["data"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn transaction_lease_extend_groups_and_subscriptions() {
+    let s = Server::start("e2e_tx", &[]).await;
+    s.post("/api/v1/push", &push_body("in", "p", &[json!("job")]))
+        .await;
+    let p = s
+        .get("/api/v1/pop/queue/in?leaseSeconds=30")
+        .await
+        .unwrap()
+        .json();
+    let lease = p["leaseId"].as_str().unwrap().to_owned();
+    let e = s
+        .post(
+            &format!("/api/v1/lease/{lease}/extend"),
+            &json!({"seconds": 120}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (e["success"].clone(), e["renewed"].clone()),
+        (json!(true), json!(1))
+    );
+    assert!(e["newExpiresAt"].as_str().unwrap() > p["messages"][0]["createdAt"].as_str().unwrap());
+    let t = s
+        .post(
+            "/api/v1/transaction",
+            &json!({
+                "operations": [
+                    {"type": "ack", "transactionId": p["messages"][0]["transactionId"], "partitionId": p["partitionId"], "leaseId": lease},
+                    {"type": "push", "items": [{"queue": "out", "payload": {"done": true}, "transactionId": "r-1"}]},
+                ],
+                "requiredLeases": [lease],
+            }),
+        )
+        .await;
+    assert_eq!(t.status, 200);
+    let t = t.json();
+    assert_eq!(t["success"], true, "{t}");
+    assert_eq!(t["results"][0]["type"], "ack");
+    assert_eq!(t["results"][1]["type"], "push");
+    // The lease was released by the ack: it cannot be extended, and a retried transaction fails.
+    let e = s
+        .post(&format!("/api/v1/lease/{lease}/extend"), &json!({}))
+        .await
+        .json();
+    assert_eq!(
+        (e["success"].clone(), e["error"].clone()),
+        (json!(false), json!("Lease not found"))
+    );
+    let t = s
+        .post(
+            "/api/v1/transaction",
+            &json!({"operations": [{"type": "push", "items": [{"queue": "out", "transactionId": "r-1"}]}]}),
+        )
+        .await
+        .json();
+    assert_eq!(t["success"], false);
+
+    // Consumer groups fan out; a `new` subscription starts at the end.
+    s.post("/api/v1/push", &push_body("events", "p", &[json!(1)]))
+        .await;
+    for g in ["a", "b"] {
+        let r = s
+            .get(&format!(
+                "/api/v1/pop/queue/events?consumerGroup={g}&autoAck=true"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.json()["messages"][0]["data"], 1, "group {g}");
+        assert_eq!(r.json()["leaseId"], "");
+    }
+    let r = s
+        .get("/api/v1/pop/queue/events?consumerGroup=late&subscriptionMode=new&autoAck=true")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    s.post("/api/v1/push", &push_body("events", "p", &[json!(2)]))
+        .await;
+    let r = s
+        .get("/api/v1/pop/queue/events?consumerGroup=late&autoAck=true")
+        .await
+        .unwrap();
+    assert_eq!(r.json()["messages"][0]["data"], 2);
+    s.get("/api/v1/pop/queue/events?consumerGroup=x&subscriptionFrom=yesterday")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+}
+
+#[tokio::test]
+async fn long_poll_is_woken_by_a_push_and_released_on_disconnect() {
+    let s = Server::start("e2e_longpoll", &[]).await;
+    // Several concurrent long polls, each on its own partition's message.
+    let mut waiters = Vec::new();
+    for _ in 0..4 {
+        let port = s.port;
+        waiters.push(tokio::spawn(async move {
+            let s2 = support::Server::client(port);
+            let r = s2
+                .get("/api/v1/pop/queue/lp?wait=true&timeout=20000")
+                .await
+                .unwrap();
+            (r, Instant::now())
+        }));
+    }
+    wait_for_waiting(&s, 4).await;
+    let pushed = Instant::now();
+    let items: Vec<Value> = (0..4)
+        .map(|i| json!({"queue": "lp", "partition": format!("p{i}"), "payload": i}))
+        .collect();
+    s.post("/api/v1/push", &json!({ "items": items })).await;
+    for w in waiters {
+        let (r, at) = w.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            at - pushed < Duration::from_secs(2),
+            "woken by the push: {:?}",
+            at - pushed
+        );
+    }
+    // Timeout → 204.
+    let t0 = Instant::now();
+    let r = s
+        .get("/api/v1/pop/queue/empty?wait=true&timeout=300")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    // A client that goes away releases its waiting pop at once, and nothing is leased to it.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        c.write_all(
+            b"GET /api/v1/pop/queue/gone?wait=true&timeout=30000 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        wait_for_waiting(&s, 1).await;
+    }
+    wait_for_waiting(&s, 0).await;
+    s.post("/api/v1/push", &push_body("gone", "p", &[json!("kept")]))
+        .await;
+    let r = s.get("/api/v1/pop/queue/gone").await.unwrap();
+    assert_eq!(r.json()["messages"][0]["data"], "kept");
+}
+
+async fn wait_for_waiting(s: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = s.get("/metrics").await.unwrap().json();
+        if m["longPolls"]["waiting"] == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting pops: {} (want {n})",
+            m["longPolls"]["waiting"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_exact_status_and_code() {
+    let s = Server::start("e2e_bad", &[("MAX_BODY_SIZE", "4096")]).await;
+    s.post_raw("/api/v1/push", b"{not json")
+        .await
+        .assert_error(400, "invalid_json");
+    s.post_raw("/api/v1/push", b"")
+        .await
+        .assert_error(400, "empty_body");
+    s.post("/api/v1/push", &json!({"items": "x"}))
+        .await
+        .assert_error(400, "invalid_request");
+    s.post("/api/v1/push", &json!({}))
+        .await
+        .assert_error(400, "invalid_request");
+    s.post("/api/v1/push", &json!({"items": [{"queue": 5}]}))
+        .await
+        .assert_error(400, "invalid_request");
+    s.post("/api/v1/push", &json!({"items": [{"partition": "p"}]}))
+        .await
+        .assert_error(400, "invalid_request");
+    let r = s
+        .post(
+            "/api/v1/push",
+            &json!({"items": [{"queue": "q"}, {"queue": "q", "traceId": "not-a-uuid"}]}),
+        )
+        .await;
+    r.assert_error(400, "invalid_trace_id");
+    assert!(r.json()["error"].as_str().unwrap().contains("items[1]"));
+    s.post("/api/v1/push", &json!({"items": [{"queue": "bad\nname"}]}))
+        .await
+        .assert_error(400, "invalid_name");
+    s.post(
+        "/api/v1/push",
+        &json!({"items": [{"queue": "x".repeat(256)}]}),
+    )
+    .await
+    .assert_error(400, "invalid_name");
+    // Nothing of the rejected requests was stored.
+    assert_eq!(s.get("/api/v1/pop/queue/q").await.unwrap().status, 204);
+    let big = json!({"items": [{"queue": "q", "payload": "x".repeat(5000)}]});
+    s.post("/api/v1/push", &big)
+        .await
+        .assert_error(413, "body_too_large");
+    s.get("/api/v1/pop/queue/q?batch=ten")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+    s.get("/api/v1/pop/queue/q?batch=0")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+    s.post(
+        "/api/v1/ack",
+        &json!({"transactionId": "t", "partitionId": "x"}),
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    s.post("/api/v1/ack", &json!({"transactionId": "t", "partitionId": "0193b0a2-1111-7000-8000-000000000001", "status": "meh"}))
+        .await
+        .assert_error(400, "invalid_status");
+    s.post("/api/v1/lease/nope/extend", &json!({}))
+        .await
+        .assert_error(400, "invalid_request");
+    s.get("/api/v1/unknown")
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    s.get("/nothing/here")
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    s.get("/api/v1/push")
+        .await
+        .unwrap()
+        .assert_error(405, "method_not_allowed");
+    // Percent-decoded path parameters.
+    s.post("/api/v1/push", &push_body("with space", "a/b", &[json!(1)]))
+        .await;
+    let r = s
+        .get("/api/v1/pop/queue/with%20space/partition/a%2Fb")
+        .await
+        .unwrap();
+    assert_eq!(r.json()["partition"], "a/b");
+    // CORS.
+    let r = s.request("OPTIONS", "/api/v1/push", None).await.unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        s.get("/health")
+            .await
+            .unwrap()
+            .header("access-control-allow-origin"),
+        Some("*")
+    );
+}
+
+#[tokio::test]
+async fn health_metrics_and_pop_maintenance() {
+    let s = Server::start("e2e_ops", &[]).await;
+    let h = s.get("/health").await.unwrap();
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["status"], "healthy");
+    s.post("/api/v1/push", &push_body("m", "p", &[json!(1)]))
+        .await;
+    let m = s.get("/metrics").await.unwrap().json();
+    assert_eq!(m["messages"]["pushed"], 1);
+    assert!(m["requests"]["total"].as_u64().unwrap() >= 2);
+    let prom = s.get("/metrics/prometheus").await.unwrap();
+    let text = String::from_utf8(prom.body).unwrap();
+    assert!(text.contains("queen_messages_pushed_total 1"), "{text}");
+    let r = s
+        .post("/api/v1/system/maintenance/pop", &json!({"enabled": true}))
+        .await;
+    assert_eq!(r.json()["enabled"], true);
+    assert_eq!(
+        s.get("/api/v1/pop/queue/m").await.unwrap().status,
+        204,
+        "pops answer 204 in maintenance"
+    );
+    assert_eq!(
+        s.get("/api/v1/system/maintenance/pop")
+            .await
+            .unwrap()
+            .json()["enabled"],
+        true
+    );
+    s.post("/api/v1/system/maintenance/pop", &json!({"enabled": false}))
+        .await;
+    assert_eq!(s.get("/api/v1/pop/queue/m").await.unwrap().status, 200);
+}
