@@ -168,6 +168,7 @@ DECLARE
     cand record;
     m record;
     v_claimed integer := 0;
+    v_total integer := 0;       -- messages returned so far (batch is a cap over all partitions)
     v_n integer;
     v_last bigint;
     v_pos bigint;
@@ -250,7 +251,7 @@ BEGIN
                       FROM (SELECT ms.* FROM queen.messages ms
                              WHERE ms.partition_id = cand.pid AND ms.position > v_pos
                              ORDER BY ms.position
-                             LIMIT p_batch) h) r
+                             LIMIT p_batch - v_total) h) r
               LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
                                         AND rt.position = r.position
              WHERE r.ok
@@ -288,7 +289,8 @@ BEGIN
              WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
         END IF;
         v_claimed := v_claimed + 1;
-        EXIT WHEN v_claimed >= greatest(p_max_partitions, 1);
+        v_total := v_total + v_n;
+        EXIT WHEN v_claimed >= greatest(p_max_partitions, 1) OR v_total >= p_batch;
     END LOOP;
 END
 $$;

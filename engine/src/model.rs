@@ -79,7 +79,7 @@ pub struct PopRequest {
     pub partition: Option<String>,
     /// Consumer group ([`QUEUE_MODE`] for plain consumers).
     pub consumer_group: String,
-    /// Messages per partition.
+    /// Most messages returned, in total over the claimed partitions (as Queen's clients expect).
     pub batch: u32,
     /// How many partitions one pop may claim (any-partition pops).
     pub partitions: u32,

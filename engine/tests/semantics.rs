@@ -589,3 +589,48 @@ async fn transaction_is_atomic() {
         "failed transactions left nothing"
     );
 }
+
+#[tokio::test]
+async fn multi_partition_pop_shares_one_lease_and_caps_the_total() {
+    let e = engine("multipart").await;
+    for p in ["a", "b", "c"] {
+        push(
+            &e,
+            "q",
+            p,
+            &[&format!("{p}1"), &format!("{p}2"), &format!("{p}3")],
+        )
+        .await;
+    }
+    let mut req = pop_req("q", None, QM, 5);
+    req.partitions = 3;
+    let r = pop(&e, &req).await.unwrap();
+    assert_eq!(r.messages.len(), 5, "batch caps the total");
+    assert!(r.partitions_claimed >= 2 && r.partitions_claimed <= 3);
+    // Each partition's block is contiguous and in order.
+    let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
+    for m in &r.messages {
+        let p = m.payload.trim_matches('"').to_owned();
+        match blocks.last_mut() {
+            Some((name, v)) if *name == m.partition => v.push(p),
+            _ => blocks.push((m.partition.clone(), vec![p])),
+        }
+    }
+    assert_eq!(blocks.len(), r.partitions_claimed);
+    for (name, v) in &blocks {
+        let expected: Vec<String> = (1..=v.len()).map(|i| format!("{name}{i}")).collect();
+        assert_eq!(v, &expected);
+    }
+    // One lease covers them all: acking each block's last message releases every partition.
+    let mut acks = Vec::new();
+    for (i, m) in r.messages.iter().enumerate() {
+        if r.messages
+            .get(i + 1)
+            .is_none_or(|n| n.partition_id != m.partition_id)
+        {
+            acks.push(ack_of(&r, i, AckStatus::Completed));
+        }
+    }
+    let out = e.ack(acks).await.unwrap();
+    assert!(out.iter().all(|o| o.success && o.lease_released), "{out:?}");
+}

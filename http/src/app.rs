@@ -114,11 +114,13 @@ impl App {
             .uri()
             .query()
             .is_some_and(|q| q.contains("wait=true") || q.contains("wait=1"));
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => body::error(&e),
         };
         body::cors(&mut resp);
+        tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
         self.requests.finish(
             started.elapsed(),
             resp.status().is_server_error(),
