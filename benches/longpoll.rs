@@ -26,7 +26,9 @@ use tokio::net::TcpStream;
 const ROUNDS: usize = 300;
 
 async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, Instant) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -35,7 +37,10 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, Instant)
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let at = Instant::now();
-    let status = std::str::from_utf8(&raw[9..12]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = std::str::from_utf8(&raw[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, at)
 }
 
@@ -59,14 +64,35 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let pool = Pool::connect(config, PoolConfig { size: 4, ..PoolConfig::default() }).await.expect("pool");
-        let engine = Engine::start(pool, EngineConfig { listen: false, ..EngineConfig::default() })
-            .await
-            .expect("engine");
+        let pool = Pool::connect(
+            config,
+            PoolConfig {
+                size: 4,
+                ..PoolConfig::default()
+            },
+        )
+        .await
+        .expect("pool");
+        let engine = Engine::start(
+            pool,
+            EngineConfig {
+                listen: false,
+                ..EngineConfig::default()
+            },
+        )
+        .await
+        .expect("engine");
         let app = App::new(engine.clone(), HttpConfig::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        tokio::spawn(queen_http::serve(listener, app, std::future::pending(), Duration::from_secs(1)));
+        tokio::spawn(queen_http::serve(
+            listener,
+            app,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
 
         let mut from_send = Vec::with_capacity(ROUNDS);
         let mut from_ack = Vec::with_capacity(ROUNDS);
