@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use queen_engine::{Engine, EngineConfig};
+use queen_engine::{BufferConfig, Engine, EngineConfig};
 use queen_http::{App, HttpConfig};
 use queen_wire::embedded::{Cluster, EmbedError, Options};
 use queen_wire::{Config, Pool, PoolConfig};
@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// Directory for the server's own files (the embedded PostgreSQL cluster lives in `pg/`).
     #[arg(long, env = "QUEEN_DATA_DIR", default_value = "queen-data")]
     data_dir: PathBuf,
+    /// Directory of the disk buffer that keeps pushes durable while PostgreSQL is unreachable.
+    /// Default: `<data-dir>/buffer`.
+    #[arg(long, env = "FILE_BUFFER_DIR")]
+    file_buffer_dir: Option<PathBuf>,
+    /// Run without the disk buffer: pushes answer 503 while PostgreSQL is unreachable.
+    #[arg(long, env = "NO_FILE_BUFFER")]
+    no_file_buffer: bool,
+    /// Time allowed to open a database connection, in milliseconds (bounds outage detection).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value_t = 1_000)]
+    db_connect_timeout_ms: u64,
     /// Connections in the database pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pool_size: usize,
@@ -89,16 +99,29 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     config.statement_timeout =
         (args.statement_timeout_ms > 0).then(|| Duration::from_millis(args.statement_timeout_ms));
+    config.connect_timeout = Duration::from_millis(args.db_connect_timeout_ms.max(100));
+    config.keepalive_idle = Some(Duration::from_secs(5));
     let pool = Pool::connect(
         config,
         PoolConfig {
             size: args.pool_size,
+            acquire_timeout: Duration::from_secs(1),
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
             ..PoolConfig::default()
         },
     )
     .await
     .map_err(ServeError::Connect)?;
     let mut engine_config = EngineConfig::default();
+    if !args.no_file_buffer {
+        let dir = args
+            .file_buffer_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("buffer"));
+        tracing::info!(dir = %dir.display(), "disk buffer");
+        engine_config.buffer = Some(BufferConfig::new(dir));
+    }
     engine_config.push_batch.max_hold = Duration::from_micros(args.push_batch_hold_us);
     engine_config.push_batch.max_items = args.push_batch_max.max(1);
     engine_config.push_batch.max_in_flight = (args.pool_size / 2).max(1);

@@ -9,11 +9,12 @@ use uuid::Uuid;
 
 use crate::ack::{self, AckJob};
 use crate::batch::{BatchConfig, Batcher};
+use crate::buffer::{BufferConfig, BufferStatus, DiskBuffer};
 use crate::cache::PartitionCache;
 use crate::error::EngineError;
 use crate::model::{
-    AckItem, AckOutcome, LeaseExtension, PopRequest, PopResult, PushItem, PushOutcome, QueueInfo,
-    QueueOptions, TxOperation, TxOutcome,
+    AckItem, AckOutcome, LeaseExtension, PopRequest, PopResult, PushItem, PushOutcome, PushStatus,
+    QueueInfo, QueueOptions, TxOperation, TxOutcome,
 };
 use crate::push::{self, PushJob};
 use crate::statements::Statements;
@@ -21,8 +22,10 @@ use crate::wakeup::{Announcer, WakeHub};
 use crate::{pop, sweeper, transaction};
 
 /// Engine settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// The disk buffer for database outages (none: pushes fail with 503 while it is down).
+    pub buffer: Option<BufferConfig>,
     /// Coalescing of pushes.
     pub push_batch: BatchConfig,
     /// Coalescing of acks.
@@ -40,6 +43,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
+            buffer: None,
             push_batch: BatchConfig::default(),
             ack_batch: BatchConfig::default(),
             sweep_interval: Duration::from_secs(1),
@@ -91,6 +95,7 @@ pub(crate) struct Inner {
     pub ack_batcher: Batcher<AckJob>,
     pub config: EngineConfig,
     pub metrics: Metrics,
+    pub buffer: Option<Arc<DiskBuffer>>,
 }
 
 /// The queue engine. Cheap to clone.
@@ -103,6 +108,18 @@ impl Engine {
     /// Applies the schema, prepares the statements and starts the background tasks (batchers,
     /// lease sweeper, wake-up listener).
     pub async fn start(pool: Pool, config: EngineConfig) -> Result<Engine, EngineError> {
+        let buffer = match &config.buffer {
+            Some(b) => {
+                let b = b.clone();
+                Some(Arc::new(
+                    tokio::task::spawn_blocking(move || DiskBuffer::open(&b))
+                        .await
+                        .map_err(|e| EngineError::Buffer(e.to_string()))?
+                        .map_err(|e| EngineError::Buffer(e.to_string()))?,
+                ))
+            }
+            None => None,
+        };
         crate::schema::migrate(&pool).await?;
         let statements = Statements::prepare(&pool).await?;
         let server_id = Uuid::new_v4().simple().to_string();
@@ -123,7 +140,9 @@ impl Engine {
                 max_in_flight: 1,
                 ..config.push_batch
             };
-            let push_batchers = (0..config.push_batch.max_in_flight.max(1))
+            let (ack_config, push_shards) =
+                (config.ack_batch, config.push_batch.max_in_flight.max(1));
+            let push_batchers = (0..push_shards)
                 .map(|_| {
                     let w = weak.clone();
                     Batcher::start(shard, move |jobs| {
@@ -137,7 +156,7 @@ impl Engine {
                 })
                 .collect();
             let w = weak.clone();
-            let ack_batcher = Batcher::start(config.ack_batch, move |jobs| {
+            let ack_batcher = Batcher::start(ack_config, move |jobs| {
                 let w = w.clone();
                 async move {
                     if let Some(inner) = w.upgrade() {
@@ -153,23 +172,111 @@ impl Engine {
                 announcer,
                 push_batchers,
                 ack_batcher,
-                config,
+                config: config.clone(),
                 metrics: Metrics::default(),
+                buffer,
             }
         });
         sweeper::start(Arc::downgrade(&inner));
+        crate::buffer::start_replayer(Arc::downgrade(&inner));
         Ok(Engine { inner })
     }
 
-    /// Pushes a batch of items atomically (api.md §2.1).
-    pub async fn push(&self, items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
-        let out = push::push(&self.inner, items).await?;
-        self.inner.metrics.pushed(
-            out.iter()
-                .filter(|o| o.status == crate::model::PushStatus::Queued)
-                .count(),
-        );
-        Ok(out)
+    /// Pushes a batch of items atomically (api.md §2.1). With a disk buffer, a push goes to the
+    /// buffer instead of failing when the database is unreachable, and goes behind buffered
+    /// records of its partitions (see [`buffer`](crate::buffer)).
+    pub async fn push(&self, mut items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
+        let inner = &self.inner;
+        let Some(buffer) = &inner.buffer else {
+            let out = push::push(inner, &items).await?;
+            inner.metrics.pushed(
+                out.iter()
+                    .filter(|o| o.status == PushStatus::Queued)
+                    .count(),
+            );
+            return Ok(out);
+        };
+        push::validate(&items)?;
+        // The transactionIds are fixed before the first attempt: a push whose commit was lost
+        // with the connection is then a duplicate on replay.
+        for it in &mut items {
+            if it.transaction_id.is_none() {
+                it.transaction_id = Some(Uuid::now_v7().to_string());
+            }
+        }
+        if buffer.must_buffer(
+            items
+                .iter()
+                .map(|it| (it.queue.as_str(), it.partition.as_str())),
+        ) {
+            return self.buffer_items(buffer, items).await;
+        }
+        match push::push(inner, &items).await {
+            Ok(out) => {
+                inner.metrics.pushed(
+                    out.iter()
+                        .filter(|o| o.status == PushStatus::Queued)
+                        .count(),
+                );
+                Ok(out)
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, items = items.len(), "database unavailable: push goes to the disk buffer");
+                self.buffer_items(buffer, items).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn buffer_items(
+        &self,
+        buffer: &DiskBuffer,
+        items: Vec<PushItem>,
+    ) -> Result<Vec<PushOutcome>, EngineError> {
+        buffer
+            .append(&crate::buffer::records_of(&items))
+            .await
+            .map_err(|e| EngineError::Buffer(e.to_string()))?;
+        Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(index, it)| PushOutcome {
+                index,
+                status: PushStatus::Buffered,
+                transaction_id: it.transaction_id.unwrap_or_default(),
+                message_id: None,
+                partition_id: None,
+                queue: it.queue,
+                partition: it.partition,
+                trace_id: it.trace_id,
+            })
+            .collect())
+    }
+
+    /// The disk buffer's figures (`None` without a buffer).
+    pub fn buffer_status(&self) -> Option<BufferStatus> {
+        let healthy = self.inner.pool.is_connected();
+        self.inner.buffer.as_ref().map(|b| b.status(healthy))
+    }
+
+    /// True once the start-up replay of the disk buffer has caught up (always true without one).
+    pub fn buffer_caught_up(&self) -> bool {
+        self.inner.buffer.as_ref().is_none_or(|b| b.caught_up())
+    }
+
+    /// Push maintenance: every push goes to the buffer and replay pauses until it is turned off.
+    /// Refused without a buffer.
+    pub fn set_push_maintenance(&self, on: bool) -> Result<(), EngineError> {
+        match &self.inner.buffer {
+            Some(b) => {
+                b.set_maintenance(on);
+                Ok(())
+            }
+            None if !on => Ok(()),
+            None => Err(EngineError::Invalid(
+                "push maintenance needs the disk buffer (FILE_BUFFER_DIR)".into(),
+            )),
+        }
     }
 
     /// Pops; with `wait`, holds until messages arrive or the time is up (api.md §2.2).

@@ -20,6 +20,9 @@ pub enum EngineError {
     /// The request is invalid (the caller should answer 400).
     #[error("{0}")]
     Invalid(String),
+    /// The disk buffer failed (the push was not accepted).
+    #[error("disk buffer: {0}")]
+    Buffer(String),
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -37,7 +40,7 @@ impl EngineError {
         match self {
             EngineError::Db(e) => e.is_connection(),
             EngineError::Migration { source, .. } => source.is_connection(),
-            EngineError::Invalid(_) => false,
+            EngineError::Invalid(_) | EngineError::Buffer(_) => false,
             EngineError::ShuttingDown => true,
         }
     }

@@ -12,6 +12,7 @@
 mod ack;
 pub mod admin;
 pub mod batch;
+pub mod buffer;
 mod cache;
 mod engine;
 pub mod error;
@@ -25,6 +26,7 @@ mod transaction;
 pub mod wakeup;
 
 pub use batch::BatchConfig;
+pub use buffer::{BufferConfig, BufferStatus};
 pub use engine::{Engine, EngineConfig, Metrics};
 pub use error::EngineError;
 pub use model::*;

@@ -84,16 +84,22 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs one push request through the state machine.
-pub(crate) async fn push(
-    inner: &Inner,
-    items: Vec<PushItem>,
-) -> Result<Vec<PushOutcome>, EngineError> {
+/// Checks names before anything is written (or buffered).
+pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
             .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
     }
+    Ok(())
+}
+
+/// Runs one push request through the state machine.
+pub(crate) async fn push(
+    inner: &Inner,
+    items: &[PushItem],
+) -> Result<Vec<PushOutcome>, EngineError> {
+    validate(items)?;
     let mut op = PushOp::new(items);
     let mut state = State::Resolve;
     let mut ensures = 0;
@@ -131,8 +137,8 @@ pub(crate) async fn push(
 }
 
 /// The request's data as it moves through the states.
-struct PushOp {
-    items: Vec<PushItem>,
+struct PushOp<'a> {
+    items: &'a [PushItem],
     /// Generated ids and transactionIds, per item.
     ids: Vec<Uuid>,
     txids: Vec<Arc<str>>,
@@ -145,8 +151,8 @@ struct PushOp {
     results: Vec<Option<RowResult>>,
 }
 
-impl PushOp {
-    fn new(mut items: Vec<PushItem>) -> PushOp {
+impl<'a> PushOp<'a> {
+    fn new(items: &'a [PushItem]) -> PushOp<'a> {
         let n = items.len();
         let txids: Vec<Arc<str>> = items
             .iter()
@@ -163,13 +169,13 @@ impl PushOp {
             .map(|(i, (it, tx))| *seen.entry((&it.queue, &it.partition, tx)).or_insert(i))
             .collect();
         let mut queues: Vec<Arc<str>> = Vec::with_capacity(n);
-        for it in &items {
+        for it in items {
             let shared = queues.last().filter(|q| ***q == *it.queue).cloned();
             queues.push(shared.unwrap_or_else(|| Arc::from(it.queue.as_str())));
         }
         let payloads = items
-            .iter_mut()
-            .map(|it| Arc::from(std::mem::take(&mut it.payload)))
+            .iter()
+            .map(|it| Arc::from(it.payload.as_str()))
             .collect();
         PushOp {
             ids: (0..n).map(|_| Uuid::now_v7()).collect(),
@@ -264,7 +270,7 @@ impl PushOp {
         let mut qs: Vec<String> = self
             .results
             .iter()
-            .zip(&self.items)
+            .zip(self.items)
             .filter(|(r, _)| **r == Some(RowResult::Missing))
             .map(|(_, it)| it.queue.clone())
             .collect();
@@ -282,7 +288,7 @@ impl PushOp {
             ..
         } = self;
         items
-            .into_iter()
+            .iter()
             .zip(txids)
             .enumerate()
             .map(|(i, (it, transaction_id))| {
@@ -301,8 +307,8 @@ impl PushOp {
                     transaction_id: transaction_id.to_string(),
                     message_id,
                     partition_id: partition_ids[i],
-                    queue: it.queue,
-                    partition: it.partition,
+                    queue: it.queue.clone(),
+                    partition: it.partition.clone(),
                     trace_id: it.trace_id,
                 }
             })

@@ -22,6 +22,8 @@ use crate::stats::RequestStats;
 
 /// Setting key of pop maintenance.
 pub(crate) const POP_MAINTENANCE: &str = "maintenance.pop";
+/// Setting key of push maintenance.
+pub(crate) const PUSH_MAINTENANCE: &str = "maintenance.push";
 
 /// HTTP settings.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +77,11 @@ impl App {
                 let Some(app) = weak.upgrade() else { return };
                 if let Ok(v) = app.engine.setting(POP_MAINTENANCE).await {
                     app.set_pop_maintenance(v.as_deref() == Some("true"));
+                }
+                if let Ok(v) = app.engine.setting(PUSH_MAINTENANCE).await {
+                    let _ = app
+                        .engine
+                        .set_push_maintenance(v.as_deref() == Some("true"));
                 }
                 let every = app.config.settings_refresh;
                 drop(app);
@@ -197,6 +204,11 @@ impl App {
                 ["resources", "namespaces"] if get => queues::namespaces(self).await,
                 ["resources", "tasks"] if get => queues::tasks(self).await,
                 ["resources", "overview"] if get => queues::overview(self).await,
+                ["system", "maintenance"] if get => ops::push_maintenance(self, None).await,
+                ["system", "maintenance"] if post => {
+                    ops::push_maintenance(self, Some(&bytes)).await
+                }
+                ["status", "buffers"] if get => Ok(ops::buffers(self)),
                 ["system", "maintenance", "pop"] if get => ops::pop_maintenance(self, None).await,
                 ["system", "maintenance", "pop"] if post => {
                     ops::pop_maintenance(self, Some(&bytes)).await

@@ -53,6 +53,11 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match &e {
             EngineError::Invalid(m) => ApiError::bad_request("invalid_request", m.clone()),
+            EngineError::Buffer(m) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "buffer_unavailable",
+                message: format!("the database is unreachable and the disk buffer failed: {m}"),
+            },
             _ if e.is_unavailable() => ApiError::unavailable(format!("database unavailable: {e}")),
             _ => {
                 tracing::error!(error = %e, "internal error");

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,32 @@ use tokio::net::TcpStream;
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// Its disk buffer directory (removed on drop unless kept).
+    pub buffer_dir: PathBuf,
+    keep_buffer: bool,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.keep_buffer {
+            let _ = std::fs::remove_dir_all(&self.buffer_dir);
+        }
     }
+}
+
+/// A fresh buffer directory for one test.
+pub fn buffer_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "queen-buffer-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
 }
 
 fn free_port() -> u16 {
@@ -40,6 +60,16 @@ impl Server {
     /// Starts `queen serve` on a fresh database with extra environment settings.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> Server {
         let db = queen_wire::embedded::test_config(name).await.unwrap();
+        Server::start_on(&db, buffer_dir(name), false, env).await
+    }
+
+    /// Starts `queen serve` on a given database and buffer directory.
+    pub async fn start_on(
+        db: &queen_wire::Config,
+        buffer_dir: PathBuf,
+        keep_buffer: bool,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_queen"));
         cmd.arg("serve")
@@ -47,6 +77,7 @@ impl Server {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("LOG_LEVEL", "warn")
+            .env("FILE_BUFFER_DIR", &buffer_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -56,6 +87,8 @@ impl Server {
         let server = Server {
             child: cmd.spawn().unwrap(),
             port,
+            buffer_dir,
+            keep_buffer,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -71,6 +104,13 @@ impl Server {
 
     pub async fn get(&self, path: &str) -> std::io::Result<Resp> {
         self.request("GET", path, None).await
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.keep_buffer = true;
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Resp {
@@ -101,6 +141,10 @@ pub struct Client {
 impl Client {
     pub async fn get(&self, path: &str) -> std::io::Result<Resp> {
         request(self.port, "GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> std::io::Result<Resp> {
+        request(self.port, "POST", path, Some(body.to_string().as_bytes())).await
     }
 }
 

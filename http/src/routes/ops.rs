@@ -8,7 +8,7 @@ use queen_wire::Client;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{App, POP_MAINTENANCE};
+use crate::app::{App, POP_MAINTENANCE, PUSH_MAINTENANCE};
 use crate::body::{self, Resp};
 use crate::error::ApiError;
 
@@ -38,7 +38,7 @@ pub(crate) async fn health(app: &App) -> Resp {
 }
 
 pub(crate) fn ready(app: &App) -> Resp {
-    let ready = app.is_ready() && app.engine.pool().is_connected();
+    let ready = app.is_ready() && app.engine.pool().is_connected() && app.engine.buffer_caught_up();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -65,6 +65,10 @@ pub(crate) fn metrics(app: &App) -> Resp {
                 "inFlight": pool.in_flight, "checkedOut": pool.checked_out,
             },
             "longPolls": {"waiting": app.engine.hub().total_waiting()},
+            "buffer": app.engine.buffer_status().map(|b| json!({
+                "pending": b.pending, "failed": b.failed, "replayed": b.replayed,
+                "dbHealthy": b.db_healthy, "maintenance": b.maintenance,
+            })),
         }),
     )
 }
@@ -152,6 +156,36 @@ pub(crate) fn prometheus(app: &App) -> Resp {
         );
     }
     body::raw(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(s))
+}
+
+/// `GET /api/v1/status/buffers`.
+pub(crate) fn buffers(app: &App) -> Resp {
+    let b = app.engine.buffer_status();
+    body::reply(
+        StatusCode::OK,
+        &json!({
+            "pending": b.map_or(0, |b| b.pending),
+            "failed": b.map_or(0, |b| b.failed),
+            "dbHealthy": app.engine.pool().is_connected(),
+            "enabled": b.is_some(),
+        }),
+    )
+}
+
+/// `GET|POST /api/v1/system/maintenance`: push maintenance (every push to the disk buffer).
+pub(crate) async fn push_maintenance(app: &App, set: Option<&[u8]>) -> Result<Resp, ApiError> {
+    if let Some(bytes) = set {
+        let m: MaintenanceIn = body::json(bytes)?;
+        let enabled = m.enabled.ok_or_else(|| {
+            ApiError::bad_request("invalid_request", "`enabled` (boolean) is required")
+        })?;
+        app.engine.set_push_maintenance(enabled)?;
+        app.engine
+            .set_setting(PUSH_MAINTENANCE, if enabled { "true" } else { "false" })
+            .await?;
+    }
+    let on = app.engine.buffer_status().is_some_and(|b| b.maintenance);
+    Ok(body::reply(StatusCode::OK, &json!({ "enabled": on })))
 }
 
 #[derive(Deserialize)]

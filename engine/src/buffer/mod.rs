@@ -1,0 +1,405 @@
+//! The disk buffer: pushes stay durable while PostgreSQL is unreachable and are replayed exactly
+//! once when it returns (semantics.md §6).
+//!
+//! **Routing.** A push goes to the database unless (a) push maintenance is on, or (b) one of its
+//! partitions still has records in the buffer — then it goes behind them, so each partition's
+//! order holds across the outage. A push that meets a connection error (not a data error) falls
+//! back to the buffer with the transactionIds it already had, so a push that did commit before
+//! the connection died is deduplicated on replay.
+//!
+//! **Durability.** A buffered push is answered only after its records are fsynced (the log's
+//! group fsync). Per-partition counts of records not yet replayed are kept in memory; they are
+//! raised *before* the append, so no direct push can overtake a buffered one.
+//!
+//! **Replay.** A task reads the log oldest first and pushes records in batches through the
+//! normal push path, while the database answers and push maintenance is off. Counts drop once a
+//! batch has committed. Drained segments are deleted. On start-up the whole log is scanned to
+//! rebuild the counts, so a restart with a non-empty log resumes where it was (records replayed
+//! twice after a crash are duplicates by transactionId and stored once).
+
+pub(crate) mod log;
+pub(crate) mod record;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::log::{Log, Next, SegmentReader, segment_path, segments};
+use self::record::Record;
+use crate::engine::Inner;
+
+/// Records replayed per statement.
+const REPLAY_BATCH: usize = 500;
+
+/// Where and how to keep the buffer.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// Directory of the segment files.
+    pub dir: PathBuf,
+    /// A segment is closed once it is larger than this.
+    pub segment_bytes: u64,
+}
+
+impl BufferConfig {
+    /// Defaults for `dir` (64 MiB segments).
+    pub fn new(dir: impl Into<PathBuf>) -> BufferConfig {
+        BufferConfig {
+            dir: dir.into(),
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Figures of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferStatus {
+    /// Records waiting to be replayed.
+    pub pending: u64,
+    /// Records that could not be read or replayed (corrupt, or rejected by the database).
+    pub failed: u64,
+    /// Records replayed since start.
+    pub replayed: u64,
+    /// The database answers.
+    pub db_healthy: bool,
+    /// Push maintenance is on.
+    pub maintenance: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct DiskBuffer {
+    log: Log,
+    pending: Mutex<HashMap<(String, String), u64>>,
+    pending_total: AtomicU64,
+    failed: AtomicU64,
+    replayed: AtomicU64,
+    maintenance: AtomicBool,
+    /// Set once the log has been empty since start (the start-up replay caught up).
+    caught_up: AtomicBool,
+    wake: Notify,
+}
+
+impl DiskBuffer {
+    /// Opens the log, repairs a torn tail and counts what is left to replay.
+    pub(crate) fn open(config: &BufferConfig) -> io::Result<DiskBuffer> {
+        let (log, recovery) = Log::open(&config.dir, config.segment_bytes)?;
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(
+                bytes = recovery.truncated_bytes,
+                "cut a torn record off the buffer (never acknowledged)"
+            );
+        }
+        let buffer = DiskBuffer {
+            log,
+            pending: Mutex::new(HashMap::new()),
+            pending_total: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            maintenance: AtomicBool::new(false),
+            caught_up: AtomicBool::new(false),
+            wake: Notify::new(),
+        };
+        let mut reader = Reader::new(buffer.log.dir());
+        while let Some(batch) = reader.next_batch(usize::MAX, &buffer.failed)? {
+            for r in &batch {
+                buffer.raise(&r.queue, &r.partition, 1);
+            }
+        }
+        let pending = buffer.pending_total.load(Ordering::Acquire);
+        if pending > 0 {
+            tracing::info!(pending, dir = %config.dir.display(), "buffer has records to replay");
+        } else {
+            buffer.caught_up.store(true, Ordering::Release);
+        }
+        Ok(buffer)
+    }
+
+    fn raise(&self, queue: &str, partition: &str, n: u64) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *p.entry((queue.to_owned(), partition.to_owned()))
+            .or_default() += n;
+        self.pending_total.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn lower(&self, queue: &str, partition: &str, n: u64) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (queue.to_owned(), partition.to_owned());
+        if let Some(c) = p.get_mut(&key) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                p.remove(&key);
+            }
+        }
+        self.pending_total.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Whether a push of these (queue, partition) pairs must go through the buffer.
+    pub(crate) fn must_buffer<'a>(
+        &self,
+        mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> bool {
+        if self.maintenance.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.pending_total.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pairs.any(|(q, part)| p.contains_key(&(q.to_owned(), part.to_owned())))
+    }
+
+    /// Appends records durably (returns after fsync).
+    pub(crate) async fn append(&self, records: &[Record]) -> io::Result<()> {
+        for r in records {
+            self.raise(&r.queue, &r.partition, 1);
+        }
+        let encoded: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
+        if let Err(e) = self.log.append(encoded).await {
+            for r in records {
+                self.lower(&r.queue, &r.partition, 1);
+            }
+            return Err(e);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn set_maintenance(&self, on: bool) {
+        self.maintenance.store(on, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn status(&self, db_healthy: bool) -> BufferStatus {
+        BufferStatus {
+            pending: self.pending_total.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            db_healthy,
+            maintenance: self.maintenance.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Walks the segments oldest first.
+struct Reader {
+    dir: PathBuf,
+    segment: Option<(u64, SegmentReader)>,
+}
+
+impl Reader {
+    fn new(dir: &Path) -> Reader {
+        Reader {
+            dir: dir.to_owned(),
+            segment: None,
+        }
+    }
+
+    /// Opens the oldest segment if none is open yet.
+    fn ensure_open(&mut self) -> io::Result<()> {
+        if self.segment.is_none() {
+            if let Some(&id) = segments(&self.dir)?.first() {
+                self.segment = Some((id, SegmentReader::open(&segment_path(&self.dir, id), 0)?));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next records (at most `max`), or `None` at the end of what is written.
+    fn next_batch(&mut self, max: usize, failed: &AtomicU64) -> io::Result<Option<Vec<Record>>> {
+        self.ensure_open()?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((id, reader)) = &mut self.segment else {
+                break;
+            };
+            let bad = match reader.next()? {
+                Next::Record(body) => {
+                    match Record::decode(&body) {
+                        Some(r) => out.push(r),
+                        None => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(segment = *id, "undecodable buffer record skipped");
+                        }
+                    }
+                    continue;
+                }
+                Next::End => false,
+                Next::Bad => true,
+            };
+            // End of this segment (or an unreadable record): move on only if a newer segment
+            // exists, which means this one is complete; otherwise wait for more to be written.
+            let id = *id;
+            let Some(next) = segments(&self.dir)?.into_iter().find(|&s| s > id) else {
+                break;
+            };
+            if bad {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    segment = id,
+                    "corrupt buffer segment: the rest of it is skipped"
+                );
+            }
+            self.segment = Some((
+                next,
+                SegmentReader::open(&segment_path(&self.dir, next), 0)?,
+            ));
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// Segment ids strictly older than the one being read (fully read, safe to delete).
+    fn finished_segments(&self) -> io::Result<Vec<u64>> {
+        let Some((current, _)) = &self.segment else {
+            return Ok(Vec::new());
+        };
+        Ok(segments(&self.dir)?
+            .into_iter()
+            .filter(|s| s < current)
+            .collect())
+    }
+
+    fn at_segment(&self) -> Option<u64> {
+        self.segment.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Steps onto the next segment when the current one has been read to its end and a newer
+    /// one exists (without reading any record of the newer one).
+    fn advance_over_end(&mut self) -> io::Result<()> {
+        let Some((id, reader)) = &self.segment else {
+            return Ok(());
+        };
+        let len = std::fs::metadata(segment_path(&self.dir, *id))?.len();
+        if reader.offset < len {
+            return Ok(());
+        }
+        let id = *id;
+        if let Some(next) = segments(&self.dir)?.into_iter().find(|&s| s > id) {
+            self.segment = Some((
+                next,
+                SegmentReader::open(&segment_path(&self.dir, next), 0)?,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Replays the buffer into the database for as long as the engine lives.
+pub(crate) fn start_replayer(engine: Weak<Inner>) {
+    let buffer = match engine.upgrade().and_then(|i| i.buffer.clone()) {
+        Some(b) => b,
+        None => return,
+    };
+    tokio::spawn(async move {
+        let mut reader = Reader::new(buffer.log.dir());
+        let mut retry: Option<Vec<Record>> = None;
+        loop {
+            let idle = buffer.pending_total.load(Ordering::Acquire) == 0 && retry.is_none();
+            let connected = match engine.upgrade() {
+                Some(i) => i.pool.is_connected(),
+                None => return,
+            };
+            let paused = buffer.maintenance.load(Ordering::Acquire) || !connected;
+            if idle || paused {
+                if idle {
+                    buffer.caught_up.store(true, Ordering::Release);
+                    if let Err(e) = cleanup(&buffer.log, &mut reader).await {
+                        tracing::warn!(error = %e, "buffer cleanup failed");
+                    }
+                }
+                let wait = if paused {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_secs(1)
+                };
+                let _ = tokio::time::timeout(wait, buffer.wake.notified()).await;
+                continue;
+            }
+            let batch = match retry.take() {
+                Some(b) => b,
+                None => match reader.next_batch(REPLAY_BATCH, &buffer.failed) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the buffer failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            let items: Vec<_> = batch.iter().cloned().map(Record::into_item).collect();
+            let result = match engine.upgrade() {
+                Some(inner) => crate::push::push(&inner, &items).await,
+                None => return,
+            };
+            match result {
+                Ok(_) => {
+                    for r in &batch {
+                        buffer.lower(&r.queue, &r.partition, 1);
+                    }
+                    buffer
+                        .replayed
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.is_unavailable() => {
+                    tracing::debug!(error = %e, "replay paused: database unavailable");
+                    retry = Some(batch);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    // Records the database refuses (cannot happen for validated pushes): keep the
+                    // rest flowing and count them.
+                    tracing::error!(error = %e, records = batch.len(), "buffered records rejected by the database");
+                    buffer
+                        .failed
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for r in &batch {
+                        buffer.lower(&r.queue, &r.partition, 1);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// With everything replayed: closes a drained current segment and deletes every segment read
+/// completely, so a restart does not scan (and replay again) what is already stored.
+async fn cleanup(log: &Log, reader: &mut Reader) -> io::Result<()> {
+    reader.ensure_open()?;
+    if reader.at_segment() == Some(log.current_segment()) {
+        let len = std::fs::metadata(segment_path(log.dir(), log.current_segment()))?.len();
+        if len > 8 {
+            log.rotate().await?;
+        }
+    }
+    reader.advance_over_end()?;
+    for id in reader.finished_segments()? {
+        std::fs::remove_file(segment_path(log.dir(), id))?;
+    }
+    Ok(())
+}
+
+/// Builds records from push items that already carry their transactionIds.
+pub(crate) fn records_of(items: &[crate::model::PushItem]) -> Vec<Record> {
+    items
+        .iter()
+        .map(|it| Record {
+            queue: it.queue.clone(),
+            partition: it.partition.clone(),
+            payload: it.payload.clone(),
+            transaction_id: it.transaction_id.clone().unwrap_or_default(),
+            trace_id: it.trace_id,
+            producer_sub: it.producer_sub.clone(),
+        })
+        .collect()
+}
