@@ -13,6 +13,10 @@
 //! * `push_1_x64`: 64 tasks, each pushing one message per call (coalescing at work);
 //! * `pop_ack_100`: `CONCURRENCY` consumers, each popping batches of 100 and acking them.
 //!
+//! * `push_100_buffered`, `push_1_x64_buffered`: the same two pushes with push maintenance on,
+//!   so every push goes to the disk buffer (answered after its fsync);
+//! * `replay`: records per second replayed from the buffer into the database afterwards.
+//!
 //! Payload: 200 bytes of JSON. Run: `cargo bench --bench engine` (durable embedded PostgreSQL,
 //! or `DATABASE_URL`).
 
@@ -92,9 +96,14 @@ fn main() {
         let pool = Pool::connect(config, PoolConfig { size: 8, ..PoolConfig::default() })
             .await
             .expect("pool");
-        let engine = Engine::start(pool.clone(), EngineConfig { listen: false, ..EngineConfig::default() })
-            .await
-            .expect("engine");
+        let buffer_dir = std::env::temp_dir().join(format!("queen-bench-buffer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&buffer_dir);
+        let engine_config = EngineConfig {
+            listen: false,
+            buffer: Some(queen_engine::BufferConfig::new(&buffer_dir)),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(pool.clone(), engine_config).await.expect("engine");
         pool.batch_execute(
             "DROP TABLE IF EXISTS raw_messages;
              CREATE TABLE raw_messages (partition_id uuid NOT NULL, position bigint NOT NULL,
@@ -119,6 +128,9 @@ fn main() {
             ("push_100", vec![]),
             ("push_1_x64", vec![]),
             ("pop_ack_100", vec![]),
+            ("push_100_buffered", vec![]),
+            ("push_1_x64_buffered", vec![]),
+            ("replay", vec![]),
         ];
         // BENCH_ONLY=push_100,pop_ack_100 runs a subset (for profiling one scenario).
         let only = std::env::var("BENCH_ONLY").ok();
@@ -188,6 +200,27 @@ fn main() {
             .await;
             results[3].1.push(r);
             }
+            // The same pushes with push maintenance on: every push goes to the disk buffer (one
+            // group fsync per write batch). Then the replay of everything buffered is timed.
+            if run("buffered") {
+                engine.set_push_maintenance(true).expect("maintenance");
+                for (slot, tasks, n) in [(4usize, CONCURRENCY, 100usize), (5, 64, 1)] {
+                    let e = engine.clone();
+                    let r = measure(tasks, move |seed| {
+                        let e = e.clone();
+                        async move { e.push(items("bench_buf", n, seed)).await.expect("push").len() as u64 }
+                    })
+                    .await;
+                    results[slot].1.push(r);
+                }
+                let pending = engine.buffer_status().expect("buffer").pending;
+                let t0 = Instant::now();
+                engine.set_push_maintenance(false).expect("maintenance");
+                while engine.buffer_status().expect("buffer").pending > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                results[6].1.push(pending as f64 / t0.elapsed().as_secs_f64());
+            }
             eprintln!("round {round} done");
         }
         let median = |v: &Vec<f64>| {
@@ -203,6 +236,7 @@ fn main() {
             let rounds: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
             println!("{name:<16} {m:>12.0} {:>9.0}%   {}", m / ceiling * 100.0, rounds.join(" "));
         }
+        let _ = std::fs::remove_dir_all(&buffer_dir);
         let (pushed, popped, acked) = engine.metrics().snapshot();
         println!("engine counters: pushed {pushed}, popped {popped}, acked {acked}");
     });

@@ -143,22 +143,27 @@ BEGIN
 END
 $$;
 
+-- One pop, or several folded together (p_split): then each claimed partition goes to its own
+-- request, the k-th with lease p_lease_ids[k] and up to p_batch messages, reported as slot k.
+-- Otherwise up to p_max_partitions partitions share p_lease_ids[1] and p_batch caps the total.
+DROP FUNCTION IF EXISTS queen.pop(text, text, text, integer, integer, uuid, integer, boolean, text, timestamptz, text);
 CREATE OR REPLACE FUNCTION queen.pop(
     p_queue text,
     p_partition text,          -- NULL: any partition
     p_group text,
     p_batch integer,
     p_max_partitions integer,
-    p_lease_id uuid,
+    p_lease_ids uuid[],
     p_lease_seconds integer,   -- NULL: the queue's leaseTime
     p_auto_ack boolean,
     p_sub_mode text,           -- all | new | timestamp (NULL: all)
     p_sub_from timestamptz,
-    p_worker text)
+    p_workers text[],
+    p_split boolean)
 RETURNS TABLE (
     partition_id uuid, partition_name text, pos bigint, message_id uuid, transaction_id text,
     trace_id uuid, payload jsonb, encrypted bytea, producer_sub text, created_at timestamptz,
-    retry_count integer, lease_expires_at timestamptz, queue_priority integer)
+    retry_count integer, lease_expires_at timestamptz, queue_priority integer, slot integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -174,6 +179,9 @@ DECLARE
     v_pos bigint;
     v_old_lease uuid;
     v_expires timestamptz;
+    v_slot integer;
+    v_cap integer;
+    v_max integer := CASE WHEN p_split THEN cardinality(p_lease_ids) ELSE greatest(p_max_partitions, 1) END;
 BEGIN
     SELECT * INTO q FROM queen.queues qq WHERE qq.name = p_queue;
     IF NOT FOUND THEN
@@ -239,6 +247,8 @@ BEGIN
              WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
         END IF;
 
+        v_slot := CASE WHEN p_split THEN v_claimed + 1 ELSE 1 END;
+        v_cap := CASE WHEN p_split THEN p_batch ELSE p_batch - v_total END;
         v_n := 0;
         FOR m IN
             -- Deliver in order up to the first message that may not go yet (delayedProcessing):
@@ -251,7 +261,7 @@ BEGIN
                       FROM (SELECT ms.* FROM queen.messages ms
                              WHERE ms.partition_id = cand.pid AND ms.position > v_pos
                              ORDER BY ms.position
-                             LIMIT p_batch - v_total) h) r
+                             LIMIT v_cap) h) r
               LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
                                         AND rt.position = r.position
              WHERE r.ok
@@ -270,6 +280,7 @@ BEGIN
             retry_count := m.failures;
             lease_expires_at := CASE WHEN p_auto_ack THEN NULL ELSE v_expires END;
             queue_priority := q.priority;
+            slot := v_slot;
             RETURN NEXT;
             v_n := v_n + 1;
             v_last := m.position;
@@ -279,18 +290,18 @@ BEGIN
         IF p_auto_ack THEN
             UPDATE queen.cursors c
                SET position = v_last, lease_id = NULL, lease_expires_at = NULL, lease_end = NULL,
-                   worker_id = p_worker, total_consumed = c.total_consumed + v_n,
+                   worker_id = p_workers[v_slot], total_consumed = c.total_consumed + v_n,
                    last_consumed_at = now()
              WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
         ELSE
             UPDATE queen.cursors c
-               SET lease_id = p_lease_id, lease_expires_at = v_expires, lease_end = v_last,
-                   worker_id = p_worker, last_consumed_at = now()
+               SET lease_id = p_lease_ids[v_slot], lease_expires_at = v_expires, lease_end = v_last,
+                   worker_id = p_workers[v_slot], last_consumed_at = now()
              WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
         END IF;
         v_claimed := v_claimed + 1;
         v_total := v_total + v_n;
-        EXIT WHEN v_claimed >= greatest(p_max_partitions, 1) OR v_total >= p_batch;
+        EXIT WHEN v_claimed >= v_max OR (NOT p_split AND v_total >= p_batch);
     END LOOP;
 END
 $$;

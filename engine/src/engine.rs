@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub push_batch: BatchConfig,
     /// Coalescing of acks.
     pub ack_batch: BatchConfig,
+    /// Coalescing of any-partition pops.
+    pub pop_batch: BatchConfig,
     /// How often expired leases are settled.
     pub sweep_interval: Duration,
     /// Window in which pushed queues are gathered into one NOTIFY.
@@ -46,6 +48,10 @@ impl Default for EngineConfig {
             buffer: None,
             push_batch: BatchConfig::default(),
             ack_batch: BatchConfig::default(),
+            pop_batch: BatchConfig {
+                max_items: 64,
+                ..BatchConfig::default()
+            },
             sweep_interval: Duration::from_secs(1),
             notify_debounce: Duration::from_millis(5),
             long_poll_recheck: Duration::from_millis(500),
@@ -60,6 +66,8 @@ pub struct Metrics {
     pushed: AtomicU64,
     popped: AtomicU64,
     acked: AtomicU64,
+    pop_requests: AtomicU64,
+    pop_statements: AtomicU64,
 }
 
 impl Metrics {
@@ -71,6 +79,19 @@ impl Metrics {
     }
     pub(crate) fn acked(&self, n: usize) {
         self.acked.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn pops_folded(&self, requests: usize, statements: usize) {
+        self.pop_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+        self.pop_statements
+            .fetch_add(statements as u64, Ordering::Relaxed);
+    }
+    /// Folded any-partition pop requests, and the statements that served them.
+    pub fn pop_folding(&self) -> (u64, u64) {
+        (
+            self.pop_requests.load(Ordering::Relaxed),
+            self.pop_statements.load(Ordering::Relaxed),
+        )
     }
     /// Messages pushed (stored), popped and acked since start.
     pub fn snapshot(&self) -> (u64, u64, u64) {
@@ -93,6 +114,7 @@ pub(crate) struct Inner {
     /// Push batchers, one per shard of partitions (see [`push`](crate::push)).
     pub push_batchers: Vec<Batcher<PushJob>>,
     pub ack_batcher: Batcher<AckJob>,
+    pub pop_batcher: Batcher<crate::pop::PopJob>,
     pub config: EngineConfig,
     pub metrics: Metrics,
     pub buffer: Option<Arc<DiskBuffer>>,
@@ -140,8 +162,8 @@ impl Engine {
                 max_in_flight: 1,
                 ..config.push_batch
             };
-            let (ack_config, push_shards) =
-                (config.ack_batch, config.push_batch.max_in_flight.max(1));
+            let (ack_config, pop_config) = (config.ack_batch, config.pop_batch);
+            let push_shards = config.push_batch.max_in_flight.max(1);
             let push_batchers = (0..push_shards)
                 .map(|_| {
                     let w = weak.clone();
@@ -164,6 +186,15 @@ impl Engine {
                     }
                 }
             });
+            let w = weak.clone();
+            let pop_batcher = Batcher::start(pop_config, move |jobs| {
+                let w = w.clone();
+                async move {
+                    if let Some(inner) = w.upgrade() {
+                        crate::pop::run_batch(inner, jobs).await;
+                    }
+                }
+            });
             Inner {
                 pool,
                 statements,
@@ -172,6 +203,7 @@ impl Engine {
                 announcer,
                 push_batchers,
                 ack_batcher,
+                pop_batcher,
                 config: config.clone(),
                 metrics: Metrics::default(),
                 buffer,

@@ -7,6 +7,11 @@
 //!                        └──(woken by a push, or re-check due)──► Claim
 //! ```
 //!
+//! Concurrent any-partition pops of one partition and the same shape (queue, group, batch,
+//! lease, autoAck, subscription) are folded into one statement through a batcher: the function
+//! then hands each folded request a partition and a lease of its own. Other pops run as their
+//! own statement. Either way, one round trip.
+//!
 //! The database function claims up to `partitions` partitions whose cursor has messages beyond
 //! it and no live lease (`FOR UPDATE SKIP LOCKED`, so concurrent pops spread over partitions),
 //! reads up to `batch` messages of each in order, and records the lease (or, with autoAck,
@@ -19,10 +24,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use queen_wire::{Client, Json, Timestamp};
+use std::sync::Arc;
+
+use queen_wire::{Client, Json, Pipeline, Timestamp};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::batch::Job;
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{Message, PopRequest, PopResult, QUEUE_MODE, Subscription};
@@ -104,9 +113,89 @@ fn validate(req: &PopRequest) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// One claim: one round trip.
+/// The parameters a group of folded pops must share (everything but the lease and the worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    queue: String,
+    group: String,
+    batch: u32,
+    lease_seconds: Option<u32>,
+    auto_ack: bool,
+    subscription: Option<Subscription>,
+}
+
+impl Shape {
+    fn of(req: &PopRequest) -> Shape {
+        Shape {
+            queue: req.queue.clone(),
+            group: req.consumer_group.clone(),
+            batch: req.batch,
+            lease_seconds: req.lease_seconds,
+            auto_ack: req.auto_ack,
+            subscription: req.subscription,
+        }
+    }
+}
+
+/// A single-partition, any-partition pop waiting to be folded with others of its shape.
+#[derive(Debug)]
+pub(crate) struct PopJob {
+    req: PopRequest,
+    lease_id: Uuid,
+    reply: oneshot::Sender<Result<Option<PopResult>, EngineError>>,
+}
+
+impl Job for PopJob {
+    fn items(&self) -> usize {
+        1
+    }
+}
+
+/// One claim: one round trip. Any-partition pops of one partition are folded with concurrent
+/// pops of the same shape into one statement that gives each its own partition and lease.
 async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, EngineError> {
     let lease_id = Uuid::now_v7();
+    if req.partition.is_none() && req.partitions == 1 {
+        let (reply, rx) = oneshot::channel();
+        inner
+            .pop_batcher
+            .submit(PopJob {
+                req: req.clone(),
+                lease_id,
+                reply,
+            })
+            .map_err(|_| EngineError::ShuttingDown)?;
+        return rx.await.map_err(|_| EngineError::ShuttingDown)?;
+    }
+    let mut p = Pipeline::new();
+    add_pop(
+        &mut p,
+        inner,
+        req,
+        &[lease_id],
+        &[req.worker_id.as_deref()],
+        false,
+    )?;
+    let rows = inner
+        .pool
+        .send_segment(p)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.rows)
+        .unwrap_or_default();
+    result(inner, req, lease_id, &rows)
+}
+
+/// Adds a `queen.pop` call (one segment) to a pipeline.
+fn add_pop(
+    p: &mut Pipeline,
+    inner: &Inner,
+    req: &PopRequest,
+    leases: &[Uuid],
+    workers: &[Option<&str>],
+    split: bool,
+) -> Result<(), EngineError> {
     let (mode, from) = match (req.consumer_group.as_str(), req.subscription) {
         (QUEUE_MODE, _) | (_, None) => (None, None),
         (_, Some(Subscription::All)) => (Some("all"), None),
@@ -118,32 +207,111 @@ async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, Eng
     let lease_seconds = req
         .lease_seconds
         .map(|s| i32::try_from(s).unwrap_or(i32::MAX));
-    let rows = inner
-        .pool
-        .query(
-            &inner.statements.pop,
-            &[
-                &req.queue.as_str(),
-                &req.partition.as_deref(),
-                &req.consumer_group.as_str(),
-                &batch,
-                &partitions,
-                &lease_id,
-                &lease_seconds,
-                &req.auto_ack,
-                &mode,
-                &from,
-                &req.worker_id.as_deref(),
-            ],
-        )
-        .await?;
+    let leases = leases.to_vec();
+    let workers: Vec<Option<&str>> = workers.to_vec();
+    p.query(
+        &inner.statements.pop,
+        &[
+            &req.queue.as_str(),
+            &req.partition.as_deref(),
+            &req.consumer_group.as_str(),
+            &batch,
+            &partitions,
+            &leases,
+            &lease_seconds,
+            &req.auto_ack,
+            &mode,
+            &from,
+            &workers,
+            &split,
+        ],
+    )?;
+    p.sync();
+    Ok(())
+}
+
+/// Runs folded pops: one statement (segment) per shape, all in one pipeline.
+pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
+    let mut shapes: Vec<(Shape, Vec<PopJob>)> = Vec::new();
+    for job in jobs {
+        let shape = Shape::of(&job.req);
+        match shapes.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, v)) => v.push(job),
+            None => shapes.push((shape, vec![job])),
+        }
+    }
+    inner
+        .metrics
+        .pops_folded(shapes.iter().map(|(_, j)| j.len()).sum(), shapes.len());
+    let mut p = Pipeline::new();
+    let mut built: Result<(), EngineError> = Ok(());
+    for (_, jobs) in &shapes {
+        let leases: Vec<Uuid> = jobs.iter().map(|j| j.lease_id).collect();
+        let workers: Vec<Option<&str>> = jobs.iter().map(|j| j.req.worker_id.as_deref()).collect();
+        if let Err(e) = add_pop(&mut p, &inner, &jobs[0].req, &leases, &workers, true) {
+            built = Err(e);
+            break;
+        }
+    }
+    let segments = match built {
+        Ok(()) => inner.pool.send(p).await.map_err(EngineError::from),
+        Err(e) => Err(e),
+    };
+    match segments {
+        Err(e) => {
+            for job in shapes.into_iter().flat_map(|(_, j)| j) {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+        Ok(segments) => {
+            for ((_, jobs), seg) in shapes.into_iter().zip(segments) {
+                let rows = match seg {
+                    Ok(mut r) => r.pop().map(|r| r.rows).unwrap_or_default(),
+                    Err(e) => {
+                        let e = EngineError::from(e);
+                        for job in jobs {
+                            let _ = job.reply.send(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                };
+                for (k, job) in jobs.into_iter().enumerate() {
+                    let slot = i32::try_from(k + 1).unwrap_or(i32::MAX);
+                    let mine: Vec<&queen_wire::Row> = rows
+                        .iter()
+                        .filter(|r| r.get::<i32>(13).is_ok_and(|s| s == slot))
+                        .collect();
+                    let out = result_of(&inner, &job.req, job.lease_id, mine);
+                    let _ = job.reply.send(out);
+                }
+            }
+        }
+    }
+}
+
+fn result(
+    inner: &Inner,
+    req: &PopRequest,
+    lease_id: Uuid,
+    rows: &[queen_wire::Row],
+) -> Result<Option<PopResult>, EngineError> {
+    result_of(inner, req, lease_id, rows.iter().collect())
+}
+
+/// Decodes a pop's rows.
+fn result_of(
+    inner: &Inner,
+    req: &PopRequest,
+    lease_id: Uuid,
+    rows: Vec<&queen_wire::Row>,
+) -> Result<Option<PopResult>, EngineError> {
     if rows.is_empty() {
         return Ok(None);
     }
     let mut messages = Vec::with_capacity(rows.len());
     let mut expires: Option<Timestamp> = None;
     let mut claimed: Vec<Uuid> = Vec::new();
-    for r in &rows {
+    for r in rows {
         let partition_id: Uuid = r.get(0)?;
         if !claimed.contains(&partition_id) {
             claimed.push(partition_id);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use queen_engine::{AckItem, AckStatus, Engine, PopRequest, PushItem};
+use queen_engine::{AckItem, AckStatus, BatchConfig, Engine, EngineConfig, PopRequest, PushItem};
 use tokio::sync::Mutex;
 
 const PRODUCERS: usize = 16;
@@ -274,7 +274,20 @@ async fn concurrent_any_partition_pops_each_claim_a_partition() {
     // More concurrent pops than any fixed candidate window: each must look past the partitions
     // the others have locked and claim one of its own.
     const N: usize = 24;
-    let e = engine("spread").await;
+    // Pops wait up to 200 ms for company, so the concurrent ones are folded into few statements.
+    let e = engine_with(
+        "spread",
+        EngineConfig {
+            listen: false,
+            pop_batch: BatchConfig {
+                max_items: 64,
+                max_hold: Duration::from_millis(200),
+                max_in_flight: 1,
+            },
+            ..EngineConfig::default()
+        },
+    )
+    .await;
     let items = (0..N)
         .map(|i| item_json("q", &format!("p{i}"), format!("{i}")))
         .collect();
