@@ -7,15 +7,16 @@
 //!   (`INSERT … SELECT FROM unnest(…)`, one commit each) into a table shaped like the engine's
 //!   message table, through the wire client;
 //! * `push_100`: `CONCURRENCY` tasks, each pushing 100 messages per call;
-//!
-//! Each call (raw or push) targets one partition, rotating over `PARTITIONS`, as a producer
-//! batching by key does.
 //! * `push_1_x64`: 64 tasks, each pushing one message per call (coalescing at work);
-//! * `pop_ack_100`: `CONCURRENCY` consumers, each popping batches of 100 and acking them.
-//!
+//! * `pop_ack_100`: `CONCURRENCY` consumers, each popping batches of 100 (any partition) and
+//!   acking them, draining the backlog `push_100` left; the rate is over the time until it is
+//!   empty (or `SECS`);
 //! * `push_100_buffered`, `push_1_x64_buffered`: the same two pushes with push maintenance on,
 //!   so every push goes to the disk buffer (answered after its fsync);
 //! * `replay`: records per second replayed from the buffer into the database afterwards.
+//!
+//! Each call (raw or push) targets one partition, rotating over `PARTITIONS`, as a producer
+//! batching by key does.
 //!
 //! Payload: 200 bytes of JSON. Run: `cargo bench --bench engine` (durable embedded PostgreSQL,
 //! or `DATABASE_URL`).
@@ -173,33 +174,51 @@ fn main() {
             }
 
             if run("pop_ack_100") {
-            let e = engine.clone();
-            let r = measure(CONCURRENCY, move |_| {
-                let e = e.clone();
-                async move {
-                    let req = PopRequest { batch: 100, ..PopRequest::new("bench") };
-                    let Some(r) = e.pop(&req, None).await.expect("pop") else { return 0 };
-                    let acks: Vec<AckItem> = r
-                        .messages
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, m)| r.messages.get(i + 1).is_none_or(|n| n.partition_id != m.partition_id))
-                        .map(|(_, m)| AckItem {
-                            transaction_id: m.transaction_id.clone(),
-                            partition_id: m.partition_id,
-                            status: AckStatus::Completed,
-                            consumer_group: r.consumer_group.clone(),
-                            error: None,
-                            lease_id: r.lease_id,
-                        })
-                        .collect();
-                    e.ack(acks).await.expect("ack");
-                    r.messages.len() as u64
+                // Drains the backlog push_100 left (hundreds of thousands of messages): the rate is
+                // messages over the time until the queue is empty (or SECS, if it is not).
+                let consumed = Arc::new(AtomicU64::new(0));
+                let start = Instant::now();
+                let deadline = start + Duration::from_secs(SECS);
+                let mut handles = Vec::new();
+                for _ in 0..CONCURRENCY {
+                    let (e, consumed) = (engine.clone(), consumed.clone());
+                    handles.push(tokio::spawn(async move {
+                        let req = PopRequest {
+                            batch: 100,
+                            ..PopRequest::new("bench")
+                        };
+                        while Instant::now() < deadline {
+                            let Some(r) = e.pop(&req, None).await.expect("pop") else {
+                                break;
+                            };
+                            let acks: Vec<AckItem> = r
+                                .messages
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, m)| {
+                                    r.messages.get(i + 1).is_none_or(|n| n.partition_id != m.partition_id)
+                                })
+                                .map(|(_, m)| AckItem {
+                                    transaction_id: m.transaction_id.clone(),
+                                    partition_id: m.partition_id,
+                                    status: AckStatus::Completed,
+                                    consumer_group: r.consumer_group.clone(),
+                                    error: None,
+                                    lease_id: r.lease_id,
+                                })
+                                .collect();
+                            e.ack(acks).await.expect("ack");
+                            consumed.fetch_add(r.messages.len() as u64, Ordering::Relaxed);
+                        }
+                    }));
                 }
-            })
-            .await;
-            results[3].1.push(r);
+                for h in handles {
+                    h.await.expect("consumer");
+                }
+                let n = consumed.load(Ordering::Relaxed);
+                results[3].1.push(n as f64 / start.elapsed().as_secs_f64());
             }
+
             // The same pushes with push maintenance on: every push goes to the disk buffer (one
             // group fsync per write batch). Then the replay of everything buffered is timed.
             if run("buffered") {

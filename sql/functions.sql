@@ -37,7 +37,10 @@ BEGIN
     IF p_fail_on_duplicate THEN
         SELECT m.transaction_id INTO v_dup
           FROM unnest(p_partition_ids, p_txids) AS i(partition_id, txid)
-          JOIN queen.messages m ON m.partition_id = i.partition_id AND m.transaction_id = i.txid
+          CROSS JOIN LATERAL (
+                SELECT ms.transaction_id FROM queen.messages ms
+                 WHERE ms.partition_id = i.partition_id AND ms.transaction_id = i.txid
+                OFFSET 0) m
          LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'duplicate transactionId %', v_dup USING ERRCODE = 'QU001';
@@ -75,9 +78,12 @@ BEGIN
       FROM items i
       JOIN bumped b ON b.id = i.partition_id
       LEFT JOIN ins ON ins.id = i.id
+      -- OFFSET 0 keeps this a per-item index probe (run only for duplicates): flattened into a
+      -- join, a plan cached while the table was empty would scan the whole table every call.
       LEFT JOIN LATERAL (
             SELECT ms.id FROM queen.messages ms
              WHERE ins.id IS NULL AND ms.partition_id = i.partition_id AND ms.transaction_id = i.txid
+            OFFSET 0
            ) m ON true;
 END
 $$;
@@ -353,7 +359,12 @@ BEGIN
       INTO v_items
       FROM unnest(p_groups, p_partition_ids, p_txids, p_statuses, p_errors, p_lease_ids)
            WITH ORDINALITY AS t(grp, pid, txid, status, err, lease, o)
-      LEFT JOIN queen.messages m ON m.partition_id = t.pid AND m.transaction_id = t.txid
+      -- A per-item index probe (OFFSET 0: never flattened into a join that a plan cached on an
+      -- empty table would run as a full scan).
+      LEFT JOIN LATERAL (
+            SELECT ms.position, ms.id FROM queen.messages ms
+             WHERE ms.partition_id = t.pid AND ms.transaction_id = t.txid
+            OFFSET 0) m ON true
       LEFT JOIN queen.partitions p ON p.id = t.pid
       LEFT JOIN queen.queues q ON q.id = p.queue_id;
 
