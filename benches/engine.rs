@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use queen_engine::{AckItem, AckStatus, Engine, EngineConfig, PopRequest, PushItem};
+use queen_engine::{AckStatus, Engine, EngineConfig, PopRequest, PushItem};
 use queen_wire::{Client, Json, Pool, PoolConfig};
 use uuid::Uuid;
 
@@ -191,22 +191,7 @@ fn main() {
                             let Some(r) = e.pop(&req, None).await.expect("pop") else {
                                 break;
                             };
-                            let acks: Vec<AckItem> = r
-                                .messages
-                                .iter()
-                                .enumerate()
-                                .filter(|(i, m)| {
-                                    r.messages.get(i + 1).is_none_or(|n| n.partition_id != m.partition_id)
-                                })
-                                .map(|(_, m)| AckItem {
-                                    transaction_id: m.transaction_id.clone(),
-                                    partition_id: m.partition_id,
-                                    status: AckStatus::Completed,
-                                    consumer_group: r.consumer_group.clone(),
-                                    error: None,
-                                    lease_id: r.lease_id,
-                                })
-                                .collect();
+                            let acks = r.commit_all(AckStatus::Completed);
                             e.ack(acks).await.expect("ack");
                             consumed.fetch_add(r.messages.len() as u64, Ordering::Relaxed);
                         }

@@ -13,23 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use queen_wire::embedded::{Cluster, Options, find_binaries};
+use queen_wire::embedded::Cluster;
 use queen_wire::{Client, Connection};
 use serde_json::{Value, json};
 use support::{Server, buffer_dir};
 
 fn private_cluster(name: &str) -> Option<Cluster> {
-    if find_binaries().is_err() {
-        eprintln!("SKIP {name}: no PostgreSQL server binaries on this machine");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("queen-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut opts = Options::new(dir);
-    opts.durable = false;
-    opts.stop_with_process = true;
-    opts.remove_on_stop = true;
-    Some(Cluster::start(opts).unwrap())
+    queen_wire::embedded::private_test_cluster(name).expect("start a private cluster")
 }
 
 /// Per producer: the sequence numbers whose push was answered 201, in order, and the statuses.

@@ -154,6 +154,30 @@ pub struct PopResult {
     pub messages: Vec<Message>,
 }
 
+impl PopResult {
+    /// Acks that commit every message of this pop with `status`: one per claimed partition, for
+    /// its last message (an ack is an offset commit, so the messages before it go with it).
+    pub fn commit_all(&self, status: AckStatus) -> Vec<AckItem> {
+        self.messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                self.messages
+                    .get(i + 1)
+                    .is_none_or(|n| n.partition_id != m.partition_id)
+            })
+            .map(|(_, m)| AckItem {
+                transaction_id: m.transaction_id.clone(),
+                partition_id: m.partition_id,
+                status,
+                consumer_group: self.consumer_group.clone(),
+                error: None,
+                lease_id: self.lease_id,
+            })
+            .collect()
+    }
+}
+
 /// Ack status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckStatus {

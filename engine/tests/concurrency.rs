@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use queen_engine::{AckItem, AckStatus, BatchConfig, Engine, EngineConfig, PopRequest, PushItem};
+use queen_engine::{AckStatus, BatchConfig, Engine, EngineConfig, PopRequest, PushItem};
 use tokio::sync::Mutex;
 
 const PRODUCERS: usize = 16;
@@ -104,22 +104,7 @@ async fn consume(
                 }
                 total.fetch_add(r.messages.len(), Ordering::SeqCst);
                 // Offset commit: acking the last message of a partition's block commits it all.
-                let mut acks: Vec<AckItem> = Vec::new();
-                for (i, m) in r.messages.iter().enumerate() {
-                    if r.messages
-                        .get(i + 1)
-                        .is_none_or(|n| n.partition_id != m.partition_id)
-                    {
-                        acks.push(AckItem {
-                            transaction_id: m.transaction_id.clone(),
-                            partition_id: m.partition_id,
-                            status: AckStatus::Completed,
-                            consumer_group: r.consumer_group.clone(),
-                            error: None,
-                            lease_id: r.lease_id,
-                        });
-                    }
-                }
+                let acks = r.commit_all(AckStatus::Completed);
                 for o in e.ack(acks).await.unwrap() {
                     assert!(o.success && o.lease_released, "{o:?}");
                 }

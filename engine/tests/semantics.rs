@@ -622,15 +622,8 @@ async fn multi_partition_pop_shares_one_lease_and_caps_the_total() {
         assert_eq!(v, &expected);
     }
     // One lease covers them all: acking each block's last message releases every partition.
-    let mut acks = Vec::new();
-    for (i, m) in r.messages.iter().enumerate() {
-        if r.messages
-            .get(i + 1)
-            .is_none_or(|n| n.partition_id != m.partition_id)
-        {
-            acks.push(ack_of(&r, i, AckStatus::Completed));
-        }
-    }
+    let acks = r.commit_all(AckStatus::Completed);
+    assert_eq!(acks.len(), r.partitions_claimed);
     let out = e.ack(acks).await.unwrap();
     assert!(out.iter().all(|o| o.success && o.lease_released), "{out:?}");
 }

@@ -408,6 +408,23 @@ fn short_hash(p: &Path) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// A throwaway cluster of its own for a test that must control the server (restart it, rewrite
+/// `pg_hba.conf`): fsync off, stopped and deleted when this process ends. `None` (after saying
+/// so on stderr) when no PostgreSQL binaries are installed.
+pub fn private_test_cluster(name: &str) -> Result<Option<Cluster>, EmbedError> {
+    if let Err(e) = find_binaries() {
+        eprintln!("SKIP {name}: {e}");
+        return Ok(None);
+    }
+    let dir = std::env::temp_dir().join(format!("queen-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let mut opts = Options::new(dir);
+    opts.durable = false;
+    opts.stop_with_process = true;
+    opts.remove_on_stop = true;
+    Cluster::start(opts).map(Some)
+}
+
 /// The cluster shared by every test of this process.
 static TEST_CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 

@@ -6,21 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use queen_wire::embedded::{Cluster, Options, find_binaries};
+use queen_wire::embedded::Cluster;
 use queen_wire::{Client, Config, Connection, Error, Pool, PoolConfig};
 
 fn private_cluster(name: &str) -> Option<Cluster> {
-    if find_binaries().is_err() {
-        eprintln!("SKIP {name}: no PostgreSQL server binaries on this machine");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("queen-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut opts = Options::new(dir);
-    opts.durable = false;
-    opts.stop_with_process = true;
-    opts.remove_on_stop = true;
-    Some(Cluster::start(opts).expect("start private cluster"))
+    queen_wire::embedded::private_test_cluster(name).expect("start a private cluster")
 }
 
 #[tokio::test]
