@@ -502,3 +502,30 @@ async fn health_metrics_and_pop_maintenance() {
         .await;
     assert_eq!(s.get("/api/v1/pop/queue/m").await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let mut s = Server::start("e2e_shutdown", &[]).await;
+    let port = s.port;
+    let in_flight = tokio::spawn(async move {
+        support::Server::client(port)
+            .get("/api/v1/pop/queue/idle?wait=true&timeout=1500")
+            .await
+    });
+    wait_for_waiting(&s, 1).await;
+    let t0 = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let st = s.terminate();
+        (st, s)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    // The long poll in flight got its full answer (204 at its timeout), not a dropped connection.
+    assert_eq!(in_flight.await.unwrap().unwrap().status, 204);
+    assert!(
+        support::Server::client(port).get("/health").await.is_err(),
+        "no longer listening"
+    );
+}

@@ -106,6 +106,15 @@ impl Server {
         self.request("GET", path, None).await
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
+    }
+
     /// Kills the process with SIGKILL (no shutdown of any kind) and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();
