@@ -168,6 +168,10 @@ async fn database_stopped_hard_under_load_loses_nothing() {
     // Pops cannot be buffered: 503 while the database is away.
     let r = s.get("/api/v1/pop/queue/outage").await.unwrap();
     r.assert_error(503, "database_unavailable");
+    let ack = json!({"transactionId": "t", "partitionId": "0193b0a2-1111-7000-8000-000000000001"});
+    s.post("/api/v1/ack", &ack)
+        .await
+        .assert_error(503, "database_unavailable");
 
     let c = cluster.clone();
     tokio::task::spawn_blocking(move || c.lock().unwrap().restart().unwrap())
