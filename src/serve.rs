@@ -101,18 +101,32 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         (args.statement_timeout_ms > 0).then(|| Duration::from_millis(args.statement_timeout_ms));
     config.connect_timeout = Duration::from_millis(args.db_connect_timeout_ms.max(100));
     config.keepalive_idle = Some(Duration::from_secs(5));
-    let pool = Pool::connect(
-        config,
-        PoolConfig {
-            size: args.pool_size,
-            acquire_timeout: Duration::from_secs(1),
-            health_interval: Duration::from_secs(2),
-            health_timeout: Duration::from_secs(1),
-            ..PoolConfig::default()
-        },
-    )
-    .await
-    .map_err(ServeError::Connect)?;
+    let pool_config = PoolConfig {
+        size: args.pool_size,
+        acquire_timeout: Duration::from_secs(1),
+        health_interval: Duration::from_secs(2),
+        health_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
+    let pool = if args.no_file_buffer {
+        Pool::connect(config, pool_config)
+            .await
+            .map_err(ServeError::Connect)?
+    } else {
+        // With the disk buffer the server also starts while PostgreSQL is down: it buffers
+        // pushes and catches up when the database answers.
+        let pool = Pool::new(config.clone(), pool_config);
+        if pool.wait_connected(Duration::from_secs(3)).await.is_err() {
+            // Report a configuration error (wrong password, unknown database) rather than wait.
+            if let Err(e) = queen_wire::Connection::connect(&config).await {
+                if !e.is_connection() {
+                    return Err(ServeError::Connect(e));
+                }
+                tracing::warn!(error = %e, "PostgreSQL is not reachable yet");
+            }
+        }
+        pool
+    };
     let mut engine_config = EngineConfig::default();
     if !args.no_file_buffer {
         let dir = args

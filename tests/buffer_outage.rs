@@ -276,3 +276,47 @@ async fn push_maintenance_buffers_every_push_and_drains_when_off() {
         .collect();
     assert_eq!(data, vec![json!(1), json!(2)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_started_while_the_database_is_down_buffers_then_catches_up() {
+    let Some(cluster) = private_cluster("startdown") else {
+        return;
+    };
+    let db = cluster.config("postgres");
+    let cluster = Arc::new(Mutex::new(cluster));
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.lock().unwrap().stop_mode(true).unwrap())
+        .await
+        .unwrap();
+
+    let s = Server::start_unready(&db, buffer_dir("startdown"), &[]).await;
+    assert_eq!(
+        s.get("/ready").await.unwrap().status,
+        503,
+        "not ready without the database"
+    );
+    for seq in 0..5 {
+        let r = s
+            .post("/api/v1/push", &json!({"items": [{"queue": "outage", "partition": "p0", "payload": {"p": 0, "s": seq}}]}))
+            .await;
+        assert_eq!(r.status, 201);
+        assert_eq!(r.json()[0]["status"], "buffered");
+    }
+    s.get("/api/v1/pop/queue/outage")
+        .await
+        .unwrap()
+        .assert_error(503, "database_unavailable");
+
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.lock().unwrap().restart().unwrap())
+        .await
+        .unwrap();
+    wait_drained(&s).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get("/ready").await.unwrap().status != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let acked = HashMap::from([(0usize, (0..5).collect::<Vec<u64>>())]);
+    assert_exactly_once_in_order(&acked, &stored(&db).await);
+}

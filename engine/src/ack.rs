@@ -92,7 +92,7 @@ impl AckArrays {
         strict: bool,
     ) -> Result<(), EngineError> {
         p.query(
-            &inner.statements.ack,
+            &inner.st()?.ack,
             &[
                 &self.groups,
                 &self.partition_ids,

@@ -80,7 +80,7 @@ impl Engine {
         let rows = self
             .inner()
             .pool
-            .query(&self.inner().statements.queue_stats, &[&queue])
+            .query(&self.inner().st()?.queue_stats, &[&queue])
             .await?;
         let mut out: Vec<QueueStats> = Vec::new();
         for r in &rows {
@@ -127,14 +127,14 @@ impl Engine {
         let inner = self.inner();
         let rows = inner
             .pool
-            .query(&inner.statements.queue_options, &[&queue])
+            .query(&inner.st()?.queue_options, &[&queue])
             .await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
         let default = inner
             .pool
-            .query(&inner.statements.default_partition, &[&queue])
+            .query(&inner.st()?.default_partition, &[&queue])
             .await?;
         let default_partition_id = match default.first() {
             Some(d) => d.get(0)?,
@@ -148,7 +148,7 @@ impl Engine {
         let inner = self.inner();
         let rows = inner
             .pool
-            .query(&inner.statements.delete_queue, &[&queue])
+            .query(&inner.st()?.delete_queue, &[&queue])
             .await?;
         inner.partitions.invalidate_queue(queue);
         Ok(rows
@@ -167,7 +167,7 @@ impl Engine {
         let inner = self.inner();
         let rows = inner
             .pool
-            .query(&inner.statements.queues_by_tag, &[&namespace, &task])
+            .query(&inner.st()?.queues_by_tag, &[&namespace, &task])
             .await?;
         rows.iter()
             .map(|r| r.get(0).map_err(EngineError::from))
@@ -177,10 +177,7 @@ impl Engine {
     /// A shared setting (JSON text), stored in the database so every server follows it.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, EngineError> {
         let inner = self.inner();
-        let rows = inner
-            .pool
-            .query(&inner.statements.get_setting, &[&key])
-            .await?;
+        let rows = inner.pool.query(&inner.st()?.get_setting, &[&key]).await?;
         Ok(rows
             .first()
             .map(|r| r.get::<Json<String>>(0))
@@ -193,7 +190,7 @@ impl Engine {
         let inner = self.inner();
         inner
             .pool
-            .query(&inner.statements.set_setting, &[&key, &Json(value)])
+            .query(&inner.st()?.set_setting, &[&key, &Json(value)])
             .await?;
         Ok(())
     }

@@ -107,7 +107,8 @@ impl Metrics {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub pool: Pool,
-    pub statements: Statements,
+    /// Prepared once the database has answered (possibly after start-up, see [`Engine::start`]).
+    pub statements: std::sync::OnceLock<Statements>,
     pub partitions: PartitionCache,
     pub hub: Arc<WakeHub>,
     pub announcer: Announcer,
@@ -126,9 +127,28 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Applies the schema and prepares the statements.
+async fn initialise(pool: &Pool) -> Result<Statements, EngineError> {
+    crate::schema::migrate(pool).await?;
+    Statements::prepare(pool).await
+}
+
+impl Inner {
+    /// The prepared statements, or "unavailable" while the database has not answered yet.
+    pub(crate) fn st(&self) -> Result<&Statements, EngineError> {
+        self.statements
+            .get()
+            .ok_or_else(|| EngineError::from(queen_wire::Error::Unavailable))
+    }
+}
+
 impl Engine {
     /// Applies the schema, prepares the statements and starts the background tasks (batchers,
     /// lease sweeper, wake-up listener).
+    ///
+    /// With a disk buffer, an unreachable database does not stop the start: the engine comes up
+    /// buffering pushes (pops and acks answer unavailable) and finishes its initialisation in the
+    /// background as soon as the database answers. Without one, the error is returned.
     pub async fn start(pool: Pool, config: EngineConfig) -> Result<Engine, EngineError> {
         let buffer = match &config.buffer {
             Some(b) => {
@@ -142,16 +162,17 @@ impl Engine {
             }
             None => None,
         };
-        crate::schema::migrate(&pool).await?;
-        let statements = Statements::prepare(&pool).await?;
+        let statements = match initialise(&pool).await {
+            Ok(s) => Some(s),
+            Err(e) if e.is_unavailable() && buffer.is_some() => {
+                tracing::warn!(error = %e, "database unreachable at start-up: pushes go to the disk buffer until it answers");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let server_id = Uuid::new_v4().simple().to_string();
         let hub = Arc::new(WakeHub::default());
-        let announcer = Announcer::start(
-            pool.clone(),
-            statements.clone(),
-            server_id.clone(),
-            config.notify_debounce,
-        );
+        let announcer = Announcer::start(pool.clone(), server_id.clone(), config.notify_debounce);
         if config.listen {
             crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id);
         }
@@ -195,9 +216,13 @@ impl Engine {
                     }
                 }
             });
+            let cell = std::sync::OnceLock::new();
+            if let Some(s) = statements {
+                let _ = cell.set(s);
+            }
             Inner {
                 pool,
-                statements,
+                statements: cell,
                 partitions: PartitionCache::default(),
                 hub,
                 announcer,
@@ -209,6 +234,25 @@ impl Engine {
                 buffer,
             }
         });
+        if inner.statements.get().is_none() {
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    match initialise(&inner.pool).await {
+                        Ok(s) => {
+                            let _ = inner.statements.set(s);
+                            tracing::info!(
+                                "database reachable: schema applied, statements prepared"
+                            );
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "database still unreachable"),
+                    }
+                }
+            });
+        }
         sweeper::start(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         Ok(Engine { inner })
@@ -245,6 +289,9 @@ impl Engine {
         }
         match push::push(inner, &items).await {
             Ok(out) => {
+                if buffer.failing_over.swap(false, Ordering::Relaxed) {
+                    tracing::info!("database reachable again: pushes go to it directly");
+                }
                 inner.metrics.pushed(
                     out.iter()
                         .filter(|o| o.status == PushStatus::Queued)
@@ -253,7 +300,10 @@ impl Engine {
                 Ok(out)
             }
             Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, items = items.len(), "database unavailable: push goes to the disk buffer");
+                // Loud once per outage, not once per push.
+                if !buffer.failing_over.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "database unavailable: pushes go to the disk buffer");
+                }
                 self.buffer_items(buffer, items).await
             }
             Err(e) => Err(e),
@@ -335,7 +385,7 @@ impl Engine {
         let rows = self
             .inner
             .pool
-            .query(&self.inner.statements.extend_lease, &[&lease_id, &secs])
+            .query(&self.inner.st()?.extend_lease, &[&lease_id, &secs])
             .await?;
         let r = rows
             .first()
@@ -366,7 +416,7 @@ impl Engine {
         o: &QueueOptions,
     ) -> Result<QueueInfo, EngineError> {
         push::check_name("queue", queue).map_err(EngineError::Invalid)?;
-        let st = &self.inner.statements;
+        let st = self.inner.st()?;
         let (qid, pid) = (Uuid::now_v7(), Uuid::now_v7());
         let rows = self
             .inner
@@ -440,5 +490,10 @@ impl Engine {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// True once the schema is applied and the statements are prepared.
+    pub fn is_initialised(&self) -> bool {
+        self.inner.statements.get().is_some()
     }
 }

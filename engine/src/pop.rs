@@ -210,7 +210,7 @@ fn add_pop(
     let leases = leases.to_vec();
     let workers: Vec<Option<&str>> = workers.to_vec();
     p.query(
-        &inner.statements.pop,
+        &inner.st()?.pop,
         &[
             &req.queue.as_str(),
             &req.partition.as_deref(),

@@ -328,7 +328,7 @@ pub(crate) async fn ensure_partitions(
     let rows = inner
         .pool
         .query(
-            &inner.statements.ensure_partitions,
+            &inner.st()?.ensure_partitions,
             &[&queues, &parts, &qids, &pids],
         )
         .await?;
@@ -382,7 +382,7 @@ impl PushArrays {
         strict: bool,
     ) -> Result<(), EngineError> {
         p.query(
-            &inner.statements.push,
+            &inner.st()?.push,
             &[
                 &self.partition_ids,
                 &self.ids,

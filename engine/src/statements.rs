@@ -35,7 +35,6 @@ statements! {
     ensure_partitions => "ensure_partitions.sql",
     require_leases => "require_leases.sql",
     sweep => "sweep_expired_leases.sql",
-    notify_push => "notify_push.sql",
     configure => "configure.sql",
     default_partition => "default_partition.sql",
     queue_stats => "queue_stats.sql",

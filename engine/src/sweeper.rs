@@ -36,7 +36,7 @@ pub(crate) fn start(inner: Weak<Inner>) {
 pub(crate) async fn sweep(inner: &Arc<Inner>) -> Result<u64, EngineError> {
     let mut total = 0u64;
     loop {
-        let rows = inner.pool.query(&inner.statements.sweep, &[&BATCH]).await?;
+        let rows = inner.pool.query(&inner.st()?.sweep, &[&BATCH]).await?;
         let n: i32 = rows.first().map(|r| r.get(0)).transpose()?.unwrap_or(0);
         total += u64::try_from(n).unwrap_or(0);
         if n < BATCH {

@@ -50,7 +50,7 @@ pub(crate) async fn run(
 
     let mut p = Pipeline::new();
     if !required_leases.is_empty() {
-        p.query(&inner.statements.require_leases, &[&required_leases])?;
+        p.query(&inner.st()?.require_leases, &[&required_leases])?;
     }
     let mut pushes: Vec<Vec<Row>> = Vec::new();
     let mut acks = Vec::new();

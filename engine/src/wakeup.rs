@@ -14,10 +14,10 @@ use std::time::Duration;
 use queen_wire::{Client, Config, Event, Listener, Pool};
 use tokio::sync::{Notify, mpsc};
 
-use crate::statements::Statements;
-
 /// The NOTIFY channel.
 pub const CHANNEL: &str = "queen_push";
+
+const NOTIFY_SQL: &str = include_str!("../../sql/statements/notify_push.sql");
 
 /// Per-queue wake-up signals.
 #[derive(Debug, Default)]
@@ -84,12 +84,7 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    pub(crate) fn start(
-        pool: Pool,
-        statements: Statements,
-        server_id: String,
-        debounce: Duration,
-    ) -> Announcer {
+    pub(crate) fn start(pool: Pool, server_id: String, debounce: Duration) -> Announcer {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -102,7 +97,9 @@ impl Announcer {
                     .into_iter()
                     .map(|q| format!("{server_id}:{q}"))
                     .collect();
-                if let Err(e) = pool.query(&statements.notify_push, &[&payloads]).await {
+                // Parsed in the same flight (no prepared statement: this runs at most once per
+                // debounce window, and may run before the engine's statements exist).
+                if let Err(e) = pool.query_sql(NOTIFY_SQL, &[&payloads]).await {
                     tracing::debug!(error = %e, "NOTIFY of pushed queues failed");
                 }
             }

@@ -63,12 +63,31 @@ impl Server {
         Server::start_on(&db, buffer_dir(name), false, env).await
     }
 
-    /// Starts `queen serve` on a given database and buffer directory.
+    /// Starts `queen serve` on a given database and buffer directory; returns once `/ready`.
     pub async fn start_on(
         db: &queen_wire::Config,
         buffer_dir: PathBuf,
         keep_buffer: bool,
         env: &[(&str, &str)],
+    ) -> Server {
+        Server::spawn(db, buffer_dir, keep_buffer, env, true).await
+    }
+
+    /// Starts `queen serve`; returns once it answers HTTP (`/ready` may still say 503).
+    pub async fn start_unready(
+        db: &queen_wire::Config,
+        buffer_dir: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::spawn(db, buffer_dir, false, env, false).await
+    }
+
+    async fn spawn(
+        db: &queen_wire::Config,
+        buffer_dir: PathBuf,
+        keep_buffer: bool,
+        env: &[(&str, &str)],
+        wait_ready: bool,
     ) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_queen"));
@@ -93,7 +112,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = server.get("/ready").await {
-                if r.status == 200 {
+                if r.status == 200 || !wait_ready {
                     return server;
                 }
             }

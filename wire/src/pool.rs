@@ -333,7 +333,12 @@ async fn supervise(pool: Weak<Inner>, mut shutdown: watch::Receiver<()>, idx: us
                 // Wake waiters so they can fail fast instead of sitting out their timeout.
                 inner.ready.notify_waiters();
                 let next = backoff.map_or(pc.min_backoff, |b| (b * 2).min(pc.max_backoff));
-                tracing::warn!(slot = idx, error = %e, "database connection failed; retrying in {next:?}");
+                // Loud once per outage and slot, quiet while it lasts.
+                if backoff.is_none() {
+                    tracing::warn!(slot = idx, error = %e, "database connection failed; retrying with backoff");
+                } else {
+                    tracing::debug!(slot = idx, error = %e, "database connection failed; retrying in {next:?}");
+                }
                 backoff = Some(next);
                 continue;
             }

@@ -80,6 +80,8 @@ pub(crate) struct DiskBuffer {
     maintenance: AtomicBool,
     /// Set once the log has been empty since start (the start-up replay caught up).
     caught_up: AtomicBool,
+    /// Pushes are failing over to the buffer (for logging the transition once).
+    pub(crate) failing_over: AtomicBool,
     wake: Notify,
 }
 
@@ -101,6 +103,7 @@ impl DiskBuffer {
             replayed: AtomicU64::new(0),
             maintenance: AtomicBool::new(false),
             caught_up: AtomicBool::new(false),
+            failing_over: AtomicBool::new(false),
             wake: Notify::new(),
         };
         let mut reader = Reader::new(buffer.log.dir());

@@ -38,7 +38,10 @@ pub(crate) async fn health(app: &App) -> Resp {
 }
 
 pub(crate) fn ready(app: &App) -> Resp {
-    let ready = app.is_ready() && app.engine.pool().is_connected() && app.engine.buffer_caught_up();
+    let ready = app.is_ready()
+        && app.engine.is_initialised()
+        && app.engine.pool().is_connected()
+        && app.engine.buffer_caught_up();
     let status = if ready {
         StatusCode::OK
     } else {
