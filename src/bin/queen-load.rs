@@ -1,0 +1,460 @@
+//! `queen-load`: drives a running server over HTTP and reports throughput and latency.
+//!
+//! Modes:
+//! * `push` — producers push `--batch` messages per request;
+//! * `consume` — consumers pop (`--batch`, long poll) and ack each batch (offset commit),
+//!   counting duplicates;
+//! * `autoack` — consumers pop with `autoAck=true`;
+//! * `e2e` — producers and consumers together; each message carries its send time, so the
+//!   consumers measure push → pop latency, and lost or duplicated messages are counted.
+//!
+//! Given `--compare URL`, the same workload runs against both servers, alternating, and the
+//! ratios are printed. `--json` prints the results as JSON.
+//!
+//! Every loop is bounded by `--duration`; the tool stops by itself.
+
+#![allow(clippy::print_stdout)] // A command-line tool reports on stdout.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Mode {
+    Push,
+    Consume,
+    Autoack,
+    E2e,
+}
+
+/// Drive a queen server over HTTP.
+#[derive(Debug, Parser, Clone)]
+#[command(name = "queen-load", version)]
+struct Args {
+    /// What to run.
+    #[arg(value_enum)]
+    mode: Mode,
+    /// Server address (host:port, or http://host:port).
+    #[arg(long, default_value = "127.0.0.1:6632")]
+    url: String,
+    /// A second server: run the same workload against both, alternating, and print ratios.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent connections (producers; consumers use --consumers).
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Concurrent consumers (consume, autoack, e2e).
+    #[arg(long, default_value_t = 10)]
+    consumers: usize,
+    /// Messages per push request, or per pop.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Partitions the producers spread over.
+    #[arg(long, default_value_t = 50)]
+    partitions: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 200)]
+    payload_bytes: usize,
+    /// Queue name (a unique one per run when not given).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Offered push rate in messages per second for e2e (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Runs per server with --compare.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A keep-alive HTTP/1.1 connection (the server always sends Content-Length).
+struct Conn {
+    io: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            io: BufReader::new(s),
+            host: addr.to_owned(),
+        })
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        let s = self.io.get_mut();
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await?;
+        let mut line = String::new();
+        self.io.read_line(&mut line).await?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            if self.io.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.io.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[derive(Default)]
+struct Stats {
+    pushed: AtomicU64,
+    consumed: AtomicU64,
+    errors: AtomicU64,
+    duplicates: AtomicU64,
+    request_latency: Mutex<Option<Histogram<u64>>>,
+    e2e_latency: Mutex<Option<Histogram<u64>>>,
+    seen: Mutex<HashSet<String>>,
+}
+
+fn record(h: &Mutex<Option<Histogram<u64>>>, us: u64) {
+    if let Ok(mut g) = h.lock() {
+        if let Some(h) = g.as_mut() {
+            let _ = h.record(us.clamp(1, 3_600_000_000));
+        }
+    }
+}
+
+fn new_histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()
+}
+
+fn quantiles(h: &Mutex<Option<Histogram<u64>>>) -> Value {
+    let g = h.lock().ok();
+    match g
+        .as_ref()
+        .and_then(|g| g.as_ref())
+        .filter(|h| !h.is_empty())
+    {
+        Some(h) => json!({
+            "p50_ms": h.value_at_quantile(0.5) as f64 / 1000.0,
+            "p90_ms": h.value_at_quantile(0.9) as f64 / 1000.0,
+            "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+            "p999_ms": h.value_at_quantile(0.999) as f64 / 1000.0,
+        }),
+        None => Value::Null,
+    }
+}
+
+async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
+    let stats = Arc::new(Stats {
+        request_latency: Mutex::new(new_histogram()),
+        e2e_latency: Mutex::new(new_histogram()),
+        ..Stats::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration);
+    let filler = "x".repeat(args.payload_bytes.saturating_sub(40));
+    let mut tasks = Vec::new();
+    let producers = matches!(args.mode, Mode::Push | Mode::E2e);
+    let consumers = matches!(args.mode, Mode::Consume | Mode::Autoack | Mode::E2e);
+    if producers {
+        let per_conn_interval = (args.rate > 0).then(|| {
+            Duration::from_secs_f64(args.connections as f64 * args.batch as f64 / args.rate as f64)
+        });
+        for c in 0..args.connections {
+            let (stats, stop, addr, queue, filler) = (
+                stats.clone(),
+                stop.clone(),
+                addr.to_owned(),
+                queue.to_owned(),
+                filler.clone(),
+            );
+            let (batch, partitions) = (args.batch, args.partitions.max(1));
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut conn) = Conn::open(&addr).await else {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let mut n = 0usize;
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if let Some(iv) = per_conn_interval {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += iv;
+                    }
+                    let items: Vec<Value> = (0..batch)
+                        .map(|i| {
+                            json!({"queue": queue, "partition": format!("p{}", (c + n + i) % partitions),
+                                   "payload": {"t": now_us(), "f": filler}})
+                        })
+                        .collect();
+                    n += batch;
+                    let body = json!({ "items": items }).to_string();
+                    let t0 = Instant::now();
+                    match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
+                        Ok((201, _)) => {
+                            stats.pushed.fetch_add(batch as u64, Ordering::Relaxed);
+                            record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+                        }
+                        Ok(_) => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                            match Conn::open(&addr).await {
+                                Ok(c) => conn = c,
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    if consumers {
+        let auto = args.mode == Mode::Autoack;
+        for _ in 0..args.consumers {
+            let (stats, stop, addr, queue) = (
+                stats.clone(),
+                stop.clone(),
+                addr.to_owned(),
+                queue.to_owned(),
+            );
+            let batch = args.batch;
+            let e2e = args.mode == Mode::E2e;
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut conn) = Conn::open(&addr).await else {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&wait=true&timeout=500&autoAck={auto}");
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let (status, body) = match conn.request("GET", &path, b"").await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                            match Conn::open(&addr).await {
+                                Ok(c) => conn = c,
+                                Err(_) => return,
+                            }
+                            continue;
+                        }
+                    };
+                    if status == 204 {
+                        continue;
+                    }
+                    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+                    let received = now_us();
+                    {
+                        let mut seen = stats.seen.lock().unwrap_or_else(|e| e.into_inner());
+                        for m in &msgs {
+                            if let Some(id) = m["id"].as_str() {
+                                if !seen.insert(id.to_owned()) {
+                                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            if e2e {
+                                if let Some(t) = m["data"]["t"].as_u64() {
+                                    record(&stats.e2e_latency, received.saturating_sub(t));
+                                }
+                            }
+                        }
+                    }
+                    stats.consumed.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+                    if !auto {
+                        // Offset commit: the last message of each partition's block.
+                        let mut acks = Vec::new();
+                        for (i, m) in msgs.iter().enumerate() {
+                            if msgs.get(i + 1).is_none_or(|n| n["partitionId"] != m["partitionId"]) {
+                                acks.push(json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
+                                                 "status": "completed", "leaseId": m["leaseId"]}));
+                            }
+                        }
+                        let body = json!({ "acknowledgments": acks }).to_string();
+                        if !matches!(conn.request("POST", "/api/v1/ack/batch", body.as_bytes()).await, Ok((200, _))) {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+                }
+            }));
+        }
+    }
+    // Progress while it runs.
+    let progress = indicatif::ProgressBar::new(args.duration);
+    if args.json {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        progress.set_position(started.elapsed().as_secs().min(args.duration));
+        progress.set_message(format!(
+            "pushed {:.0}/s consumed {:.0}/s errors {}",
+            stats.pushed.load(Ordering::Relaxed) as f64 / secs,
+            stats.consumed.load(Ordering::Relaxed) as f64 / secs,
+            stats.errors.load(Ordering::Relaxed)
+        ));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let pushed = stats.pushed.load(Ordering::Relaxed);
+    let consumed = stats.consumed.load(Ordering::Relaxed);
+    json!({
+        "server": addr,
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "seconds": secs,
+        "pushed": pushed,
+        "consumed": consumed,
+        "push_msgs_per_sec": pushed as f64 / secs,
+        "consume_msgs_per_sec": consumed as f64 / secs,
+        "errors": stats.errors.load(Ordering::Relaxed),
+        "duplicates": stats.duplicates.load(Ordering::Relaxed),
+        "request_latency": quantiles(&stats.request_latency),
+        "e2e_latency": quantiles(&stats.e2e_latency),
+    })
+}
+
+fn human(v: &Value) -> String {
+    let q = |k: &str| {
+        let l = &v[k];
+        if l.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms",
+                l["p50_ms"], l["p90_ms"], l["p99_ms"], l["p999_ms"]
+            )
+        }
+    };
+    format!(
+        "{} {} for {:.1} s: pushed {} ({:.0} msg/s), consumed {} ({:.0} msg/s), errors {}, duplicates {}\n  request latency: {}\n  push->pop latency: {}",
+        v["mode"].as_str().unwrap_or(""),
+        v["server"].as_str().unwrap_or(""),
+        v["seconds"].as_f64().unwrap_or(0.0),
+        v["pushed"],
+        v["push_msgs_per_sec"].as_f64().unwrap_or(0.0),
+        v["consumed"],
+        v["consume_msgs_per_sec"].as_f64().unwrap_or(0.0),
+        v["errors"],
+        v["duplicates"],
+        q("request_latency"),
+        q("e2e_latency"),
+    )
+}
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        let queue = args
+            .queue
+            .clone()
+            .unwrap_or_else(|| format!("load-{}", now_us()));
+        let targets: Vec<String> = std::iter::once(addr_of(&args.url))
+            .chain(args.compare.as_deref().map(addr_of))
+            .collect();
+        let rounds = if targets.len() > 1 {
+            args.rounds.max(1)
+        } else {
+            1
+        };
+        let mut results: Vec<Vec<Value>> = vec![Vec::new(); targets.len()];
+        for round in 0..rounds {
+            for (i, t) in targets.iter().enumerate() {
+                // A fresh queue per run, so consume modes start from what this run pushed.
+                let q = format!("{queue}-{round}-{i}");
+                let q = if args.queue.is_some() && targets.len() == 1 {
+                    queue.clone()
+                } else {
+                    q
+                };
+                let r = run_once(&args, t, &q).await;
+                if !args.json {
+                    println!("{}", human(&r));
+                }
+                results[i].push(r);
+            }
+        }
+        if args.json {
+            println!("{}", json!({ "runs": results }));
+        } else if targets.len() > 1 {
+            let mean = |v: &[Value], k: &str| {
+                v.iter().filter_map(|r| r[k].as_f64()).sum::<f64>() / v.len() as f64
+            };
+            for k in ["push_msgs_per_sec", "consume_msgs_per_sec"] {
+                let (a, b) = (mean(&results[0], k), mean(&results[1], k));
+                if a > 0.0 || b > 0.0 {
+                    println!(
+                        "{k}: {} {a:.0} vs {} {b:.0} (ratio {:.2})",
+                        targets[0],
+                        targets[1],
+                        a / b.max(1e-9)
+                    );
+                }
+            }
+        }
+    });
+    std::process::ExitCode::SUCCESS
+}

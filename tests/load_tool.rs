@@ -1,0 +1,79 @@
+//! `queen-load` against the real server: what it pushes, its consumers get, exactly once.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::Server;
+
+fn load(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_queen-load"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["runs"][0][0].clone()
+}
+
+#[tokio::test]
+async fn pushes_then_consumes_everything_exactly_once() {
+    let s = Server::start("load_tool", &[]).await;
+    let url = format!("127.0.0.1:{}", s.port);
+    let pushed = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            load(&[
+                "push",
+                "--url",
+                &url,
+                "--duration",
+                "1",
+                "--connections",
+                "4",
+                "--batch",
+                "5",
+                "--queue",
+                "lt",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(pushed["errors"], 0);
+    let n = pushed["pushed"].as_u64().unwrap();
+    assert!(n > 0);
+    let consumed = tokio::task::spawn_blocking(move || {
+        load(&[
+            "consume",
+            "--url",
+            &url,
+            "--duration",
+            "3",
+            "--consumers",
+            "3",
+            "--batch",
+            "50",
+            "--queue",
+            "lt",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(consumed["errors"], 0);
+    assert_eq!(consumed["duplicates"], 0);
+    assert_eq!(
+        consumed["consumed"].as_u64().unwrap(),
+        n,
+        "every pushed message consumed once"
+    );
+    assert!(consumed["request_latency"]["p99_ms"].as_f64().is_some());
+}
