@@ -58,11 +58,7 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 
 fn main() {
     let (config, _cluster) = support::bench_server();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(async move {
         let pool = Pool::connect(
             config,

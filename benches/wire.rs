@@ -35,11 +35,7 @@ fn tokio_pg_config(c: &queen_wire::Config) -> tokio_postgres::Config {
 fn bench(c: &mut Criterion) {
     let (config, _cluster) = support::bench_server();
     eprintln!("machine: {}", support::describe_machine());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     let payload = "x".repeat(PAYLOAD_LEN);
     let (ours, stmt, theirs, their_stmt, ping, their_ping) = rt.block_on(async {
         let ours = Connection::connect(&config).await.expect("connect");
