@@ -84,11 +84,17 @@ impl Listener {
         }
         // The connection task stopped: rebuild it until it works.
         let mut backoff = Duration::from_millis(50);
+        let mut first = true;
         loop {
             match self.reconnect().await {
                 Ok(()) => return Event::Reconnected,
                 Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN connection lost; retrying in {backoff:?}");
+                    // Loud once per outage, quiet while it lasts.
+                    if std::mem::take(&mut first) {
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting with backoff");
+                    } else {
+                        tracing::debug!(error = %e, "LISTEN reconnect failed; retrying in {backoff:?}");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
