@@ -119,6 +119,16 @@ pub(crate) struct Inner {
     pub config: EngineConfig,
     pub metrics: Metrics,
     pub buffer: Option<Arc<DiskBuffer>>,
+    /// The cross-server wake-up listener, stopped with the engine.
+    pub listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
+    }
 }
 
 /// The queue engine. Cheap to clone.
@@ -173,9 +183,9 @@ impl Engine {
         let server_id = Uuid::new_v4().simple().to_string();
         let hub = Arc::new(WakeHub::default());
         let announcer = Announcer::start(pool.clone(), server_id.clone(), config.notify_debounce);
-        if config.listen {
-            crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id);
-        }
+        let listener = config
+            .listen
+            .then(|| crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id));
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Pushes are sharded by partition, one batch in flight per shard: batches running at
             // the same time never wait on each other's partition locks.
@@ -232,6 +242,7 @@ impl Engine {
                 config: config.clone(),
                 metrics: Metrics::default(),
                 buffer,
+                listener,
             }
         });
         if inner.statements.get().is_none() {

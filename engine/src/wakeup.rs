@@ -113,7 +113,11 @@ impl Announcer {
 }
 
 /// Listens for other servers' pushes and wakes local waiters.
-pub(crate) fn start_listener(config: Config, hub: Arc<WakeHub>, server_id: String) {
+pub(crate) fn start_listener(
+    config: Config,
+    hub: Arc<WakeHub>,
+    server_id: String,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut listener = loop {
@@ -142,5 +146,5 @@ pub(crate) fn start_listener(config: Config, hub: Arc<WakeHub>, server_id: Strin
                 Event::Reconnected => hub.wake_all(),
             }
         }
-    });
+    })
 }
