@@ -252,7 +252,8 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
     })
 }
 
-/// `GET /api/v1/pop?namespace=&task=`: the tagged queues, higher priority first.
+/// `GET /api/v1/pop?namespace=&task=`: the tagged queues, higher priority first. A waiting pop
+/// re-checks every 200 ms here: the wake-up hub signals per queue, and a tag spans queues.
 async fn pop_tagged(
     app: &App,
     base: PopRequest,
