@@ -59,7 +59,7 @@ struct Args {
     /// Messages per push request, or per pop.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Partitions the producers spread over.
+    /// Partitions the producers spread over (round robin over all of them, across connections).
     #[arg(long, default_value_t = 50)]
     partitions: usize,
     /// Payload size in bytes.
@@ -209,7 +209,8 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 queue.to_owned(),
                 filler.clone(),
             );
-            let (batch, partitions) = (args.batch, args.partitions.max(1));
+            let (batch, partitions, connections) =
+                (args.batch, args.partitions.max(1), args.connections);
             tasks.push(tokio::spawn(async move {
                 let Ok(mut conn) = Conn::open(&addr).await else {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +225,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                     }
                     let items: Vec<Value> = (0..batch)
                         .map(|i| {
-                            json!({"queue": queue, "partition": format!("p{}", (c + n + i) % partitions),
+                            json!({"queue": queue, "partition": format!("p{}", ((n + i) * connections + c) % partitions),
                                    "payload": {"t": now_us(), "f": filler}})
                         })
                         .collect();
