@@ -187,7 +187,10 @@ DECLARE
     v_expires timestamptz;
     v_slot integer;
     v_cap integer;
+    v_start uuid;
+    v_tried uuid[] := '{}';
     v_max integer := CASE WHEN p_split THEN cardinality(p_lease_ids) ELSE greatest(p_max_partitions, 1) END;
+    v_window integer := 8 * (CASE WHEN p_split THEN cardinality(p_lease_ids) ELSE greatest(p_max_partitions, 1) END);
 BEGIN
     SELECT * INTO q FROM queen.queues qq WHERE qq.name = p_queue;
     IF NOT FOUND THEN
@@ -213,22 +216,54 @@ BEGIN
     -- Partitions with something beyond the group's cursor and no live lease, least recently
     -- served first. Each is then locked with SKIP LOCKED: concurrent pops spread over partitions
     -- instead of queueing behind each other.
+    -- Candidates: partitions with something beyond the group's cursor and no live lease. Each is
+    -- then locked with SKIP LOCKED, so concurrent pops spread over partitions instead of queueing
+    -- behind each other. Any-partition pops first walk a bounded window of partitions from a
+    -- random point of the (random) partition ids — cost independent of the number of
+    -- partitions, fair on average — and only when that yields nothing claimable fall back to
+    -- every candidate, least recently served first: a pop looks past however many partitions
+    -- the others hold, and returns nothing only when nothing is claimable.
+    v_start := gen_random_uuid();
     FOR cand IN
-        SELECT p.id AS pid, p.name AS pname, c.partition_id IS NOT NULL AS has_cursor
-          FROM queen.partitions p
-          LEFT JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = p_group
-         WHERE p.queue_id = q.id
-           AND (p_partition IS NULL OR p.name = p_partition)
-           AND p.last_position > coalesce(c.position, 0)
-           AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
-           AND (c.not_before IS NULL OR c.not_before <= now())
-           AND (q.window_buffer = 0
+        (SELECT p.id AS pid, p.name AS pname, c.partition_id IS NOT NULL AS has_cursor
+           FROM queen.partitions p
+           LEFT JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = p_group
+          WHERE p_partition IS NULL AND p.queue_id = q.id AND p.id >= v_start
+            AND p.last_position > coalesce(c.position, 0)
+            AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
+            AND (c.not_before IS NULL OR c.not_before <= now())
+            AND (q.window_buffer = 0
                 OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
-         ORDER BY c.last_consumed_at NULLS FIRST, p.id
-         -- No LIMIT: candidates locked by concurrent pops are skipped below, so a pop must be
-         -- able to look past however many of them there are. The loop stops once it has
-         -- claimed enough.
+          ORDER BY p.id
+          LIMIT v_window)
+        UNION ALL
+        (SELECT p.id, p.name, c.partition_id IS NOT NULL
+           FROM queen.partitions p
+           LEFT JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = p_group
+          WHERE p_partition IS NULL AND p.queue_id = q.id AND p.id < v_start
+            AND p.last_position > coalesce(c.position, 0)
+            AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
+            AND (c.not_before IS NULL OR c.not_before <= now())
+            AND (q.window_buffer = 0
+                OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
+          ORDER BY p.id
+          LIMIT v_window)
+        UNION ALL
+        (SELECT p.id, p.name, c.partition_id IS NOT NULL
+           FROM queen.partitions p
+           LEFT JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = p_group
+          WHERE p.queue_id = q.id
+            AND (p_partition IS NULL OR p.name = p_partition)
+            AND p.last_position > coalesce(c.position, 0)
+            AND (c.lease_id IS NULL OR c.lease_expires_at <= now())
+            AND (c.not_before IS NULL OR c.not_before <= now())
+            AND (q.window_buffer = 0
+                OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
+          ORDER BY c.last_consumed_at NULLS FIRST, p.id)
     LOOP
+        -- The fallback lists partitions the window already tried (and maybe claimed).
+        CONTINUE WHEN cand.pid = ANY (v_tried);
+        v_tried := v_tried || cand.pid;
         IF NOT cand.has_cursor THEN
             INSERT INTO queen.cursors AS c (partition_id, consumer_group, position)
             VALUES (cand.pid, p_group,

@@ -428,7 +428,8 @@ impl Engine {
     ) -> Result<QueueInfo, EngineError> {
         push::check_name("queue", queue).map_err(EngineError::Invalid)?;
         let st = self.inner.st()?;
-        let (qid, pid) = (Uuid::now_v7(), Uuid::now_v7());
+        // Partition ids are random (v4): any-partition pops walk partitions from a random id.
+        let (qid, pid) = (Uuid::now_v7(), Uuid::new_v4());
         let rows = self
             .inner
             .pool

@@ -324,7 +324,8 @@ pub(crate) async fn ensure_partitions(
     let queues: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
     let parts: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
     let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
-    let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+    // Random (v4) partition ids: any-partition pops walk partitions from a random id.
+    let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::new_v4()).collect();
     let rows = inner
         .pool
         .query(

@@ -46,6 +46,8 @@ CREATE TABLE queen.partitions (
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (queue_id, name)
 ) WITH (fillfactor = 50);
+-- Any-partition pops walk a queue's partitions from a random id (partition ids are random).
+CREATE INDEX partitions_queue_walk ON queen.partitions (queue_id, id);
 
 CREATE TABLE queen.messages (
     partition_id   uuid        NOT NULL,
