@@ -274,51 +274,49 @@ impl Engine {
     /// records of its partitions (see [`buffer`](crate::buffer)).
     pub async fn push(&self, mut items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
         let inner = &self.inner;
-        let Some(buffer) = &inner.buffer else {
-            let out = push::push(inner, &items).await?;
-            inner.metrics.pushed(
-                out.iter()
-                    .filter(|o| o.status == PushStatus::Queued)
-                    .count(),
-            );
-            return Ok(out);
-        };
+        // Names are checked once, here, before anything is written or buffered.
         push::validate(&items)?;
-        // The transactionIds are fixed before the first attempt: a push whose commit was lost
-        // with the connection is then a duplicate on replay.
-        for it in &mut items {
-            if it.transaction_id.is_none() {
-                it.transaction_id = Some(Uuid::now_v7().to_string());
-            }
-        }
-        if buffer.must_buffer(
-            items
-                .iter()
-                .map(|it| (it.queue.as_str(), it.partition.as_str())),
-        ) {
-            return self.buffer_items(buffer, items).await;
-        }
-        match push::push(inner, &items).await {
-            Ok(out) => {
-                if buffer.failing_over.swap(false, Ordering::Relaxed) {
-                    tracing::info!("database reachable again: pushes go to it directly");
+        let out = match &inner.buffer {
+            None => push::push(inner, &items).await?,
+            Some(buffer) => {
+                // The transactionIds are fixed before the first attempt: a push whose commit was
+                // lost with the connection is then a duplicate on replay.
+                for it in &mut items {
+                    if it.transaction_id.is_none() {
+                        it.transaction_id = Some(Uuid::now_v7().to_string());
+                    }
                 }
-                inner.metrics.pushed(
-                    out.iter()
-                        .filter(|o| o.status == PushStatus::Queued)
-                        .count(),
-                );
-                Ok(out)
-            }
-            Err(e) if e.is_unavailable() => {
-                // Loud once per outage, not once per push.
-                if !buffer.failing_over.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "database unavailable: pushes go to the disk buffer");
+                if buffer.must_buffer(
+                    items
+                        .iter()
+                        .map(|it| (it.queue.as_str(), it.partition.as_str())),
+                ) {
+                    return self.buffer_items(buffer, items).await;
                 }
-                self.buffer_items(buffer, items).await
+                match push::push(inner, &items).await {
+                    Ok(out) => {
+                        if buffer.failing_over.swap(false, Ordering::Relaxed) {
+                            tracing::info!("database reachable again: pushes go to it directly");
+                        }
+                        out
+                    }
+                    Err(e) if e.is_unavailable() => {
+                        // Loud once per outage, not once per push.
+                        if !buffer.failing_over.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "database unavailable: pushes go to the disk buffer");
+                        }
+                        return self.buffer_items(buffer, items).await;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => Err(e),
-        }
+        };
+        inner.metrics.pushed(
+            out.iter()
+                .filter(|o| o.status == PushStatus::Queued)
+                .count(),
+        );
+        Ok(out)
     }
 
     async fn buffer_items(

@@ -94,12 +94,12 @@ pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Runs one push request through the state machine.
+/// Runs one push request through the state machine. The items must have passed [`validate`]
+/// (the engine's push does it once; buffered records were validated before they were written).
 pub(crate) async fn push(
     inner: &Inner,
     items: &[PushItem],
 ) -> Result<Vec<PushOutcome>, EngineError> {
-    validate(items)?;
     let mut op = PushOp::new(items);
     let mut state = State::Resolve;
     let mut ensures = 0;

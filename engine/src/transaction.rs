@@ -20,7 +20,7 @@ use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
-use crate::push::{PushArrays, Row, check_name, ensure_partitions};
+use crate::push::{PushArrays, Row, ensure_partitions, validate};
 
 pub(crate) async fn run(
     inner: &Inner,
@@ -31,10 +31,8 @@ pub(crate) async fn run(
     let mut missing = Vec::new();
     for op in &ops {
         if let TxOperation::Push(items) = op {
-            for (i, it) in items.iter().enumerate() {
-                check_name("queue", &it.queue)
-                    .and_then(|()| check_name("partition", &it.partition))
-                    .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
+            validate(items)?;
+            for it in items {
                 if inner.partitions.get(&it.queue, &it.partition).is_none() {
                     let key = (it.queue.clone(), it.partition.clone());
                     if !missing.contains(&key) {

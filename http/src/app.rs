@@ -167,89 +167,107 @@ impl App {
             ["ready"] if get => Ok(ops::ready(self)),
             ["metrics"] if get => Ok(ops::metrics(self)),
             ["metrics", "prometheus"] if get => Ok(ops::prometheus(self)),
-            ["api", "v1", rest @ ..] => match rest {
-                ["push"] if post => messages::push(self, &bytes).await,
-                ["pop"] if get => {
-                    let target = PopTarget::Tagged {
-                        namespace: query
-                            .get("namespace")
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned),
-                        task: query
-                            .get("task")
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned),
-                    };
-                    messages::pop(self, target, &query).await
+            // Path first, then method: a known path with another method is a 405.
+            ["api", "v1", rest @ ..] => {
+                let allow = |ok: bool| {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(ApiError {
+                            status: StatusCode::METHOD_NOT_ALLOWED,
+                            code: "method_not_allowed",
+                            message: format!("{m} is not allowed here"),
+                        })
+                    }
+                };
+                let body = post.then_some(&bytes[..]);
+                match rest {
+                    ["push"] => {
+                        allow(post)?;
+                        messages::push(self, &bytes).await
+                    }
+                    ["pop"] => {
+                        allow(get)?;
+                        let tag =
+                            |k: &str| query.get(k).filter(|s| !s.is_empty()).map(str::to_owned);
+                        let target = PopTarget::Tagged {
+                            namespace: tag("namespace"),
+                            task: tag("task"),
+                        };
+                        messages::pop(self, target, &query).await
+                    }
+                    ["pop", "queue", q] => {
+                        allow(get)?;
+                        messages::pop(self, PopTarget::Queue((*q).to_owned()), &query).await
+                    }
+                    ["pop", "queue", q, "partition", p] => {
+                        allow(get)?;
+                        let target = PopTarget::Partition((*q).to_owned(), (*p).to_owned());
+                        messages::pop(self, target, &query).await
+                    }
+                    ["ack"] => {
+                        allow(post)?;
+                        messages::ack(self, &bytes).await
+                    }
+                    ["ack", "batch"] => {
+                        allow(post)?;
+                        messages::ack_batch(self, &bytes).await
+                    }
+                    ["transaction"] => {
+                        allow(post)?;
+                        messages::transaction(self, &bytes).await
+                    }
+                    ["lease", id, "extend"] => {
+                        allow(post)?;
+                        messages::extend_lease(self, id, &bytes).await
+                    }
+                    ["configure"] => {
+                        allow(post)?;
+                        queues::configure(self, &bytes).await
+                    }
+                    ["resources", "queues"] => {
+                        allow(get)?;
+                        queues::list_queues(self).await
+                    }
+                    ["resources", "queues", q] if delete => queues::delete_queue(self, q).await,
+                    ["resources", "queues", q] => {
+                        allow(get)?;
+                        queues::get_queue(self, q).await
+                    }
+                    ["resources", "namespaces"] => {
+                        allow(get)?;
+                        queues::namespaces(self).await
+                    }
+                    ["resources", "tasks"] => {
+                        allow(get)?;
+                        queues::tasks(self).await
+                    }
+                    ["resources", "overview"] => {
+                        allow(get)?;
+                        queues::overview(self).await
+                    }
+                    ["status", "buffers"] => {
+                        allow(get)?;
+                        Ok(ops::buffers(self))
+                    }
+                    ["system", "maintenance"] => {
+                        allow(get || post)?;
+                        ops::push_maintenance(self, body).await
+                    }
+                    ["system", "maintenance", "pop"] => {
+                        allow(get || post)?;
+                        ops::pop_maintenance(self, body).await
+                    }
+                    _ => Err(ApiError::not_found(format!(
+                        "no route for {m} /api/v1/{}",
+                        rest.join("/")
+                    ))),
                 }
-                ["pop", "queue", q] if get => {
-                    messages::pop(self, PopTarget::Queue((*q).to_owned()), &query).await
-                }
-                ["pop", "queue", q, "partition", p] if get => {
-                    messages::pop(
-                        self,
-                        PopTarget::Partition((*q).to_owned(), (*p).to_owned()),
-                        &query,
-                    )
-                    .await
-                }
-                ["ack"] if post => messages::ack(self, &bytes).await,
-                ["ack", "batch"] if post => messages::ack_batch(self, &bytes).await,
-                ["transaction"] if post => messages::transaction(self, &bytes).await,
-                ["lease", id, "extend"] if post => messages::extend_lease(self, id, &bytes).await,
-                ["configure"] if post => queues::configure(self, &bytes).await,
-                ["resources", "queues"] if get => queues::list_queues(self).await,
-                ["resources", "queues", q] if get => queues::get_queue(self, q).await,
-                ["resources", "queues", q] if delete => queues::delete_queue(self, q).await,
-                ["resources", "namespaces"] if get => queues::namespaces(self).await,
-                ["resources", "tasks"] if get => queues::tasks(self).await,
-                ["resources", "overview"] if get => queues::overview(self).await,
-                ["system", "maintenance"] if get => ops::push_maintenance(self, None).await,
-                ["system", "maintenance"] if post => {
-                    ops::push_maintenance(self, Some(&bytes)).await
-                }
-                ["status", "buffers"] if get => Ok(ops::buffers(self)),
-                ["system", "maintenance", "pop"] if get => ops::pop_maintenance(self, None).await,
-                ["system", "maintenance", "pop"] if post => {
-                    ops::pop_maintenance(self, Some(&bytes)).await
-                }
-                _ => Err(unknown(m, rest)),
-            },
+            }
             _ => Err(ApiError::not_found(format!(
                 "no route for {m} {}",
                 parts.uri.path()
             ))),
         }
-    }
-}
-
-/// 405 for a known path with another method, else 404.
-fn unknown(m: &Method, rest: &[&str]) -> ApiError {
-    let known = matches!(
-        rest,
-        ["push"]
-            | ["pop"]
-            | ["pop", "queue", _]
-            | ["pop", "queue", _, "partition", _]
-            | ["ack"]
-            | ["ack", "batch"]
-            | ["transaction"]
-            | ["lease", _, "extend"]
-            | ["configure"]
-            | ["resources", "queues"]
-            | ["resources", "queues", _]
-            | ["resources", "namespaces"]
-            | ["resources", "tasks"]
-            | ["resources", "overview"]
-            | ["system", "maintenance", "pop"]
-    );
-    if known {
-        ApiError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            code: "method_not_allowed",
-            message: format!("{m} is not allowed here"),
-        }
-    } else {
-        ApiError::not_found(format!("no route for {m} /api/v1/{}", rest.join("/")))
     }
 }
