@@ -29,10 +29,13 @@ BEGIN
     -- Take the counters of every partition touched, in id order. Pushes to one partition are
     -- serialised from here to commit, so positions follow commit order, and the statements below
     -- (with a snapshot taken after the locks) see every message committed before us.
+    -- NO KEY UPDATE, like the UPDATE below: it must not conflict with the KEY SHARE locks that
+    -- foreign-key checks take when pops and acks create cursor rows (FOR UPDATE did, and
+    -- deadlocked against pops inserting cursors in another partition order).
     PERFORM 1 FROM queen.partitions p
      WHERE p.id = ANY (p_partition_ids)
      ORDER BY p.id
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
 
     IF p_fail_on_duplicate THEN
         SELECT m.transaction_id INTO v_dup
