@@ -78,7 +78,7 @@ fn main() {
         )
         .await
         .expect("engine");
-        let app = App::new(engine.clone(), HttpConfig::default());
+        let app = App::new(engine.clone(), HttpConfig::default(), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

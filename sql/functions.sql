@@ -25,7 +25,44 @@ RETURNS TABLE (ord integer, message_id uuid, inserted boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_dup text;
+    v_q record;
+    v_size bigint;
 BEGIN
+    -- Queue rules, checked per queue of the batch (primary-key probes):
+    --   * encryptionEnabled: every payload must arrive encrypted (QU004, the server encrypts;
+    --     a server whose cache said "plaintext" refreshes it and retries);
+    --   * maxSize: pushes to the queue are serialised on its row (NO KEY UPDATE, taken before any
+    --     partition lock: one lock order for everyone) and refused when the unconsumed messages
+    --     plus this batch would exceed it (QU005). The count stops at maxSize + 1 rows.
+    FOR v_q IN
+        SELECT q.id, q.name, q.max_size, count(*) AS n,
+               bool_or(q.encryption_enabled AND t.enc IS NULL) AS plaintext
+          FROM unnest(p_partition_ids, p_encrypted) AS t(pid, enc)
+          JOIN queen.partitions p ON p.id = t.pid
+          JOIN queen.queues q ON q.id = p.queue_id
+         GROUP BY q.id, q.name, q.max_size
+         ORDER BY q.id
+    LOOP
+        IF v_q.plaintext THEN
+            RAISE EXCEPTION 'queue % requires encrypted payloads', v_q.name
+                USING ERRCODE = 'QU004', DETAIL = v_q.name;
+        END IF;
+        CONTINUE WHEN v_q.max_size <= 0;
+        PERFORM 1 FROM queen.queues q WHERE q.id = v_q.id FOR NO KEY UPDATE;
+        SELECT count(*) INTO v_size FROM (
+            SELECT 1
+              FROM queen.partitions p
+             CROSS JOIN LATERAL (SELECT coalesce(min(c.position), 0) AS pos
+                                   FROM queen.cursors c WHERE c.partition_id = p.id) c
+              JOIN queen.messages ms ON ms.partition_id = p.id AND ms.position > c.pos
+             WHERE p.queue_id = v_q.id
+             LIMIT v_q.max_size + 1) s;
+        IF v_size + v_q.n > v_q.max_size THEN
+            RAISE EXCEPTION 'queue % is full (maxSize %)', v_q.name, v_q.max_size
+                USING ERRCODE = 'QU005', DETAIL = v_q.name;
+        END IF;
+    END LOOP;
+
     -- Take the counters of every partition touched, in id order. Pushes to one partition are
     -- serialised from here to commit, so positions follow commit order, and the statements below
     -- (with a snapshot taken after the locks) see every message committed before us.
@@ -192,6 +229,8 @@ DECLARE
     v_cap integer;
     v_start uuid;
     v_tried uuid[] := '{}';
+    v_head bigint;
+    v_skipped integer;
     v_max integer := CASE WHEN p_split THEN cardinality(p_lease_ids) ELSE greatest(p_max_partitions, 1) END;
     v_window integer := 8 * (CASE WHEN p_split THEN cardinality(p_lease_ids) ELSE greatest(p_max_partitions, 1) END);
 BEGIN
@@ -294,6 +333,10 @@ BEGIN
         v_slot := CASE WHEN p_split THEN v_claimed + 1 ELSE 1 END;
         v_cap := CASE WHEN p_split THEN p_batch ELSE p_batch - v_total END;
         v_n := 0;
+        v_head := v_pos;
+        <<scan>>
+        LOOP
+        v_skipped := 0;
         FOR m IN
             -- Deliver in order up to the first message that may not go yet (delayedProcessing):
             -- never skip ahead of it. created_at is not monotonic in position (positions follow
@@ -301,9 +344,16 @@ BEGIN
             SELECT r.*, coalesce(rt.failures, 0) AS failures
               FROM (SELECT h.*, bool_and(
                                h.created_at <= now() - make_interval(secs => q.delayed_processing)
-                           ) OVER (ORDER BY h.position) AS ok
+                           ) OVER (ORDER BY h.position) AS ok,
+                           CASE WHEN q.ttl > 0
+                                 AND h.created_at <= now() - make_interval(secs => q.ttl)
+                                THEN 'expired'
+                                WHEN q.max_wait_time_seconds > 0
+                                 AND h.created_at <= now() - make_interval(secs => q.max_wait_time_seconds)
+                                THEN 'max wait time exceeded'
+                           END AS expired
                       FROM (SELECT ms.* FROM queen.messages ms
-                             WHERE ms.partition_id = cand.pid AND ms.position > v_pos
+                             WHERE ms.partition_id = cand.pid AND ms.position > v_head
                              ORDER BY ms.position
                              LIMIT v_cap) h) r
               LEFT JOIN queen.retries rt ON rt.partition_id = cand.pid AND rt.consumer_group = p_group
@@ -311,6 +361,21 @@ BEGIN
              WHERE r.ok
              ORDER BY r.position
         LOOP
+            IF m.expired IS NOT NULL THEN
+                -- ttl / maxWaitTimeSeconds: never delivered; dead-lettered (or dropped). At the
+                -- head, the cursor moves past it; further on, the ack of a later message does.
+                IF q.dead_letter_queue THEN
+                    INSERT INTO queen.dead_letters
+                           (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
+                    VALUES (cand.pid, m.position, m.id, m.transaction_id, p_group, m.expired, m.failures)
+                    ON CONFLICT DO NOTHING;
+                END IF;
+                IF v_n = 0 THEN
+                    v_head := m.position;
+                END IF;
+                v_skipped := v_skipped + 1;
+                CONTINUE;
+            END IF;
             partition_id := cand.pid;
             partition_name := cand.pname;
             pos := m.position;
@@ -329,6 +394,15 @@ BEGIN
             v_n := v_n + 1;
             v_last := m.position;
         END LOOP;
+        -- A scan that found only expired messages looks further (each pass moves v_head on).
+        EXIT scan WHEN v_n > 0 OR v_skipped = 0;
+        END LOOP scan;
+        IF v_head > v_pos THEN
+            UPDATE queen.cursors c SET position = v_head
+             WHERE c.partition_id = cand.pid AND c.consumer_group = p_group;
+            DELETE FROM queen.retries r
+             WHERE r.partition_id = cand.pid AND r.consumer_group = p_group AND r.position <= v_head;
+        END IF;
         CONTINUE WHEN v_n = 0;
 
         IF p_auto_ack THEN
@@ -628,9 +702,10 @@ $$;
 
 -- Creates queues and partitions seen for the first time (with queue defaults) and returns the
 -- ids of every (queue, partition) asked for.
+DROP FUNCTION IF EXISTS queen.ensure_partitions(text[], text[], uuid[], uuid[]);
 CREATE OR REPLACE FUNCTION queen.ensure_partitions(
     p_queues text[], p_partitions text[], p_queue_ids uuid[], p_partition_ids uuid[])
-RETURNS TABLE (queue_name text, partition_name text, partition_id uuid)
+RETURNS TABLE (queue_name text, partition_name text, partition_id uuid, encrypted boolean)
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO queen.queues (id, name, namespace, task)
@@ -649,7 +724,7 @@ BEGIN
     ON CONFLICT (queue_id, name) DO NOTHING;
 
     RETURN QUERY
-    SELECT DISTINCT q.name, p.name, p.id
+    SELECT DISTINCT q.name, p.name, p.id, q.encryption_enabled
       FROM unnest(p_queues, p_partitions) AS t(qn, pn)
       JOIN queen.queues q ON q.name = t.qn
       JOIN queen.partitions p ON p.queue_id = q.id AND p.name = t.pn;
@@ -721,6 +796,112 @@ BEGIN
     DELETE FROM queen.dead_letters WHERE partition_id = ANY (v_parts);
     DELETE FROM queen.traces WHERE partition_id = ANY (v_parts);
     DELETE FROM queen.queues WHERE id = v_id;  -- partitions, cursors, subscriptions cascade
+    RETURN true;
+END
+$$;
+
+-- Retention (semantics.md §7), one small batch per call, on one server at a time: a caller that
+-- does not get the advisory lock returns at once (another server is doing it). Per queue with
+-- retentionEnabled:
+--   * retentionSeconds: messages older than that are deleted, consumed or not;
+--   * completedRetentionSeconds: messages older than that which every group reading the
+--     partition has committed are deleted;
+--   * partitions (other than Default) left empty and quiet for the longer of the two periods
+--     are removed with their cursors.
+-- Deletes walk each partition from its head (oldest positions) with a LIMIT, so each call holds
+-- row locks on at most p_batch messages and never the partition counter a push waits on; the
+-- partition delete re-checks last_message_at on the locked row, so a push that committed
+-- meanwhile keeps its partition.
+CREATE OR REPLACE FUNCTION queen.retention(p_batch integer)
+RETURNS TABLE (deleted bigint, completed bigint, partitions bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    q record;
+    p record;
+    v_n bigint;
+    v_left integer := p_batch;
+BEGIN
+    deleted := 0; completed := 0; partitions := 0;
+    IF NOT pg_try_advisory_xact_lock(hashtext('queen.retention')) THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    FOR q IN SELECT * FROM queen.queues WHERE retention_enabled ORDER BY id LOOP
+        FOR p IN SELECT pp.id FROM queen.partitions pp WHERE pp.queue_id = q.id ORDER BY pp.id LOOP
+            EXIT WHEN v_left <= 0;
+            IF q.retention_seconds > 0 THEN
+                DELETE FROM queen.messages ms
+                 WHERE ms.partition_id = p.id
+                   AND ms.position IN (
+                        SELECT h.position FROM queen.messages h
+                         WHERE h.partition_id = p.id
+                           AND h.created_at < now() - make_interval(secs => q.retention_seconds)
+                         ORDER BY h.position LIMIT v_left);
+                GET DIAGNOSTICS v_n = ROW_COUNT;
+                deleted := deleted + v_n;
+                v_left := v_left - v_n::integer;
+            END IF;
+            IF q.completed_retention_seconds > 0 AND v_left > 0 THEN
+                DELETE FROM queen.messages ms
+                 WHERE ms.partition_id = p.id
+                   AND ms.position IN (
+                        SELECT h.position FROM queen.messages h
+                         WHERE h.partition_id = p.id
+                           AND h.position <= (SELECT min(c.position) FROM queen.cursors c
+                                               WHERE c.partition_id = p.id)
+                           AND h.created_at < now() - make_interval(secs => q.completed_retention_seconds)
+                         ORDER BY h.position LIMIT v_left);
+                GET DIAGNOSTICS v_n = ROW_COUNT;
+                completed := completed + v_n;
+                v_left := v_left - v_n::integer;
+            END IF;
+        END LOOP;
+        IF v_left > 0 THEN
+            DELETE FROM queen.partitions pp
+             WHERE pp.id IN (
+                    SELECT e.id FROM queen.partitions e
+                     WHERE e.queue_id = q.id AND e.name <> 'Default'
+                       AND coalesce(e.last_message_at, e.created_at) < now() - make_interval(
+                             secs => greatest(q.retention_seconds, q.completed_retention_seconds))
+                       AND NOT EXISTS (SELECT 1 FROM queen.messages ms WHERE ms.partition_id = e.id)
+                     LIMIT v_left)
+               -- Re-checked on the locked row: a push that committed meanwhile moved it.
+               AND coalesce(pp.last_message_at, pp.created_at) < now() - make_interval(
+                     secs => greatest(q.retention_seconds, q.completed_retention_seconds));
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            partitions := partitions + v_n;
+            v_left := v_left - v_n::integer;
+        END IF;
+        EXIT WHEN v_left <= 0;
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+
+-- Sends a dead-lettered message back to be delivered again: it moves to the tail of its
+-- partition (a new position under the partition counter lock, as a push), its dead-letter and
+-- retry rows go. Every group whose cursor is behind the new position sees it again. Returns
+-- false when the message is not in the dead-letter queue.
+CREATE OR REPLACE FUNCTION queen.retry_dead_letter(p_partition_id uuid, p_txid text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pos bigint;
+    v_new bigint;
+BEGIN
+    SELECT ms.position INTO v_pos FROM queen.messages ms
+     WHERE ms.partition_id = p_partition_id AND ms.transaction_id = p_txid;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM queen.dead_letters d
+                                 WHERE d.partition_id = p_partition_id AND d.position = v_pos) THEN
+        RETURN false;
+    END IF;
+    UPDATE queen.partitions p SET last_position = p.last_position + 1, last_message_at = now()
+     WHERE p.id = p_partition_id
+    RETURNING p.last_position INTO v_new;
+    UPDATE queen.messages ms SET position = v_new
+     WHERE ms.partition_id = p_partition_id AND ms.position = v_pos;
+    DELETE FROM queen.dead_letters d WHERE d.partition_id = p_partition_id AND d.position = v_pos;
+    DELETE FROM queen.retries r WHERE r.partition_id = p_partition_id AND r.position = v_pos;
     RETURN true;
 END
 $$;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use queen_engine::{BufferConfig, Engine, EngineConfig};
+use queen_engine::{BufferConfig, Cipher, Engine, EngineConfig};
+use queen_http::auth::Auth;
 use queen_http::{App, HttpConfig};
 use queen_wire::embedded::{Cluster, EmbedError, Options};
 use queen_wire::{Config, Pool, PoolConfig};
@@ -64,6 +65,19 @@ pub struct ServeArgs {
     /// Server-side statement timeout in milliseconds (0 = none).
     #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value_t = 30_000)]
     statement_timeout_ms: u64,
+    /// Key for queues with `encryptionEnabled`: 64 hex characters (AES-256-GCM). Without it,
+    /// pushes to such queues are refused.
+    #[arg(long, env = "QUEEN_ENCRYPTION_KEY", hide_env_values = true)]
+    encryption_key: Option<String>,
+    /// Require a JWT (`Authorization: Bearer`) on every /api/v1 route.
+    #[arg(long, env = "JWT_ENABLED")]
+    jwt_enabled: bool,
+    /// Shared secret of HS256 tokens (required with --jwt-enabled).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// How often the retention job runs, in milliseconds.
+    #[arg(long, env = "RETENTION_INTERVAL", default_value_t = 10_000)]
+    retention_interval_ms: u64,
 }
 
 /// Failures that stop the server from starting.
@@ -79,9 +93,28 @@ pub enum ServeError {
     Schema(#[from] queen_engine::EngineError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("QUEEN_ENCRYPTION_KEY: {0}")]
+    Key(#[from] queen_engine::crypto::CryptoError),
+    #[error("JWT_ENABLED needs a non-empty JWT_SECRET")]
+    NoJwtSecret,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    // Settings that can be wrong are checked before anything starts.
+    let cipher = args
+        .encryption_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(Cipher::from_hex)
+        .transpose()?;
+    let auth = if args.jwt_enabled {
+        Some(
+            Auth::hs256(args.jwt_secret.as_deref().unwrap_or_default().as_bytes())
+                .ok_or(ServeError::NoJwtSecret)?,
+        )
+    } else {
+        None
+    };
     let external = match &args.database_url {
         Some(url) => Some(Config::parse(url).map_err(ServeError::Config)?),
         None => Config::from_env().map_err(ServeError::Config)?,
@@ -144,6 +177,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.push_batch.max_items = args.push_batch_max.max(1);
     engine_config.push_batch.max_in_flight = args.push_shards.max(1);
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
+    engine_config.cipher = cipher;
+    engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
     let engine = Engine::start(pool.clone(), engine_config).await?;
     tracing::info!("schema is up to date");
     let app = App::new(
@@ -153,6 +188,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
             ..HttpConfig::default()
         },
+        auth,
     );
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;

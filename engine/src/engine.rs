@@ -40,6 +40,13 @@ pub struct EngineConfig {
     pub long_poll_recheck: Duration,
     /// Listen for other servers' pushes (off for single-server tests that do not need it).
     pub listen: bool,
+    /// The payload cipher (`QUEEN_ENCRYPTION_KEY`); queues with encryption on refuse pushes
+    /// without it.
+    pub cipher: Option<crate::crypto::Cipher>,
+    /// How often the retention job runs (semantics.md §7).
+    pub retention_interval: Duration,
+    /// Rows the retention job deletes per statement.
+    pub retention_batch: i32,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +63,9 @@ impl Default for EngineConfig {
             notify_debounce: Duration::from_millis(5),
             long_poll_recheck: Duration::from_millis(500),
             listen: true,
+            cipher: None,
+            retention_interval: Duration::from_secs(10),
+            retention_batch: 1000,
         }
     }
 }
@@ -265,6 +275,7 @@ impl Engine {
             });
         }
         sweeper::start(Arc::downgrade(&inner));
+        crate::retention::start(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         Ok(Engine { inner })
     }
@@ -470,10 +481,13 @@ impl Engine {
             .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?
             .get(0)?;
         let info = crate::admin::queue_info_from(r, default_partition_id)?;
+        // Other partitions of the queue are re-resolved with the new settings (encryption).
+        self.inner.partitions.invalidate_queue(&info.name);
         self.inner.partitions.insert(
             info.name.clone(),
             crate::model::DEFAULT_PARTITION.into(),
             info.default_partition_id,
+            info.options.encryption_enabled.unwrap_or(false),
         );
         Ok(info)
     }
@@ -481,6 +495,13 @@ impl Engine {
     /// Settles expired leases now (the sweeper does this periodically). Returns how many.
     pub async fn sweep_expired_leases(&self) -> Result<u64, EngineError> {
         sweeper::sweep(&self.inner).await
+    }
+
+    /// Runs the retention job until it has nothing left to do now (it also runs in the
+    /// background every `retention_interval`). Returns what it removed, or zeros when another
+    /// server holds the retention lock.
+    pub async fn run_retention(&self) -> Result<crate::retention::Removed, EngineError> {
+        crate::retention::run(&self.inner).await
     }
 
     /// The wake-up hub (long-poll waiters).

@@ -23,6 +23,15 @@ pub enum EngineError {
     /// The disk buffer failed (the push was not accepted).
     #[error("disk buffer: {0}")]
     Buffer(String),
+    /// A push would take the queue past its `maxSize`; nothing was stored.
+    #[error("queue {0} is full")]
+    QueueFull(String),
+    /// The queue encrypts payloads and this server has no key (`QUEEN_ENCRYPTION_KEY`).
+    #[error("queue {0} requires encryption but no encryption key is configured")]
+    EncryptionKeyMissing(String),
+    /// A stored payload could not be decrypted (wrong key or damaged data).
+    #[error("message payload cannot be decrypted: {0}")]
+    Decrypt(String),
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -40,9 +49,23 @@ impl EngineError {
         match self {
             EngineError::Db(e) => e.is_connection(),
             EngineError::Migration { source, .. } => source.is_connection(),
-            EngineError::Invalid(_) | EngineError::Buffer(_) => false,
+            EngineError::Invalid(_)
+            | EngineError::Buffer(_)
+            | EngineError::QueueFull(_)
+            | EngineError::EncryptionKeyMissing(_)
+            | EngineError::Decrypt(_) => false,
             EngineError::ShuttingDown => true,
         }
+    }
+
+    /// True for refusals that go away by themselves or by configuration (a full queue drains, a
+    /// key gets configured): the buffer replay waits and retries these rather than drop records
+    /// it has already accepted.
+    pub fn is_transient_refusal(&self) -> bool {
+        matches!(
+            self,
+            EngineError::QueueFull(_) | EngineError::EncryptionKeyMissing(_)
+        )
     }
 
     /// The SQLSTATE of a database error.

@@ -318,6 +318,11 @@ fn result_of(
         }
         expires = r.get(11)?;
         let payload: Option<Json<String>> = r.get(6)?;
+        let sealed: Option<Vec<u8>> = r.get(7)?;
+        let payload = match sealed {
+            Some(b) => open_payload(inner, &b)?,
+            None => payload.map_or_else(|| "null".to_owned(), |j| j.0),
+        };
         messages.push(Message {
             partition_id,
             partition: r.get(1)?,
@@ -325,7 +330,7 @@ fn result_of(
             id: r.get(3)?,
             transaction_id: r.get(4)?,
             trace_id: r.get(5)?,
-            payload: payload.map_or_else(|| "null".to_owned(), |j| j.0),
+            payload,
             producer_sub: r.get(8)?,
             created_at: r.get(9)?,
             retry_count: r.get(10)?,
@@ -341,4 +346,15 @@ fn result_of(
         partitions_claimed: claimed.len(),
         messages,
     }))
+}
+
+/// Decrypts a sealed payload (semantics.md §8).
+pub(crate) fn open_payload(inner: &Inner, sealed: &[u8]) -> Result<String, EngineError> {
+    let cipher = inner.config.cipher.as_ref().ok_or_else(|| {
+        EngineError::Decrypt("the payload is encrypted and no encryption key is configured".into())
+    })?;
+    let plain = cipher
+        .decrypt(sealed)
+        .map_err(|e| EngineError::Decrypt(e.to_string()))?;
+    String::from_utf8(plain).map_err(|_| EngineError::Decrypt("the plaintext is not UTF-8".into()))
 }

@@ -39,9 +39,45 @@ pub(crate) struct Row {
     pub id: Uuid,
     pub transaction_id: Arc<str>,
     pub trace_id: Option<Uuid>,
-    /// Shared, not copied, between the request and the batch.
-    pub payload: Arc<str>,
+    pub body: Body,
     pub producer_sub: Option<Arc<str>>,
+}
+
+/// A payload as stored: JSON text (shared, not copied, between the request and the batch), or
+/// sealed for a queue that encrypts.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Json(Arc<str>),
+    Sealed(Vec<u8>),
+}
+
+impl Body {
+    /// The stored form of `payload` for `queue`: sealed when the queue encrypts (as cached).
+    pub(crate) fn for_queue(
+        inner: &Inner,
+        queue: &str,
+        payload: &Arc<str>,
+    ) -> Result<Body, EngineError> {
+        if !inner.partitions.encrypted(queue) {
+            return Ok(Body::Json(payload.clone()));
+        }
+        match &inner.config.cipher {
+            Some(c) => Ok(Body::Sealed(c.encrypt(payload.as_bytes()))),
+            None => Err(EngineError::EncryptionKeyMissing(queue.to_owned())),
+        }
+    }
+}
+
+/// The queue named by a queue-rule refusal of `queen.push` (QU004 plaintext for an encrypting
+/// queue, QU005 queue full), with the code.
+pub(crate) fn queue_rule(e: &EngineError) -> Option<(&str, &str)> {
+    match e {
+        EngineError::Db(w) => w
+            .as_db()
+            .filter(|d| d.code == "QU004" || d.code == "QU005")
+            .map(|d| (d.code.as_str(), d.detail.as_deref().unwrap_or_default())),
+        _ => None,
+    }
 }
 
 /// What the database did with one row.
@@ -119,18 +155,31 @@ pub(crate) async fn push(
                 ensure_partitions(inner, &missing).await?;
                 State::Resolve
             }
-            State::Insert => {
-                let results = op.insert(inner).await?;
-                if op.apply(results) {
-                    State::Done
-                } else {
-                    // Some partitions vanished: forget them and resolve again.
-                    for q in op.stale_queues() {
-                        inner.partitions.invalidate_queue(&q);
+            State::Insert => match op.insert(inner).await {
+                Ok(results) => {
+                    if op.apply(results) {
+                        State::Done
+                    } else {
+                        // Some partitions vanished: forget them and resolve again.
+                        for q in op.stale_queues() {
+                            inner.partitions.invalidate_queue(&q);
+                        }
+                        State::Resolve
                     }
-                    State::Resolve
                 }
-            }
+                Err(e) => match queue_rule(&e) {
+                    Some(("QU005", q)) => return Err(EngineError::QueueFull(q.to_owned())),
+                    // The queue encrypts now (configured on another server): refresh the cached
+                    // setting (through Ensure) and seal the payloads.
+                    Some((_, q)) => {
+                        let q = q.to_owned();
+                        inner.partitions.invalidate_queue(&q);
+                        op.forget_queue(&q);
+                        State::Resolve
+                    }
+                    None => return Err(e),
+                },
+            },
             State::Done => return Ok(op.outcomes()),
         };
     }
@@ -234,7 +283,7 @@ impl<'a> PushOp<'a> {
                     id: self.ids[i],
                     transaction_id: self.txids[i].clone(),
                     trace_id: it.trace_id,
-                    payload: self.payloads[i].clone(),
+                    body: Body::for_queue(inner, &self.queues[i], &self.payloads[i])?,
                     producer_sub: it.producer_sub.as_deref().map(Arc::from),
                 });
             }
@@ -264,6 +313,15 @@ impl<'a> PushOp<'a> {
             self.results[i] = Some(r);
         }
         complete
+    }
+
+    /// Drops the resolved partitions of `queue` (they are ensured again, with its settings).
+    fn forget_queue(&mut self, queue: &str) {
+        for (it, pid) in self.items.iter().zip(self.partition_ids.iter_mut()) {
+            if it.queue == queue {
+                *pid = None;
+            }
+        }
     }
 
     fn stale_queues(&self) -> Vec<String> {
@@ -334,7 +392,9 @@ pub(crate) async fn ensure_partitions(
         )
         .await?;
     for r in rows {
-        inner.partitions.insert(r.get(0)?, r.get(1)?, r.get(2)?);
+        inner
+            .partitions
+            .insert(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
     }
     Ok(())
 }
@@ -368,8 +428,16 @@ impl PushArrays {
             a.ids.push(r.id);
             a.txids.push(r.transaction_id.clone());
             a.trace_ids.push(r.trace_id);
-            a.payloads.push(Some(Json(r.payload.clone())));
-            a.encrypted.push(None);
+            match &r.body {
+                Body::Json(j) => {
+                    a.payloads.push(Some(Json(j.clone())));
+                    a.encrypted.push(None);
+                }
+                Body::Sealed(b) => {
+                    a.payloads.push(None);
+                    a.encrypted.push(Some(b.clone()));
+                }
+            }
             a.subs.push(r.producer_sub.clone());
         }
         a
@@ -399,15 +467,35 @@ impl PushArrays {
     }
 }
 
-/// Runs one batch of push jobs as one statement.
+/// Runs one batch of push jobs as one statement. When a job breaks a queue rule (maxSize, a
+/// plaintext payload for an encrypting queue) the whole statement fails; the jobs are then run
+/// one statement each, so only the offending request is refused.
 pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
+    let mut results = run_jobs(&inner, &jobs).await;
+    if jobs.len() > 1
+        && results
+            .iter()
+            .any(|r| r.as_ref().err().and_then(queue_rule).is_some())
+    {
+        results.clear();
+        for job in &jobs {
+            results.extend(run_jobs(&inner, std::slice::from_ref(job)).await);
+        }
+    }
+    for (job, result) in jobs.into_iter().zip(results) {
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Runs jobs as one statement; one result per job.
+async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>, EngineError>> {
     // Within the batch, a (partition, transactionId) seen before is a duplicate of the first.
     let mut first: HashMap<(Uuid, &str), usize> = HashMap::new();
     let total: usize = jobs.iter().map(|j| j.rows.len()).sum();
     first.reserve(total);
     let mut unique: Vec<&Row> = Vec::new();
     let mut slot: Vec<Vec<Result<usize, usize>>> = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    for job in jobs {
         let mut s = Vec::with_capacity(job.rows.len());
         for r in &job.rows {
             match first.get(&(r.partition_id, &*r.transaction_id)) {
@@ -422,7 +510,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
         slot.push(s);
     }
     let arrays = PushArrays::new(unique.iter().copied());
-    let result = execute(&inner, &arrays, unique.len()).await;
+    let result = execute(inner, &arrays, unique.len()).await;
     if let Ok(results) = &result {
         let mut woken: Vec<&str> = Vec::new();
         for (r, row) in results.iter().zip(&unique) {
@@ -435,8 +523,8 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
             inner.announcer.announce(q);
         }
     }
-    for (job, s) in jobs.into_iter().zip(slot) {
-        let reply = match &result {
+    slot.into_iter()
+        .map(|s| match &result {
             Ok(results) => Ok(s
                 .iter()
                 .map(|x| match *x {
@@ -450,9 +538,8 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
                 })
                 .collect()),
             Err(e) => Err(e.clone()),
-        };
-        let _ = job.reply.send(reply);
-    }
+        })
+        .collect()
 }
 
 async fn execute(

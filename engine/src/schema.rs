@@ -29,7 +29,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Server-side functions (`CREATE OR REPLACE`), applied after the migrations.
-pub const FUNCTIONS: &str = include_str!("../../sql/functions.sql");
+pub const FUNCTIONS: &str = concat!(
+    include_str!("../../sql/functions.sql"),
+    include_str!("../../sql/inspection.sql")
+);
 
 /// Key of the advisory lock that serialises migrations across servers.
 const MIGRATION_LOCK: i64 = 0x5155_4545_4e00_0001;

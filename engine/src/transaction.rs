@@ -20,7 +20,7 @@ use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
-use crate::push::{PushArrays, Row, ensure_partitions, validate};
+use crate::push::{Body, PushArrays, Row, ensure_partitions, validate};
 
 pub(crate) async fn run(
     inner: &Inner,
@@ -73,7 +73,7 @@ pub(crate) async fn run(
                             None => Arc::from(Uuid::now_v7().to_string()),
                         },
                         trace_id: it.trace_id,
-                        payload: Arc::from(it.payload.as_str()),
+                        body: Body::for_queue(inner, &it.queue, &Arc::from(it.payload.as_str()))?,
                         producer_sub: it.producer_sub.as_deref().map(Arc::from),
                     });
                 }

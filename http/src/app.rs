@@ -13,12 +13,13 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use queen_engine::Engine;
 
+use crate::auth::{Auth, Role};
 use crate::body::{self, Resp};
 use crate::error::ApiError;
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
-use crate::routes::{ops, queues};
-use crate::stats::RequestStats;
+use crate::routes::{inspect, ops, queues};
+use crate::stats::{RequestStats, Throughput};
 
 /// Setting key of pop maintenance.
 pub(crate) const POP_MAINTENANCE: &str = "maintenance.pop";
@@ -56,18 +57,22 @@ pub struct App {
     pub(crate) config: HttpConfig,
     pub(crate) started: Instant,
     pub(crate) requests: RequestStats,
+    pub(crate) throughput: Throughput,
+    pub(crate) auth: Option<Auth>,
     ready: AtomicBool,
     pop_maintenance: AtomicBool,
 }
 
 impl App {
-    /// A new application over an engine.
-    pub fn new(engine: Engine, config: HttpConfig) -> Arc<App> {
+    /// A new application over an engine; `auth` turns on JWT checks (api.md §5).
+    pub fn new(engine: Engine, config: HttpConfig, auth: Option<Auth>) -> Arc<App> {
         let app = Arc::new(App {
             engine,
             config,
             started: Instant::now(),
             requests: RequestStats::default(),
+            throughput: Throughput::default(),
+            auth,
             ready: AtomicBool::new(true),
             pop_maintenance: AtomicBool::new(false),
         });
@@ -86,6 +91,16 @@ impl App {
                 let every = app.config.settings_refresh;
                 drop(app);
                 tokio::time::sleep(every).await;
+            }
+        });
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            loop {
+                let Some(app) = weak.upgrade() else { return };
+                let (pushed, popped, acked) = app.engine.metrics().snapshot();
+                app.throughput.sample([pushed, popped, acked]);
+                drop(app);
+                tokio::time::sleep(Throughput::INTERVAL).await;
             }
         });
         app
@@ -169,6 +184,19 @@ impl App {
             ["metrics", "prometheus"] if get => Ok(ops::prometheus(self)),
             // Path first, then method: a known path with another method is a 405.
             ["api", "v1", rest @ ..] => {
+                let principal = match &self.auth {
+                    Some(auth) => Some(
+                        auth.check(
+                            parts
+                                .headers
+                                .get(hyper::header::AUTHORIZATION)
+                                .and_then(|v| v.to_str().ok()),
+                            required_role(m, rest),
+                        )?,
+                    ),
+                    None => None,
+                };
+                let sub = principal.as_ref().and_then(|p| p.sub.as_deref());
                 let allow = |ok: bool| {
                     if ok {
                         Ok(())
@@ -184,7 +212,7 @@ impl App {
                 match rest {
                     ["push"] => {
                         allow(post)?;
-                        messages::push(self, &bytes).await
+                        messages::push(self, &bytes, sub).await
                     }
                     ["pop"] => {
                         allow(get)?;
@@ -215,7 +243,7 @@ impl App {
                     }
                     ["transaction"] => {
                         allow(post)?;
-                        messages::transaction(self, &bytes).await
+                        messages::transaction(self, &bytes, sub).await
                     }
                     ["lease", id, "extend"] => {
                         allow(post)?;
@@ -246,6 +274,92 @@ impl App {
                         allow(get)?;
                         queues::overview(self).await
                     }
+                    ["messages"] => {
+                        allow(get)?;
+                        inspect::list_messages(self, &query).await
+                    }
+                    ["messages", pid, txid] if delete => {
+                        inspect::delete_message(self, pid, txid).await
+                    }
+                    ["messages", pid, txid] => {
+                        allow(get)?;
+                        inspect::message(self, pid, txid).await
+                    }
+                    ["messages", pid, txid, "retry"] => {
+                        allow(post)?;
+                        inspect::retry_message(self, pid, txid).await
+                    }
+                    ["dlq"] => {
+                        allow(get)?;
+                        inspect::dead_letters(self, &query).await
+                    }
+                    ["traces"] => {
+                        allow(post)?;
+                        inspect::add_trace(self, &bytes).await
+                    }
+                    ["traces", "names"] => {
+                        allow(get)?;
+                        inspect::trace_names(self, &query).await
+                    }
+                    ["traces", "by-name", name] => {
+                        allow(get)?;
+                        inspect::traces_by_name(self, name, &query).await
+                    }
+                    ["traces", pid, txid] => {
+                        allow(get)?;
+                        inspect::message_traces(self, pid, txid).await
+                    }
+                    ["consumer-groups"] => {
+                        allow(get)?;
+                        inspect::consumer_groups(self).await
+                    }
+                    ["consumer-groups", "lagging"] => {
+                        allow(get)?;
+                        inspect::lagging_groups(self, &query).await
+                    }
+                    ["consumer-groups", g] if delete => {
+                        inspect::delete_group(self, g, None, &query).await
+                    }
+                    ["consumer-groups", g] => {
+                        allow(get)?;
+                        inspect::consumer_group(self, g).await
+                    }
+                    ["consumer-groups", g, "queues", q] => {
+                        allow(delete)?;
+                        inspect::delete_group(self, g, Some(q), &query).await
+                    }
+                    ["consumer-groups", g, "subscription"] => {
+                        allow(post)?;
+                        inspect::set_subscription(self, g, &bytes).await
+                    }
+                    ["consumer-groups", g, "queues", q, "seek"] => {
+                        allow(post)?;
+                        inspect::seek(self, g, q, None, &bytes).await
+                    }
+                    ["consumer-groups", g, "queues", q, "partitions", p, "seek"] => {
+                        allow(post)?;
+                        inspect::seek(self, g, q, Some(p), &bytes).await
+                    }
+                    ["status"] => {
+                        allow(get)?;
+                        inspect::status(self).await
+                    }
+                    ["status", "queues"] => {
+                        allow(get)?;
+                        queues::list_queues(self).await
+                    }
+                    ["status", "queues", q] => {
+                        allow(get)?;
+                        queues::get_queue(self, q).await
+                    }
+                    ["status", "queues", q, "messages"] => {
+                        allow(get)?;
+                        inspect::queue_messages(self, q, &query).await
+                    }
+                    ["status", "analytics"] => {
+                        allow(get)?;
+                        Ok(inspect::analytics(self))
+                    }
                     ["status", "buffers"] => {
                         allow(get)?;
                         Ok(ops::buffers(self))
@@ -269,5 +383,17 @@ impl App {
                 parts.uri.path()
             ))),
         }
+    }
+}
+
+/// The role a route needs when auth is on (see [`crate::auth`]): reads need read-only, except
+/// pops (they lease and commit); message traffic needs read-write; configuration, deletions,
+/// maintenance and consumer-group operations need admin.
+fn required_role(m: &Method, rest: &[&str]) -> Role {
+    match (m, rest) {
+        (&Method::GET, ["pop", ..]) => Role::ReadWrite,
+        (&Method::GET, _) => Role::ReadOnly,
+        (&Method::DELETE, _) | (_, ["configure" | "system" | "consumer-groups", ..]) => Role::Admin,
+        _ => Role::ReadWrite,
     }
 }

@@ -58,6 +58,24 @@ impl From<EngineError> for ApiError {
                 code: "buffer_unavailable",
                 message: format!("the database is unreachable and the disk buffer failed: {m}"),
             },
+            EngineError::QueueFull(q) => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "queue_full",
+                message: format!("queue {q} is full: the push would exceed its maxSize"),
+            },
+            EngineError::EncryptionKeyMissing(_) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "encryption_key_missing",
+                message: format!("{e}: set QUEEN_ENCRYPTION_KEY (64 hex characters) on the server"),
+            },
+            EngineError::Decrypt(m) => {
+                tracing::error!(error = %m, "decryption failed");
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "decryption_failed",
+                    message: format!("a stored payload cannot be decrypted: {m}"),
+                }
+            }
             _ if e.is_unavailable() => ApiError::unavailable(format!("database unavailable: {e}")),
             _ => {
                 tracing::error!(error = %e, "internal error");

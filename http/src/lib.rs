@@ -9,6 +9,7 @@
 //! request future dropped by hyper: the engine's pop is cancel-safe and leases nothing to it.
 
 mod app;
+pub mod auth;
 mod body;
 pub mod error;
 pub mod query;

@@ -78,3 +78,69 @@ impl RequestStats {
             .unwrap_or(0)
     }
 }
+
+/// Message throughput for the dashboard routes, from the engine's counters sampled every
+/// [`Throughput::INTERVAL`] and kept for an hour in memory (no table grows with traffic).
+#[derive(Debug, Default)]
+pub struct Throughput {
+    samples: std::sync::Mutex<std::collections::VecDeque<Sample>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: queen_wire::Timestamp,
+    counts: [u64; 3],
+}
+
+impl Throughput {
+    /// Sampling period.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+    const KEEP: usize = 361;
+
+    /// Records the counters (pushed, popped, acked) now.
+    pub fn sample(&self, counts: [u64; 3]) {
+        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() == Self::KEEP {
+            s.pop_front();
+        }
+        s.push_back(Sample {
+            at: queen_wire::Timestamp::now(),
+            counts,
+        });
+    }
+
+    /// Messages per second over the last minute (or what has been sampled of it).
+    pub fn rates(&self) -> serde_json::Value {
+        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(last), Some(first)) = (s.back(), s.iter().rev().nth(6).or(s.front())) else {
+            return serde_json::json!({"pushedPerSecond": 0.0, "poppedPerSecond": 0.0, "ackedPerSecond": 0.0});
+        };
+        let secs = ((last.at.0 - first.at.0) as f64 / 1e6).max(1e-9);
+        let rate = |i: usize| {
+            if last.at == first.at {
+                0.0
+            } else {
+                (last.counts[i] - first.counts[i]) as f64 / secs
+            }
+        };
+        serde_json::json!({"pushedPerSecond": rate(0), "poppedPerSecond": rate(1), "ackedPerSecond": rate(2)})
+    }
+
+    /// Per-interval message counts over the last hour, oldest first.
+    pub fn series(&self) -> serde_json::Value {
+        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let points: Vec<serde_json::Value> = s
+            .iter()
+            .zip(s.iter().skip(1))
+            .map(|(a, b)| {
+                serde_json::json!({
+                    "timestamp": crate::time::format(b.at),
+                    "pushed": b.counts[0] - a.counts[0],
+                    "popped": b.counts[1] - a.counts[1],
+                    "acked": b.counts[2] - a.counts[2],
+                })
+            })
+            .collect();
+        serde_json::json!({"intervalSeconds": Self::INTERVAL.as_secs(), "points": points})
+    }
+}

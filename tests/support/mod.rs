@@ -147,6 +147,10 @@ impl Server {
             .unwrap()
     }
 
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None).await.unwrap()
+    }
+
     pub async fn post_raw(&self, path: &str, body: &[u8]) -> Resp {
         self.request("POST", path, Some(body)).await.unwrap()
     }
@@ -183,10 +187,25 @@ pub async fn request(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
+    request_with(port, method, path, body, &[]).await
+}
+
+/// One request with extra headers, on a fresh connection.
+pub async fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     let body = body.unwrap_or(b"");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await?;

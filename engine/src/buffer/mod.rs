@@ -354,6 +354,12 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                         .replayed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
+                Err(e) if e.is_transient_refusal() => {
+                    // Accepted records are never dropped: wait for room (maxSize) or a key.
+                    tracing::warn!(error = %e, "replay paused: the database refuses the next records for now");
+                    retry = Some(batch);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 Err(e) if e.is_unavailable() => {
                     tracing::debug!(error = %e, "replay paused: database unavailable");
                     retry = Some(batch);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use queen_engine::{
-    AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
-    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
+    AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, EngineError, PopRequest, PopResult,
+    PushItem, PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -147,13 +147,27 @@ fn push_out(o: &PushOutcome) -> PushOut<'_> {
     }
 }
 
-pub(crate) async fn push(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+pub(crate) async fn push(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<Resp, ApiError> {
     let b: PushBody<'_> = body::json(bytes)?;
-    let items = parse_items(b.items, None)?;
+    let items = parse_items(b.items, sub)?;
     if items.is_empty() {
         return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
     }
-    let out = app.engine.push(items).await?;
+    let out = match app.engine.push(items).await {
+        Ok(out) => out,
+        // The contract names the queue in the body of a 429.
+        Err(EngineError::QueueFull(queue)) => {
+            return Ok(body::reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                &serde_json::json!({
+                    "error": format!("queue {queue} is full: the push would exceed its maxSize"),
+                    "code": "queue_full",
+                    "queue": queue,
+                }),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let v: Vec<PushOut<'_>> = out.iter().map(push_out).collect();
     Ok(body::reply(StatusCode::CREATED, &v))
 }
@@ -515,7 +529,11 @@ struct TxPushIn<'a> {
     items: Option<&'a RawValue>,
 }
 
-pub(crate) async fn transaction(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+pub(crate) async fn transaction(
+    app: &App,
+    bytes: &[u8],
+    sub: Option<&str>,
+) -> Result<Resp, ApiError> {
     let t: TxIn<'_> = body::json(bytes)?;
     let raw_ops = t
         .operations
@@ -530,7 +548,7 @@ pub(crate) async fn transaction(app: &App, bytes: &[u8]) -> Result<Resp, ApiErro
             Some("push") => {
                 let p: TxPushIn<'_> =
                     serde_json::from_str(raw.get()).map_err(|_| bad("bad push"))?;
-                ops.push(TxOperation::Push(parse_items(p.items, None)?));
+                ops.push(TxOperation::Push(parse_items(p.items, sub)?));
             }
             Some("ack") => {
                 let a: AckIn = serde_json::from_str(raw.get()).map_err(|_| bad("bad ack"))?;

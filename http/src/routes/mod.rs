@@ -1,5 +1,6 @@
 //! Route handlers, by area of the contract.
 
+pub(crate) mod inspect;
 pub(crate) mod messages;
 pub(crate) mod ops;
 pub(crate) mod queues;

@@ -238,6 +238,11 @@ pub(crate) async fn tasks(app: &App) -> Result<Resp, ApiError> {
 }
 
 pub(crate) async fn overview(app: &App) -> Result<Resp, ApiError> {
+    Ok(body::reply(StatusCode::OK, &overview_json(app).await?))
+}
+
+/// The overview figures (also the base of `/api/v1/status`).
+pub(crate) async fn overview_json(app: &App) -> Result<Value, ApiError> {
     let stats = app.engine.queue_stats(None).await?;
     let mut totals = Counts::default();
     let mut ns = std::collections::BTreeSet::new();
@@ -262,12 +267,9 @@ pub(crate) async fn overview(app: &App) -> Result<Resp, ApiError> {
             tasks.insert(t.clone());
         }
     }
-    Ok(body::reply(
-        StatusCode::OK,
-        &json!({
-            "queues": stats.len(), "partitions": partitions, "namespaces": ns.len(), "tasks": tasks.len(),
-            "messages": counts_json(&totals),
-            "timestamp": time::format(queen_wire::Timestamp::now()),
-        }),
-    ))
+    Ok(json!({
+        "queues": stats.len(), "partitions": partitions, "namespaces": ns.len(), "tasks": tasks.len(),
+        "messages": counts_json(&totals),
+        "timestamp": time::format(queen_wire::Timestamp::now()),
+    }))
 }

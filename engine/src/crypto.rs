@@ -1,0 +1,116 @@
+//! Payload encryption at rest (semantics.md §8): AES-256-GCM under the server key
+//! (`QUEEN_ENCRYPTION_KEY`, 64 hex characters), a fresh random 96-bit nonce per message.
+//!
+//! Stored form: `nonce (12 bytes) || ciphertext || tag (16 bytes)` in `messages.encrypted`, with
+//! `payload` NULL. The plaintext is the payload's JSON text, so decryption gives back exactly
+//! what was pushed.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Nonce};
+
+const NONCE_LEN: usize = 12;
+
+/// Why a key or a ciphertext was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The configured key is not 64 hex characters.
+    #[error("the encryption key must be 64 hexadecimal characters (32 bytes)")]
+    BadKey,
+    /// Authentication failed: wrong key, or the stored bytes are damaged.
+    #[error("the payload cannot be decrypted with the configured key")]
+    Undecryptable,
+}
+
+/// The server's payload cipher.
+#[derive(Clone)]
+pub struct Cipher {
+    aead: Aes256Gcm,
+}
+
+impl fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cipher(AES-256-GCM, key hidden)")
+    }
+}
+
+impl Cipher {
+    /// A cipher from the 64-hex-character key.
+    pub fn from_hex(key: &str) -> Result<Cipher, CryptoError> {
+        let key = key.trim();
+        if key.len() != 64 {
+            return Err(CryptoError::BadKey);
+        }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(key.get(2 * i..2 * i + 2).ok_or(CryptoError::BadKey)?, 16)
+                .map_err(|_| CryptoError::BadKey)?;
+        }
+        let aead = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)?;
+        Ok(Cipher { aead })
+    }
+
+    /// Seals a plaintext under a fresh random nonce.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+        out.extend_from_slice(&nonce);
+        // Encryption of an in-memory buffer cannot fail for inputs below the GCM length limit
+        // (64 GiB), far above the body limit; an empty result would still fail to decrypt.
+        if let Ok(ct) = self.aead.encrypt(&nonce, plaintext) {
+            out.extend_from_slice(&ct);
+        }
+        out
+    }
+
+    /// Opens what [`encrypt`](Cipher::encrypt) sealed.
+    pub fn decrypt(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(CryptoError::Undecryptable);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.aead
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| CryptoError::Undecryptable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn round_trip_with_fresh_nonces() {
+        let c = Cipher::from_hex(KEY).unwrap();
+        let a = c.encrypt(br#"{"a":1}"#);
+        let b = c.encrypt(br#"{"a":1}"#);
+        assert_ne!(a, b, "each message gets its own nonce");
+        assert_eq!(c.decrypt(&a).unwrap(), br#"{"a":1}"#);
+        assert_eq!(c.decrypt(&b).unwrap(), br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn wrong_key_and_damage_are_refused() {
+        let c = Cipher::from_hex(KEY).unwrap();
+        let other = Cipher::from_hex(&KEY.replace("1f", "ff")).unwrap();
+        let mut sealed = c.encrypt(b"secret");
+        assert_eq!(other.decrypt(&sealed), Err(CryptoError::Undecryptable));
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert_eq!(c.decrypt(&sealed), Err(CryptoError::Undecryptable));
+        assert_eq!(c.decrypt(b"short"), Err(CryptoError::Undecryptable));
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert_eq!(Cipher::from_hex("abc").unwrap_err(), CryptoError::BadKey);
+        assert_eq!(
+            Cipher::from_hex(&"zz".repeat(32)).unwrap_err(),
+            CryptoError::BadKey
+        );
+        assert!(Cipher::from_hex(&format!(" {KEY}\n")).is_ok());
+    }
+}

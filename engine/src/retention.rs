@@ -1,0 +1,71 @@
+//! The retention job (semantics.md §7): deletes messages past `retentionSeconds`, committed
+//! messages past `completedRetentionSeconds`, and partitions left empty, for queues with
+//! `retentionEnabled`.
+//!
+//! The work is `queen.retention`, one small batch per statement (at most `retention_batch` rows
+//! locked, never a partition counter a push waits on), repeated while a batch comes back full.
+//! One server at a time: the function takes a transaction-level advisory lock with
+//! `pg_try_advisory_xact_lock` and returns at once when another server holds it. Removed
+//! partitions drop out of the push cache through the push path's "partition vanished" step.
+
+use std::sync::{Arc, Weak};
+
+use queen_wire::Client;
+
+use crate::engine::Inner;
+use crate::error::EngineError;
+
+/// What one retention run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Messages past `retentionSeconds`.
+    pub expired: u64,
+    /// Committed messages past `completedRetentionSeconds`.
+    pub completed: u64,
+    /// Empty partitions.
+    pub partitions: u64,
+}
+
+pub(crate) fn start(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            let interval = match inner.upgrade() {
+                Some(i) => {
+                    if i.statements.get().is_some() {
+                        match run(&i).await {
+                            Ok(r) if r != Removed::default() => {
+                                tracing::info!(?r, "retention removed messages");
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(error = %e, "retention run failed"),
+                        }
+                    }
+                    i.config.retention_interval
+                }
+                None => return,
+            };
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
+
+/// Runs batches until one comes back short.
+pub(crate) async fn run(inner: &Arc<Inner>) -> Result<Removed, EngineError> {
+    let batch = inner.config.retention_batch.max(1);
+    let mut total = Removed::default();
+    loop {
+        let rows = inner.pool.query(&inner.st()?.retention, &[&batch]).await?;
+        let Some(r) = rows.first() else {
+            return Ok(total);
+        };
+        let (e, c, p): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        total.expired += u64::try_from(e).unwrap_or(0);
+        total.completed += u64::try_from(c).unwrap_or(0);
+        total.partitions += u64::try_from(p).unwrap_or(0);
+        if e + c + p < i64::from(batch) {
+            return Ok(total);
+        }
+        // Let pushes and pops in between the batches.
+        tokio::task::yield_now().await;
+    }
+}

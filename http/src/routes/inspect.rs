@@ -1,0 +1,369 @@
+//! Inspection and operations (api.md §4): messages, dead letters, traces, consumer groups and
+//! the dashboard status routes. The engine builds the figures from the tables
+//! ([`queen_engine::inspect`]); this module parses parameters and shapes answers.
+
+use hyper::StatusCode;
+use queen_engine::inspect::{DeadLetterFilter, MessageFilter, SeekTarget, TraceEvent};
+use queen_wire::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::body::{self, Resp};
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::routes::queues;
+use crate::time;
+
+fn uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("{what} must be a UUID")))
+}
+
+fn text(q: &Query, key: &str) -> Option<String> {
+    q.get(key).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn timestamp(q: &Query, key: &str) -> Result<Option<Timestamp>, ApiError> {
+    match q.get(key).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => time::parse(s).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("query parameter `{key}` must be an RFC 3339 timestamp, got `{s}`"),
+            )
+        }),
+    }
+}
+
+/// `limit` (1..=1000) and `offset` (0..).
+fn page(q: &Query, default_limit: u64) -> Result<(i32, i32), ApiError> {
+    let limit = q
+        .int("limit", Some(default_limit), 1, 1000)?
+        .unwrap_or(default_limit);
+    let offset = q.int("offset", Some(0), 0, i32::MAX as u64)?.unwrap_or(0);
+    // Both bounded above by i32::MAX.
+    Ok((limit as i32, offset as i32))
+}
+
+fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, ApiError> {
+    let status = text(q, "status");
+    if let Some(s) = &status {
+        if !["pending", "processing", "completed", "dead_letter"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`status` must be pending, processing, completed or dead_letter",
+            ));
+        }
+    }
+    let (limit, offset) = page(q, 200)?;
+    Ok(MessageFilter {
+        queue: queue.or_else(|| text(q, "queue")),
+        partition: text(q, "partition"),
+        namespace: text(q, "ns").or_else(|| text(q, "namespace")),
+        task: text(q, "task"),
+        status,
+        from: timestamp(q, "from")?,
+        to: timestamp(q, "to")?,
+        limit,
+        offset,
+    })
+}
+
+// ---- messages -------------------------------------------------------------------------------
+
+pub(crate) async fn list_messages(app: &App, q: &Query) -> Result<Resp, ApiError> {
+    let f = message_filter(q, None)?;
+    let messages = app.engine.list_messages(&f).await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({ "messages": messages }),
+    ))
+}
+
+pub(crate) async fn message(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
+    let pid = uuid(pid, "partitionId")?;
+    match app.engine.message(pid, txid).await? {
+        Some(m) => Ok(body::reply(StatusCode::OK, &m)),
+        None => Err(ApiError::not_found(format!(
+            "message {txid} not found in partition {pid}"
+        ))),
+    }
+}
+
+pub(crate) async fn delete_message(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
+    let partition_id = uuid(pid, "partitionId")?;
+    let success = app.engine.delete_message(partition_id, txid).await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({"success": success, "partitionId": partition_id, "transactionId": txid}),
+    ))
+}
+
+pub(crate) async fn retry_message(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
+    let partition_id = uuid(pid, "partitionId")?;
+    if !app.engine.retry_dead_letter(partition_id, txid).await? {
+        return Err(ApiError::not_found(format!(
+            "message {txid} of partition {partition_id} is not in the dead-letter queue"
+        )));
+    }
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({"success": true, "partitionId": partition_id, "transactionId": txid}),
+    ))
+}
+
+pub(crate) async fn dead_letters(app: &App, q: &Query) -> Result<Resp, ApiError> {
+    let (limit, offset) = page(q, 100)?;
+    let f = DeadLetterFilter {
+        queue: text(q, "queue"),
+        consumer_group: text(q, "consumerGroup"),
+        partition: text(q, "partition"),
+        from: timestamp(q, "from")?,
+        to: timestamp(q, "to")?,
+        limit,
+        offset,
+    };
+    let (messages, total) = app.engine.dead_letters(&f).await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({"messages": messages, "total": total, "pagination": {"limit": limit, "offset": offset}}),
+    ))
+}
+
+// ---- traces ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceIn {
+    transaction_id: Option<String>,
+    partition_id: Option<String>,
+    data: Option<Value>,
+    consumer_group: Option<String>,
+    event_type: Option<String>,
+    worker_id: Option<String>,
+    trace_names: Option<Value>,
+    trace_name: Option<Value>,
+}
+
+pub(crate) async fn add_trace(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let t: TraceIn = body::json(bytes)?;
+    let required = |v: Option<String>, k: &str| {
+        v.filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::bad_request("invalid_request", format!("`{k}` is required")))
+    };
+    let transaction_id = required(t.transaction_id, "transactionId")?;
+    let partition_id = uuid(&required(t.partition_id, "partitionId")?, "partitionId")?;
+    let data = t
+        .data
+        .filter(|d| !d.is_null())
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "`data` is required"))?;
+    let names = match t.trace_names.or(t.trace_name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| {
+                ApiError::bad_request("invalid_request", "`traceNames` must hold strings")
+            })?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`traceNames` must be a string or an array of strings",
+            ));
+        }
+    };
+    let event = TraceEvent {
+        partition_id,
+        transaction_id,
+        data: data.to_string(),
+        consumer_group: t.consumer_group,
+        event_type: t.event_type.unwrap_or_else(|| "info".into()),
+        worker_id: t.worker_id,
+        names,
+    };
+    match app.engine.add_trace(&event).await? {
+        Some(id) => Ok(body::reply(
+            StatusCode::CREATED,
+            &json!({"success": true, "traceId": id}),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "message {} not found in partition {}",
+            event.transaction_id, event.partition_id
+        ))),
+    }
+}
+
+pub(crate) async fn message_traces(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
+    let pid = uuid(pid, "partitionId")?;
+    let traces = app.engine.message_traces(pid, txid).await?;
+    Ok(body::reply(StatusCode::OK, &json!({ "traces": traces })))
+}
+
+pub(crate) async fn traces_by_name(app: &App, name: &str, q: &Query) -> Result<Resp, ApiError> {
+    let (limit, offset) = page(q, 100)?;
+    let v = app.engine.traces_by_name(name, limit, offset).await?;
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+pub(crate) async fn trace_names(app: &App, q: &Query) -> Result<Resp, ApiError> {
+    let (limit, offset) = page(q, 100)?;
+    let v = app.engine.trace_names(limit, offset).await?;
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+// ---- consumer groups ------------------------------------------------------------------------
+
+pub(crate) async fn consumer_groups(app: &App) -> Result<Resp, ApiError> {
+    let v = app.engine.consumer_groups(None).await?;
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+pub(crate) async fn lagging_groups(app: &App, q: &Query) -> Result<Resp, ApiError> {
+    let min = q
+        .int("minLagSeconds", Some(3600), 0, u64::from(u32::MAX))?
+        .unwrap_or(3600);
+    let v = app.engine.consumer_groups(Some(min as f64)).await?;
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+pub(crate) async fn consumer_group(app: &App, group: &str) -> Result<Resp, ApiError> {
+    match app.engine.consumer_group(group).await? {
+        Some(v) => Ok(body::reply(StatusCode::OK, &v)),
+        None => Err(ApiError::not_found(format!(
+            "consumer group {group} not found"
+        ))),
+    }
+}
+
+pub(crate) async fn delete_group(
+    app: &App,
+    group: &str,
+    queue: Option<&str>,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    let metadata = q.flag("deleteMetadata", false);
+    let n = app
+        .engine
+        .delete_consumer_group(group, queue, metadata)
+        .await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({"success": true, "consumerGroup": group, "queue": queue, "partitionsDeleted": n}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeekIn {
+    to_end: Option<bool>,
+    timestamp: Option<String>,
+    subscription_timestamp: Option<String>,
+}
+
+fn ts_field(v: Option<&str>, key: &str) -> Result<Option<Timestamp>, ApiError> {
+    v.map(|s| {
+        time::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("`{key}` must be an RFC 3339 timestamp"),
+            )
+        })
+    })
+    .transpose()
+}
+
+pub(crate) async fn set_subscription(
+    app: &App,
+    group: &str,
+    bytes: &[u8],
+) -> Result<Resp, ApiError> {
+    let s: SeekIn = body::json(bytes)?;
+    let from = ts_field(s.subscription_timestamp.as_deref(), "subscriptionTimestamp")?.ok_or_else(
+        || ApiError::bad_request("invalid_request", "`subscriptionTimestamp` is required"),
+    )?;
+    let n = app.engine.set_subscription(group, from).await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({"success": true, "consumerGroup": group, "queuesUpdated": n,
+                "subscriptionTimestamp": time::format(from)}),
+    ))
+}
+
+pub(crate) async fn seek(
+    app: &App,
+    group: &str,
+    queue: &str,
+    partition: Option<&str>,
+    bytes: &[u8],
+) -> Result<Resp, ApiError> {
+    let s: SeekIn = body::json(bytes)?;
+    let target = match (s.to_end, ts_field(s.timestamp.as_deref(), "timestamp")?) {
+        (Some(true), _) => SeekTarget::End,
+        (_, Some(t)) => SeekTarget::Time(t),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give `toEnd: true` or a `timestamp`",
+            ));
+        }
+    };
+    match app.engine.seek(group, queue, partition, target).await? {
+        Some(n) => Ok(body::reply(
+            StatusCode::OK,
+            &json!({"success": true, "consumerGroup": group, "queue": queue,
+                    "partition": partition, "partitionsMoved": n}),
+        )),
+        None => Err(ApiError::not_found(match partition {
+            Some(p) => format!("partition {p} of queue {queue} not found"),
+            None => format!("queue {queue} not found"),
+        })),
+    }
+}
+
+// ---- status (dashboards) --------------------------------------------------------------------
+
+pub(crate) async fn status(app: &App) -> Result<Resp, ApiError> {
+    let mut v = queues::overview_json(app).await?;
+    if let Value::Object(m) = &mut v {
+        m.insert("throughput".into(), app.throughput.rates());
+        m.insert(
+            "buffer".into(),
+            app.engine.buffer_status().map_or(
+                Value::Null,
+                |b| json!({"pending": b.pending, "failed": b.failed, "dbHealthy": b.db_healthy}),
+            ),
+        );
+        m.insert(
+            "uptimeSeconds".into(),
+            json!(app.started.elapsed().as_secs()),
+        );
+    }
+    Ok(body::reply(StatusCode::OK, &v))
+}
+
+pub(crate) async fn queue_messages(app: &App, queue: &str, q: &Query) -> Result<Resp, ApiError> {
+    let f = message_filter(q, Some(queue.to_owned()))?;
+    let messages = app.engine.list_messages(&f).await?;
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({ "queue": queue, "messages": messages }),
+    ))
+}
+
+pub(crate) fn analytics(app: &App) -> Resp {
+    body::reply(
+        StatusCode::OK,
+        &json!({
+            "throughput": app.throughput.rates(),
+            "series": app.throughput.series(),
+            "timestamp": time::format(Timestamp::now()),
+        }),
+    )
+}

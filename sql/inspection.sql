@@ -1,0 +1,339 @@
+-- queen-rs inspection and operations functions (api.md §4): message listing and detail, the
+-- dead-letter queue, traces, consumer groups. Not on the hot path. Each builds its answer as
+-- JSON in the database (one round trip, no row-by-row decoding); payloads travel separately,
+-- as jsonb or as the encrypted bytes the server decrypts. Re-applied at every start, like
+-- functions.sql.
+
+-- RFC 3339 UTC with microseconds, as every API timestamp.
+CREATE OR REPLACE FUNCTION queen.ts(t timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- A message's status as the groups reading its partition see it: dead_letter when some group
+-- dead-lettered it, completed when every group reading the partition committed it, processing
+-- when a live lease covers it, pending otherwise.
+CREATE OR REPLACE FUNCTION queen.message_status(p_partition_id uuid, p_position bigint)
+RETURNS TABLE (status text, lease_expires_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+             WHEN EXISTS (SELECT 1 FROM queen.dead_letters d
+                           WHERE d.partition_id = p_partition_id AND d.position = p_position)
+               THEN 'dead_letter'
+             WHEN count(c.*) > 0 AND bool_and(c.position >= p_position) THEN 'completed'
+             WHEN bool_or(c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+                          AND p_position > c.position AND p_position <= c.lease_end) THEN 'processing'
+             ELSE 'pending'
+           END,
+           max(c.lease_expires_at) FILTER (WHERE c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+                          AND p_position > c.position AND p_position <= c.lease_end)
+      FROM queen.cursors c
+     WHERE c.partition_id = p_partition_id
+$$;
+
+CREATE OR REPLACE FUNCTION queen.list_messages(
+    p_queue text, p_partition text, p_ns text, p_task text, p_status text,
+    p_from timestamptz, p_to timestamptz, p_limit integer, p_offset integer)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+             'id', m.id, 'transactionId', m.transaction_id, 'partitionId', m.partition_id,
+             'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
+             'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
+             'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at))
+      FROM queen.messages m
+      JOIN queen.partitions p ON p.id = m.partition_id
+      JOIN queen.queues q ON q.id = p.queue_id
+     CROSS JOIN LATERAL queen.message_status(m.partition_id, m.position) s
+     WHERE (p_queue IS NULL OR q.name = p_queue)
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND (p_ns IS NULL OR q.namespace = p_ns)
+       AND (p_task IS NULL OR q.task = p_task)
+       AND (p_status IS NULL OR s.status = p_status)
+       AND (p_from IS NULL OR m.created_at >= p_from)
+       AND (p_to IS NULL OR m.created_at <= p_to)
+     ORDER BY m.created_at DESC, m.id DESC
+     LIMIT p_limit OFFSET p_offset
+$$;
+
+CREATE OR REPLACE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
+RETURNS TABLE (doc jsonb, payload jsonb, encrypted bytea)
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+             'id', m.id, 'transactionId', m.transaction_id, 'partitionId', m.partition_id,
+             'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
+             'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
+             'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at),
+             'retryCount', coalesce((SELECT max(r.failures) FROM queen.retries r
+                                      WHERE r.partition_id = m.partition_id AND r.position = m.position),
+                                    (SELECT max(d.retry_count) FROM queen.dead_letters d
+                                      WHERE d.partition_id = m.partition_id AND d.position = m.position), 0),
+             'errorMessage', coalesce((SELECT d.error_message FROM queen.dead_letters d
+                                        WHERE d.partition_id = m.partition_id AND d.position = m.position
+                                        ORDER BY d.failed_at DESC LIMIT 1),
+                                      (SELECT r.last_error FROM queen.retries r
+                                        WHERE r.partition_id = m.partition_id AND r.position = m.position
+                                        LIMIT 1)),
+             'consumerGroups', coalesce((
+                 SELECT jsonb_agg(jsonb_build_object(
+                          'name', c.consumer_group,
+                          'consumed', c.position >= m.position,
+                          'leaseExpiresAt', CASE WHEN c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+                                                  AND m.position > c.position AND m.position <= c.lease_end
+                                                 THEN queen.ts(c.lease_expires_at) END)
+                          ORDER BY c.consumer_group)
+                   FROM queen.cursors c WHERE c.partition_id = m.partition_id), '[]'::jsonb)),
+           m.payload, m.encrypted
+      FROM queen.messages m
+      JOIN queen.partitions p ON p.id = m.partition_id
+      JOIN queen.queues q ON q.id = p.queue_id
+     CROSS JOIN LATERAL queen.message_status(m.partition_id, m.position) s
+     WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid
+$$;
+
+-- Deletes one message with its retry, dead-letter and trace rows. Returns whether it existed.
+CREATE OR REPLACE FUNCTION queen.delete_message(p_partition_id uuid, p_txid text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pos bigint;
+BEGIN
+    DELETE FROM queen.messages m
+     WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid
+    RETURNING m.position INTO v_pos;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM queen.retries r WHERE r.partition_id = p_partition_id AND r.position = v_pos;
+    DELETE FROM queen.dead_letters d WHERE d.partition_id = p_partition_id AND d.position = v_pos;
+    DELETE FROM queen.traces t WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION queen.list_dead_letters(
+    p_queue text, p_group text, p_partition text, p_from timestamptz, p_to timestamptz,
+    p_limit integer, p_offset integer)
+RETURNS TABLE (doc jsonb, payload jsonb, encrypted bytea, total bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+             'id', d.message_id, 'transactionId', d.transaction_id, 'partitionId', d.partition_id,
+             'queue', q.name, 'partition', p.name, 'consumerGroup', d.consumer_group,
+             'errorMessage', d.error_message, 'retryCount', d.retry_count,
+             'createdAt', queen.ts(m.created_at), 'failedAt', queen.ts(d.failed_at)),
+           m.payload, m.encrypted, count(*) OVER ()
+      FROM queen.dead_letters d
+      JOIN queen.partitions p ON p.id = d.partition_id
+      JOIN queen.queues q ON q.id = p.queue_id
+      LEFT JOIN queen.messages m ON m.partition_id = d.partition_id AND m.position = d.position
+     WHERE (p_queue IS NULL OR q.name = p_queue)
+       AND (p_group IS NULL OR d.consumer_group = p_group)
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND (p_from IS NULL OR d.failed_at >= p_from)
+       AND (p_to IS NULL OR d.failed_at <= p_to)
+     ORDER BY d.failed_at DESC, d.id DESC
+     LIMIT p_limit OFFSET p_offset
+$$;
+
+-- Records a trace event on a message; false when the message does not exist.
+CREATE OR REPLACE FUNCTION queen.add_trace(
+    p_id uuid, p_partition_id uuid, p_txid text, p_group text, p_event text, p_data jsonb,
+    p_worker text, p_names text[])
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM queen.messages m
+                    WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO queen.traces (id, partition_id, transaction_id, consumer_group, event_type, data,
+                              worker_id, trace_names)
+    VALUES (p_id, p_partition_id, p_txid, p_group, p_event, p_data, p_worker, p_names);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION queen.trace_doc(t queen.traces) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', t.id, 'transaction_id', t.transaction_id,
+             'partition_id', t.partition_id, 'event_type', t.event_type, 'data', t.data,
+             'consumer_group', t.consumer_group, 'worker_id', t.worker_id,
+             'created_at', queen.ts(t.created_at), 'trace_names', to_jsonb(t.trace_names))
+$$;
+
+CREATE OR REPLACE FUNCTION queen.message_traces(p_partition_id uuid, p_txid text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(queen.trace_doc(t) ORDER BY t.created_at, t.id), '[]'::jsonb)
+      FROM queen.traces t WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid
+$$;
+
+CREATE OR REPLACE FUNCTION queen.traces_by_name(p_name text, p_limit integer, p_offset integer)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+             'traces', coalesce((SELECT jsonb_agg(queen.trace_doc(t) ORDER BY t.created_at DESC, t.id)
+                                   FROM (SELECT * FROM queen.traces t
+                                          WHERE t.trace_names @> ARRAY[p_name]
+                                          ORDER BY t.created_at DESC, t.id
+                                          LIMIT p_limit OFFSET p_offset) t), '[]'::jsonb),
+             'total', (SELECT count(*) FROM queen.traces t WHERE t.trace_names @> ARRAY[p_name]),
+             'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
+$$;
+
+CREATE OR REPLACE FUNCTION queen.trace_names(p_limit integer, p_offset integer)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH names AS (
+        SELECT n AS trace_name, count(*) AS trace_count,
+               count(DISTINCT (t.partition_id, t.transaction_id)) AS message_count,
+               max(t.created_at) AS last_seen
+          FROM queen.traces t CROSS JOIN LATERAL unnest(t.trace_names) n
+         GROUP BY n)
+    SELECT jsonb_build_object(
+             'trace_names', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                  'trace_name', x.trace_name, 'trace_count', x.trace_count,
+                                  'message_count', x.message_count, 'last_seen', queen.ts(x.last_seen))
+                                  ORDER BY x.last_seen DESC, x.trace_name)
+                                  FROM (SELECT * FROM names ORDER BY last_seen DESC, trace_name
+                                         LIMIT p_limit OFFSET p_offset) x), '[]'::jsonb),
+             'total', (SELECT count(*) FROM names),
+             'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
+$$;
+
+-- Per (group, partition): the cursor with its lag. Offset lag counts positions (duplicates
+-- leave gaps, so it is an upper bound); time lag is the age of the oldest message not committed.
+CREATE OR REPLACE FUNCTION queen.group_partitions(p_group text)
+RETURNS TABLE (grp text, queue_name text, partition_name text, worker_id text,
+               last_consumed_at timestamptz, total_consumed bigint, offset_lag bigint,
+               time_lag_seconds double precision, lease_active boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT c.consumer_group, q.name, p.name, c.worker_id, c.last_consumed_at, c.total_consumed,
+           greatest(p.last_position - c.position, 0),
+           coalesce(extract(epoch FROM now() - (
+               SELECT m.created_at FROM queen.messages m
+                WHERE m.partition_id = p.id AND m.position > c.position
+                ORDER BY m.position LIMIT 1))::double precision, 0),
+           c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+      FROM queen.cursors c
+      JOIN queen.partitions p ON p.id = c.partition_id
+      JOIN queen.queues q ON q.id = p.queue_id
+     WHERE c.consumer_group <> '__QUEUE_MODE__' AND (p_group IS NULL OR c.consumer_group = p_group)
+$$;
+
+-- Consumer groups per queue: Dead when behind and nothing consumed for an hour, Lagging when
+-- the oldest uncommitted message is over a minute old, Stable otherwise.
+CREATE OR REPLACE FUNCTION queen.consumer_groups(p_min_lag_seconds double precision)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH g AS (
+        SELECT gp.grp, gp.queue_name,
+               count(DISTINCT gp.worker_id) AS members,
+               count(*) FILTER (WHERE gp.offset_lag > 0) AS partitions_with_lag,
+               sum(gp.offset_lag) AS total_lag,
+               max(gp.time_lag_seconds) AS max_time_lag,
+               max(gp.last_consumed_at) AS last_consumed_at
+          FROM queen.group_partitions(NULL) gp
+         GROUP BY gp.grp, gp.queue_name)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+             'name', g.grp, 'queueName', g.queue_name, 'topics', jsonb_build_array(g.queue_name),
+             'members', g.members, 'partitionsWithLag', g.partitions_with_lag,
+             'totalLag', g.total_lag, 'maxTimeLag', round(g.max_time_lag::numeric, 3),
+             'state', CASE WHEN g.total_lag > 0 AND coalesce(g.last_consumed_at, '-infinity') < now() - interval '1 hour'
+                             THEN 'Dead'
+                           WHEN g.max_time_lag > 60 THEN 'Lagging'
+                           ELSE 'Stable' END,
+             'subscriptionMode', s.mode,
+             'subscriptionTimestamp', queen.ts(s.from_ts))
+             ORDER BY g.grp, g.queue_name), '[]'::jsonb)
+      FROM g
+      JOIN queen.queues q ON q.name = g.queue_name
+      LEFT JOIN queen.subscriptions s ON s.queue_id = q.id AND s.consumer_group = g.grp
+     WHERE p_min_lag_seconds IS NULL OR g.max_time_lag >= p_min_lag_seconds
+$$;
+
+CREATE OR REPLACE FUNCTION queen.consumer_group(p_group text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_object_agg(x.queue_name, jsonb_build_object('partitions', x.parts))
+      FROM (SELECT gp.queue_name, jsonb_agg(jsonb_build_object(
+                     'partition', gp.partition_name, 'workerId', gp.worker_id,
+                     'lastConsumedAt', queen.ts(gp.last_consumed_at),
+                     'totalConsumed', gp.total_consumed, 'offsetLag', gp.offset_lag,
+                     'timeLagSeconds', round(gp.time_lag_seconds::numeric, 3),
+                     'leaseActive', gp.lease_active) ORDER BY gp.partition_name) AS parts
+              FROM queen.group_partitions(p_group) gp
+             GROUP BY gp.queue_name) x
+$$;
+
+-- Removes a group's cursors (and retry rows) on every queue, or on one; with p_metadata, or for
+-- one queue, also its subscriptions. Returns the cursors removed.
+CREATE OR REPLACE FUNCTION queen.delete_consumer_group(p_group text, p_queue text, p_metadata boolean)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_parts uuid[];
+    v_n bigint;
+BEGIN
+    SELECT coalesce(array_agg(p.id), '{}') INTO v_parts
+      FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+     WHERE p_queue IS NULL OR q.name = p_queue;
+    DELETE FROM queen.cursors c WHERE c.consumer_group = p_group AND c.partition_id = ANY (v_parts);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    DELETE FROM queen.retries r WHERE r.consumer_group = p_group AND r.partition_id = ANY (v_parts);
+    IF p_metadata OR p_queue IS NOT NULL THEN
+        DELETE FROM queen.subscriptions s
+         WHERE s.consumer_group = p_group
+           AND (p_queue IS NULL OR s.queue_id = (SELECT id FROM queen.queues WHERE name = p_queue));
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+-- Where a group starts on partitions it has not read yet, on every queue it is subscribed to.
+CREATE OR REPLACE FUNCTION queen.set_subscription(p_group text, p_from timestamptz)
+RETURNS bigint
+LANGUAGE sql AS $$
+    WITH u AS (
+        UPDATE queen.subscriptions s SET mode = 'timestamp', from_ts = p_from
+         WHERE s.consumer_group = p_group RETURNING 1)
+    SELECT count(*) FROM u
+$$;
+
+-- Moves a group's cursors on a queue (or one partition of it): to the end, or to just before
+-- the first message created at or after p_ts. Live leases are dropped (their acks then fail
+-- the lease check); retry rows go. Returns the partitions moved; NULL when the queue (or the
+-- partition) does not exist.
+CREATE OR REPLACE FUNCTION queen.seek(p_group text, p_queue text, p_partition text,
+                                      p_to_end boolean, p_ts timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+    v_pos bigint;
+    v_n bigint := 0;
+    v_found boolean := false;
+BEGIN
+    FOR p IN
+        SELECT pp.id, pp.last_position FROM queen.partitions pp JOIN queen.queues q ON q.id = pp.queue_id
+         WHERE q.name = p_queue AND (p_partition IS NULL OR pp.name = p_partition)
+         ORDER BY pp.id
+    LOOP
+        v_found := true;
+        IF p_to_end THEN
+            v_pos := p.last_position;
+        ELSE
+            SELECT coalesce(max(m.position), 0) INTO v_pos FROM queen.messages m
+             WHERE m.partition_id = p.id AND m.created_at < p_ts;
+        END IF;
+        INSERT INTO queen.cursors AS c (partition_id, consumer_group, position)
+        VALUES (p.id, p_group, v_pos)
+        ON CONFLICT (partition_id, consumer_group) DO UPDATE
+           SET position = EXCLUDED.position, lease_id = NULL, lease_expires_at = NULL,
+               lease_end = NULL, not_before = NULL;
+        DELETE FROM queen.retries r WHERE r.partition_id = p.id AND r.consumer_group = p_group;
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN CASE WHEN v_found THEN v_n END;
+END
+$$;

@@ -1,0 +1,1 @@
+SELECT queen.consumer_group($1::text)

@@ -1,0 +1,1 @@
+SELECT queen.consumer_groups($1::double precision)

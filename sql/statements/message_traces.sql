@@ -1,0 +1,1 @@
+SELECT queen.message_traces($1::uuid, $2::text)

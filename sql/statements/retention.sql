@@ -1,0 +1,1 @@
+SELECT deleted, completed, partitions FROM queen.retention($1::integer)

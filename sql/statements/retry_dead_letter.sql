@@ -1,0 +1,1 @@
+SELECT queen.retry_dead_letter($1::uuid, $2::text)

@@ -1,0 +1,513 @@
+//! Queue options through the HTTP API against a real PostgreSQL: ttl, maxWaitTimeSeconds,
+//! maxSize (also under concurrent pushes), priority with namespace pops, retry limits with the
+//! dead-letter queue and its retry route, encryption at rest, and retention under load.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Server;
+
+const KEY: &str = "8f1c0e7a5b2d4f6081a3c5e7092b4d6f8e0a2c4e6081a3c5e7092b4d6f8e0a2c";
+
+async fn configure(s: &Server, queue: &str, options: Value) {
+    let r = s
+        .post(
+            "/api/v1/configure",
+            &json!({"queue": queue, "options": options}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+async fn push(s: &Server, queue: &str, partition: &str, payloads: &[Value]) -> support::Resp {
+    let items: Vec<Value> = payloads
+        .iter()
+        .map(|p| json!({"queue": queue, "partition": partition, "payload": p}))
+        .collect();
+    s.post("/api/v1/push", &json!({ "items": items })).await
+}
+
+async fn pop(s: &Server, path: &str) -> Vec<Value> {
+    let r = s.get(path).await.unwrap();
+    match r.status {
+        204 => Vec::new(),
+        200 => r.json()["messages"].as_array().unwrap().clone(),
+        other => panic!("pop answered {other}: {}", String::from_utf8_lossy(&r.body)),
+    }
+}
+
+async fn ack(s: &Server, m: &Value, status: &str) -> Value {
+    let r = s
+        .post(
+            "/api/v1/ack",
+            &json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
+                    "leaseId": m["leaseId"], "status": status, "error": "boom"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+async fn dlq(s: &Server, query: &str) -> Value {
+    let r = s.get(&format!("/api/v1/dlq?{query}")).await.unwrap();
+    assert_eq!(r.status, 200);
+    r.json()
+}
+
+/// Waits until `f` holds (checked every 50 ms), failing after `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn ttl_and_max_wait_move_old_messages_to_the_dlq_and_never_deliver_them() {
+    let s = Server::start("opt_ttl", &[]).await;
+    configure(&s, "ttl-q", json!({"ttl": 1})).await;
+    configure(&s, "ttl-drop", json!({"ttl": 1, "deadLetterQueue": false})).await;
+    configure(&s, "wait-q", json!({"maxWaitTimeSeconds": 1})).await;
+    for q in ["ttl-q", "ttl-drop", "wait-q"] {
+        assert_eq!(
+            push(&s, q, "p", &[json!({"old": 1}), json!({"old": 2})])
+                .await
+                .status,
+            201
+        );
+    }
+    // Both periods are one second: the first two messages of each queue are now past them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for q in ["ttl-q", "ttl-drop", "wait-q"] {
+        assert_eq!(
+            push(&s, q, "p", &[json!({"fresh": true})]).await.status,
+            201
+        );
+        let got = pop(&s, &format!("/api/v1/pop/queue/{q}?batch=10")).await;
+        assert_eq!(
+            got.len(),
+            1,
+            "{q}: only the fresh message is delivered: {got:?}"
+        );
+        assert_eq!(got[0]["data"], json!({"fresh": true}));
+        ack(&s, &got[0], "completed").await;
+        assert!(
+            pop(&s, &format!("/api/v1/pop/queue/{q}?batch=10"))
+                .await
+                .is_empty()
+        );
+    }
+    let d = dlq(&s, "queue=ttl-q").await;
+    assert_eq!(d["total"], 2, "{d}");
+    for m in d["messages"].as_array().unwrap() {
+        assert_eq!(m["errorMessage"], "expired");
+        assert!(m["data"]["old"].is_number(), "{m}");
+    }
+    assert_eq!(
+        dlq(&s, "queue=ttl-drop").await["total"],
+        0,
+        "DLQ off: dropped"
+    );
+    let d = dlq(&s, "queue=wait-q").await;
+    assert_eq!(d["total"], 2);
+    assert_eq!(d["messages"][0]["errorMessage"], "max wait time exceeded");
+}
+
+#[tokio::test]
+async fn max_size_refuses_whole_pushes_with_429_and_frees_room_as_messages_are_consumed() {
+    let s = Server::start("opt_maxsize", &[]).await;
+    configure(&s, "small", json!({"maxSize": 3})).await;
+    assert_eq!(
+        push(&s, "small", "a", &[json!(1), json!(2)]).await.status,
+        201
+    );
+    let r = push(&s, "small", "b", &[json!(3), json!(4)]).await;
+    r.assert_error(429, "queue_full");
+    assert_eq!(r.json()["queue"], "small");
+    let q = s
+        .get("/api/v1/resources/queues/small")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        q["totals"]["total"], 2,
+        "nothing of the refused push is stored"
+    );
+    assert_eq!(push(&s, "small", "b", &[json!(3)]).await.status, 201);
+    push(&s, "small", "a", &[json!(5)])
+        .await
+        .assert_error(429, "queue_full");
+    // Consuming frees room.
+    let got = pop(&s, "/api/v1/pop/queue/small/partition/a?batch=10").await;
+    assert_eq!(got.len(), 2);
+    ack(&s, &got[1], "completed").await;
+    assert_eq!(
+        push(&s, "small", "a", &[json!(6), json!(7)]).await.status,
+        201
+    );
+    // Other queues are not affected.
+    assert_eq!(
+        push(&s, "other", "a", &vec![json!(1); 10]).await.status,
+        201
+    );
+}
+
+#[tokio::test]
+async fn max_size_holds_under_concurrent_pushes_to_many_partitions() {
+    let s = Server::start("opt_maxsize_race", &[]).await;
+    configure(&s, "race", json!({"maxSize": 10})).await;
+    let port = s.port;
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            tokio::spawn(async move {
+                let c = Server::client(port);
+                let body = json!({"items": [{"queue": "race", "partition": format!("p{i}"), "payload": i}]});
+                c.post("/api/v1/push", &body).await.unwrap().status
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut full = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            201 => ok += 1,
+            429 => full += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, full), (10, 20));
+    let q = s.get("/api/v1/resources/queues/race").await.unwrap().json();
+    assert_eq!(q["totals"]["total"], 10);
+}
+
+#[tokio::test]
+async fn namespace_pops_serve_higher_priority_queues_first() {
+    let s = Server::start("opt_priority", &[]).await;
+    configure(&s, "jobs.low", json!({"priority": 1})).await;
+    configure(&s, "jobs.high", json!({"priority": 10})).await;
+    configure(&s, "jobs.mid", json!({"priority": 5})).await;
+    for q in ["jobs.low", "jobs.mid", "jobs.high"] {
+        assert_eq!(push(&s, q, "Default", &[json!({"q": q})]).await.status, 201);
+    }
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let r = s.get("/api/v1/pop?namespace=jobs&batch=1").await.unwrap();
+        assert_eq!(r.status, 200);
+        let m = &r.json()["messages"][0];
+        order.push(m["data"]["q"].as_str().unwrap().to_owned());
+        ack(&s, m, "completed").await;
+    }
+    assert_eq!(order, ["jobs.high", "jobs.mid", "jobs.low"]);
+    let r = s.get("/api/v1/pop?task=low").await.unwrap();
+    assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
+    let s = Server::start("opt_dlq", &[]).await;
+    configure(&s, "flaky", json!({"retryLimit": 1})).await;
+    configure(
+        &s,
+        "no-dlq",
+        json!({"retryLimit": 0, "dlqAfterMaxRetries": false}),
+    )
+    .await;
+    push(&s, "flaky", "p", &[json!({"n": 1}), json!({"n": 2})]).await;
+    for round in 0..2 {
+        let m = pop(&s, "/api/v1/pop/queue/flaky?batch=1").await;
+        assert_eq!(m[0]["data"]["n"], 1, "round {round}");
+        ack(&s, &m[0], "failed").await;
+    }
+    // Out of retries: dead-lettered, and the next message comes.
+    let m = pop(&s, "/api/v1/pop/queue/flaky?batch=1").await;
+    assert_eq!(m[0]["data"]["n"], 2);
+    ack(&s, &m[0], "completed").await;
+    let d = dlq(&s, "queue=flaky&consumerGroup=__QUEUE_MODE__").await;
+    assert_eq!(d["total"], 1);
+    let dead = &d["messages"][0];
+    assert_eq!(dead["errorMessage"], "boom");
+    assert_eq!(dead["retryCount"], 2);
+    assert_eq!(dead["data"], json!({"n": 1}));
+    assert_eq!(dlq(&s, "queue=flaky&consumerGroup=other").await["total"], 0);
+
+    let path = format!(
+        "/api/v1/messages/{}/{}/retry",
+        dead["partitionId"].as_str().unwrap(),
+        dead["transactionId"].as_str().unwrap()
+    );
+    assert_eq!(s.post(&path, &json!({})).await.status, 200);
+    s.post(&path, &json!({}))
+        .await
+        .assert_error(404, "not_found");
+    let m = pop(&s, "/api/v1/pop/queue/flaky?batch=10").await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        m[0]["data"],
+        json!({"n": 1}),
+        "delivered again after the retry"
+    );
+    assert_eq!(dlq(&s, "queue=flaky").await["total"], 0);
+
+    // dlqAfterMaxRetries off: dropped after the limit, not dead-lettered.
+    push(&s, "no-dlq", "p", &[json!(1), json!(2)]).await;
+    let m = pop(&s, "/api/v1/pop/queue/no-dlq?batch=1").await;
+    ack(&s, &m[0], "failed").await;
+    let m = pop(&s, "/api/v1/pop/queue/no-dlq?batch=1").await;
+    assert_eq!(m[0]["data"], 2);
+    assert_eq!(dlq(&s, "queue=no-dlq").await["total"], 0);
+}
+
+#[tokio::test]
+async fn retry_delay_holds_redelivery() {
+    let s = Server::start("opt_retry_delay", &[]).await;
+    configure(&s, "slow", json!({"retryDelay": 1000})).await;
+    push(&s, "slow", "p", &[json!(1)]).await;
+    let m = pop(&s, "/api/v1/pop/queue/slow").await;
+    let failed_at = Instant::now();
+    ack(&s, &m[0], "failed").await;
+    assert!(
+        pop(&s, "/api/v1/pop/queue/slow").await.is_empty(),
+        "held for retryDelay"
+    );
+    until(Duration::from_secs(5), "redelivery", || async {
+        !pop(&s, "/api/v1/pop/queue/slow").await.is_empty()
+    })
+    .await;
+    assert!(failed_at.elapsed() >= Duration::from_millis(1000));
+}
+
+async fn db_payload_columns(db: &queen_wire::Config) -> Vec<(bool, bool)> {
+    use queen_wire::Client;
+    let conn = queen_wire::Connection::connect(db).await.unwrap();
+    let rows = conn
+        .query_sql(
+            "SELECT payload IS NULL, encrypted IS NOT NULL FROM queen.messages ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_right_key() {
+    let db = queen_wire::embedded::test_config("opt_encryption")
+        .await
+        .unwrap();
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("enc"),
+        false,
+        &[("QUEEN_ENCRYPTION_KEY", KEY)],
+    )
+    .await;
+    configure(&s, "secret", json!({"encryptionEnabled": true})).await;
+    let r = push(&s, "secret", "p", &[json!({"card": "4111"}), json!("two")]).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        db_payload_columns(&db).await,
+        vec![(true, true), (true, true)],
+        "ciphertext only at rest"
+    );
+    let got = pop(&s, "/api/v1/pop/queue/secret?batch=1").await;
+    assert_eq!(got[0]["data"], json!({"card": "4111"}));
+    let detail = s
+        .get(&format!(
+            "/api/v1/messages/{}/{}",
+            got[0]["partitionId"].as_str().unwrap(),
+            got[0]["transactionId"].as_str().unwrap()
+        ))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(detail["payload"], json!({"card": "4111"}));
+    assert_eq!(detail["status"], "processing");
+    ack(&s, &got[0], "completed").await;
+    drop(s);
+
+    // A server with another key cannot read them: a clear error, nothing garbled.
+    let other = KEY.replace('8', "9");
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("enc2"),
+        false,
+        &[("QUEEN_ENCRYPTION_KEY", other.as_str())],
+    )
+    .await;
+    s.get("/api/v1/pop/queue/secret")
+        .await
+        .unwrap()
+        .assert_error(500, "decryption_failed");
+    drop(s);
+
+    // A server with no key refuses pushes to the queue (and still serves other queues).
+    let s = Server::start_on(&db, support::buffer_dir("enc3"), false, &[]).await;
+    push(&s, "secret", "p", &[json!(3)])
+        .await
+        .assert_error(409, "encryption_key_missing");
+    assert_eq!(push(&s, "plain", "p", &[json!(3)]).await.status, 201);
+    assert_eq!(
+        db_payload_columns(&db).await.len(),
+        3,
+        "the refused push stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_in_the_background_without_disturbing_traffic() {
+    let s = Server::start("opt_retention", &[("RETENTION_INTERVAL", "100")]).await;
+    configure(
+        &s,
+        "short",
+        json!({"retentionEnabled": true, "retentionSeconds": 1}),
+    )
+    .await;
+    configure(
+        &s,
+        "done",
+        json!({"retentionEnabled": true, "completedRetentionSeconds": 1}),
+    )
+    .await;
+    configure(&s, "kept", json!({"retentionSeconds": 1})).await; // not enabled
+    push(
+        &s,
+        "short",
+        "gone",
+        &(0..300).map(|i| json!(i)).collect::<Vec<_>>(),
+    )
+    .await;
+    push(&s, "kept", "p", &[json!(1)]).await;
+    push(
+        &s,
+        "done",
+        "p",
+        &(0..4).map(|i| json!(i)).collect::<Vec<_>>(),
+    )
+    .await;
+    let got = pop(&s, "/api/v1/pop/queue/done?batch=2").await;
+    ack(&s, &got[1], "completed").await; // commits the first two
+
+    // Traffic on another queue while retention runs: every message exactly once.
+    let port = s.port;
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            tokio::spawn(async move {
+                let c = Server::client(port);
+                for i in 0..50 {
+                    let body = json!({"items": [{"queue": "busy", "partition": format!("p{p}"), "payload": {"p": p, "i": i}}]});
+                    assert_eq!(c.post("/api/v1/push", &body).await.unwrap().status, 201);
+                }
+            })
+        })
+        .collect();
+    let consumer = tokio::spawn(async move {
+        let c = Server::client(port);
+        let mut seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < 200 && Instant::now() < deadline {
+            let r = c
+                .get("/api/v1/pop/queue/busy?batch=20&wait=true&timeout=500")
+                .await
+                .unwrap();
+            if r.status != 200 {
+                continue;
+            }
+            let msgs = r.json()["messages"].as_array().unwrap().clone();
+            for m in &msgs {
+                assert!(
+                    seen.insert((
+                        m["data"]["p"].as_i64().unwrap(),
+                        m["data"]["i"].as_i64().unwrap()
+                    )),
+                    "duplicate {m}"
+                );
+            }
+            let acks: Vec<Value> = msgs
+                .iter()
+                .map(|m| json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"], "leaseId": m["leaseId"], "status": "completed"}))
+                .collect();
+            assert_eq!(
+                c.post("/api/v1/ack/batch", &json!({"acknowledgments": acks}))
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+        seen.len()
+    });
+    for p in producers {
+        p.await.unwrap();
+    }
+
+    let total = |q: &'static str| {
+        let s = &s;
+        async move {
+            s.get(&format!("/api/v1/resources/queues/{q}"))
+                .await
+                .unwrap()
+                .json()["totals"]["total"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    until(Duration::from_secs(20), "retention of `short`", || async {
+        total("short").await == 0
+    })
+    .await;
+    until(
+        Duration::from_secs(20),
+        "completed retention of `done`",
+        || async { total("done").await == 2 },
+    )
+    .await;
+    // The emptied partition goes too (its queue keeps Default).
+    until(
+        Duration::from_secs(20),
+        "empty partition cleanup",
+        || async {
+            let q = s
+                .get("/api/v1/resources/queues/short")
+                .await
+                .unwrap()
+                .json();
+            q["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["name"] != "gone")
+        },
+    )
+    .await;
+    assert_eq!(
+        consumer.await.unwrap(),
+        200,
+        "traffic was served exactly once"
+    );
+    assert_eq!(total("kept").await, 1, "retention is opt-in");
+    let rest = pop(&s, "/api/v1/pop/queue/done?batch=10").await;
+    assert_eq!(
+        rest.iter().map(|m| m["data"].clone()).collect::<Vec<_>>(),
+        [json!(2), json!(3)]
+    );
+    // A push to the removed partition re-creates it.
+    assert_eq!(
+        push(&s, "short", "gone", &[json!("again")]).await.status,
+        201
+    );
+    assert_eq!(
+        pop(&s, "/api/v1/pop/queue/short/partition/gone").await[0]["data"],
+        "again"
+    );
+}
