@@ -1,0 +1,549 @@
+//! The inspection and operations routes of api.md §4 (messages, dead letters, traces, consumer
+//! groups, status) and JWT auth (api.md §5), end to end against a real PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Server, request_with};
+
+async fn push(s: &Server, queue: &str, partition: &str, items: &[(&str, Value)]) -> Vec<Value> {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(tx, p)| json!({"queue": queue, "partition": partition, "transactionId": tx, "payload": p}))
+        .collect();
+    let r = s.post("/api/v1/push", &json!({ "items": items })).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json().as_array().unwrap().clone()
+}
+
+async fn get(s: &Server, path: &str) -> Value {
+    let r = s.get(path).await.unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+fn ack_body(m: &Value, status: &str) -> Value {
+    json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
+           "leaseId": m["leaseId"], "status": status})
+}
+
+#[tokio::test]
+async fn messages_can_be_listed_inspected_and_deleted() {
+    let s = Server::start("insp_messages", &[]).await;
+    let out = push(
+        &s,
+        "inv",
+        "eu",
+        &[
+            ("a", json!({"n": 1})),
+            ("b", json!({"n": 2})),
+            ("c", json!({"n": 3})),
+        ],
+    )
+    .await;
+    push(&s, "inv", "us", &[("d", json!({"n": 4}))]).await;
+    let pid = out[0]["partition_id"].as_str().unwrap().to_owned();
+
+    // a: completed, b: processing (leased), c: pending.
+    let r = get(&s, "/api/v1/pop/queue/inv/partition/eu?batch=2").await;
+    let msgs = r["messages"].as_array().unwrap();
+    assert_eq!(
+        s.post("/api/v1/ack", &ack_body(&msgs[0], "completed"))
+            .await
+            .status,
+        200
+    );
+
+    let all = get(&s, "/api/v1/messages?queue=inv").await;
+    assert_eq!(all["messages"].as_array().unwrap().len(), 4);
+    let eu = get(&s, "/api/v1/messages?queue=inv&partition=eu").await;
+    let status_of = |tx: &str| {
+        eu["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["transactionId"] == tx)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of("a"), "completed");
+    assert_eq!(status_of("b"), "processing");
+    assert_eq!(status_of("c"), "pending");
+    let pending = get(&s, "/api/v1/messages?queue=inv&status=pending").await;
+    let txs: Vec<&str> = pending["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["transactionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(txs.len(), 2);
+    assert!(txs.contains(&"c") && txs.contains(&"d"));
+    assert_eq!(
+        get(&s, "/api/v1/messages?queue=inv&limit=1&offset=1").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    s.get("/api/v1/messages?status=weird")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+    s.get("/api/v1/messages?from=yesterday")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+
+    let d = get(&s, &format!("/api/v1/messages/{pid}/b")).await;
+    assert_eq!(d["payload"], json!({"n": 2}));
+    assert_eq!(d["status"], "processing");
+    assert_eq!(d["queue"], "inv");
+    assert_eq!(d["retryCount"], 0);
+    assert_eq!(d["consumerGroups"][0]["name"], "__QUEUE_MODE__");
+    assert_eq!(d["consumerGroups"][0]["consumed"], false);
+    assert!(d["leaseExpiresAt"].as_str().unwrap().ends_with('Z'));
+    s.get(&format!("/api/v1/messages/{pid}/nope"))
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    s.get("/api/v1/messages/not-a-uuid/b")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_id");
+
+    let del = s.delete(&format!("/api/v1/messages/{pid}/c")).await;
+    assert_eq!(del.status, 200);
+    assert_eq!(
+        del.json(),
+        json!({"success": true, "partitionId": pid, "transactionId": "c"})
+    );
+    assert_eq!(
+        s.delete(&format!("/api/v1/messages/{pid}/c")).await.json()["success"],
+        false
+    );
+    assert_eq!(
+        get(&s, "/api/v1/messages?queue=inv").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_with_totals_and_filters() {
+    let s = Server::start("insp_dlq", &[]).await;
+    s.post(
+        "/api/v1/configure",
+        &json!({"queue": "d1", "options": {"retryLimit": 0}}),
+    )
+    .await;
+    s.post(
+        "/api/v1/configure",
+        &json!({"queue": "d2", "options": {"retryLimit": 0}}),
+    )
+    .await;
+    for q in ["d1", "d2"] {
+        push(
+            &s,
+            q,
+            "p",
+            &[("x", json!({"q": q})), ("y", json!(2)), ("z", json!(3))],
+        )
+        .await;
+        let r = get(&s, &format!("/api/v1/pop/queue/{q}?batch=3")).await;
+        let acks: Vec<Value> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let mut a = ack_body(m, "dlq");
+                a["error"] = json!("bad data");
+                a
+            })
+            .collect();
+        assert_eq!(
+            s.post("/api/v1/ack/batch", &json!({"acknowledgments": acks}))
+                .await
+                .status,
+            200
+        );
+    }
+    let all = get(&s, "/api/v1/dlq").await;
+    assert_eq!(all["total"], 6);
+    let page = get(&s, "/api/v1/dlq?queue=d1&limit=2&offset=0").await;
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(page["pagination"], json!({"limit": 2, "offset": 0}));
+    let m = &page["messages"][0];
+    assert_eq!(m["queue"], "d1");
+    assert_eq!(m["errorMessage"], "bad data");
+    assert_eq!(m["consumerGroup"], "__QUEUE_MODE__");
+    assert!(m["failedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        get(&s, "/api/v1/dlq?queue=d1&partition=other").await["total"],
+        0
+    );
+    assert_eq!(
+        get(&s, "/api/v1/dlq?from=2999-01-01T00:00:00Z").await["total"],
+        0
+    );
+    let dead = get(&s, "/api/v1/messages?queue=d2&status=dead_letter").await;
+    assert_eq!(dead["messages"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn traces_are_recorded_and_found_by_message_and_name() {
+    let s = Server::start("insp_traces", &[]).await;
+    let out = push(&s, "t", "p", &[("m1", json!(1)), ("m2", json!(2))]).await;
+    let pid = out[0]["partition_id"].as_str().unwrap();
+    for (tx, names, data) in [
+        ("m1", json!("order-7"), json!({"step": 1})),
+        ("m1", json!(["order-7", "eu"]), json!({"step": 2})),
+        ("m2", json!(["eu"]), json!({"step": 1})),
+    ] {
+        let r = s
+            .post("/api/v1/traces", &json!({"transactionId": tx, "partitionId": pid, "data": data, "traceNames": names, "consumerGroup": "g", "workerId": "w1"}))
+            .await;
+        assert_eq!(r.status, 201);
+        assert_eq!(r.json()["success"], true);
+        assert!(r.json()["traceId"].is_string());
+    }
+    s.post(
+        "/api/v1/traces",
+        &json!({"transactionId": "zz", "partitionId": pid, "data": {}}),
+    )
+    .await
+    .assert_error(404, "not_found");
+    s.post(
+        "/api/v1/traces",
+        &json!({"transactionId": "m1", "partitionId": pid}),
+    )
+    .await
+    .assert_error(400, "invalid_request");
+
+    let t = get(&s, &format!("/api/v1/traces/{pid}/m1")).await;
+    let traces = t["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[0]["data"], json!({"step": 1}));
+    assert_eq!(traces[0]["event_type"], "info");
+    assert_eq!(traces[0]["worker_id"], "w1");
+    assert_eq!(traces[1]["trace_names"], json!(["order-7", "eu"]));
+
+    let by = get(&s, "/api/v1/traces/by-name/eu?limit=1").await;
+    assert_eq!(by["total"], 2);
+    assert_eq!(by["traces"].as_array().unwrap().len(), 1);
+    let names = get(&s, "/api/v1/traces/names").await;
+    assert_eq!(names["total"], 2);
+    let eu = names["trace_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["trace_name"] == "eu")
+        .unwrap();
+    assert_eq!(eu["trace_count"], 2);
+    assert_eq!(eu["message_count"], 2);
+    let order = names["trace_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["trace_name"] == "order-7")
+        .unwrap();
+    assert_eq!(order["message_count"], 1);
+}
+
+#[tokio::test]
+async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
+    let s = Server::start("insp_groups", &[]).await;
+    push(
+        &s,
+        "events",
+        "a",
+        &[("1", json!(1)), ("2", json!(2)), ("3", json!(3))],
+    )
+    .await;
+    push(&s, "events", "b", &[("4", json!(4))]).await;
+    // Group "billing" reads partition a and commits one message.
+    let r = get(
+        &s,
+        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=1",
+    )
+    .await;
+    assert_eq!(
+        s.post("/api/v1/ack", &{
+            let mut a = ack_body(&r["messages"][0], "completed");
+            a["consumerGroup"] = json!("billing");
+            a
+        })
+        .await
+        .status,
+        200
+    );
+
+    let groups = get(&s, "/api/v1/consumer-groups").await;
+    let g = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "billing")
+        .unwrap()
+        .clone();
+    assert_eq!(g["queueName"], "events");
+    assert_eq!(g["topics"], json!(["events"]));
+    assert_eq!(g["totalLag"], 2);
+    assert_eq!(g["partitionsWithLag"], 1);
+    assert_eq!(g["state"], "Stable");
+    assert_eq!(g["subscriptionMode"], "all");
+
+    let detail = get(&s, "/api/v1/consumer-groups/billing").await;
+    let parts = detail["events"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["partition"], "a");
+    assert_eq!(parts[0]["totalConsumed"], 1);
+    assert_eq!(parts[0]["offsetLag"], 2);
+    assert_eq!(parts[0]["leaseActive"], false);
+    s.get("/api/v1/consumer-groups/nobody")
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    assert_eq!(
+        get(&s, "/api/v1/consumer-groups/lagging?minLagSeconds=3600").await,
+        json!([])
+    );
+    assert_eq!(
+        get(&s, "/api/v1/consumer-groups/lagging?minLagSeconds=0")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Seek to the end of the queue: nothing left to read; then back to the start.
+    let r = s
+        .post(
+            "/api/v1/consumer-groups/billing/queues/events/seek",
+            &json!({"toEnd": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["partitionsMoved"], 2);
+    assert_eq!(
+        s.get("/api/v1/pop/queue/events?consumerGroup=billing")
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    let r = s
+        .post(
+            "/api/v1/consumer-groups/billing/queues/events/partitions/a/seek",
+            &json!({"timestamp": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.json()["partitionsMoved"], 1);
+    let again = get(
+        &s,
+        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10",
+    )
+    .await;
+    assert_eq!(
+        again["messages"].as_array().unwrap().len(),
+        3,
+        "re-read from the start"
+    );
+    s.post(
+        "/api/v1/consumer-groups/billing/queues/nope/seek",
+        &json!({"toEnd": true}),
+    )
+    .await
+    .assert_error(404, "not_found");
+    s.post(
+        "/api/v1/consumer-groups/billing/queues/events/seek",
+        &json!({}),
+    )
+    .await
+    .assert_error(400, "invalid_request");
+
+    let r = s
+        .post(
+            "/api/v1/consumer-groups/billing/subscription",
+            &json!({"subscriptionTimestamp": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["queuesUpdated"], 1);
+    let g = get(&s, "/api/v1/consumer-groups").await;
+    assert_eq!(g[0]["subscriptionMode"], "timestamp");
+    assert_eq!(g[0]["subscriptionTimestamp"], "2030-01-01T00:00:00.000000Z");
+
+    let r = s
+        .delete("/api/v1/consumer-groups/billing/queues/events")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["partitionsDeleted"], 2);
+    assert_eq!(get(&s, "/api/v1/consumer-groups").await, json!([]));
+    // Gone with its subscription: a new read starts from the first message again.
+    let fresh = get(
+        &s,
+        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10",
+    )
+    .await;
+    assert_eq!(fresh["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        s.delete("/api/v1/consumer-groups/billing?deleteMetadata=true")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn status_routes_give_dashboard_figures() {
+    let s = Server::start("insp_status", &[]).await;
+    push(&s, "s1", "p", &[("1", json!(1)), ("2", json!(2))]).await;
+    let st = get(&s, "/api/v1/status").await;
+    assert_eq!(st["queues"], 1);
+    assert_eq!(st["messages"]["total"], 2);
+    assert!(st["throughput"]["pushedPerSecond"].is_number());
+    assert_eq!(st["buffer"]["dbHealthy"], true);
+    assert_eq!(
+        get(&s, "/api/v1/status/queues").await["queues"][0]["name"],
+        "s1"
+    );
+    assert_eq!(
+        get(&s, "/api/v1/status/queues/s1").await["totals"]["pending"],
+        2
+    );
+    s.get("/api/v1/status/queues/none")
+        .await
+        .unwrap()
+        .assert_error(404, "not_found");
+    let msgs = get(&s, "/api/v1/status/queues/s1/messages").await;
+    assert_eq!(msgs["messages"].as_array().unwrap().len(), 2);
+    let a = get(&s, "/api/v1/status/analytics").await;
+    assert_eq!(a["series"]["intervalSeconds"], 10);
+    assert!(a["series"]["points"].is_array());
+    assert_eq!(get(&s, "/api/v1/status/buffers").await["dbHealthy"], true);
+}
+
+const SECRET: &str = "test-secret-with-some-length";
+
+fn token(claims: &Value) -> String {
+    queen_http::auth::Auth::hs256(SECRET.as_bytes())
+        .unwrap()
+        .sign(claims)
+}
+
+#[tokio::test]
+async fn jwt_auth_enforces_roles_and_stamps_the_producer() {
+    let s = Server::start(
+        "insp_auth",
+        &[("JWT_ENABLED", "true"), ("JWT_SECRET", SECRET)],
+    )
+    .await;
+    let call =
+        |method: &'static str, path: &'static str, body: Option<Value>, tok: Option<String>| {
+            let port = s.port;
+            async move {
+                let auth = tok.map(|t| format!("Bearer {t}"));
+                let headers: Vec<(&str, &str)> =
+                    auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+                let body = body.map(|b| b.to_string());
+                request_with(
+                    port,
+                    method,
+                    path,
+                    body.as_deref().map(str::as_bytes),
+                    &headers,
+                )
+                .await
+                .unwrap()
+            }
+        };
+    let ro = token(&json!({"sub": "viewer", "role": "read-only"}));
+    let rw = token(&json!({"sub": "svc-orders", "role": "read-write"}));
+    let admin = token(&json!({"sub": "ops", "roles": ["read-only", "admin"]}));
+    let expired = token(&json!({"sub": "old", "role": "admin", "exp": 1000}));
+    let forged = queen_http::auth::Auth::hs256(b"another")
+        .unwrap()
+        .sign(&json!({"role": "admin"}));
+    let push = json!({"items": [{"queue": "sec", "payload": {"a": 1}}]});
+
+    // Public routes stay open.
+    assert_eq!(call("GET", "/health", None, None).await.status, 200);
+    assert_eq!(call("GET", "/metrics", None, None).await.status, 200);
+    call("GET", "/api/v1/resources/queues", None, None)
+        .await
+        .assert_error(401, "unauthorized");
+    call("POST", "/api/v1/push", Some(push.clone()), Some(expired))
+        .await
+        .assert_error(401, "unauthorized");
+    call("POST", "/api/v1/push", Some(push.clone()), Some(forged))
+        .await
+        .assert_error(401, "unauthorized");
+    call("POST", "/api/v1/push", Some(push.clone()), Some(ro.clone()))
+        .await
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        call("GET", "/api/v1/resources/queues", None, Some(ro.clone()))
+            .await
+            .status,
+        200
+    );
+
+    let r = call("POST", "/api/v1/push", Some(push.clone()), Some(rw.clone())).await;
+    assert_eq!(r.status, 201);
+    let out = r.json();
+    call("GET", "/api/v1/pop/queue/sec", None, Some(ro.clone()))
+        .await
+        .assert_error(403, "forbidden");
+    call(
+        "POST",
+        "/api/v1/configure",
+        Some(json!({"queue": "sec"})),
+        Some(rw.clone()),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    assert_eq!(
+        call(
+            "POST",
+            "/api/v1/configure",
+            Some(json!({"queue": "sec"})),
+            Some(admin.clone())
+        )
+        .await
+        .status,
+        200
+    );
+
+    let pid = out[0]["partition_id"].as_str().unwrap();
+    let tx = out[0]["transaction_id"].as_str().unwrap();
+    let path: &'static str = Box::leak(format!("/api/v1/messages/{pid}/{tx}").into_boxed_str());
+    let d = call("GET", path, None, Some(ro.clone())).await.json();
+    assert_eq!(
+        d["producerSub"], "svc-orders",
+        "the server stamps the token's sub"
+    );
+    let popped = call("GET", "/api/v1/pop/queue/sec", None, Some(rw.clone()))
+        .await
+        .json();
+    assert_eq!(popped["messages"][0]["producerSub"], "svc-orders");
+    call("DELETE", "/api/v1/resources/queues/sec", None, Some(rw))
+        .await
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        call("DELETE", "/api/v1/resources/queues/sec", None, Some(admin))
+            .await
+            .status,
+        200
+    );
+}
