@@ -35,9 +35,11 @@ BEGIN
     --     partition lock: one lock order for everyone) and refused when the unconsumed messages
     --     plus this batch would exceed it (QU005). The count stops at maxSize + 1 rows.
     FOR v_q IN
-        SELECT q.id, q.name, q.max_size, count(*) AS n,
-               bool_or(q.encryption_enabled AND t.enc IS NULL) AS plaintext
-          FROM unnest(p_partition_ids, p_encrypted) AS t(pid, enc)
+        SELECT q.id, q.name, q.max_size, sum(t.n) AS n,
+               bool_or(q.encryption_enabled AND t.plain) AS plaintext
+          FROM (SELECT u.pid, count(*) AS n, bool_or(u.enc IS NULL) AS plain
+                  FROM unnest(p_partition_ids, p_encrypted) AS u(pid, enc)
+                 GROUP BY u.pid) t
           JOIN queen.partitions p ON p.id = t.pid
           JOIN queen.queues q ON q.id = p.queue_id
          GROUP BY q.id, q.name, q.max_size
