@@ -94,7 +94,7 @@ $$;
 -- Deletes one message with its retry, dead-letter and trace rows. Returns whether it existed.
 CREATE OR REPLACE FUNCTION queen.delete_message(p_partition_id uuid, p_txid text)
 RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_pos bigint;
 BEGIN
@@ -140,7 +140,7 @@ CREATE OR REPLACE FUNCTION queen.add_trace(
     p_id uuid, p_partition_id uuid, p_txid text, p_group text, p_event text, p_data jsonb,
     p_worker text, p_names text[])
 RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM queen.messages m
                     WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid) THEN
@@ -270,7 +270,7 @@ $$;
 -- one queue, also its subscriptions. Returns the cursors removed.
 CREATE OR REPLACE FUNCTION queen.delete_consumer_group(p_group text, p_queue text, p_metadata boolean)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_parts uuid[];
     v_n bigint;
@@ -307,7 +307,7 @@ $$;
 CREATE OR REPLACE FUNCTION queen.seek(p_group text, p_queue text, p_partition text,
                                       p_to_end boolean, p_ts timestamptz)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     p record;
     v_pos bigint;
