@@ -248,6 +248,15 @@ BEGIN
         RETURN;
     END IF;
     v_expires := now() + make_interval(secs => coalesce(p_lease_seconds, q.lease_time));
+    -- A lease need not survive a database crash: lost, it is as if it had expired (the messages
+    -- are delivered again; at-least-once either way), and the consumer's ack then fails the
+    -- lease check. So a leasing pop does not wait for its WAL flush, which takes one disk
+    -- flush off every push -> pop -> ack cycle. The next synchronous commit on the server (an
+    -- ack, a push) flushes it anyway. An autoAck pop moves the cursor for good (at-most-once):
+    -- that one stays synchronous.
+    IF NOT p_auto_ack THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
 
     -- Where a named group starts on partitions it has not read: remembered per queue and group.
     IF p_group <> '__QUEUE_MODE__' THEN
@@ -473,6 +482,7 @@ DECLARE
     v_items queen.ack_item[];
     v_sorted queen.ack_item[];   -- resolved items ordered by (partition, group): one slice per group
     v_g queen.ack_item[];        -- the current group's slice
+    v_any_dlq boolean := 'dlq' = ANY (p_statuses);
 BEGIN
     -- The items, resolved to positions, held in memory (no temporary table: no catalog churn).
     SELECT coalesce(array_agg(ROW(t.o::integer, t.grp, t.pid, t.txid, t.status, t.err, t.lease,
@@ -508,10 +518,15 @@ BEGIN
          GROUP BY 1, 2 ORDER BY 1, 2
     LOOP
         v_g := v_sorted[g.lo:g.hi];
-        INSERT INTO queen.cursors (partition_id, consumer_group, position)
-        VALUES (g.partition_id, g.grp, 0) ON CONFLICT DO NOTHING;
+        -- The cursor almost always exists (the pop made it): one statement then, two otherwise.
         SELECT * INTO c FROM queen.cursors cu
          WHERE cu.partition_id = g.partition_id AND cu.consumer_group = g.grp FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO queen.cursors (partition_id, consumer_group, position)
+            VALUES (g.partition_id, g.grp, 0) ON CONFLICT DO NOTHING;
+            SELECT * INTO c FROM queen.cursors cu
+             WHERE cu.partition_id = g.partition_id AND cu.consumer_group = g.grp FOR UPDATE;
+        END IF;
 
         -- Fencing: an item naming a lease that is not the live one fails the whole group.
         SELECT EXISTS (
@@ -552,16 +567,18 @@ BEGIN
         v_not_before := NULL;
 
         -- Explicit dead-letters at or below the new commit point.
-        INSERT INTO queen.dead_letters
-               (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
-        SELECT i.partition_id, i.position, i.message_id, i.txid, i.grp, i.err,
-               coalesce((SELECT r.failures FROM queen.retries r
-                          WHERE r.partition_id = i.partition_id AND r.consumer_group = i.grp
-                            AND r.position = i.position), 0)
-          FROM unnest(v_g) i
-         WHERE true AND i.status = 'dlq'
-           AND i.position > c.position AND i.position <= v_pos
-        ON CONFLICT DO NOTHING;
+        IF v_any_dlq THEN
+            INSERT INTO queen.dead_letters
+                   (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
+            SELECT i.partition_id, i.position, i.message_id, i.txid, i.grp, i.err,
+                   coalesce((SELECT r.failures FROM queen.retries r
+                              WHERE r.partition_id = i.partition_id AND r.consumer_group = i.grp
+                                AND r.position = i.position), 0)
+              FROM unnest(v_g) i
+             WHERE true AND i.status = 'dlq'
+               AND i.position > c.position AND i.position <= v_pos
+            ON CONFLICT DO NOTHING;
+        END IF;
 
         IF v_nack IS NOT NULL THEN
             SELECT * INTO it FROM unnest(v_g) i
