@@ -98,6 +98,13 @@ pub(crate) async fn run(
         Ok(r) => r,
         Err(e) => {
             if let Some(db) = e.as_db().filter(|d| d.code.starts_with("QU")) {
+                if db.code == "QU004" {
+                    // The queue encrypts now (configured elsewhere): the next attempt re-resolves
+                    // it and seals its payloads.
+                    if let Some(q) = db.detail.as_deref() {
+                        inner.partitions.invalidate_queue(q);
+                    }
+                }
                 return Ok(TxOutcome {
                     success: false,
                     error: Some(db.message.clone()),
