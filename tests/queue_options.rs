@@ -511,3 +511,47 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
         "again"
     );
 }
+
+#[tokio::test]
+async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
+    let s = Server::start("opt_timing", &[]).await;
+    configure(&s, "later", json!({"delayedProcessing": 1})).await;
+    configure(&s, "quiet", json!({"windowBuffer": 1})).await;
+    configure(&s, "short-lease", json!({"leaseTime": 1})).await;
+    push(&s, "later", "p", &[json!("d")]).await;
+    push(&s, "quiet", "p", &[json!("w1"), json!("w2")]).await;
+    push(&s, "short-lease", "p", &[json!("l")]).await;
+    let pushed_at = Instant::now();
+
+    // Not yet: the message is younger than delayedProcessing, the partition not quiet for
+    // windowBuffer.
+    assert!(pop(&s, "/api/v1/pop/queue/later").await.is_empty());
+    assert!(pop(&s, "/api/v1/pop/queue/quiet?batch=10").await.is_empty());
+    let leased = pop(&s, "/api/v1/pop/queue/short-lease").await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0]["retryCount"], 0);
+
+    until(Duration::from_secs(5), "delayed message", || async {
+        !pop(&s, "/api/v1/pop/queue/later").await.is_empty()
+    })
+    .await;
+    assert!(pushed_at.elapsed() >= Duration::from_secs(1));
+    let w = pop(&s, "/api/v1/pop/queue/quiet?batch=10").await;
+    assert_eq!(w.len(), 2, "the whole backlog once the partition is quiet");
+    // The lease of one second ran out without an ack: delivered again, counted as a failure.
+    let again = pop(&s, "/api/v1/pop/queue/short-lease").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["transactionId"], leased[0]["transactionId"]);
+    assert_eq!(again[0]["retryCount"], 1);
+    assert_ne!(again[0]["leaseId"], leased[0]["leaseId"]);
+    // The first holder's lease is dead: its ack is refused.
+    let r = s
+        .post(
+            "/api/v1/ack",
+            &json!({"transactionId": leased[0]["transactionId"], "partitionId": leased[0]["partitionId"],
+                    "leaseId": leased[0]["leaseId"], "status": "completed"}),
+        )
+        .await;
+    assert_eq!(r.json()[0]["success"], false, "{}", r.json());
+    assert!(r.json()[0]["error"].as_str().unwrap().contains("lease"));
+}
