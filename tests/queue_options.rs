@@ -380,6 +380,14 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
     )
     .await;
     configure(&s, "kept", json!({"retentionSeconds": 1})).await; // not enabled
+    // The traffic queue is itself under retention: committed messages are deleted from the
+    // partition heads while producers append and consumers pop.
+    configure(
+        &s,
+        "busy",
+        json!({"retentionEnabled": true, "completedRetentionSeconds": 1}),
+    )
+    .await;
     push(
         &s,
         "short",
@@ -495,6 +503,12 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
         200,
         "traffic was served exactly once"
     );
+    until(
+        Duration::from_secs(20),
+        "completed retention of the traffic queue",
+        || async { total("busy").await == 0 },
+    )
+    .await;
     assert_eq!(total("kept").await, 1, "retention is opt-in");
     let rest = pop(&s, "/api/v1/pop/queue/done?batch=10").await;
     assert_eq!(
