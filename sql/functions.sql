@@ -842,8 +842,10 @@ $$;
 --     partition has committed are deleted;
 --   * partitions (other than Default) left empty and quiet for the longer of the two periods
 --     are removed with their cursors.
--- Deletes walk each partition from its head (oldest positions) with a LIMIT, so each call holds
--- row locks on at most p_batch messages and never the partition counter a push waits on; the
+-- Deletes look only at the head of each partition (its p_batch lowest positions: the oldest,
+-- as created_at follows position to within commit skew), so a call reads and locks at most
+-- p_batch messages per partition however long the partition is, and never the partition
+-- counter a push waits on; the
 -- partition delete re-checks last_message_at on the locked row, so a push that committed
 -- meanwhile keeps its partition.
 CREATE OR REPLACE FUNCTION queen.retention(p_batch integer)
@@ -867,10 +869,10 @@ BEGIN
                 DELETE FROM queen.messages ms
                  WHERE ms.partition_id = p.id
                    AND ms.position IN (
-                        SELECT h.position FROM queen.messages h
-                         WHERE h.partition_id = p.id
-                           AND h.created_at < now() - make_interval(secs => q.retention_seconds)
-                         ORDER BY h.position LIMIT v_left);
+                        SELECT h.position
+                          FROM (SELECT hh.position, hh.created_at FROM queen.messages hh
+                                 WHERE hh.partition_id = p.id ORDER BY hh.position LIMIT v_left) h
+                         WHERE h.created_at < now() - make_interval(secs => q.retention_seconds));
                 GET DIAGNOSTICS v_n = ROW_COUNT;
                 deleted := deleted + v_n;
                 v_left := v_left - v_n::integer;
@@ -879,12 +881,12 @@ BEGIN
                 DELETE FROM queen.messages ms
                  WHERE ms.partition_id = p.id
                    AND ms.position IN (
-                        SELECT h.position FROM queen.messages h
-                         WHERE h.partition_id = p.id
-                           AND h.position <= (SELECT min(c.position) FROM queen.cursors c
+                        SELECT h.position
+                          FROM (SELECT hh.position, hh.created_at FROM queen.messages hh
+                                 WHERE hh.partition_id = p.id ORDER BY hh.position LIMIT v_left) h
+                         WHERE h.position <= (SELECT min(c.position) FROM queen.cursors c
                                                WHERE c.partition_id = p.id)
-                           AND h.created_at < now() - make_interval(secs => q.completed_retention_seconds)
-                         ORDER BY h.position LIMIT v_left);
+                           AND h.created_at < now() - make_interval(secs => q.completed_retention_seconds));
                 GET DIAGNOSTICS v_n = ROW_COUNT;
                 completed := completed + v_n;
                 v_left := v_left - v_n::integer;
