@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::BoolishValueParser;
 use queen_engine::{BufferConfig, Cipher, Engine, EngineConfig};
 use queen_http::auth::Auth;
 use queen_http::{App, HttpConfig};
@@ -54,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FILE_BUFFER_DIR")]
     file_buffer_dir: Option<PathBuf>,
     /// Run without the disk buffer: pushes answer 503 while PostgreSQL is unreachable.
-    #[arg(long, env = "NO_FILE_BUFFER")]
+    #[arg(long, env = "NO_FILE_BUFFER", value_parser = BoolishValueParser::new())]
     no_file_buffer: bool,
     /// Time allowed to open a database connection, in milliseconds (bounds outage detection).
     #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value_t = 1_000)]
@@ -70,7 +71,7 @@ pub struct ServeArgs {
     #[arg(long, env = "QUEEN_ENCRYPTION_KEY", hide_env_values = true)]
     encryption_key: Option<String>,
     /// Require a JWT (`Authorization: Bearer`) on every /api/v1 route.
-    #[arg(long, env = "JWT_ENABLED")]
+    #[arg(long, env = "JWT_ENABLED", value_parser = BoolishValueParser::new())]
     jwt_enabled: bool,
     /// Shared secret of HS256 tokens (required with --jwt-enabled).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
