@@ -569,3 +569,47 @@ async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     assert_eq!(r.json()[0]["success"], false, "{}", r.json());
     assert!(r.json()[0]["error"].as_str().unwrap().contains("lease"));
 }
+
+#[tokio::test]
+async fn pushes_buffered_for_an_encrypting_queue_are_stored_encrypted_on_replay() {
+    let db = queen_wire::embedded::test_config("opt_encryption_buffer")
+        .await
+        .unwrap();
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("encbuf"),
+        false,
+        &[("QUEEN_ENCRYPTION_KEY", KEY)],
+    )
+    .await;
+    configure(&s, "sealed", json!({"encryptionEnabled": true})).await;
+    let r = s
+        .post("/api/v1/system/maintenance", &json!({"enabled": true}))
+        .await;
+    assert_eq!(r.json()["enabled"], true);
+    let r = push(&s, "sealed", "p", &[json!({"n": 1}), json!({"n": 2})]).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()[0]["status"], "buffered");
+    s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
+        .await;
+    // The replay runs in the background: poll until it has stored the messages.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = pop(&s, "/api/v1/pop/queue/sealed?batch=10").await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay never stored the messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let data: Vec<Value> = got.iter().map(|m| m["data"].clone()).collect();
+    assert_eq!(data, [json!({"n": 1}), json!({"n": 2})]);
+    assert_eq!(
+        db_payload_columns(&db).await,
+        vec![(true, true), (true, true)],
+        "replayed into the queue as ciphertext"
+    );
+}

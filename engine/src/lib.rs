@@ -21,7 +21,7 @@ pub mod inspect;
 pub mod model;
 mod pop;
 mod push;
-mod retention;
+pub mod retention;
 pub mod schema;
 mod statements;
 mod sweeper;
