@@ -3,7 +3,8 @@
 -- under the migration lock, so the functions always match the server's build.
 --
 -- Locking discipline (deadlock freedom):
---   * pushes lock partition counter rows in partition-id order;
+--   * pushes lock the rows of queues with a maxSize (queue-id order), then partition counter
+--     rows in partition-id order;
 --   * pops lock cursor rows with SKIP LOCKED (never wait on each other);
 --   * acks and the lease sweeper lock cursor rows in (partition id, group) order.
 
@@ -18,6 +19,8 @@
 --   QU001 duplicate transactionId inside a transaction
 --   QU002 a required lease is not live
 --   QU003 an ack inside a transaction failed
+--   QU004 a plaintext payload for a queue with encryptionEnabled (DETAIL: the queue)
+--   QU005 the push would exceed the queue's maxSize (DETAIL: the queue)
 
 CREATE OR REPLACE FUNCTION queen.push(
     p_partition_ids uuid[],
