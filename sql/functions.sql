@@ -9,9 +9,9 @@
 --   * acks and the lease sweeper lock cursor rows in (partition id, group) order.
 
 -- Plans: every function runs with plan_cache_mode = force_generic_plan. Left to choose, the
--- plan cache keeps re-planning these statements on every call (their array and record
--- parameters make a custom plan look cheaper than the generic one), and planning cost more than
--- executing: one-message push 382 -> 152 us, pop 409 -> 146 us per call, measured with pgbench
+-- plan cache planned these statements on every call (their array and record parameters make a
+-- custom plan look cheaper than the generic one; on auto they ran at forced-custom speed), and
+-- planning cost more than executing: one-message push 382 -> 152 us, pop 409 -> 146 us per call, measured with pgbench
 -- (docs/design-notes.md). Lookups whose generic plan could turn into a scan are written as
 -- per-row probes (LATERAL ... OFFSET 0).
 
@@ -920,27 +920,31 @@ $$;
 -- Sends a dead-lettered message back to be delivered again: it moves to the tail of its
 -- partition (a new position under the partition counter lock, as a push), its dead-letter and
 -- retry rows go. Every group whose cursor is behind the new position sees it again. Returns
--- false when the message is not in the dead-letter queue.
+-- the message's queue (to wake its waiting pops), or NULL when the message is not in the
+-- dead-letter queue.
+DROP FUNCTION IF EXISTS queen.retry_dead_letter(uuid, text);
 CREATE OR REPLACE FUNCTION queen.retry_dead_letter(p_partition_id uuid, p_txid text)
-RETURNS boolean
+RETURNS text
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_pos bigint;
     v_new bigint;
+    v_queue text;
 BEGIN
     SELECT ms.position INTO v_pos FROM queen.messages ms
      WHERE ms.partition_id = p_partition_id AND ms.transaction_id = p_txid;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM queen.dead_letters d
                                  WHERE d.partition_id = p_partition_id AND d.position = v_pos) THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
     UPDATE queen.partitions p SET last_position = p.last_position + 1, last_message_at = now()
      WHERE p.id = p_partition_id
-    RETURNING p.last_position INTO v_new;
+    RETURNING p.last_position, (SELECT q.name FROM queen.queues q WHERE q.id = p.queue_id)
+         INTO v_new, v_queue;
     UPDATE queen.messages ms SET position = v_new
      WHERE ms.partition_id = p_partition_id AND ms.position = v_pos;
     DELETE FROM queen.dead_letters d WHERE d.partition_id = p_partition_id AND d.position = v_pos;
     DELETE FROM queen.retries r WHERE r.partition_id = p_partition_id AND r.position = v_pos;
-    RETURN true;
+    RETURN v_queue;
 END
 $$;

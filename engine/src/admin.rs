@@ -151,11 +151,7 @@ impl Engine {
             .query(&inner.st()?.delete_queue, &[&queue])
             .await?;
         inner.partitions.invalidate_queue(queue);
-        Ok(rows
-            .first()
-            .map(|r| r.get::<bool>(0))
-            .transpose()?
-            .unwrap_or(false))
+        Ok(crate::statements::first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
     /// Names of the queues tagged with `namespace` and/or `task`, higher priority first.

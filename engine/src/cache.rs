@@ -16,6 +16,13 @@ struct QueueEntry {
     partitions: HashMap<String, Uuid>,
 }
 
+/// What a push needs to know of its partition: the id, and whether its queue encrypts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub id: Uuid,
+    pub encrypted: bool,
+}
+
 /// Partition ids by queue, then partition name (nested so lookups by `&str` allocate nothing).
 #[derive(Debug, Default)]
 pub(crate) struct PartitionCache {
@@ -23,17 +30,14 @@ pub(crate) struct PartitionCache {
 }
 
 impl PartitionCache {
-    pub(crate) fn get(&self, queue: &str, partition: &str) -> Option<Uuid> {
+    /// The partition and its queue's encryption setting, as last seen.
+    pub(crate) fn get(&self, queue: &str, partition: &str) -> Option<Target> {
         let map = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        map.get(queue)
-            .and_then(|q| q.partitions.get(partition))
-            .copied()
-    }
-
-    /// Whether the queue encrypts (as last seen; false when unknown).
-    pub(crate) fn encrypted(&self, queue: &str) -> bool {
-        let map = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        map.get(queue).is_some_and(|q| q.encrypted)
+        let q = map.get(queue)?;
+        q.partitions.get(partition).map(|&id| Target {
+            id,
+            encrypted: q.encrypted,
+        })
     }
 
     pub(crate) fn insert(&self, queue: String, partition: String, id: Uuid, encrypted: bool) {

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
+use crate::pop::stored_payload;
+use crate::statements::first_value;
 
 /// Filters of the message listing.
 #[derive(Debug, Clone, Default)]
@@ -88,40 +90,19 @@ fn json(v: &Json<String>) -> Result<Value, EngineError> {
         .map_err(|e| EngineError::Invalid(format!("database returned bad JSON: {e}")))
 }
 
-/// The payload of a row whose columns `payload_col` (jsonb) and `payload_col + 1` (bytea) hold
-/// the plaintext or sealed payload.
-fn payload(inner: &Inner, r: &Row, payload_col: usize) -> Result<Value, EngineError> {
-    let sealed: Option<Vec<u8>> = r.get(payload_col + 1)?;
-    match sealed {
-        Some(b) => {
-            let text = crate::pop::open_payload(inner, &b)?;
-            json(&Json(text))
-        }
-        None => match r.get::<Option<Json<String>>>(payload_col)? {
-            Some(j) => json(&j),
-            None => Ok(Value::Null),
-        },
-    }
-}
-
-fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
-    match rows.first() {
-        Some(r) => match r.get::<Option<Json<String>>>(0)? {
-            Some(j) => json(&j),
-            None => Ok(Value::Null),
-        },
+/// A stored payload as JSON (Null when the message is gone).
+fn payload(inner: &Inner, r: &Row, col: usize) -> Result<Value, EngineError> {
+    match stored_payload(inner, r, col)? {
+        Some(text) => json(&Json(text)),
         None => Ok(Value::Null),
     }
 }
 
-fn first_scalar<T>(rows: &[Row]) -> Result<Option<T>, EngineError>
-where
-    T: for<'a> queen_wire::FromSql<'a>,
-{
-    match rows.first() {
-        Some(r) => Ok(r.get::<Option<T>>(0)?),
-        None => Ok(None),
-    }
+fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
+    Ok(match first_value::<Json<String>>(rows)? {
+        Some(j) => json(&j)?,
+        None => Value::Null,
+    })
 }
 
 impl Engine {
@@ -187,7 +168,7 @@ impl Engine {
                 &[&partition_id, &transaction_id],
             )
             .await?;
-        Ok(first_scalar::<bool>(&rows)?.unwrap_or(false))
+        Ok(first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
     /// Dead-lettered messages matching the filter (newest failure first) with their payloads
@@ -240,26 +221,13 @@ impl Engine {
                 &[&partition_id, &transaction_id],
             )
             .await?;
-        let retried = first_scalar::<bool>(&rows)?.unwrap_or(false);
-        if retried {
-            if let Some(q) = self.queue_of_partition(partition_id).await? {
-                inner.hub.wake(&q);
-                inner.announcer.announce(&q);
-            }
-        }
-        Ok(retried)
-    }
-
-    async fn queue_of_partition(&self, partition_id: Uuid) -> Result<Option<String>, EngineError> {
-        let rows = self
-            .inner()
-            .pool
-            .query_sql(
-                "SELECT q.name FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id WHERE p.id = $1",
-                &[&partition_id],
-            )
-            .await?;
-        first_scalar::<String>(&rows)
+        // The function answers with the message's queue, to wake its waiting pops.
+        let Some(queue) = first_value::<String>(&rows)? else {
+            return Ok(false);
+        };
+        inner.hub.wake(&queue);
+        inner.announcer.announce(&queue);
+        Ok(true)
     }
 
     /// Records a trace event; its id, or None when the message does not exist.
@@ -282,7 +250,7 @@ impl Engine {
                 ],
             )
             .await?;
-        Ok(first_scalar::<bool>(&rows)?.unwrap_or(false).then_some(id))
+        Ok(first_value::<bool>(&rows)?.unwrap_or(false).then_some(id))
     }
 
     /// A message's traces, oldest first (a JSON array).
@@ -367,7 +335,7 @@ impl Engine {
                 &[&group, &queue, &metadata],
             )
             .await?;
-        Ok(first_scalar::<i64>(&rows)?.unwrap_or(0))
+        Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
     /// Sets where a group starts on partitions it has not read yet; returns the subscriptions
@@ -378,7 +346,7 @@ impl Engine {
             .pool
             .query(&inner.st()?.set_subscription, &[&group, &from])
             .await?;
-        Ok(first_scalar::<i64>(&rows)?.unwrap_or(0))
+        Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
     /// Moves a group's cursors on a queue, or on one partition. Returns the partitions moved,
@@ -402,7 +370,7 @@ impl Engine {
                 &[&group, &queue, &partition, &to_end, &ts],
             )
             .await?;
-        let moved = first_scalar::<i64>(&rows)?;
+        let moved = first_value::<i64>(&rows)?;
         if moved.is_some() {
             inner.hub.wake(queue);
         }

@@ -317,12 +317,7 @@ fn result_of(
             claimed.push(partition_id);
         }
         expires = r.get(11)?;
-        let payload: Option<Json<String>> = r.get(6)?;
-        let sealed: Option<Vec<u8>> = r.get(7)?;
-        let payload = match sealed {
-            Some(b) => open_payload(inner, &b)?,
-            None => payload.map_or_else(|| "null".to_owned(), |j| j.0),
-        };
+        let payload = stored_payload(inner, r, 6)?.unwrap_or_else(|| "null".to_owned());
         messages.push(Message {
             partition_id,
             partition: r.get(1)?,
@@ -348,13 +343,24 @@ fn result_of(
     }))
 }
 
-/// Decrypts a sealed payload (semantics.md §8).
-pub(crate) fn open_payload(inner: &Inner, sealed: &[u8]) -> Result<String, EngineError> {
+/// The JSON text of a stored payload whose columns `col` (jsonb) and `col + 1` (the sealed
+/// bytes of an encrypting queue) are in row `r`, decrypted (semantics.md §8); None when both are
+/// NULL.
+pub(crate) fn stored_payload(
+    inner: &Inner,
+    r: &queen_wire::Row,
+    col: usize,
+) -> Result<Option<String>, EngineError> {
+    let Some(sealed) = r.get::<Option<Vec<u8>>>(col + 1)? else {
+        return Ok(r.get::<Option<Json<String>>>(col)?.map(|j| j.0));
+    };
     let cipher = inner.config.cipher.as_ref().ok_or_else(|| {
         EngineError::Decrypt("the payload is encrypted and no encryption key is configured".into())
     })?;
     let plain = cipher
-        .decrypt(sealed)
+        .decrypt(&sealed)
         .map_err(|e| EngineError::Decrypt(e.to_string()))?;
-    String::from_utf8(plain).map_err(|_| EngineError::Decrypt("the plaintext is not UTF-8".into()))
+    String::from_utf8(plain)
+        .map(Some)
+        .map_err(|_| EngineError::Decrypt("the plaintext is not UTF-8".into()))
 }

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::batch::Job;
+use crate::cache::Target;
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{PushItem, PushOutcome, PushStatus};
@@ -52,13 +53,15 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    /// The stored form of `payload` for `queue`: sealed when the queue encrypts (as cached).
-    pub(crate) fn for_queue(
+    /// The stored form of `payload` for a partition of `queue`: sealed when the queue encrypts
+    /// (as the partition's cache entry says).
+    pub(crate) fn for_target(
         inner: &Inner,
         queue: &str,
+        target: Target,
         payload: &Arc<str>,
     ) -> Result<Body, EngineError> {
-        if !inner.partitions.encrypted(queue) {
+        if !target.encrypted {
             return Ok(Body::Json(payload.clone()));
         }
         match &inner.config.cipher {
@@ -196,7 +199,7 @@ struct PushOp<'a> {
     payloads: Vec<Arc<str>>,
     /// Index of the first item with the same (queue, partition, transactionId), per item.
     first: Vec<usize>,
-    partition_ids: Vec<Option<Uuid>>,
+    targets: Vec<Option<Target>>,
     results: Vec<Option<RowResult>>,
 }
 
@@ -232,7 +235,7 @@ impl<'a> PushOp<'a> {
             queues,
             payloads,
             first,
-            partition_ids: vec![None; n],
+            targets: vec![None; n],
             results: vec![None; n],
             items,
         }
@@ -241,8 +244,8 @@ impl<'a> PushOp<'a> {
     /// Fills partition ids from the cache; returns the (queue, partition) pairs still unknown.
     fn resolve(&mut self, inner: &Inner) -> Vec<(String, String)> {
         let mut missing = Vec::new();
-        let mut prev: Option<(&str, &str, Option<Uuid>)> = None;
-        for (it, pid) in self.items.iter().zip(self.partition_ids.iter_mut()) {
+        let mut prev: Option<(&str, &str, Option<Target>)> = None;
+        for (it, pid) in self.items.iter().zip(self.targets.iter_mut()) {
             if pid.is_none() {
                 // Consecutive items usually share their partition: one lookup for the run.
                 *pid = match prev {
@@ -273,17 +276,17 @@ impl<'a> PushOp<'a> {
                 )
             {
                 let it = &self.items[i];
-                let Some(partition_id) = self.partition_ids[i] else {
+                let Some(target) = self.targets[i] else {
                     continue;
                 };
                 idx.push(i);
                 rows.push(Row {
                     queue: self.queues[i].clone(),
-                    partition_id,
+                    partition_id: target.id,
                     id: self.ids[i],
                     transaction_id: self.txids[i].clone(),
                     trace_id: it.trace_id,
-                    body: Body::for_queue(inner, &self.queues[i], &self.payloads[i])?,
+                    body: Body::for_target(inner, &self.queues[i], target, &self.payloads[i])?,
                     producer_sub: it.producer_sub.as_deref().map(Arc::from),
                 });
             }
@@ -307,7 +310,7 @@ impl<'a> PushOp<'a> {
         let mut complete = true;
         for (i, r) in results {
             if r == RowResult::Missing {
-                self.partition_ids[i] = None;
+                self.targets[i] = None;
                 complete = false;
             }
             self.results[i] = Some(r);
@@ -317,7 +320,7 @@ impl<'a> PushOp<'a> {
 
     /// Drops the resolved partitions of `queue` (they are ensured again, with its settings).
     fn forget_queue(&mut self, queue: &str) {
-        for (it, pid) in self.items.iter().zip(self.partition_ids.iter_mut()) {
+        for (it, pid) in self.items.iter().zip(self.targets.iter_mut()) {
             if it.queue == queue {
                 *pid = None;
             }
@@ -341,7 +344,7 @@ impl<'a> PushOp<'a> {
             items,
             txids,
             first,
-            partition_ids,
+            targets,
             results,
             ..
         } = self;
@@ -364,7 +367,7 @@ impl<'a> PushOp<'a> {
                     status,
                     transaction_id: transaction_id.to_string(),
                     message_id,
-                    partition_id: partition_ids[i],
+                    partition_id: targets[i].map(|t| t.id),
                     queue: it.queue.clone(),
                     partition: it.partition.clone(),
                     trace_id: it.trace_id,

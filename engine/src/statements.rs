@@ -2,7 +2,7 @@
 //! lifting lives in the server-side functions of `sql/functions.sql`, so each operation is one
 //! statement and one round trip.
 
-use queen_wire::{Client, Pool, Statement};
+use queen_wire::{Client, FromSql, Pool, Row, Statement};
 
 use crate::error::EngineError;
 
@@ -58,4 +58,16 @@ statements! {
     delete_consumer_group => "delete_consumer_group.sql",
     set_subscription => "set_subscription.sql",
     seek => "seek.sql",
+}
+
+/// The first column of the first row of an answer (None for no row or NULL): the shape of every
+/// statement that returns one value.
+pub(crate) fn first_value<T>(rows: &[Row]) -> Result<Option<T>, EngineError>
+where
+    T: for<'a> FromSql<'a>,
+{
+    match rows.first() {
+        Some(r) => Ok(r.get::<Option<T>>(0)?),
+        None => Ok(None),
+    }
 }

@@ -37,7 +37,7 @@ pub(crate) async fn sweep(inner: &Arc<Inner>) -> Result<u64, EngineError> {
     let mut total = 0u64;
     loop {
         let rows = inner.pool.query(&inner.st()?.sweep, &[&BATCH]).await?;
-        let n: i32 = rows.first().map(|r| r.get(0)).transpose()?.unwrap_or(0);
+        let n: i32 = crate::statements::first_value(&rows)?.unwrap_or(0);
         total += u64::try_from(n).unwrap_or(0);
         if n < BATCH {
             if total > 0 {

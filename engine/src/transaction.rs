@@ -57,7 +57,7 @@ pub(crate) async fn run(
             TxOperation::Push(items) => {
                 let mut rows = Vec::with_capacity(items.len());
                 for it in items {
-                    let partition_id =
+                    let target =
                         inner
                             .partitions
                             .get(&it.queue, &it.partition)
@@ -66,14 +66,19 @@ pub(crate) async fn run(
                             })?;
                     rows.push(Row {
                         queue: Arc::from(it.queue.as_str()),
-                        partition_id,
+                        partition_id: target.id,
                         id: Uuid::now_v7(),
                         transaction_id: match &it.transaction_id {
                             Some(t) => Arc::from(t.as_str()),
                             None => Arc::from(Uuid::now_v7().to_string()),
                         },
                         trace_id: it.trace_id,
-                        body: Body::for_queue(inner, &it.queue, &Arc::from(it.payload.as_str()))?,
+                        body: Body::for_target(
+                            inner,
+                            &it.queue,
+                            target,
+                            &Arc::from(it.payload.as_str()),
+                        )?,
                         producer_sub: it.producer_sub.as_deref().map(Arc::from),
                     });
                 }

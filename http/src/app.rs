@@ -216,11 +216,9 @@ impl App {
                     }
                     ["pop"] => {
                         allow(get)?;
-                        let tag =
-                            |k: &str| query.get(k).filter(|s| !s.is_empty()).map(str::to_owned);
                         let target = PopTarget::Tagged {
-                            namespace: tag("namespace"),
-                            task: tag("task"),
+                            namespace: query.text("namespace"),
+                            task: query.text("task"),
                         };
                         messages::pop(self, target, &query).await
                     }

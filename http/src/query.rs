@@ -63,6 +63,24 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of `key` when given and not empty.
+    pub fn text(&self, key: &str) -> Option<String> {
+        self.get(key).filter(|s| !s.is_empty()).map(str::to_owned)
+    }
+
+    /// An RFC 3339 timestamp; anything else is a 400 naming `key`.
+    pub fn timestamp(&self, key: &str) -> Result<Option<queen_wire::Timestamp>, ApiError> {
+        match self.get(key).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => crate::time::parse(s).map(Some).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("query parameter `{key}` must be an RFC 3339 timestamp, got `{s}`"),
+                )
+            }),
+        }
+    }
+
     /// Booleans: `true`/`1` are true, anything else false (Queen's rule).
     pub fn flag(&self, key: &str, default: bool) -> bool {
         self.get(key).map_or(default, |v| v == "true" || v == "1")

@@ -112,16 +112,15 @@ impl Throughput {
     /// Messages per second over the last minute (or what has been sampled of it).
     pub fn rates(&self) -> serde_json::Value {
         let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(last), Some(first)) = (s.back(), s.iter().rev().nth(6).or(s.front())) else {
-            return serde_json::json!({"pushedPerSecond": 0.0, "poppedPerSecond": 0.0, "ackedPerSecond": 0.0});
+        // The newest sample against the one a minute (six samples) before it, or the oldest.
+        let span = match (s.back(), s.iter().rev().nth(6).or(s.front())) {
+            (Some(last), Some(first)) if last.at.0 > first.at.0 => Some((first, last)),
+            _ => None,
         };
-        let secs = ((last.at.0 - first.at.0) as f64 / 1e6).max(1e-9);
         let rate = |i: usize| {
-            if last.at == first.at {
-                0.0
-            } else {
-                (last.counts[i] - first.counts[i]) as f64 / secs
-            }
+            span.map_or(0.0, |(first, last)| {
+                (last.counts[i] - first.counts[i]) as f64 * 1e6 / (last.at.0 - first.at.0) as f64
+            })
         };
         serde_json::json!({"pushedPerSecond": rate(0), "poppedPerSecond": rate(1), "ackedPerSecond": rate(2)})
     }

@@ -21,22 +21,6 @@ fn uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_id", format!("{what} must be a UUID")))
 }
 
-fn text(q: &Query, key: &str) -> Option<String> {
-    q.get(key).filter(|s| !s.is_empty()).map(str::to_owned)
-}
-
-fn timestamp(q: &Query, key: &str) -> Result<Option<Timestamp>, ApiError> {
-    match q.get(key).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => time::parse(s).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                format!("query parameter `{key}` must be an RFC 3339 timestamp, got `{s}`"),
-            )
-        }),
-    }
-}
-
 /// `limit` (1..=1000) and `offset` (0..).
 fn page(q: &Query, default_limit: u64) -> Result<(i32, i32), ApiError> {
     let limit = q
@@ -48,7 +32,7 @@ fn page(q: &Query, default_limit: u64) -> Result<(i32, i32), ApiError> {
 }
 
 fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, ApiError> {
-    let status = text(q, "status");
+    let status = q.text("status");
     if let Some(s) = &status {
         if !["pending", "processing", "completed", "dead_letter"].contains(&s.as_str()) {
             return Err(ApiError::bad_request(
@@ -59,13 +43,13 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
     }
     let (limit, offset) = page(q, 200)?;
     Ok(MessageFilter {
-        queue: queue.or_else(|| text(q, "queue")),
-        partition: text(q, "partition"),
-        namespace: text(q, "ns").or_else(|| text(q, "namespace")),
-        task: text(q, "task"),
+        queue: queue.or_else(|| q.text("queue")),
+        partition: q.text("partition"),
+        namespace: q.text("ns").or_else(|| q.text("namespace")),
+        task: q.text("task"),
         status,
-        from: timestamp(q, "from")?,
-        to: timestamp(q, "to")?,
+        from: q.timestamp("from")?,
+        to: q.timestamp("to")?,
         limit,
         offset,
     })
@@ -117,11 +101,11 @@ pub(crate) async fn retry_message(app: &App, pid: &str, txid: &str) -> Result<Re
 pub(crate) async fn dead_letters(app: &App, q: &Query) -> Result<Resp, ApiError> {
     let (limit, offset) = page(q, 100)?;
     let f = DeadLetterFilter {
-        queue: text(q, "queue"),
-        consumer_group: text(q, "consumerGroup"),
-        partition: text(q, "partition"),
-        from: timestamp(q, "from")?,
-        to: timestamp(q, "to")?,
+        queue: q.text("queue"),
+        consumer_group: q.text("consumerGroup"),
+        partition: q.text("partition"),
+        from: q.timestamp("from")?,
+        to: q.timestamp("to")?,
         limit,
         offset,
     };
