@@ -40,6 +40,19 @@ async fn pop(s: &Server, path: &str) -> Vec<Value> {
     }
 }
 
+/// Pops until something comes (at most 5 s).
+async fn pop_when_ready(s: &Server, path: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = pop(s, path).await;
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "nothing came from {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn ack(s: &Server, m: &Value, status: &str) -> Value {
     let r = s
         .post(
@@ -278,10 +291,7 @@ async fn retry_delay_holds_redelivery() {
         pop(&s, "/api/v1/pop/queue/slow").await.is_empty(),
         "held for retryDelay"
     );
-    until(Duration::from_secs(5), "redelivery", || async {
-        !pop(&s, "/api/v1/pop/queue/slow").await.is_empty()
-    })
-    .await;
+    pop_when_ready(&s, "/api/v1/pop/queue/slow").await;
     assert!(failed_at.elapsed() >= Duration::from_millis(1000));
 }
 
@@ -532,10 +542,12 @@ async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     configure(&s, "later", json!({"delayedProcessing": 1})).await;
     configure(&s, "quiet", json!({"windowBuffer": 1})).await;
     configure(&s, "short-lease", json!({"leaseTime": 1})).await;
+    // Taken before the push: the message is created after this, so a delivery that respects
+    // delayedProcessing comes at least a second after it.
+    let before_push = Instant::now();
     push(&s, "later", "p", &[json!("d")]).await;
     push(&s, "quiet", "p", &[json!("w1"), json!("w2")]).await;
     push(&s, "short-lease", "p", &[json!("l")]).await;
-    let pushed_at = Instant::now();
 
     // Not yet: the message is younger than delayedProcessing, the partition not quiet for
     // windowBuffer.
@@ -545,15 +557,14 @@ async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0]["retryCount"], 0);
 
-    until(Duration::from_secs(5), "delayed message", || async {
-        !pop(&s, "/api/v1/pop/queue/later").await.is_empty()
-    })
-    .await;
-    assert!(pushed_at.elapsed() >= Duration::from_secs(1));
-    let w = pop(&s, "/api/v1/pop/queue/quiet?batch=10").await;
+    pop_when_ready(&s, "/api/v1/pop/queue/later").await;
+    assert!(before_push.elapsed() >= Duration::from_secs(1));
+    // Each of the three becomes available at its own moment (its push, its last push, its
+    // pop + 1 s): poll each until it comes.
+    let w = pop_when_ready(&s, "/api/v1/pop/queue/quiet?batch=10").await;
     assert_eq!(w.len(), 2, "the whole backlog once the partition is quiet");
     // The lease of one second ran out without an ack: delivered again, counted as a failure.
-    let again = pop(&s, "/api/v1/pop/queue/short-lease").await;
+    let again = pop_when_ready(&s, "/api/v1/pop/queue/short-lease").await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["transactionId"], leased[0]["transactionId"]);
     assert_eq!(again[0]["retryCount"], 1);
@@ -593,18 +604,7 @@ async fn pushes_buffered_for_an_encrypting_queue_are_stored_encrypted_on_replay(
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
     // The replay runs in the background: poll until it has stored the messages.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let got = pop(&s, "/api/v1/pop/queue/sealed?batch=10").await;
-        if !got.is_empty() {
-            break got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replay never stored the messages"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = pop_when_ready(&s, "/api/v1/pop/queue/sealed?batch=10").await;
     let data: Vec<Value> = got.iter().map(|m| m["data"].clone()).collect();
     assert_eq!(data, [json!({"n": 1}), json!({"n": 2})]);
     assert_eq!(

@@ -43,7 +43,8 @@ pub struct EngineConfig {
     /// The payload cipher (`QUEEN_ENCRYPTION_KEY`); queues with encryption on refuse pushes
     /// without it.
     pub cipher: Option<crate::crypto::Cipher>,
-    /// How often the retention job runs (semantics.md §7).
+    /// How often the retention job runs (semantics.md §7); zero: never in the background (only
+    /// through [`Engine::run_retention`]).
     pub retention_interval: Duration,
     /// Rows the retention job deletes per statement.
     pub retention_batch: i32,

@@ -27,6 +27,12 @@ pub struct Removed {
 }
 
 pub(crate) fn start(inner: Weak<Inner>) {
+    if inner
+        .upgrade()
+        .is_none_or(|i| i.config.retention_interval.is_zero())
+    {
+        return;
+    }
     tokio::spawn(async move {
         loop {
             let interval = match inner.upgrade() {

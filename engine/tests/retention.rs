@@ -10,14 +10,23 @@ use common::{configure, engine_with, push};
 use queen_engine::{EngineConfig, QueueOptions};
 use queen_wire::Client;
 
+async fn stored(e: &queen_engine::Engine) -> i64 {
+    e.pool()
+        .query_sql("SELECT count(*) FROM queen.messages", &[])
+        .await
+        .unwrap()[0]
+        .get(0)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn retention_waits_for_the_server_holding_the_lock() {
-    // Background runs far apart: the test drives retention itself.
+    // No background runs: the test drives retention itself.
     let e = engine_with(
         "retention_lock",
         EngineConfig {
             listen: false,
-            retention_interval: Duration::from_secs(3600),
+            retention_interval: Duration::ZERO,
             ..EngineConfig::default()
         },
     )
@@ -54,14 +63,7 @@ async fn retention_waits_for_the_server_holding_the_lock() {
         Default::default(),
         "nothing removed while another server holds the lock"
     );
-    let left: i64 = e
-        .pool()
-        .query_sql("SELECT count(*) FROM queen.messages", &[])
-        .await
-        .unwrap()[0]
-        .get(0)
-        .unwrap();
-    assert_eq!(left, 3);
+    assert_eq!(stored(&e).await, 3);
 
     other
         .query_sql(
@@ -73,12 +75,5 @@ async fn retention_waits_for_the_server_holding_the_lock() {
     drop(other);
     let r = e.run_retention().await.unwrap();
     assert_eq!(r.expired, 3);
-    let left: i64 = e
-        .pool()
-        .query_sql("SELECT count(*) FROM queen.messages", &[])
-        .await
-        .unwrap()[0]
-        .get(0)
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(stored(&e).await, 0);
 }
