@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// How often the retention job runs, in milliseconds.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = 10_000)]
     retention_interval_ms: u64,
+    /// How often shared settings (maintenance modes set through another server) are re-read,
+    /// in milliseconds.
+    #[arg(long, env = "SETTINGS_REFRESH", default_value_t = 2_000)]
+    settings_refresh_ms: u64,
 }
 
 /// Failures that stop the server from starting.
@@ -187,6 +191,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         HttpConfig {
             body_limit: args.max_body_size,
             max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
+            settings_refresh: Duration::from_millis(args.settings_refresh_ms.max(1)),
             ..HttpConfig::default()
         },
         auth,

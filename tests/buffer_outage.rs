@@ -277,6 +277,27 @@ async fn push_maintenance_buffers_every_push_and_drains_when_off() {
     assert_eq!(data, vec![json!(1), json!(2)]);
 }
 
+/// The background re-read of the shared settings never undoes a change made through this server
+/// with a value it read before the change was stored: with the re-read running every
+/// millisecond, each answer (and the next read) shows the mode just set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn maintenance_changes_are_not_undone_by_the_settings_refresh() {
+    let s = Server::start("maintenance_refresh", &[("SETTINGS_REFRESH", "1")]).await;
+    for round in 0..40 {
+        let on = round % 2 == 0;
+        for path in [
+            "/api/v1/system/maintenance",
+            "/api/v1/system/maintenance/pop",
+        ] {
+            let r = s.post(path, &json!({ "enabled": on })).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.json()["enabled"], on, "{path} round {round}: answer");
+            let now = s.get(path).await.unwrap().json();
+            assert_eq!(now["enabled"], on, "{path} round {round}: read back");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn server_started_while_the_database_is_down_buffers_then_catches_up() {
     let Some(cluster) = private_cluster("startdown") else {

@@ -16,15 +16,11 @@ use queen_engine::Engine;
 use crate::auth::{Auth, Role};
 use crate::body::{self, Resp};
 use crate::error::ApiError;
+use crate::maintenance::{Maintenance, Mode};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
 use crate::routes::{inspect, ops, queues};
 use crate::stats::{RequestStats, Throughput};
-
-/// Setting key of pop maintenance.
-pub(crate) const POP_MAINTENANCE: &str = "maintenance.pop";
-/// Setting key of push maintenance.
-pub(crate) const PUSH_MAINTENANCE: &str = "maintenance.push";
 
 /// HTTP settings.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +55,8 @@ pub struct App {
     pub(crate) requests: RequestStats,
     pub(crate) throughput: Throughput,
     pub(crate) auth: Option<Auth>,
+    pub(crate) maintenance: Maintenance,
     ready: AtomicBool,
-    pop_maintenance: AtomicBool,
 }
 
 impl App {
@@ -73,21 +69,14 @@ impl App {
             requests: RequestStats::default(),
             throughput: Throughput::default(),
             auth,
+            maintenance: Maintenance::default(),
             ready: AtomicBool::new(true),
-            pop_maintenance: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&app);
         tokio::spawn(async move {
             loop {
                 let Some(app) = weak.upgrade() else { return };
-                if let Ok(v) = app.engine.setting(POP_MAINTENANCE).await {
-                    app.set_pop_maintenance(v.as_deref() == Some("true"));
-                }
-                if let Ok(v) = app.engine.setting(PUSH_MAINTENANCE).await {
-                    let _ = app
-                        .engine
-                        .set_push_maintenance(v.as_deref() == Some("true"));
-                }
+                app.maintenance.refresh(&app.engine).await;
                 let every = app.config.settings_refresh;
                 drop(app);
                 tokio::time::sleep(every).await;
@@ -115,12 +104,9 @@ impl App {
         self.ready.load(Ordering::Acquire)
     }
 
-    pub(crate) fn pop_maintenance(&self) -> bool {
-        self.pop_maintenance.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_pop_maintenance(&self, on: bool) {
-        self.pop_maintenance.store(on, Ordering::Relaxed);
+    /// Whether a maintenance mode is on on this server.
+    pub(crate) fn maintenance_on(&self, mode: Mode) -> bool {
+        self.maintenance.is_on(&self.engine, mode)
     }
 
     /// The request statistics.
@@ -364,11 +350,11 @@ impl App {
                     }
                     ["system", "maintenance"] => {
                         allow(get || post)?;
-                        ops::push_maintenance(self, body).await
+                        ops::maintenance(self, Mode::Push, body).await
                     }
                     ["system", "maintenance", "pop"] => {
                         allow(get || post)?;
-                        ops::pop_maintenance(self, body).await
+                        ops::maintenance(self, Mode::Pop, body).await
                     }
                     _ => Err(ApiError::not_found(format!(
                         "no route for {m} /api/v1/{}",

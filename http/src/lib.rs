@@ -12,6 +12,7 @@ mod app;
 pub mod auth;
 mod body;
 pub mod error;
+mod maintenance;
 pub mod query;
 mod routes;
 pub mod stats;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::ApiError;
+use crate::maintenance::Mode;
 use crate::query::Query;
 use crate::time;
 
@@ -219,7 +220,7 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
         }
         _ => None,
     };
-    if app.pop_maintenance() {
+    if app.maintenance_on(Mode::Pop) {
         return Ok(body::empty(StatusCode::NO_CONTENT));
     }
     let base = PopRequest {

@@ -8,9 +8,10 @@ use queen_wire::Client;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{App, POP_MAINTENANCE, PUSH_MAINTENANCE};
+use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::ApiError;
+use crate::maintenance::Mode;
 
 pub(crate) async fn health(app: &App) -> Resp {
     let ping = tokio::time::timeout(
@@ -175,41 +176,27 @@ pub(crate) fn buffers(app: &App) -> Resp {
     )
 }
 
-/// `GET|POST /api/v1/system/maintenance`: push maintenance (every push to the disk buffer).
-pub(crate) async fn push_maintenance(app: &App, set: Option<&[u8]>) -> Result<Resp, ApiError> {
+/// `GET|POST /api/v1/system/maintenance` (push maintenance: every push to the disk buffer) and
+/// `GET|POST /api/v1/system/maintenance/pop` (pops answer empty).
+pub(crate) async fn maintenance(
+    app: &App,
+    mode: Mode,
+    set: Option<&[u8]>,
+) -> Result<Resp, ApiError> {
     if let Some(bytes) = set {
         let m: MaintenanceIn = body::json(bytes)?;
         let enabled = m.enabled.ok_or_else(|| {
             ApiError::bad_request("invalid_request", "`enabled` (boolean) is required")
         })?;
-        app.engine.set_push_maintenance(enabled)?;
-        app.engine
-            .set_setting(PUSH_MAINTENANCE, if enabled { "true" } else { "false" })
-            .await?;
+        app.maintenance.set(&app.engine, mode, enabled).await?;
     }
-    let on = app.engine.buffer_status().is_some_and(|b| b.maintenance);
-    Ok(body::reply(StatusCode::OK, &json!({ "enabled": on })))
+    Ok(body::reply(
+        StatusCode::OK,
+        &json!({ "enabled": app.maintenance_on(mode) }),
+    ))
 }
 
 #[derive(Deserialize)]
 struct MaintenanceIn {
     enabled: Option<bool>,
-}
-
-/// `GET|POST /api/v1/system/maintenance/pop`.
-pub(crate) async fn pop_maintenance(app: &App, set: Option<&[u8]>) -> Result<Resp, ApiError> {
-    if let Some(bytes) = set {
-        let m: MaintenanceIn = body::json(bytes)?;
-        let enabled = m.enabled.ok_or_else(|| {
-            ApiError::bad_request("invalid_request", "`enabled` (boolean) is required")
-        })?;
-        app.engine
-            .set_setting(POP_MAINTENANCE, if enabled { "true" } else { "false" })
-            .await?;
-        app.set_pop_maintenance(enabled);
-    }
-    Ok(body::reply(
-        StatusCode::OK,
-        &json!({ "enabled": app.pop_maintenance() }),
-    ))
 }
