@@ -279,11 +279,11 @@ async fn push_maintenance_buffers_every_push_and_drains_when_off() {
 
 /// The background re-read of the shared settings never undoes a change made through this server
 /// with a value it read before the change was stored: with the re-read running every
-/// millisecond, each answer (and the next read) shows the mode just set.
+/// millisecond, each answer (and the next read) shows the mode just set, 100 times per mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn maintenance_changes_are_not_undone_by_the_settings_refresh() {
     let s = Server::start("maintenance_refresh", &[("SETTINGS_REFRESH", "1")]).await;
-    for round in 0..40 {
+    for round in 0..100 {
         let on = round % 2 == 0;
         for path in [
             "/api/v1/system/maintenance",

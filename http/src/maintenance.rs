@@ -3,14 +3,15 @@
 //! Each server holds the modes in memory (pop maintenance here, push maintenance in the
 //! engine's disk buffer) and re-reads the settings every `settings_refresh`. A change made
 //! through this server is applied in memory and stored; the refresh must not undo it with a
-//! value it read before the change was stored. A generation counter orders the two: a change
-//! bumps it before it applies and again once the store has committed, and a refresh applies
-//! what it read only if the generation did not move while it was reading. The counter's lock
-//! is never held across an `.await`.
+//! value it read before the change was stored. A change counts itself in flight from before
+//! it applies until its store has committed (or failed), bumping a generation at both ends; a
+//! refresh applies what it read only if no change is in flight and the generation did not move
+//! while it was reading — so what it read was committed after every change it could undo. The
+//! lock over the two counters is never held across an `.await`.
 //!
-//! Cancel-safety: a change cancelled between its two bumps leaves memory ahead of the
-//! database; the next refresh reads the stored value and applies it, so every server agrees
-//! again within one refresh interval.
+//! Cancel-safety: a change cancelled while storing leaves flight (a drop guard) and may leave
+//! memory ahead of the database; the next refresh reads the stored value and applies it, so
+//! every server agrees again within one refresh interval.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,27 @@ impl Mode {
 #[derive(Debug, Default)]
 pub(crate) struct Maintenance {
     pop: AtomicBool,
-    generation: Mutex<u64>,
+    changes: Mutex<Changes>,
+}
+
+/// Local changes, for ordering them against refreshes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Changes {
+    /// Bumped when a change starts and when it ends.
+    generation: u64,
+    /// Changes applied here whose store has not finished.
+    in_flight: u32,
+}
+
+/// A change in flight; ends it when dropped (finished, failed or cancelled).
+struct InFlight<'a>(&'a Maintenance);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut c = self.0.lock();
+        c.generation += 1;
+        c.in_flight -= 1;
+    }
 }
 
 impl Maintenance {
@@ -60,20 +81,20 @@ impl Maintenance {
         mode: Mode,
         on: bool,
     ) -> Result<(), EngineError> {
-        {
-            let mut generation = self.lock();
-            *generation += 1;
+        let _in_flight = {
+            let mut c = self.lock();
             self.apply(engine, mode, on)?;
-        }
+            c.generation += 1;
+            c.in_flight += 1;
+            InFlight(self)
+        };
         engine
             .set_setting(mode.key(), if on { "true" } else { "false" })
-            .await?;
-        *self.lock() += 1;
-        Ok(())
+            .await
     }
 
-    /// Re-reads both modes from the settings and applies them unless a change was made here
-    /// while reading. Read errors leave the modes as they are.
+    /// Re-reads both modes from the settings and applies them unless a change made here was in
+    /// flight while reading. Read errors leave the modes as they are.
     pub(crate) async fn refresh(&self, engine: &Engine) {
         let seen = *self.lock();
         let mut read = Vec::with_capacity(2);
@@ -82,8 +103,8 @@ impl Maintenance {
                 read.push((mode, v.as_deref() == Some("true")));
             }
         }
-        let generation = self.lock();
-        if *generation != seen {
+        let now = self.lock();
+        if seen.in_flight > 0 || *now != seen {
             return;
         }
         for (mode, on) in read {
@@ -103,9 +124,9 @@ impl Maintenance {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        // The counter stays consistent even if a holder panicked: it is only ever incremented.
-        self.generation
+    fn lock(&self) -> std::sync::MutexGuard<'_, Changes> {
+        // No holder can panic between updates of the two counters; a poisoned lock is as good.
+        self.changes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
