@@ -581,32 +581,73 @@ async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     assert!(r.json()[0]["error"].as_str().unwrap().contains("lease"));
 }
 
-#[tokio::test]
-async fn pushes_buffered_for_an_encrypting_queue_are_stored_encrypted_on_replay() {
+/// Every file of a buffer directory, concatenated.
+fn buffer_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
     let db = queen_wire::embedded::test_config("opt_encryption_buffer")
         .await
         .unwrap();
-    let s = Server::start_on(
-        &db,
-        support::buffer_dir("encbuf"),
-        false,
-        &[("QUEEN_ENCRYPTION_KEY", KEY)],
-    )
-    .await;
+    let dir = support::buffer_dir("encbuf");
+    let s = Server::start_on(&db, dir.clone(), false, &[("QUEEN_ENCRYPTION_KEY", KEY)]).await;
     configure(&s, "sealed", json!({"encryptionEnabled": true})).await;
     let r = s
         .post("/api/v1/system/maintenance", &json!({"enabled": true}))
         .await;
     assert_eq!(r.json()["enabled"], true);
-    let r = push(&s, "sealed", "p", &[json!({"n": 1}), json!({"n": 2})]).await;
+    let r = push(
+        &s,
+        "sealed",
+        "part-x",
+        &[json!({"card": "4111-1111"}), json!({"n": 2})],
+    )
+    .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.json()[0]["status"], "buffered");
+    // Acknowledged means fsynced: the records are on disk now, and nothing of them is readable.
+    let on_disk = buffer_bytes(&dir);
+    assert!(!on_disk.is_empty());
+    for plain in ["4111-1111", "sealed", "part-x"] {
+        assert!(
+            !contains(&on_disk, plain),
+            "{plain:?} in plaintext in the buffer"
+        );
+    }
+    s.kill();
+
+    // A server that cannot open them refuses to start, and says why; the records stay.
+    let other = KEY.replace('8', "9");
+    for env in [&[("QUEEN_ENCRYPTION_KEY", other.as_str())][..], &[]] {
+        let (status, stderr) = Server::refused_start(&db, &dir, env);
+        assert!(!status.success());
+        assert!(stderr.contains("QUEEN_ENCRYPTION_KEY"), "{stderr}");
+    }
+    assert_eq!(
+        buffer_bytes(&dir),
+        on_disk,
+        "the refused starts left the buffer alone"
+    );
+
+    // With the key they were written with, they are replayed and stored as ciphertext.
+    let s = Server::start_unready(&db, dir, &[("QUEEN_ENCRYPTION_KEY", KEY)]).await;
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
-    // The replay runs in the background: poll until it has stored the messages.
     let got = pop_when_ready(&s, "/api/v1/pop/queue/sealed?batch=10").await;
     let data: Vec<Value> = got.iter().map(|m| m["data"].clone()).collect();
-    assert_eq!(data, [json!({"n": 1}), json!({"n": 2})]);
+    assert_eq!(data, [json!({"card": "4111-1111"}), json!({"n": 2})]);
     assert_eq!(
         db_payload_columns(&db).await,
         vec![(true, true), (true, true)],

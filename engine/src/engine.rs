@@ -174,8 +174,9 @@ impl Engine {
         let buffer = match &config.buffer {
             Some(b) => {
                 let b = b.clone();
+                let cipher = config.cipher.clone();
                 Some(Arc::new(
-                    tokio::task::spawn_blocking(move || DiskBuffer::open(&b))
+                    tokio::task::spawn_blocking(move || DiskBuffer::open(&b, cipher))
                         .await
                         .map_err(|e| EngineError::Buffer(e.to_string()))?
                         .map_err(|e| EngineError::Buffer(e.to_string()))?,

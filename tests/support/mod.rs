@@ -121,6 +121,49 @@ impl Server {
         }
     }
 
+    /// Runs `queen serve` expecting it to refuse to start (within 30 s); returns its exit status
+    /// and what it printed on stderr.
+    pub fn refused_start(
+        db: &queen_wire::Config,
+        buffer_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        use std::io::Read as _;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_queen"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", db.to_key_values())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", free_port().to_string())
+            .env("LOG_LEVEL", "warn")
+            .env("FILE_BUFFER_DIR", buffer_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server started (or hung) instead of refusing to start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    }
+
     pub async fn get(&self, path: &str) -> std::io::Result<Resp> {
         self.request("GET", path, None).await
     }

@@ -30,7 +30,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use self::log::{Log, Next, SegmentReader, segment_path, segments};
-use self::record::Record;
+use self::record::{DecodeError, Record};
+use crate::crypto::Cipher;
 use crate::engine::Inner;
 
 /// Records replayed per statement.
@@ -73,6 +74,8 @@ pub struct BufferStatus {
 #[derive(Debug)]
 pub(crate) struct DiskBuffer {
     log: Log,
+    /// Seals records written to the log (the server's payload key), and opens them.
+    cipher: Option<Cipher>,
     pending: Mutex<HashMap<(String, String), u64>>,
     pending_total: AtomicU64,
     failed: AtomicU64,
@@ -86,8 +89,10 @@ pub(crate) struct DiskBuffer {
 }
 
 impl DiskBuffer {
-    /// Opens the log, repairs a torn tail and counts what is left to replay.
-    pub(crate) fn open(config: &BufferConfig) -> io::Result<DiskBuffer> {
+    /// Opens the log, repairs a torn tail and counts what is left to replay. Refuses to open a
+    /// log holding sealed records this `cipher` cannot open (no key, or another key): starting
+    /// would skip them, and they are accepted pushes.
+    pub(crate) fn open(config: &BufferConfig, cipher: Option<Cipher>) -> io::Result<DiskBuffer> {
         let (log, recovery) = Log::open(&config.dir, config.segment_bytes)?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
@@ -97,6 +102,7 @@ impl DiskBuffer {
         }
         let buffer = DiskBuffer {
             log,
+            cipher,
             pending: Mutex::new(HashMap::new()),
             pending_total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -107,10 +113,32 @@ impl DiskBuffer {
             wake: Notify::new(),
         };
         let mut reader = Reader::new(buffer.log.dir());
-        while let Some(batch) = reader.next_batch(usize::MAX, &buffer.failed)? {
+        let mut sealed = 0u64;
+        let mut on_bad = |e: DecodeError, segment: u64| match e {
+            DecodeError::Sealed => sealed += 1,
+            DecodeError::Corrupt => buffer.count_undecodable(segment),
+        };
+        while let Some(batch) =
+            reader.next_batch(usize::MAX, buffer.cipher.as_ref(), &mut on_bad)?
+        {
             for r in &batch {
                 buffer.raise(&r.queue, &r.partition, 1);
             }
+        }
+        if sealed > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {sealed} records sealed with an encryption key this server {}; \
+                     start it with the QUEEN_ENCRYPTION_KEY they were written with",
+                    config.dir.display(),
+                    if buffer.cipher.is_some() {
+                        "does not have"
+                    } else {
+                        "is not given"
+                    },
+                ),
+            ));
         }
         let pending = buffer.pending_total.load(Ordering::Acquire);
         if pending > 0 {
@@ -119,6 +147,12 @@ impl DiskBuffer {
             buffer.caught_up.store(true, Ordering::Release);
         }
         Ok(buffer)
+    }
+
+    /// Counts a record that cannot be read (and is skipped).
+    fn count_undecodable(&self, segment: u64) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(segment, "undecodable buffer record skipped");
     }
 
     fn raise(&self, queue: &str, partition: &str, n: u64) {
@@ -160,7 +194,10 @@ impl DiskBuffer {
         for r in records {
             self.raise(&r.queue, &r.partition, 1);
         }
-        let encoded: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
+        let encoded: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| r.encode(self.cipher.as_ref()))
+            .collect();
         if let Err(e) = self.log.append(encoded).await {
             for r in records {
                 self.lower(&r.queue, &r.partition, 1);
@@ -215,8 +252,14 @@ impl Reader {
         Ok(())
     }
 
-    /// The next records (at most `max`), or `None` at the end of what is written.
-    fn next_batch(&mut self, max: usize, failed: &AtomicU64) -> io::Result<Option<Vec<Record>>> {
+    /// The next records (at most `max`), or `None` at the end of what is written. Records that
+    /// cannot be decoded are skipped and handed to `on_bad` with their segment.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        cipher: Option<&Cipher>,
+        on_bad: &mut dyn FnMut(DecodeError, u64),
+    ) -> io::Result<Option<Vec<Record>>> {
         self.ensure_open()?;
         let mut out = Vec::new();
         while out.len() < max {
@@ -225,12 +268,9 @@ impl Reader {
             };
             let bad = match reader.next()? {
                 Next::Record(body) => {
-                    match Record::decode(&body) {
-                        Some(r) => out.push(r),
-                        None => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(segment = *id, "undecodable buffer record skipped");
-                        }
+                    match Record::decode(&body, cipher) {
+                        Ok(r) => out.push(r),
+                        Err(e) => on_bad(e, *id),
                     }
                     continue;
                 }
@@ -244,7 +284,7 @@ impl Reader {
                 break;
             };
             if bad {
-                failed.fetch_add(1, Ordering::Relaxed);
+                on_bad(DecodeError::Corrupt, id);
                 tracing::error!(
                     segment = id,
                     "corrupt buffer segment: the rest of it is skipped"
@@ -327,7 +367,13 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
             }
             let batch = match retry.take() {
                 Some(b) => b,
-                None => match reader.next_batch(REPLAY_BATCH, &buffer.failed) {
+                // The start-up scan opened every sealed record older than this process, and the
+                // newer ones were sealed with its key: what does not open here is damage.
+                None => match reader.next_batch(
+                    REPLAY_BATCH,
+                    buffer.cipher.as_ref(),
+                    &mut |_, segment| buffer.count_undecodable(segment),
+                ) {
                     Ok(Some(b)) => b,
                     Ok(None) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;

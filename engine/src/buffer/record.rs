@@ -1,21 +1,37 @@
 //! The body of one buffered push item.
 //!
 //! ```text
-//!   u8 version (1)
-//!   str queue | str partition | str payload | str transactionId
-//!   u8 has_trace [16 bytes trace id]
-//!   u8 has_sub   [str producerSub]
+//!   plain:  u8 1 | str queue | str partition | str payload | str transactionId
+//!                | u8 has_trace [16 bytes trace id]
+//!                | u8 has_sub   [str producerSub]
+//!   sealed: u8 2 | nonce ‖ AES-256-GCM(plain body) ‖ tag
 //!   str = u32 little-endian length + UTF-8 bytes
 //! ```
+//!
+//! A server with an encryption key (`QUEEN_ENCRYPTION_KEY`) writes sealed records, so nothing
+//! pushed — payload, queue or partition — sits in the buffer in plaintext. Plain records (written
+//! without a key) are still read with one. The log's CRC already catches damage on disk, so a
+//! sealed record that does not open means a missing or different key, never corruption.
 //!
 //! Every buffered item carries its transactionId (generated before the first attempt), which is
 //! what makes replay idempotent.
 
 use uuid::Uuid;
 
+use crate::crypto::Cipher;
 use crate::model::PushItem;
 
-const VERSION: u8 = 1;
+const PLAIN: u8 = 1;
+const SEALED: u8 = 2;
+
+/// Why a record body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// Not a record of any known layout.
+    Corrupt,
+    /// Sealed, and this server has no key or another key.
+    Sealed,
+}
 
 /// An item as stored in the log (the transactionId is always set).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +56,41 @@ impl Record {
         }
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The record as written to the log: sealed when a cipher is given.
+    pub(crate) fn encode(&self, cipher: Option<&Cipher>) -> Vec<u8> {
+        let plain = self.encode_plain();
+        match cipher {
+            None => plain,
+            Some(c) => {
+                let sealed = c.encrypt(&plain);
+                let mut b = Vec::with_capacity(1 + sealed.len());
+                b.push(SEALED);
+                b.extend_from_slice(&sealed);
+                b
+            }
+        }
+    }
+
+    /// Reads a record written by [`encode`](Record::encode).
+    pub(crate) fn decode(b: &[u8], cipher: Option<&Cipher>) -> Result<Record, DecodeError> {
+        match b.first() {
+            Some(&PLAIN) => Record::decode_plain(b).ok_or(DecodeError::Corrupt),
+            Some(&SEALED) => {
+                let plain = cipher
+                    .ok_or(DecodeError::Sealed)?
+                    .decrypt(&b[1..])
+                    .map_err(|_| DecodeError::Sealed)?;
+                // Inside a sealed record only the plain layout is valid.
+                Record::decode_plain(&plain).ok_or(DecodeError::Corrupt)
+            }
+            _ => Err(DecodeError::Corrupt),
+        }
+    }
+
+    fn encode_plain(&self) -> Vec<u8> {
         let mut b =
             Vec::with_capacity(32 + self.queue.len() + self.partition.len() + self.payload.len());
-        b.push(VERSION);
+        b.push(PLAIN);
         for s in [
             &self.queue,
             &self.partition,
@@ -69,8 +116,8 @@ impl Record {
         b
     }
 
-    pub(crate) fn decode(mut b: &[u8]) -> Option<Record> {
-        if take(&mut b, 1)?[0] != VERSION {
+    fn decode_plain(mut b: &[u8]) -> Option<Record> {
+        if take(&mut b, 1)?[0] != PLAIN {
             return None;
         }
         let queue = get_str(&mut b)?;
@@ -119,28 +166,58 @@ fn get_str(b: &mut &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn roundtrip_and_rejects_garbage() {
-        let r = Record {
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn record() -> Record {
+        Record {
             queue: "q".into(),
             partition: "pä".into(),
-            payload: r#"{"a":1}"#.into(),
+            payload: r#"{"card":"4111"}"#.into(),
             transaction_id: "t".into(),
             trace_id: Some(Uuid::now_v7()),
             producer_sub: Some("me".into()),
-        };
-        let enc = r.encode();
-        assert_eq!(Record::decode(&enc), Some(r.clone()));
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_rejects_garbage() {
+        let r = record();
+        let enc = r.encode(None);
+        assert_eq!(Record::decode(&enc, None), Ok(r.clone()));
         let bare = Record {
             trace_id: None,
             producer_sub: None,
             ..r
         };
-        assert_eq!(Record::decode(&bare.encode()), Some(bare));
-        assert_eq!(Record::decode(&enc[..enc.len() - 1]), None);
-        assert_eq!(Record::decode(&[2]), None);
+        assert_eq!(Record::decode(&bare.encode(None), None), Ok(bare));
+        let corrupt = Err(DecodeError::Corrupt);
+        assert_eq!(Record::decode(&enc[..enc.len() - 1], None), corrupt);
+        assert_eq!(Record::decode(&[3], None), corrupt);
+        assert_eq!(Record::decode(&[], None), corrupt);
         let mut long = enc;
         long.push(0);
-        assert_eq!(Record::decode(&long), None, "trailing bytes");
+        assert_eq!(Record::decode(&long, None), corrupt, "trailing bytes");
+    }
+
+    #[test]
+    fn sealed_records_hide_everything_and_need_their_key() {
+        let key = Cipher::from_hex(KEY).unwrap();
+        let other = Cipher::from_hex(&KEY.replace("1f", "ff")).unwrap();
+        let r = record();
+        let sealed = r.encode(Some(&key));
+        for plain in [&b"4111"[..], "pä".as_bytes(), b"me"] {
+            assert!(
+                !sealed.windows(plain.len()).any(|w| w == plain),
+                "no plaintext in a sealed record"
+            );
+        }
+        assert_eq!(Record::decode(&sealed, Some(&key)), Ok(r.clone()));
+        assert_eq!(Record::decode(&sealed, None), Err(DecodeError::Sealed));
+        assert_eq!(
+            Record::decode(&sealed, Some(&other)),
+            Err(DecodeError::Sealed)
+        );
+        // Records written without a key are still read with one.
+        assert_eq!(Record::decode(&r.encode(None), Some(&key)), Ok(r));
     }
 }
