@@ -13,7 +13,9 @@
 //!   empty (or `SECS`);
 //! * `push_100_buffered`, `push_1_x64_buffered`: the same two pushes with push maintenance on,
 //!   so every push goes to the disk buffer (answered after its fsync);
-//! * `replay`: records per second replayed from the buffer into the database afterwards.
+//! * `replay`: records per second replayed from the buffer into the database afterwards;
+//! * `push_100_sealed`, `push_1_x64_sealed`, `replay_sealed`: the same three on an engine with an
+//!   encryption key, whose buffer seals every record.
 //!
 //! Each call (raw or push) targets one partition, rotating over `PARTITIONS`, as a producer
 //! batching by key does.
@@ -101,6 +103,19 @@ fn main() {
             ..EngineConfig::default()
         };
         let engine = Engine::start(pool.clone(), engine_config).await.expect("engine");
+        let sealed_dir = std::env::temp_dir().join(format!("queen-bench-sealed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sealed_dir);
+        let sealed = Engine::start(
+            pool.clone(),
+            EngineConfig {
+                listen: false,
+                buffer: Some(queen_engine::BufferConfig::new(&sealed_dir)),
+                cipher: Some(queen_engine::Cipher::from_hex(&"5e".repeat(32)).expect("key")),
+                ..EngineConfig::default()
+            },
+        )
+        .await
+        .expect("engine with a key");
         pool.batch_execute(
             "DROP TABLE IF EXISTS raw_messages;
              CREATE TABLE raw_messages (partition_id uuid NOT NULL, position bigint NOT NULL,
@@ -128,6 +143,9 @@ fn main() {
             ("push_100_buffered", vec![]),
             ("push_1_x64_buffered", vec![]),
             ("replay", vec![]),
+            ("push_100_sealed", vec![]),
+            ("push_1_x64_sealed", vec![]),
+            ("replay_sealed", vec![]),
         ];
         // BENCH_ONLY=push_100,pop_ack_100 runs a subset (for profiling one scenario).
         let only = std::env::var("BENCH_ONLY").ok();
@@ -202,24 +220,30 @@ fn main() {
 
             // The same pushes with push maintenance on: every push goes to the disk buffer (one
             // group fsync per write batch). Then the replay of everything buffered is timed.
-            if run("buffered") {
-                engine.set_push_maintenance(true).expect("maintenance");
-                for (slot, tasks, n) in [(4usize, CONCURRENCY, 100usize), (5, 64, 1)] {
-                    let e = engine.clone();
+            // The same pushes with push maintenance on: every push goes to the disk buffer (one
+            // group fsync per write batch). Then the replay of everything buffered is timed. The
+            // engine with a key (sealed records) runs right after, in the same round.
+            for (e, first_slot, queue) in [(&engine, 4usize, "bench_buf"), (&sealed, 7, "bench_sealed")] {
+                if !run(if first_slot == 4 { "buffered" } else { "sealed" }) {
+                    continue;
+                }
+                e.set_push_maintenance(true).expect("maintenance");
+                for (slot, tasks, n) in [(first_slot, CONCURRENCY, 100usize), (first_slot + 1, 64, 1)] {
+                    let e = e.clone();
                     let r = measure(tasks, move |seed| {
                         let e = e.clone();
-                        async move { e.push(items("bench_buf", n, seed)).await.expect("push").len() as u64 }
+                        async move { e.push(items(queue, n, seed)).await.expect("push").len() as u64 }
                     })
                     .await;
                     results[slot].1.push(r);
                 }
-                let pending = engine.buffer_status().expect("buffer").pending;
+                let pending = e.buffer_status().expect("buffer").pending;
                 let t0 = Instant::now();
-                engine.set_push_maintenance(false).expect("maintenance");
-                while engine.buffer_status().expect("buffer").pending > 0 {
+                e.set_push_maintenance(false).expect("maintenance");
+                while e.buffer_status().expect("buffer").pending > 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                results[6].1.push(pending as f64 / t0.elapsed().as_secs_f64());
+                results[first_slot + 2].1.push(pending as f64 / t0.elapsed().as_secs_f64());
             }
             eprintln!("round {round} done");
         }
@@ -237,6 +261,7 @@ fn main() {
             println!("{name:<16} {m:>12.0} {:>9.0}%   {}", m / ceiling * 100.0, rounds.join(" "));
         }
         let _ = std::fs::remove_dir_all(&buffer_dir);
+        let _ = std::fs::remove_dir_all(&sealed_dir);
         let (pushed, popped, acked) = engine.metrics().snapshot();
         println!("engine counters: pushed {pushed}, popped {popped}, acked {acked}");
     });

@@ -36,6 +36,8 @@ use crate::engine::Inner;
 
 /// Records replayed per statement.
 const REPLAY_BATCH: usize = 500;
+/// Records held at once by the start-up scan.
+const SCAN_BATCH: usize = 10_000;
 
 /// Where and how to keep the buffer.
 #[derive(Debug, Clone)]
@@ -118,8 +120,9 @@ impl DiskBuffer {
             DecodeError::Sealed => sealed += 1,
             DecodeError::Corrupt => buffer.count_undecodable(segment),
         };
+        // In bounded batches: only the counts are kept, however large the log.
         while let Some(batch) =
-            reader.next_batch(usize::MAX, buffer.cipher.as_ref(), &mut on_bad)?
+            reader.next_batch(SCAN_BATCH, buffer.cipher.as_ref(), &mut on_bad)?
         {
             for r in &batch {
                 buffer.raise(&r.queue, &r.partition, 1);
