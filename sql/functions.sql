@@ -366,6 +366,7 @@ BEGIN
               FROM (SELECT h.*, bool_and(
                                h.created_at <= now() - make_interval(secs => q.delayed_processing)
                            ) OVER (ORDER BY h.position) AS ok,
+                           coalesce(p_group = ANY (h.settled_by), false) AS settled,
                            CASE WHEN q.ttl > 0
                                  AND h.created_at <= now() - make_interval(secs => q.ttl)
                                 THEN 'expired'
@@ -382,10 +383,11 @@ BEGIN
              WHERE r.ok
              ORDER BY r.position
         LOOP
-            IF m.expired IS NOT NULL THEN
+            IF m.settled OR m.expired IS NOT NULL THEN
+                -- Settled by this group before a dead-letter retry moved it here: stepped over.
                 -- ttl / maxWaitTimeSeconds: never delivered; dead-lettered (or dropped). At the
-                -- head, the cursor moves past it; further on, the ack of a later message does.
-                IF q.dead_letter_queue THEN
+                -- head, the cursor moves past either; further on, the ack of a later message does.
+                IF NOT m.settled AND q.dead_letter_queue THEN
                     INSERT INTO queen.dead_letters
                            (partition_id, position, message_id, transaction_id, consumer_group, error_message, retry_count)
                     VALUES (cand.pid, m.position, m.id, m.transaction_id, p_group, m.expired, m.failures)
@@ -919,9 +921,10 @@ $$;
 
 -- Sends a dead-lettered message back to be delivered again: it moves to the tail of its
 -- partition (a new position under the partition counter lock, as a push), its dead-letter and
--- retry rows go. Every group whose cursor is behind the new position sees it again. Returns
--- the message's queue (to wake its waiting pops), or NULL when the message is not in the
--- dead-letter queue.
+-- retry rows go. The groups that dead-lettered it, the groups not past it yet and groups that
+-- start later meet it there; the groups that had settled it are recorded in `settled_by` and
+-- their pops step over it. Returns the message's queue (to wake its waiting pops), or NULL when
+-- the message is not in the dead-letter queue.
 DROP FUNCTION IF EXISTS queen.retry_dead_letter(uuid, text);
 CREATE OR REPLACE FUNCTION queen.retry_dead_letter(p_partition_id uuid, p_txid text)
 RETURNS text
@@ -941,7 +944,16 @@ BEGIN
      WHERE p.id = p_partition_id
     RETURNING p.last_position, (SELECT q.name FROM queen.queues q WHERE q.id = p.queue_id)
          INTO v_new, v_queue;
-    UPDATE queen.messages ms SET position = v_new
+    -- Groups past it that did not dead-letter it have settled it: they do not get it again.
+    -- Groups not past it yet (and groups that start later) meet it at its new place.
+    UPDATE queen.messages ms
+       SET position = v_new,
+           settled_by = (SELECT array_agg(c.consumer_group) FROM queen.cursors c
+                          WHERE c.partition_id = p_partition_id AND c.position >= v_pos
+                            AND NOT EXISTS (SELECT 1 FROM queen.dead_letters d
+                                             WHERE d.partition_id = p_partition_id
+                                               AND d.position = v_pos
+                                               AND d.consumer_group = c.consumer_group))
      WHERE ms.partition_id = p_partition_id AND ms.position = v_pos;
     DELETE FROM queen.dead_letters d WHERE d.partition_id = p_partition_id AND d.position = v_pos;
     DELETE FROM queen.retries r WHERE r.partition_id = p_partition_id AND r.position = v_pos;

@@ -279,6 +279,76 @@ async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
     assert_eq!(dlq(&s, "queue=no-dlq").await["total"], 0);
 }
 
+/// A dead-letter retry redelivers to the group that dead-lettered the message and to groups
+/// that had not reached it, never to a group that had completed it.
+#[tokio::test]
+async fn a_dlq_retry_goes_to_the_groups_that_did_not_settle_the_message() {
+    let s = Server::start("opt_dlq_groups", &[]).await;
+    configure(&s, "fan", json!({"retryLimit": 0})).await;
+    push(&s, "fan", "p", &[json!("m1"), json!("m2")]).await;
+    let pop_group = |group: &'static str| {
+        let s = &s;
+        async move {
+            pop(
+                s,
+                &format!("/api/v1/pop/queue/fan?consumerGroup={group}&batch=10"),
+            )
+            .await
+        }
+    };
+    let data = |ms: &[Value]| -> Vec<Value> { ms.iter().map(|m| m["data"].clone()).collect() };
+    let ack_group = |m: Value, group: &'static str, status: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .post(
+                    "/api/v1/ack",
+                    &json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
+                            "leaseId": m["leaseId"], "status": status, "error": "boom",
+                            "consumerGroup": group}),
+                )
+                .await;
+            assert_eq!(r.json()[0]["success"], true, "{}", r.json());
+        }
+    };
+    // billing completes both; analytics dead-letters m1 and completes m2.
+    let got = pop_group("billing").await;
+    assert_eq!(data(&got), [json!("m1"), json!("m2")]);
+    ack_group(got[1].clone(), "billing", "completed").await;
+    let got = pop_group("analytics").await;
+    ack_group(got[0].clone(), "analytics", "failed").await;
+    let got = pop_group("analytics").await;
+    assert_eq!(data(&got), [json!("m2")], "m1 is in the DLQ");
+    ack_group(got[0].clone(), "analytics", "completed").await;
+    let dead = dlq(&s, "queue=fan").await;
+    assert_eq!(dead["total"], 1);
+    assert_eq!(dead["messages"][0]["consumerGroup"], "analytics");
+
+    let path = format!(
+        "/api/v1/messages/{}/{}/retry",
+        dead["messages"][0]["partitionId"].as_str().unwrap(),
+        dead["messages"][0]["transactionId"].as_str().unwrap()
+    );
+    assert_eq!(s.post(&path, &json!({})).await.status, 200);
+    push(&s, "fan", "p", &[json!("m3")]).await;
+
+    assert_eq!(
+        data(&pop_group("billing").await),
+        [json!("m3")],
+        "billing completed m1: it does not get it again"
+    );
+    assert_eq!(
+        data(&pop_group("analytics").await),
+        [json!("m1"), json!("m3")],
+        "analytics dead-lettered m1: it gets it again"
+    );
+    assert_eq!(
+        data(&pop_group("late").await),
+        [json!("m2"), json!("m1"), json!("m3")],
+        "a group that starts later gets every message once"
+    );
+}
+
 #[tokio::test]
 async fn retry_delay_holds_redelivery() {
     let s = Server::start("opt_retry_delay", &[]).await;

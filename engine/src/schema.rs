@@ -22,11 +22,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_schema.sql",
-    sql: include_str!("../../sql/migrations/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_schema.sql",
+        sql: include_str!("../../sql/migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_dlq_retry_groups.sql",
+        sql: include_str!("../../sql/migrations/0002_dlq_retry_groups.sql"),
+    },
+];
 
 /// Server-side functions (`CREATE OR REPLACE`), applied after the migrations.
 pub const FUNCTIONS: &str = concat!(
