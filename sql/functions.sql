@@ -945,15 +945,19 @@ BEGIN
     RETURNING p.last_position, (SELECT q.name FROM queen.queues q WHERE q.id = p.queue_id)
          INTO v_new, v_queue;
     -- Groups past it that did not dead-letter it have settled it: they do not get it again.
-    -- Groups not past it yet (and groups that start later) meet it at its new place.
+    -- Groups not past it yet (and groups that start later) meet it at its new place. Groups
+    -- recorded by an earlier retry stay recorded, whether or not they have stepped over it yet.
     UPDATE queen.messages ms
        SET position = v_new,
-           settled_by = (SELECT array_agg(c.consumer_group) FROM queen.cursors c
-                          WHERE c.partition_id = p_partition_id AND c.position >= v_pos
-                            AND NOT EXISTS (SELECT 1 FROM queen.dead_letters d
-                                             WHERE d.partition_id = p_partition_id
-                                               AND d.position = v_pos
-                                               AND d.consumer_group = c.consumer_group))
+           settled_by = (SELECT array_agg(DISTINCT s.g) FROM (
+                            SELECT unnest(ms.settled_by) AS g
+                            UNION ALL
+                            SELECT c.consumer_group FROM queen.cursors c
+                             WHERE c.partition_id = p_partition_id AND c.position >= v_pos
+                               AND NOT EXISTS (SELECT 1 FROM queen.dead_letters d
+                                                WHERE d.partition_id = p_partition_id
+                                                  AND d.position = v_pos
+                                                  AND d.consumer_group = c.consumer_group)) s)
      WHERE ms.partition_id = p_partition_id AND ms.position = v_pos;
     DELETE FROM queen.dead_letters d WHERE d.partition_id = p_partition_id AND d.position = v_pos;
     DELETE FROM queen.retries r WHERE r.partition_id = p_partition_id AND r.position = v_pos;
