@@ -368,10 +368,12 @@ BEGIN
                            ) OVER (ORDER BY h.position) AS ok,
                            coalesce(p_group = ANY (h.settled_by), false) AS settled,
                            CASE WHEN q.ttl > 0
-                                 AND h.created_at <= now() - make_interval(secs => q.ttl)
+                                 AND coalesce(h.requeued_at, h.created_at)
+                                     <= now() - make_interval(secs => q.ttl)
                                 THEN 'expired'
                                 WHEN q.max_wait_time_seconds > 0
-                                 AND h.created_at <= now() - make_interval(secs => q.max_wait_time_seconds)
+                                 AND coalesce(h.requeued_at, h.created_at)
+                                     <= now() - make_interval(secs => q.max_wait_time_seconds)
                                 THEN 'max wait time exceeded'
                            END AS expired
                       FROM (SELECT ms.* FROM queen.messages ms
@@ -875,9 +877,10 @@ BEGIN
                  WHERE ms.partition_id = p.id
                    AND ms.position IN (
                         SELECT h.position
-                          FROM (SELECT hh.position, hh.created_at FROM queen.messages hh
+                          FROM (SELECT hh.position, coalesce(hh.requeued_at, hh.created_at) AS at
+                                  FROM queen.messages hh
                                  WHERE hh.partition_id = p.id ORDER BY hh.position LIMIT v_left) h
-                         WHERE h.created_at < now() - make_interval(secs => q.retention_seconds));
+                         WHERE h.at < now() - make_interval(secs => q.retention_seconds));
                 GET DIAGNOSTICS v_n = ROW_COUNT;
                 deleted := deleted + v_n;
                 v_left := v_left - v_n::integer;
@@ -887,11 +890,12 @@ BEGIN
                  WHERE ms.partition_id = p.id
                    AND ms.position IN (
                         SELECT h.position
-                          FROM (SELECT hh.position, hh.created_at FROM queen.messages hh
+                          FROM (SELECT hh.position, coalesce(hh.requeued_at, hh.created_at) AS at
+                                  FROM queen.messages hh
                                  WHERE hh.partition_id = p.id ORDER BY hh.position LIMIT v_left) h
                          WHERE h.position <= (SELECT min(c.position) FROM queen.cursors c
                                                WHERE c.partition_id = p.id)
-                           AND h.created_at < now() - make_interval(secs => q.completed_retention_seconds));
+                           AND h.at < now() - make_interval(secs => q.completed_retention_seconds));
                 GET DIAGNOSTICS v_n = ROW_COUNT;
                 completed := completed + v_n;
                 v_left := v_left - v_n::integer;
@@ -923,7 +927,8 @@ $$;
 -- partition (a new position under the partition counter lock, as a push), its dead-letter and
 -- retry rows go. The groups that dead-lettered it, the groups not past it yet and groups that
 -- start later meet it there; the groups that had settled it are recorded in `settled_by` and
--- their pops step over it. Returns the message's queue (to wake its waiting pops), or NULL when
+-- their pops step over it. Its ttl, maxWaitTimeSeconds and retention count from the retry
+-- (`requeued_at`). Returns the message's queue (to wake its waiting pops), or NULL when
 -- the message is not in the dead-letter queue.
 DROP FUNCTION IF EXISTS queen.retry_dead_letter(uuid, text);
 CREATE OR REPLACE FUNCTION queen.retry_dead_letter(p_partition_id uuid, p_txid text)
@@ -949,6 +954,7 @@ BEGIN
     -- recorded by an earlier retry stay recorded, whether or not they have stepped over it yet.
     UPDATE queen.messages ms
        SET position = v_new,
+           requeued_at = now(),
            settled_by = (SELECT array_agg(DISTINCT s.g) FROM (
                             SELECT unnest(ms.settled_by) AS g
                             UNION ALL

@@ -133,6 +133,28 @@ async fn ttl_and_max_wait_move_old_messages_to_the_dlq_and_never_deliver_them() 
     let d = dlq(&s, "queue=wait-q").await;
     assert_eq!(d["total"], 2);
     assert_eq!(d["messages"][0]["errorMessage"], "max wait time exceeded");
+
+    // A retried message's ttl counts from the retry: it is delivered, not expired again (the
+    // same one-second margin as the fresh message above).
+    let d = dlq(&s, "queue=ttl-q").await;
+    let dead = &d["messages"][0];
+    let path = format!(
+        "/api/v1/messages/{}/{}/retry",
+        dead["partitionId"].as_str().unwrap(),
+        dead["transactionId"].as_str().unwrap()
+    );
+    assert_eq!(s.post(&path, &json!({})).await.status, 200);
+    let got = pop(&s, "/api/v1/pop/queue/ttl-q?batch=10").await;
+    assert_eq!(
+        data_of(&got),
+        [dead["data"].clone()],
+        "delivered after the retry"
+    );
+    assert_eq!(dlq(&s, "queue=ttl-q").await["total"], 1);
+}
+
+fn data_of(messages: &[Value]) -> Vec<Value> {
+    messages.iter().map(|m| m["data"].clone()).collect()
 }
 
 #[tokio::test]
@@ -296,7 +318,7 @@ async fn a_dlq_retry_goes_to_the_groups_that_did_not_settle_the_message() {
             .await
         }
     };
-    let data = |ms: &[Value]| -> Vec<Value> { ms.iter().map(|m| m["data"].clone()).collect() };
+    let data = data_of;
     let ack_group = |m: Value, group: &'static str, status: &'static str| {
         let s = &s;
         async move {
@@ -608,10 +630,7 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
     .await;
     assert_eq!(total("kept").await, 1, "retention is opt-in");
     let rest = pop(&s, "/api/v1/pop/queue/done?batch=10").await;
-    assert_eq!(
-        rest.iter().map(|m| m["data"].clone()).collect::<Vec<_>>(),
-        [json!(2), json!(3)]
-    );
+    assert_eq!(data_of(&rest), [json!(2), json!(3)]);
     // A push to the removed partition re-creates it.
     assert_eq!(
         push(&s, "short", "gone", &[json!("again")]).await.status,
@@ -733,8 +752,10 @@ async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
     let got = pop_when_ready(&s, "/api/v1/pop/queue/sealed?batch=10").await;
-    let data: Vec<Value> = got.iter().map(|m| m["data"].clone()).collect();
-    assert_eq!(data, [json!({"card": "4111-1111"}), json!({"n": 2})]);
+    assert_eq!(
+        data_of(&got),
+        [json!({"card": "4111-1111"}), json!({"n": 2})]
+    );
     assert_eq!(
         db_payload_columns(&db).await,
         vec![(true, true), (true, true)],
