@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Default: `<data-dir>/buffer`.
     #[arg(long, env = "FILE_BUFFER_DIR")]
     file_buffer_dir: Option<PathBuf>,
+    /// Size limit of the disk buffer in bytes: pushes that would go past it answer
+    /// `503 buffer_full` (nothing stored). 0: no limit.
+    #[arg(long, env = "FILE_BUFFER_MAX_BYTES", default_value_t = 0)]
+    file_buffer_max_bytes: u64,
     /// Run without the disk buffer: pushes answer 503 while PostgreSQL is unreachable.
     #[arg(long, env = "NO_FILE_BUFFER", value_parser = BoolishValueParser::new())]
     no_file_buffer: bool,
@@ -175,8 +179,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             .file_buffer_dir
             .clone()
             .unwrap_or_else(|| args.data_dir.join("buffer"));
-        tracing::info!(dir = %dir.display(), "disk buffer");
-        engine_config.buffer = Some(BufferConfig::new(dir));
+        tracing::info!(dir = %dir.display(), max_bytes = args.file_buffer_max_bytes, "disk buffer");
+        engine_config.buffer = Some(BufferConfig {
+            max_bytes: args.file_buffer_max_bytes,
+            ..BufferConfig::new(dir)
+        });
     }
     engine_config.push_batch.max_hold = Duration::from_micros(args.push_batch_hold_us);
     engine_config.push_batch.max_items = args.push_batch_max.max(1);

@@ -277,6 +277,108 @@ async fn push_maintenance_buffers_every_push_and_drains_when_off() {
     assert_eq!(data, vec![json!(1), json!(2)]);
 }
 
+/// A size limit on the buffer: concurrent pushes that would go past it are refused whole with
+/// `503 buffer_full` and nothing of them is stored; every push accepted before is replayed
+/// exactly once; once replayed and cleaned up, the buffer takes pushes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_buffer_refuses_pushes_and_keeps_what_it_accepted() {
+    const MAX: u64 = 20_000;
+    let s = Server::start("buffer_full", &[("FILE_BUFFER_MAX_BYTES", "20000")]).await;
+    let r = s
+        .post("/api/v1/system/maintenance", &json!({"enabled": true}))
+        .await;
+    assert_eq!(r.json()["enabled"], true);
+    let filler = "x".repeat(500);
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let (port, filler) = (s.port, filler.clone());
+        producers.push(tokio::spawn(async move {
+            let client = Server::client(port);
+            let (mut accepted, mut refused) = (Vec::new(), 0);
+            for seq in 0u64.. {
+                let body = json!({"items": [{"queue": "capped", "partition": format!("p{p}"),
+                                             "payload": {"p": p, "s": seq, "f": filler}}]});
+                let r = client.post("/api/v1/push", &body).await.unwrap();
+                match r.status {
+                    201 => accepted.push(seq),
+                    503 => {
+                        assert_eq!(r.json()["code"], "buffer_full");
+                        refused += 1;
+                        if refused == 3 {
+                            break;
+                        }
+                    }
+                    other => panic!("push answered {other}"),
+                }
+            }
+            (p, accepted)
+        }));
+    }
+    let mut accepted = HashMap::new();
+    for t in producers {
+        let (p, seqs) = t.await.unwrap();
+        accepted.insert(p, seqs);
+    }
+    let total: usize = accepted.values().map(Vec::len).sum();
+    let status = s.get("/api/v1/status/buffers").await.unwrap().json();
+    assert_eq!(status["maxBytes"], MAX);
+    assert!(status["bytes"].as_u64().unwrap() <= MAX, "{status}");
+    assert_eq!(status["pending"], total as u64, "{status}");
+    assert!(
+        total > 4,
+        "the buffer took pushes before it was full: {total}"
+    );
+
+    s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
+        .await;
+    wait_drained(&s).await;
+    // One partition per pop: pop until nothing is left.
+    let mut stored: HashMap<usize, Vec<u64>> = HashMap::new();
+    loop {
+        let r = s
+            .get("/api/v1/pop/queue/capped?batch=1000&autoAck=true")
+            .await
+            .unwrap();
+        if r.status == 204 {
+            break;
+        }
+        for m in r.json()["messages"].as_array().unwrap() {
+            let p = m["data"]["p"].as_u64().unwrap() as usize;
+            stored
+                .entry(p)
+                .or_default()
+                .push(m["data"]["s"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        stored, accepted,
+        "exactly the accepted pushes are stored, once, in order"
+    );
+
+    // Replayed segments are deleted once the buffer is idle: it takes pushes again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/api/v1/status/buffers").await.unwrap().json()["bytes"]
+        .as_u64()
+        .unwrap()
+        > MAX / 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replayed segments were not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.post("/api/v1/system/maintenance", &json!({"enabled": true}))
+        .await;
+    let r = s
+        .post(
+            "/api/v1/push",
+            &json!({"items": [{"queue": "capped", "partition": "p0", "payload": 1}]}),
+        )
+        .await;
+    assert_eq!(r.json()[0]["status"], "buffered");
+}
+
 /// The background re-read of the shared settings never undoes a change made through this server
 /// with a value it read before the change was stored: with the re-read running every
 /// millisecond, each answer (and the next read) shows the mode just set, 100 times per mode.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::ack::{self, AckJob};
 use crate::batch::{BatchConfig, Batcher};
-use crate::buffer::{BufferConfig, BufferStatus, DiskBuffer};
+use crate::buffer::{AppendError, BufferConfig, BufferStatus, DiskBuffer};
 use crate::cache::PartitionCache;
 use crate::error::EngineError;
 use crate::model::{
@@ -340,7 +340,10 @@ impl Engine {
         buffer
             .append(&crate::buffer::records_of(&items))
             .await
-            .map_err(|e| EngineError::Buffer(e.to_string()))?;
+            .map_err(|e| match e {
+                AppendError::Full { limit } => EngineError::BufferFull(limit),
+                AppendError::Io(e) => EngineError::Buffer(e.to_string()),
+            })?;
         Ok(items
             .into_iter()
             .enumerate()

@@ -23,6 +23,10 @@ pub enum EngineError {
     /// The disk buffer failed (the push was not accepted).
     #[error("disk buffer: {0}")]
     Buffer(String),
+    /// The push had to go to the disk buffer and the buffer is at its size limit (bytes);
+    /// nothing was stored.
+    #[error("the disk buffer is full ({0} bytes)")]
+    BufferFull(u64),
     /// A push would take the queue past its `maxSize`; nothing was stored.
     #[error("queue {0} is full")]
     QueueFull(String),
@@ -51,6 +55,7 @@ impl EngineError {
             EngineError::Migration { source, .. } => source.is_connection(),
             EngineError::Invalid(_)
             | EngineError::Buffer(_)
+            | EngineError::BufferFull(_)
             | EngineError::QueueFull(_)
             | EngineError::EncryptionKeyMissing(_)
             | EngineError::Decrypt(_) => false,

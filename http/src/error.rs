@@ -58,6 +58,14 @@ impl From<EngineError> for ApiError {
                 code: "buffer_unavailable",
                 message: format!("the database is unreachable and the disk buffer failed: {m}"),
             },
+            EngineError::BufferFull(limit) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "buffer_full",
+                message: format!(
+                    "the push must wait in the disk buffer, which is at its limit of {limit} bytes \
+                     (FILE_BUFFER_MAX_BYTES); nothing was stored, retry later"
+                ),
+            },
             EngineError::QueueFull(q) => ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 code: "queue_full",

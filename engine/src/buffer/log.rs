@@ -10,7 +10,13 @@
 //! wait; the writer takes every request queued, writes them, calls `fdatasync` once and then
 //! answers them all (group fsync): an append returns only once its records are on disk. A segment
 //! is closed and a new one started once it exceeds the size limit, or on request (after a full
-//! replay, so drained segments can be deleted).
+//! replay, so drained segments can be deleted). A write that fails (a full disk, an I/O error)
+//! answers its appenders with the error and is cut off the segment again, so the records
+//! appended after it follow a valid prefix; if it cannot be cut off, the writer moves on to a new
+//! segment (the reader then skips the torn tail, which nobody was told was stored).
+//!
+//! **Size.** The log counts the bytes of its segment files (written by the writer, removed by
+//! [`Log::remove_segment`]), so the buffer can refuse appends past a size limit.
 //!
 //! **Reading.** A [`Reader`] walks the segments oldest first from any position, independently of
 //! the writer. A record whose length runs past the end of the file, or whose checksum does not
@@ -65,6 +71,16 @@ pub(crate) struct Log {
     tx: mpsc::Sender<Req>,
     /// Id of the segment being written.
     current: Arc<AtomicU64>,
+    /// Bytes of the segment files.
+    bytes: Arc<AtomicU64>,
+    /// Test fault: the next write stores only this many bytes, then fails (0: none).
+    #[cfg(test)]
+    fault: Arc<AtomicU64>,
+}
+
+/// Bytes a record with a body of `body_len` bytes takes in a segment.
+pub(crate) fn stored_len(body_len: usize) -> u64 {
+    (RECORD_HEAD + body_len) as u64
 }
 
 /// What [`Log::open`] found.
@@ -96,6 +112,13 @@ impl Log {
             None => (0, create_segment(dir, 0)?),
         };
         let current = Arc::new(AtomicU64::new(id));
+        let mut on_disk = 0;
+        for s in segments(dir)? {
+            on_disk += fs::metadata(segment_path(dir, s))?.len();
+        }
+        let bytes = Arc::new(AtomicU64::new(on_disk));
+        #[cfg(test)]
+        let fault = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.to_owned(),
@@ -103,6 +126,9 @@ impl Log {
             id,
             limit: segment_limit,
             current: current.clone(),
+            bytes: bytes.clone(),
+            #[cfg(test)]
+            fault: fault.clone(),
         };
         std::thread::Builder::new()
             .name("queen-buffer-writer".into())
@@ -112,9 +138,26 @@ impl Log {
                 dir: dir.to_owned(),
                 tx,
                 current,
+                bytes,
+                #[cfg(test)]
+                fault,
             },
             recovery,
         ))
+    }
+
+    /// Bytes of the segment files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Deletes a segment that is no longer read or written.
+    pub(crate) fn remove_segment(&self, id: u64) -> io::Result<()> {
+        let path = segment_path(&self.dir, id);
+        let len = fs::metadata(&path)?.len();
+        fs::remove_file(&path)?;
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Appends records; returns once they are on disk.
@@ -169,6 +212,9 @@ struct Writer {
     id: u64,
     limit: u64,
     current: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    #[cfg(test)]
+    fault: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -215,8 +261,41 @@ impl Writer {
         if buf.is_empty() {
             return Ok(());
         }
-        if self.file.seek(SeekFrom::End(0))? >= self.limit {
+        let mut start = self.file.seek(SeekFrom::End(0))?;
+        if start >= self.limit {
             self.rotate()?;
+            start = self.file.seek(SeekFrom::End(0))?;
+        }
+        match self.write_at_end(buf) {
+            Ok(()) => {
+                self.bytes.fetch_add(buf.len() as u64, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                // Nobody is told these records are stored: cut them off, so the next append
+                // does not land behind a torn record.
+                let cut = self
+                    .file
+                    .set_len(start)
+                    .and_then(|()| self.file.sync_data());
+                if cut.is_err() {
+                    // The torn tail stays; records go on in a new segment, and the reader
+                    // skips the rest of this one.
+                    let _ = self.rotate();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_at_end(&mut self, buf: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        {
+            let n = self.fault.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                self.file.write_all(&buf[..(n as usize).min(buf.len())])?;
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "injected fault"));
+            }
         }
         self.file.write_all(buf)?;
         self.file.sync_data()
@@ -229,6 +308,7 @@ impl Writer {
         self.file = file;
         self.id = next;
         self.current.store(next, Ordering::Release);
+        self.bytes.fetch_add(HEADER_LEN, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -366,6 +446,36 @@ mod tests {
             assert_eq!(pair[1].len(), 3);
             assert_eq!(pair[0][0], pair[1][0]);
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_cut_off_and_later_appends_stay_readable() {
+        let dir = tmp("failed-write");
+        let (log, _) = Log::open(&dir, 1 << 20).unwrap();
+        log.append(vec![b"kept".to_vec()]).await.unwrap();
+        let before = log.bytes();
+        assert_eq!(before, HEADER_LEN + stored_len(4));
+        // The disk fills in the middle of the next write: half a record reaches the file.
+        log.fault.store(6, Ordering::Release);
+        let err = log.append(vec![b"refused".to_vec()]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(log.bytes(), before, "nothing counted for the failed write");
+        log.append(vec![b"after".to_vec()]).await.unwrap();
+        let (recs, bad) = read_all(&dir, 0);
+        assert!(!bad, "no torn record in front of later appends");
+        assert_eq!(recs, vec![b"kept".to_vec(), b"after".to_vec()]);
+        assert_eq!(
+            log.bytes(),
+            fs::metadata(segment_path(&dir, 0)).unwrap().len()
+        );
+        log.rotate().await.unwrap();
+        log.remove_segment(0).unwrap();
+        assert_eq!(
+            log.bytes(),
+            HEADER_LEN,
+            "only the new segment's header is left"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -46,16 +46,30 @@ pub struct BufferConfig {
     pub dir: PathBuf,
     /// A segment is closed once it is larger than this.
     pub segment_bytes: u64,
+    /// Pushes that would take the segment files past this many bytes are refused (0: no limit).
+    pub max_bytes: u64,
 }
 
 impl BufferConfig {
-    /// Defaults for `dir` (64 MiB segments).
+    /// Defaults for `dir` (64 MiB segments, no size limit).
     pub fn new(dir: impl Into<PathBuf>) -> BufferConfig {
         BufferConfig {
             dir: dir.into(),
             segment_bytes: 64 * 1024 * 1024,
+            max_bytes: 0,
         }
     }
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// The records would take the buffer past its size limit; nothing was written.
+    #[error("the disk buffer is full ({limit} bytes)")]
+    Full { limit: u64 },
+    /// Writing failed; nothing was acknowledged.
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// Figures of the buffer.
@@ -71,6 +85,10 @@ pub struct BufferStatus {
     pub db_healthy: bool,
     /// Push maintenance is on.
     pub maintenance: bool,
+    /// Bytes of the segment files.
+    pub bytes: u64,
+    /// The size limit (0: none).
+    pub max_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -78,6 +96,9 @@ pub(crate) struct DiskBuffer {
     log: Log,
     /// Seals records written to the log (the server's payload key), and opens them.
     cipher: Option<Cipher>,
+    max_bytes: u64,
+    /// Bytes of appends under way (counted against `max_bytes` before they are written).
+    reserved: AtomicU64,
     pending: Mutex<HashMap<(String, String), u64>>,
     pending_total: AtomicU64,
     failed: AtomicU64,
@@ -105,6 +126,8 @@ impl DiskBuffer {
         let buffer = DiskBuffer {
             log,
             cipher,
+            max_bytes: config.max_bytes,
+            reserved: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             pending_total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -192,23 +215,44 @@ impl DiskBuffer {
         pairs.any(|(q, part)| p.contains_key(&(q.to_owned(), part.to_owned())))
     }
 
-    /// Appends records durably (returns after fsync).
-    pub(crate) async fn append(&self, records: &[Record]) -> io::Result<()> {
-        for r in records {
-            self.raise(&r.queue, &r.partition, 1);
-        }
+    /// Appends records durably (returns after fsync), or refuses them all when they would take
+    /// the log past its size limit.
+    ///
+    /// Cancel-safety: the size reservation is released by a guard; the counts raised before the
+    /// append are not lowered if the future is dropped while the writer has the records, since
+    /// they may be on disk (an extra count only routes a partition's pushes through the buffer
+    /// until the replay has passed it).
+    pub(crate) async fn append(&self, records: &[Record]) -> Result<(), AppendError> {
         let encoded: Vec<Vec<u8>> = records
             .iter()
             .map(|r| r.encode(self.cipher.as_ref()))
             .collect();
+        let size = encoded.iter().map(|b| log::stored_len(b.len())).sum();
+        let _reservation = self.reserve(size)?;
+        for r in records {
+            self.raise(&r.queue, &r.partition, 1);
+        }
         if let Err(e) = self.log.append(encoded).await {
             for r in records {
                 self.lower(&r.queue, &r.partition, 1);
             }
-            return Err(e);
+            return Err(e.into());
         }
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Counts `size` bytes against the limit until the returned guard is dropped (by then the
+    /// log counts what was written).
+    fn reserve(&self, size: u64) -> Result<Reservation<'_>, AppendError> {
+        let reserved = self.reserved.fetch_add(size, Ordering::AcqRel) + size;
+        let reservation = Reservation { buffer: self, size };
+        if self.max_bytes > 0 && self.log.bytes() + reserved > self.max_bytes {
+            return Err(AppendError::Full {
+                limit: self.max_bytes,
+            });
+        }
+        Ok(reservation)
     }
 
     pub(crate) fn set_maintenance(&self, on: bool) {
@@ -227,7 +271,21 @@ impl DiskBuffer {
             replayed: self.replayed.load(Ordering::Relaxed),
             db_healthy,
             maintenance: self.maintenance.load(Ordering::Acquire),
+            bytes: self.log.bytes(),
+            max_bytes: self.max_bytes,
         }
+    }
+}
+
+/// Bytes of an append under way, counted against the size limit while it lasts.
+struct Reservation<'a> {
+    buffer: &'a DiskBuffer,
+    size: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.buffer.reserved.fetch_sub(self.size, Ordering::AcqRel);
     }
 }
 
@@ -442,7 +500,7 @@ async fn cleanup(log: &Log, reader: &mut Reader) -> io::Result<()> {
     }
     reader.advance_over_end()?;
     for id in reader.finished_segments()? {
-        std::fs::remove_file(segment_path(log.dir(), id))?;
+        log.remove_segment(id)?;
     }
     Ok(())
 }

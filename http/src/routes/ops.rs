@@ -72,6 +72,7 @@ pub(crate) fn metrics(app: &App) -> Resp {
             "buffer": app.engine.buffer_status().map(|b| json!({
                 "pending": b.pending, "failed": b.failed, "replayed": b.replayed,
                 "dbHealthy": b.db_healthy, "maintenance": b.maintenance,
+                "bytes": b.bytes, "maxBytes": b.max_bytes,
             })),
         }),
     )
@@ -170,6 +171,8 @@ pub(crate) fn buffers(app: &App) -> Resp {
         &json!({
             "pending": b.map_or(0, |b| b.pending),
             "failed": b.map_or(0, |b| b.failed),
+            "bytes": b.map_or(0, |b| b.bytes),
+            "maxBytes": b.map_or(0, |b| b.max_bytes),
             "dbHealthy": app.engine.pool().is_connected(),
             "enabled": b.is_some(),
         }),
