@@ -970,3 +970,42 @@ BEGIN
     RETURN v_queue;
 END
 $$;
+
+-- Gives back what a pop claimed when the server could not hand it out (a payload it cannot
+-- decrypt: no key, or another key): a leasing pop's lease is dropped without counting a failed
+-- delivery; an autoAck pop's cursor moves back before the first message it took, unless it has
+-- moved since. So a misconfigured server neither loses messages nor walks them to the DLQ.
+-- Returns the cursors given back.
+CREATE OR REPLACE FUNCTION queen.unpop(
+    p_group text,
+    p_lease_id uuid,
+    p_partitions uuid[],
+    p_first bigint[],
+    p_last bigint[],
+    p_counts integer[],
+    p_auto_ack boolean)
+RETURNS integer
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n integer := 0;
+    v_one integer;
+BEGIN
+    FOR i IN 1 .. coalesce(cardinality(p_partitions), 0) LOOP
+        IF p_auto_ack THEN
+            UPDATE queen.cursors c
+               SET position = p_first[i] - 1,
+                   total_consumed = greatest(c.total_consumed - p_counts[i], 0)
+             WHERE c.partition_id = p_partitions[i] AND c.consumer_group = p_group
+               AND c.position = p_last[i];
+        ELSE
+            UPDATE queen.cursors c
+               SET lease_id = NULL, lease_expires_at = NULL, lease_end = NULL
+             WHERE c.partition_id = p_partitions[i] AND c.consumer_group = p_group
+               AND c.lease_id = p_lease_id;
+        END IF;
+        GET DIAGNOSTICS v_one = ROW_COUNT;
+        v_n := v_n + v_one;
+    END LOOP;
+    RETURN v_n;
+END
+$$;

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// pushes to such queues are refused.
     #[arg(long, env = "QUEEN_ENCRYPTION_KEY", hide_env_values = true)]
     encryption_key: Option<String>,
+    /// Earlier encryption keys, comma-separated: they still decrypt what they encrypted (stored
+    /// messages, buffered records) but encrypt nothing new. For rotating QUEEN_ENCRYPTION_KEY.
+    #[arg(long, env = "QUEEN_ENCRYPTION_KEY_PREVIOUS", hide_env_values = true)]
+    encryption_key_previous: Option<String>,
     /// Require a JWT (`Authorization: Bearer`) on every /api/v1 route.
     #[arg(long, env = "JWT_ENABLED", value_parser = BoolishValueParser::new())]
     jwt_enabled: bool,
@@ -102,8 +106,12 @@ pub enum ServeError {
     Schema(#[from] queen_engine::EngineError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("QUEEN_ENCRYPTION_KEY: {0}")]
+    #[error("QUEEN_ENCRYPTION_KEY / QUEEN_ENCRYPTION_KEY_PREVIOUS: {0}")]
     Key(#[from] queen_engine::crypto::CryptoError),
+    #[error(
+        "QUEEN_ENCRYPTION_KEY_PREVIOUS needs QUEEN_ENCRYPTION_KEY (the key new payloads are encrypted with)"
+    )]
+    PreviousKeyAlone,
     #[error("JWT_ENABLED needs a non-empty JWT_SECRET")]
     NoJwtSecret,
 }
@@ -114,8 +122,19 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         .encryption_key
         .as_deref()
         .filter(|k| !k.is_empty())
-        .map(Cipher::from_hex)
+        .map(|k| {
+            Cipher::from_hex(k)?
+                .with_previous(args.encryption_key_previous.as_deref().unwrap_or(""))
+        })
         .transpose()?;
+    if cipher.is_none()
+        && args
+            .encryption_key_previous
+            .as_deref()
+            .is_some_and(|k| !k.is_empty())
+    {
+        return Err(ServeError::PreviousKeyAlone);
+    }
     let auth = if args.jwt_enabled {
         Some(
             Auth::hs256(args.jwt_secret.as_deref().unwrap_or_default().as_bytes())

@@ -432,11 +432,16 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
     )
     .await;
     configure(&s, "secret", json!({"encryptionEnabled": true})).await;
+    configure(&s, "rotating", json!({"encryptionEnabled": true})).await;
+    assert_eq!(
+        push(&s, "rotating", "p", &[json!({"r": 1})]).await.status,
+        201
+    );
     let r = push(&s, "secret", "p", &[json!({"card": "4111"}), json!("two")]).await;
     assert_eq!(r.status, 201);
     assert_eq!(
         db_payload_columns(&db).await,
-        vec![(true, true), (true, true)],
+        vec![(true, true), (true, true), (true, true)],
         "ciphertext only at rest"
     );
     let got = pop(&s, "/api/v1/pop/queue/secret?batch=1").await;
@@ -468,6 +473,10 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
         .await
         .unwrap()
         .assert_error(500, "decryption_failed");
+    s.get("/api/v1/pop/queue/rotating?autoAck=true")
+        .await
+        .unwrap()
+        .assert_error(500, "decryption_failed");
     drop(s);
 
     // A server with no key refuses pushes to the queue (and still serves other queues).
@@ -478,9 +487,47 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
     assert_eq!(push(&s, "plain", "p", &[json!(3)]).await.status, 201);
     assert_eq!(
         db_payload_columns(&db).await.len(),
-        3,
+        4,
         "the refused push stored nothing"
     );
+    drop(s);
+
+    // Key rotation: a new key, the old one as previous. What the old key sealed is read; new
+    // messages are sealed with the new key only.
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("enc4"),
+        false,
+        &[
+            ("QUEEN_ENCRYPTION_KEY", other.as_str()),
+            ("QUEEN_ENCRYPTION_KEY_PREVIOUS", KEY),
+        ],
+    )
+    .await;
+    // The failed pops above gave their claims back: the leased message is available at once
+    // with no failed delivery counted, the autoAck one was not consumed.
+    let got = pop(&s, "/api/v1/pop/queue/secret?batch=10").await;
+    assert_eq!(data_of(&got), [json!("two")]);
+    assert_eq!(got[0]["retryCount"], 0);
+    let got = pop(&s, "/api/v1/pop/queue/rotating?batch=10").await;
+    assert_eq!(data_of(&got), [json!({"r": 1})]);
+    ack(&s, &got[0], "completed").await;
+    assert_eq!(
+        push(&s, "rotating", "p", &[json!({"r": 2})]).await.status,
+        201
+    );
+    drop(s);
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("enc5"),
+        false,
+        &[("QUEEN_ENCRYPTION_KEY", KEY)],
+    )
+    .await;
+    s.get("/api/v1/pop/queue/rotating")
+        .await
+        .unwrap()
+        .assert_error(500, "decryption_failed");
 }
 
 #[tokio::test]
@@ -747,8 +794,17 @@ async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
         "the refused starts left the buffer alone"
     );
 
-    // With the key they were written with, they are replayed and stored as ciphertext.
-    let s = Server::start_unready(&db, dir, &[("QUEEN_ENCRYPTION_KEY", KEY)]).await;
+    // With the key they were written with (here as the previous key of a rotation), they are
+    // replayed and stored as ciphertext.
+    let s = Server::start_unready(
+        &db,
+        dir,
+        &[
+            ("QUEEN_ENCRYPTION_KEY", other.as_str()),
+            ("QUEEN_ENCRYPTION_KEY_PREVIOUS", KEY),
+        ],
+    )
+    .await;
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
     let got = pop_when_ready(&s, "/api/v1/pop/queue/sealed?batch=10").await;

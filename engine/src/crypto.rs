@@ -4,6 +4,11 @@
 //! Stored form: `nonce (12 bytes) || ciphertext || tag (16 bytes)` in `messages.encrypted`, with
 //! `payload` NULL. The plaintext is the payload's JSON text, so decryption gives back exactly
 //! what was pushed.
+//!
+//! **Rotation.** A cipher seals with its current key and opens with the current key or any
+//! previous one (`QUEEN_ENCRYPTION_KEY_PREVIOUS`), tried in order: the GCM tag tells a wrong key
+//! apart, so no key id is stored. Messages and buffered records sealed under an old key stay
+//! readable for as long as that key is listed.
 
 use std::fmt;
 
@@ -27,28 +32,49 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct Cipher {
     aead: Aes256Gcm,
+    /// Keys that only open (rotation), in the order they are tried.
+    previous: Vec<Aes256Gcm>,
 }
 
 impl fmt::Debug for Cipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Cipher(AES-256-GCM, key hidden)")
+        write!(
+            f,
+            "Cipher(AES-256-GCM, key hidden, {} previous)",
+            self.previous.len()
+        )
     }
+}
+
+fn key_from_hex(key: &str) -> Result<Aes256Gcm, CryptoError> {
+    let key = key.trim();
+    if key.len() != 64 {
+        return Err(CryptoError::BadKey);
+    }
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(key.get(2 * i..2 * i + 2).ok_or(CryptoError::BadKey)?, 16)
+            .map_err(|_| CryptoError::BadKey)?;
+    }
+    Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)
 }
 
 impl Cipher {
     /// A cipher from the 64-hex-character key.
     pub fn from_hex(key: &str) -> Result<Cipher, CryptoError> {
-        let key = key.trim();
-        if key.len() != 64 {
-            return Err(CryptoError::BadKey);
+        Ok(Cipher {
+            aead: key_from_hex(key)?,
+            previous: Vec::new(),
+        })
+    }
+
+    /// Adds keys that still open what they sealed but seal nothing new: a comma-separated list
+    /// of 64-hex-character keys (empty entries are ignored).
+    pub fn with_previous(mut self, keys: &str) -> Result<Cipher, CryptoError> {
+        for k in keys.split(',').filter(|k| !k.trim().is_empty()) {
+            self.previous.push(key_from_hex(k)?);
         }
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(key.get(2 * i..2 * i + 2).ok_or(CryptoError::BadKey)?, 16)
-                .map_err(|_| CryptoError::BadKey)?;
-        }
-        let aead = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)?;
-        Ok(Cipher { aead })
+        Ok(self)
     }
 
     /// Seals a plaintext under a fresh random nonce.
@@ -70,9 +96,11 @@ impl Cipher {
             return Err(CryptoError::Undecryptable);
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        self.aead
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| CryptoError::Undecryptable)
+        let nonce = Nonce::from_slice(nonce);
+        std::iter::once(&self.aead)
+            .chain(&self.previous)
+            .find_map(|key| key.decrypt(nonce, ct).ok())
+            .ok_or(CryptoError::Undecryptable)
     }
 }
 
@@ -102,6 +130,36 @@ mod tests {
         sealed[last] ^= 1;
         assert_eq!(c.decrypt(&sealed), Err(CryptoError::Undecryptable));
         assert_eq!(c.decrypt(b"short"), Err(CryptoError::Undecryptable));
+    }
+
+    #[test]
+    fn previous_keys_open_but_never_seal() {
+        let old = Cipher::from_hex(KEY).unwrap();
+        let older = Cipher::from_hex(&KEY.replace("1f", "ee")).unwrap();
+        let new_key = KEY.replace("1f", "ff");
+        let rotated = Cipher::from_hex(&new_key)
+            .unwrap()
+            .with_previous(&format!(" {},{KEY} ,", KEY.replace("1f", "ee")))
+            .unwrap();
+        assert_eq!(rotated.decrypt(&old.encrypt(b"a")).unwrap(), b"a");
+        assert_eq!(rotated.decrypt(&older.encrypt(b"b")).unwrap(), b"b");
+        let sealed = rotated.encrypt(b"c");
+        assert_eq!(
+            old.decrypt(&sealed),
+            Err(CryptoError::Undecryptable),
+            "new seals use the current key only"
+        );
+        assert_eq!(
+            Cipher::from_hex(&new_key)
+                .unwrap()
+                .decrypt(&sealed)
+                .unwrap(),
+            b"c"
+        );
+        assert_eq!(
+            rotated.with_previous("abc").unwrap_err(),
+            CryptoError::BadKey
+        );
     }
 
     #[test]

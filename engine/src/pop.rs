@@ -17,9 +17,15 @@
 //! reads up to `batch` messages of each in order, and records the lease (or, with autoAck,
 //! commits the cursor) in the same transaction.
 //!
+//! A claim whose payloads this server cannot decrypt (no key, another key) is given back before
+//! the error is answered — the lease dropped without counting a failed delivery, an autoAck
+//! cursor moved back — so a misconfigured server neither loses messages nor walks them to the
+//! dead-letter queue.
+//!
 //! Cancel-safety: dropping a waiting pop only drops its wake-up registration. Dropping it while
 //! the claim is in flight may leave a lease that nobody will ack; it expires like any abandoned
-//! lease (and counts as a failed delivery), so nothing is lost.
+//! lease (and counts as a failed delivery), so nothing is lost. Folded pops are claimed (and
+//! given back) by the batcher's task, which callers cannot cancel.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -184,7 +190,7 @@ async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, Eng
         .next()
         .map(|r| r.rows)
         .unwrap_or_default();
-    result(inner, req, lease_id, &rows)
+    result(inner, req, lease_id, &rows).await
 }
 
 /// Adds a `queen.pop` call (one segment) to a pipeline.
@@ -281,7 +287,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
                         .iter()
                         .filter(|r| r.get::<i32>(13).is_ok_and(|s| s == slot))
                         .collect();
-                    let out = result_of(&inner, &job.req, job.lease_id, mine);
+                    let out = result_of(&inner, &job.req, job.lease_id, mine).await;
                     let _ = job.reply.send(out);
                 }
             }
@@ -289,17 +295,26 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
     }
 }
 
-fn result(
+async fn result(
     inner: &Inner,
     req: &PopRequest,
     lease_id: Uuid,
     rows: &[queen_wire::Row],
 ) -> Result<Option<PopResult>, EngineError> {
-    result_of(inner, req, lease_id, rows.iter().collect())
+    result_of(inner, req, lease_id, rows.iter().collect()).await
 }
 
-/// Decodes a pop's rows.
-fn result_of(
+/// What a pop claimed in one partition: first and last position, and how many messages.
+struct Claimed {
+    partition: Uuid,
+    first: i64,
+    last: i64,
+    count: i32,
+}
+
+/// Decodes a pop's rows. When a payload cannot be decrypted, gives the claim back first (see
+/// [`give_back`]) and answers the error.
+async fn result_of(
     inner: &Inner,
     req: &PopRequest,
     lease_id: Uuid,
@@ -308,14 +323,86 @@ fn result_of(
     if rows.is_empty() {
         return Ok(None);
     }
+    let mut claimed: Vec<Claimed> = Vec::new();
+    for r in &rows {
+        let partition: Uuid = r.get(0)?;
+        let position: i64 = r.get(2)?;
+        match claimed.iter_mut().find(|c| c.partition == partition) {
+            Some(c) => {
+                c.last = position;
+                c.count += 1;
+            }
+            None => claimed.push(Claimed {
+                partition,
+                first: position,
+                last: position,
+                count: 1,
+            }),
+        }
+    }
+    match decode(inner, &rows) {
+        Ok((messages, expires)) => {
+            inner.metrics.popped(messages.len());
+            Ok(Some(PopResult {
+                queue: req.queue.clone(),
+                lease_id: (!req.auto_ack).then_some(lease_id),
+                lease_expires_at: expires,
+                consumer_group: req.consumer_group.clone(),
+                partitions_claimed: claimed.len(),
+                messages,
+            }))
+        }
+        Err(e @ EngineError::Decrypt(_)) => {
+            give_back(inner, req, lease_id, &claimed).await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Hands a claim back when its messages cannot be handed out (a payload this server cannot
+/// decrypt): the lease is dropped without counting a failed delivery, or an autoAck pop's
+/// cursor moves back, so the messages stay for a server with the right key. Failing that, a
+/// lease expires as usual (an autoAck claim stays consumed); the failure is logged.
+async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, claimed: &[Claimed]) {
+    let partitions: Vec<Uuid> = claimed.iter().map(|c| c.partition).collect();
+    let first: Vec<i64> = claimed.iter().map(|c| c.first).collect();
+    let last: Vec<i64> = claimed.iter().map(|c| c.last).collect();
+    let counts: Vec<i32> = claimed.iter().map(|c| c.count).collect();
+    let result = match inner.st() {
+        Ok(st) => inner
+            .pool
+            .query(
+                &st.unpop,
+                &[
+                    &req.consumer_group.as_str(),
+                    &lease_id,
+                    &partitions,
+                    &first,
+                    &last,
+                    &counts,
+                    &req.auto_ack,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(EngineError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, queue = %req.queue, "could not give back an undecryptable pop");
+    }
+}
+
+/// The messages of a pop's rows and the lease expiry.
+fn decode(
+    inner: &Inner,
+    rows: &[&queen_wire::Row],
+) -> Result<(Vec<Message>, Option<Timestamp>), EngineError> {
     let mut messages = Vec::with_capacity(rows.len());
     let mut expires: Option<Timestamp> = None;
-    let mut claimed: Vec<Uuid> = Vec::new();
     for r in rows {
         let partition_id: Uuid = r.get(0)?;
-        if !claimed.contains(&partition_id) {
-            claimed.push(partition_id);
-        }
         expires = r.get(11)?;
         let payload = stored_payload(inner, r, 6)?.unwrap_or_else(|| "null".to_owned());
         messages.push(Message {
@@ -332,15 +419,7 @@ fn result_of(
             priority: r.get(12)?,
         });
     }
-    inner.metrics.popped(messages.len());
-    Ok(Some(PopResult {
-        queue: req.queue.clone(),
-        lease_id: (!req.auto_ack).then_some(lease_id),
-        lease_expires_at: expires,
-        consumer_group: req.consumer_group.clone(),
-        partitions_claimed: claimed.len(),
-        messages,
-    }))
+    Ok((messages, expires))
 }
 
 /// The JSON text of a stored payload whose columns `col` (jsonb) and `col + 1` (the sealed

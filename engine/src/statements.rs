@@ -30,6 +30,7 @@ macro_rules! statements {
 statements! {
     push => "push.sql",
     pop => "pop.sql",
+    unpop => "unpop.sql",
     ack => "ack.sql",
     extend_lease => "extend_lease.sql",
     ensure_partitions => "ensure_partitions.sql",

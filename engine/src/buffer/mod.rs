@@ -156,7 +156,8 @@ impl DiskBuffer {
                 io::ErrorKind::InvalidData,
                 format!(
                     "{} holds {sealed} records sealed with an encryption key this server {}; \
-                     start it with the QUEEN_ENCRYPTION_KEY they were written with",
+                     start it with the key they were written with, as QUEEN_ENCRYPTION_KEY or \
+                     in QUEEN_ENCRYPTION_KEY_PREVIOUS",
                     config.dir.display(),
                     if buffer.cipher.is_some() {
                         "does not have"
