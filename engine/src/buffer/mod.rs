@@ -155,14 +155,14 @@ impl DiskBuffer {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{} holds {sealed} records sealed with an encryption key this server {}; \
-                     start it with the key they were written with, as QUEEN_ENCRYPTION_KEY or \
-                     in QUEEN_ENCRYPTION_KEY_PREVIOUS",
+                    "{} holds {sealed} encrypted records {}; start the server with the key \
+                     they were written with, as QUEEN_ENCRYPTION_KEY or in \
+                     QUEEN_ENCRYPTION_KEY_PREVIOUS",
                     config.dir.display(),
                     if buffer.cipher.is_some() {
-                        "does not have"
+                        "that none of the configured keys opens"
                     } else {
-                        "is not given"
+                        "and no encryption key is configured"
                     },
                 ),
             ));
