@@ -409,6 +409,53 @@ async fn bad_input_gets_the_exact_status_and_code() {
     )
     .await
     .assert_error(400, "invalid_name");
+    // What PostgreSQL cannot store is refused up front (raw bodies: the escapes stay as sent).
+    for (path, body, code) in [
+        (
+            "/api/v1/push",
+            r#"{"items":[{"queue":"q","payload":{"a":"x\u0000y"}}]}"#,
+            "invalid_payload",
+        ),
+        (
+            "/api/v1/push",
+            r#"{"items":[{"queue":"q","payload":"\ud800"}]}"#,
+            "invalid_payload",
+        ),
+        (
+            "/api/v1/push",
+            r#"{"items":[{"queue":"q","transactionId":"a\u0000b"}]}"#,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/transaction",
+            r#"{"operations":[{"type":"push","items":[{"queue":"q","payload":"\u0000"}]}]}"#,
+            "invalid_payload",
+        ),
+    ] {
+        s.post_raw(path, body.as_bytes())
+            .await
+            .assert_error(400, code);
+    }
+    // Also while every push goes to the disk buffer: a record the database refuses could never
+    // be replayed.
+    s.post("/api/v1/system/maintenance", &json!({"enabled": true}))
+        .await;
+    s.post_raw(
+        "/api/v1/push",
+        br#"{"items":[{"queue":"q","payload":"\u0000"}]}"#,
+    )
+    .await
+    .assert_error(400, "invalid_payload");
+    s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
+        .await;
+    // Escaped backslashes and surrogate pairs are fine.
+    let r = s
+        .post_raw(
+            "/api/v1/push",
+            br#"{"items":[{"queue":"ok","payload":"\\u0000 \ud83d\ude00"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     // Nothing of the rejected requests was stored.
     assert_eq!(s.get("/api/v1/pop/queue/q").await.unwrap().status, 204);
     let big = json!({"items": [{"queue": "q", "payload": "x".repeat(5000)}]});

@@ -73,6 +73,20 @@ impl EngineError {
         )
     }
 
+    /// True when a later attempt may succeed unchanged: the database is unreachable, a
+    /// transient refusal, or a database error that says nothing about the data — transaction
+    /// rollbacks (class 40: deadlock, serialization), insufficient resources (53), a lock or
+    /// statement timeout (55P03, 57014), a system error (58).
+    pub fn is_retryable(&self) -> bool {
+        self.is_unavailable()
+            || self.is_transient_refusal()
+            || self.code().is_some_and(|c| {
+                ["40", "53", "58"].iter().any(|class| c.starts_with(class))
+                    || c == "55P03"
+                    || c == "57014"
+            })
+    }
+
     /// The SQLSTATE of a database error.
     pub fn code(&self) -> Option<&str> {
         match self {

@@ -112,8 +112,9 @@ enum State {
     Done,
 }
 
-/// Validates a queue or partition name (api.md §1).
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+/// Validates a queue or partition name (api.md §1): 1 to 255 bytes of UTF-8 without control
+/// characters.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err(format!("{what} name must be 1 to 255 bytes"));
     }
@@ -123,12 +124,67 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks names before anything is written (or buffered).
+/// Checks what PostgreSQL would refuse before anything is written (or buffered): a record the
+/// database refuses could never be replayed from the buffer.
 pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
+            .and_then(|()| check_payload(&it.payload))
+            .and_then(|()| match &it.transaction_id {
+                Some(t) if t.contains('\0') => {
+                    Err("transactionId must not contain the NUL character".to_owned())
+                }
+                _ => Ok(()),
+            })
             .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks the `\u` escapes of a payload (JSON text, already valid JSON) against what `jsonb`
+/// stores: no `\u0000`, and UTF-16 surrogates only as high-low pairs.
+pub fn check_payload(json: &str) -> Result<(), String> {
+    let b = json.as_bytes();
+    if !b.contains(&b'\\') {
+        return Ok(());
+    }
+    let unit = |at: usize| -> Option<u16> {
+        if b.get(at) != Some(&b'\\') || b.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(at + 2..at + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let Some(u) = unit(i) else {
+            // Any other escape is two bytes (`\\`, `\"`, `\n`, ...).
+            i += 2;
+            continue;
+        };
+        match u {
+            0 => {
+                return Err(
+                    "payload strings must not contain \\u0000 (PostgreSQL jsonb cannot store it)"
+                        .to_owned(),
+                );
+            }
+            0xD800..=0xDBFF if unit(i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) => {
+                i += 12;
+            }
+            0xD800..=0xDFFF => {
+                return Err(
+                    "payload strings must not contain an unpaired UTF-16 surrogate escape"
+                        .to_owned(),
+                );
+            }
+            _ => i += 6,
+        }
     }
     Ok(())
 }
@@ -570,4 +626,33 @@ async fn execute(
         }
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_escapes_postgres_cannot_store_are_refused() {
+        for ok in [
+            r#"{"a":1}"#,
+            r#""plain""#,
+            r#""\\u0000 is a backslash and text""#,
+            r#""\ud83d\ude00""#,
+            r#""tab\there \u00e9 \"q\"""#,
+            r#"["\\", "\u0041"]"#,
+        ] {
+            assert_eq!(check_payload(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            r#""\u0000""#,
+            r#"{"a":"x\u0000y"}"#,
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud83d\u0041""#,
+            r#""\\\u0000""#,
+        ] {
+            assert!(check_payload(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -20,7 +20,7 @@
 pub(crate) mod log;
 pub(crate) mod record;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -404,9 +404,10 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
     };
     tokio::spawn(async move {
         let mut reader = Reader::new(buffer.log.dir());
-        let mut retry: Option<Vec<Record>> = None;
+        // Batches read but not stored yet, tried again before anything newer (log order).
+        let mut again: VecDeque<Vec<Record>> = VecDeque::new();
         loop {
-            let idle = buffer.pending_total.load(Ordering::Acquire) == 0 && retry.is_none();
+            let idle = buffer.pending_total.load(Ordering::Acquire) == 0 && again.is_empty();
             let connected = match engine.upgrade() {
                 Some(i) => i.pool.is_connected(),
                 None => return,
@@ -427,7 +428,7 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                 let _ = tokio::time::timeout(wait, buffer.wake.notified()).await;
                 continue;
             }
-            let batch = match retry.take() {
+            let batch = match again.pop_front() {
                 Some(b) => b,
                 // The start-up scan opened every sealed record older than this process, and the
                 // newer ones were sealed with its key: what does not open here is damage.
@@ -462,27 +463,37 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                         .replayed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.is_transient_refusal() => {
-                    // Accepted records are never dropped: wait for room (maxSize) or a key.
-                    tracing::warn!(error = %e, "replay paused: the database refuses the next records for now");
-                    retry = Some(batch);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
                 Err(e) if e.is_unavailable() => {
                     tracing::debug!(error = %e, "replay paused: database unavailable");
-                    retry = Some(batch);
+                    again.push_front(batch);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                Err(e) if e.is_retryable() => {
+                    // Accepted records are never dropped: wait for room (maxSize), a key, or the
+                    // database to get over a deadlock, a timeout or a resource shortage.
+                    tracing::warn!(error = %e, "replay paused: the database refuses the next records for now");
+                    again.push_front(batch);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) if batch.len() > 1 => {
+                    // The database refuses something in the batch for good (pushes are checked
+                    // before they are buffered, so this should not happen): one record must not
+                    // take the others with it. Replay them one at a time, in order.
+                    tracing::warn!(error = %e, records = batch.len(), "replay of a batch refused; replaying its records one by one");
+                    for r in batch.into_iter().rev() {
+                        again.push_front(vec![r]);
+                    }
+                }
                 Err(e) => {
-                    // Records the database refuses (cannot happen for validated pushes): keep the
-                    // rest flowing and count them.
-                    tracing::error!(error = %e, records = batch.len(), "buffered records rejected by the database");
+                    // This one record can never be stored: count it, say which it is, go on.
+                    for r in &batch {
+                        tracing::error!(error = %e, queue = %r.queue, partition = %r.partition,
+                            transaction_id = %r.transaction_id, "buffered record refused by the database; skipped");
+                        buffer.lower(&r.queue, &r.partition, 1);
+                    }
                     buffer
                         .failed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for r in &batch {
-                        buffer.lower(&r.queue, &r.partition, 1);
-                    }
                 }
             }
         }
@@ -519,4 +530,81 @@ pub(crate) fn records_of(items: &[crate::model::PushItem]) -> Vec<Record> {
             producer_sub: it.producer_sub.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::model::PopRequest;
+
+    fn record(txid: &str, payload: &str) -> Record {
+        Record {
+            queue: "q".into(),
+            partition: "p".into(),
+            payload: payload.into(),
+            transaction_id: txid.into(),
+            trace_id: None,
+            producer_sub: None,
+        }
+    }
+
+    /// A record the database refuses for good (written here past the push checks, as a record
+    /// from an older server could be) is skipped alone: the records around it in the same
+    /// replay batch are stored, in order.
+    #[tokio::test]
+    async fn a_record_the_database_refuses_is_skipped_alone() {
+        let db = queen_wire::embedded::test_config("buffer_refused")
+            .await
+            .expect("test database");
+        let pool = queen_wire::Pool::connect(db, queen_wire::PoolConfig::default())
+            .await
+            .expect("pool");
+        let dir = std::env::temp_dir().join(format!("queen-buffer-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Engine::start(
+            pool,
+            EngineConfig {
+                listen: false,
+                buffer: Some(BufferConfig::new(&dir)),
+                ..EngineConfig::default()
+            },
+        )
+        .await
+        .expect("engine");
+        engine.set_push_maintenance(true).expect("maintenance");
+        let buffer = engine.inner().buffer.clone().expect("buffer");
+        buffer
+            .append(&[
+                record("a", "1"),
+                record("b", r#""\u0000""#),
+                record("c", "3"),
+            ])
+            .await
+            .expect("append");
+        engine.set_push_maintenance(false).expect("maintenance");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while buffer.status(true).pending > 0 {
+            assert!(Instant::now() < deadline, "the replay did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = buffer.status(true);
+        assert_eq!((status.replayed, status.failed), (2, 1));
+        let popped = engine
+            .pop(
+                &PopRequest {
+                    batch: 10,
+                    ..PopRequest::new("q")
+                },
+                None,
+            )
+            .await
+            .expect("pop")
+            .expect("messages");
+        let payloads: Vec<&str> = popped.messages.iter().map(|m| m.payload.as_str()).collect();
+        assert_eq!(payloads, ["1", "3"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use hyper::StatusCode;
 use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, EngineError, PopRequest, PopResult,
-    PushItem, PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
+    PushItem, PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult, check_name,
+    check_payload,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,16 +69,29 @@ pub(crate) fn parse_items(
         let partition = opt_string(it.partition, "partition", i)?
             .unwrap_or_else(|| DEFAULT_PARTITION.to_owned());
         for (what, name) in [("queue", &queue), ("partition", &partition)] {
-            check_name(name).map_err(|e| {
-                ApiError::bad_request("invalid_name", format!("items[{i}].{what}: {e}"))
-            })?;
+            check_name(what, name)
+                .map_err(|e| ApiError::bad_request("invalid_name", format!("items[{i}]: {e}")))?;
         }
         let transaction_id = opt_string(it.transaction_id, "transactionId", i)?;
-        if transaction_id.as_deref() == Some("") {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("items[{i}].transactionId must not be empty"),
-            ));
+        match transaction_id.as_deref() {
+            Some("") => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("items[{i}].transactionId must not be empty"),
+                ));
+            }
+            Some(t) if t.contains('\0') => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("items[{i}].transactionId must not contain the NUL character"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(p) = it.payload {
+            check_payload(p.get()).map_err(|e| {
+                ApiError::bad_request("invalid_payload", format!("items[{i}].payload: {e}"))
+            })?;
         }
         let trace_id = match opt_string(it.trace_id, "traceId", i)? {
             None => None,
@@ -100,17 +114,6 @@ pub(crate) fn parse_items(
         });
     }
     Ok(out)
-}
-
-/// Queue and partition names: 1–255 bytes of UTF-8 without control characters.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err("names must be 1 to 255 bytes".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("names must not contain control characters".into());
-    }
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -237,7 +240,7 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
     let wait = wait.then(|| Duration::from_millis(timeout_ms));
     let result = match target {
         PopTarget::Queue(queue) => {
-            check_name(&queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+            check_name("queue", &queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
             let req = PopRequest {
                 queue,
                 partitions: base.partitions,
@@ -246,8 +249,8 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
             app.engine.pop(&req, wait).await?
         }
         PopTarget::Partition(queue, partition) => {
-            check_name(&queue)
-                .and_then(|()| check_name(&partition))
+            check_name("queue", &queue)
+                .and_then(|()| check_name("partition", &partition))
                 .map_err(|e| ApiError::bad_request("invalid_name", e))?;
             let req = PopRequest {
                 queue,

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::ApiError;
-use crate::routes::messages::check_name;
 use crate::time;
+use queen_engine::check_name;
 
 #[derive(Deserialize)]
 struct ConfigureIn {
@@ -104,7 +104,7 @@ pub(crate) async fn configure(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
     let c: ConfigureIn = body::json(bytes)?;
     let queue = opt_str(c.queue, "queue")?
         .ok_or_else(|| ApiError::bad_request("invalid_request", "`queue` is required"))?;
-    check_name(&queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+    check_name("queue", &queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
     let namespace = opt_str(c.namespace, "namespace")?;
     let task = opt_str(c.task, "task")?;
     let options = parse_options(c.options)?;
