@@ -409,33 +409,42 @@ async fn bad_input_gets_the_exact_status_and_code() {
     )
     .await
     .assert_error(400, "invalid_name");
-    // What PostgreSQL cannot store is refused up front (raw bodies: the escapes stay as sent).
-    for (path, body, code) in [
+    // Strings PostgreSQL cannot store (a NUL, an unpaired surrogate), in a payload or any other
+    // field, are refused up front: in a coalesced statement they would fail other requests.
+    for (path, body) in [
         (
             "/api/v1/push",
             r#"{"items":[{"queue":"q","payload":{"a":"x\u0000y"}}]}"#,
-            "invalid_payload",
         ),
         (
             "/api/v1/push",
             r#"{"items":[{"queue":"q","payload":"\ud800"}]}"#,
-            "invalid_payload",
         ),
         (
             "/api/v1/push",
             r#"{"items":[{"queue":"q","transactionId":"a\u0000b"}]}"#,
-            "invalid_request",
         ),
         (
             "/api/v1/transaction",
             r#"{"operations":[{"type":"push","items":[{"queue":"q","payload":"\u0000"}]}]}"#,
-            "invalid_payload",
+        ),
+        (
+            "/api/v1/ack",
+            r#"{"transactionId":"t","partitionId":"0193b0a2-1111-7000-8000-000000000001","status":"failed","error":"e\u0000"}"#,
         ),
     ] {
         s.post_raw(path, body.as_bytes())
             .await
-            .assert_error(400, code);
+            .assert_error(400, "invalid_string");
     }
+    s.get("/api/v1/pop/queue/q?consumerGroup=g%00")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+    s.get("/api/v1/messages/0193b0a2-1111-7000-8000-000000000001/t%00")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_path");
     // Also while every push goes to the disk buffer: a record the database refuses could never
     // be replayed.
     s.post("/api/v1/system/maintenance", &json!({"enabled": true}))
@@ -445,7 +454,7 @@ async fn bad_input_gets_the_exact_status_and_code() {
         br#"{"items":[{"queue":"q","payload":"\u0000"}]}"#,
     )
     .await
-    .assert_error(400, "invalid_payload");
+    .assert_error(400, "invalid_string");
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
     // Escaped backslashes and surrogate pairs are fine.

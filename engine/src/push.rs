@@ -145,7 +145,13 @@ pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
 /// Checks the `\u` escapes of a payload (JSON text, already valid JSON) against what `jsonb`
 /// stores: no `\u0000`, and UTF-16 surrogates only as high-low pairs.
 pub fn check_payload(json: &str) -> Result<(), String> {
-    let b = json.as_bytes();
+    check_json_escapes(json.as_bytes()).map_err(|e| format!("payload strings must not contain {e}"))
+}
+
+/// Checks the `\u` escapes of valid JSON text against what PostgreSQL stores, in `jsonb` and in
+/// `text` alike: no `\u0000`, and UTF-16 surrogates only as high-low pairs. The error names
+/// what was found.
+pub fn check_json_escapes(b: &[u8]) -> Result<(), &'static str> {
     if !b.contains(&b'\\') {
         return Ok(());
     }
@@ -168,21 +174,11 @@ pub fn check_payload(json: &str) -> Result<(), String> {
             continue;
         };
         match u {
-            0 => {
-                return Err(
-                    "payload strings must not contain \\u0000 (PostgreSQL jsonb cannot store it)"
-                        .to_owned(),
-                );
-            }
+            0 => return Err("\\u0000 (PostgreSQL cannot store it)"),
             0xD800..=0xDBFF if unit(i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) => {
                 i += 12;
             }
-            0xD800..=0xDFFF => {
-                return Err(
-                    "payload strings must not contain an unpaired UTF-16 surrogate escape"
-                        .to_owned(),
-                );
-            }
+            0xD800..=0xDFFF => return Err("an unpaired UTF-16 surrogate escape"),
             _ => i += 6,
         }
     }

@@ -28,18 +28,28 @@ pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Parses a JSON body: empty → `400 Empty request body`, malformed → `400 Invalid JSON: …`.
+/// Parses a JSON body: empty → `400 Empty request body`, malformed → `400 Invalid JSON: …`,
+/// a string PostgreSQL cannot store (a `\u0000` or unpaired surrogate escape, in a payload or
+/// any other field) → `400 invalid_string`, before anything reaches the engine: in a coalesced
+/// statement it would fail the other requests folded with it.
 pub fn json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("empty_body", "Empty request body"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let parsed = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::bad_request("invalid_json", format!("Invalid JSON: {e}"))
         } else {
             ApiError::bad_request("invalid_request", format!("Invalid request: {e}"))
         }
-    })
+    })?;
+    queen_engine::check_json_escapes(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_string",
+            format!("request strings must not contain {e}"),
+        )
+    })?;
+    Ok(parsed)
 }
 
 /// Adds the permissive CORS headers of the contract.

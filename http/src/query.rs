@@ -2,8 +2,8 @@
 
 use crate::error::ApiError;
 
-/// Decodes `%XX` escapes (and `+` as space, as in form encoding). `None` for bad escapes or
-/// invalid UTF-8.
+/// Decodes `%XX` escapes (and `+` as space, as in form encoding). `None` for bad escapes,
+/// invalid UTF-8 or a NUL character (PostgreSQL text cannot hold it).
 pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -24,6 +24,9 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
                 i += 1;
             }
         }
+    }
+    if out.contains(&0) {
+        return None;
     }
     String::from_utf8(out).ok()
 }

@@ -7,7 +7,6 @@ use hyper::StatusCode;
 use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, EngineError, PopRequest, PopResult,
     PushItem, PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult, check_name,
-    check_payload,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -73,25 +72,12 @@ pub(crate) fn parse_items(
                 .map_err(|e| ApiError::bad_request("invalid_name", format!("items[{i}]: {e}")))?;
         }
         let transaction_id = opt_string(it.transaction_id, "transactionId", i)?;
-        match transaction_id.as_deref() {
-            Some("") => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    format!("items[{i}].transactionId must not be empty"),
-                ));
-            }
-            Some(t) if t.contains('\0') => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    format!("items[{i}].transactionId must not contain the NUL character"),
-                ));
-            }
-            _ => {}
-        }
-        if let Some(p) = it.payload {
-            check_payload(p.get()).map_err(|e| {
-                ApiError::bad_request("invalid_payload", format!("items[{i}].payload: {e}"))
-            })?;
+        // Strings PostgreSQL cannot store (NUL, unpaired surrogates) were refused with the body.
+        if transaction_id.as_deref() == Some("") {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("items[{i}].transactionId must not be empty"),
+            ));
         }
         let trace_id = match opt_string(it.trace_id, "traceId", i)? {
             None => None,
