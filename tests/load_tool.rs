@@ -77,3 +77,70 @@ async fn pushes_then_consumes_everything_exactly_once() {
     );
     assert!(consumed["request_latency"]["p99_ms"].as_f64().is_some());
 }
+
+/// With two servers, consume runs drain a fresh queue each, filled first with `--prefill`
+/// messages: every run consumes exactly those, once. Without `--prefill` the tool refuses.
+#[tokio::test]
+async fn compare_consume_prefills_each_run() {
+    let a = Server::start("load_tool_a", &[]).await;
+    let b = Server::start("load_tool_b", &[]).await;
+    let (ua, ub) = (
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{}", b.port),
+    );
+    let runs = tokio::task::spawn_blocking({
+        let (ua, ub) = (ua.clone(), ub.clone());
+        move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_queen-load"))
+                .args([
+                    "consume",
+                    "--url",
+                    &ua,
+                    "--compare",
+                    &ub,
+                    "--prefill",
+                    "300",
+                    "--connections",
+                    "4",
+                    "--consumers",
+                    "3",
+                    "--batch",
+                    "50",
+                    "--duration",
+                    "2",
+                    "--rounds",
+                    "2",
+                    "--json",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["runs"].clone()
+        }
+    })
+    .await
+    .unwrap();
+    for server in runs.as_array().unwrap() {
+        let server = server.as_array().unwrap();
+        assert_eq!(server.len(), 2, "two rounds per server");
+        for run in server {
+            assert_eq!(run["consumed"], 300, "{run}");
+            assert_eq!(run["duplicates"], 0);
+            assert_eq!(run["errors"], 0);
+        }
+    }
+    let refused = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_queen-load"))
+            .args(["consume", "--url", &ua, "--compare", &ub, "--duration", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--prefill"));
+}

@@ -71,6 +71,10 @@ struct Args {
     /// Offered push rate in messages per second for e2e (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// consume / autoack: push this many messages into each run's queue first (not timed). With
+    /// --compare every run drains a fresh queue, so these modes need it there.
+    #[arg(long, default_value_t = 0)]
+    prefill: usize,
     /// Runs per server with --compare.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -184,6 +188,63 @@ fn quantiles(h: &Mutex<Option<Histogram<u64>>>) -> Value {
     }
 }
 
+/// The body of one push request: `batch` messages of connection `c`, the `n`-th onwards, spread
+/// round robin over the partitions (across connections); each payload carries its send time.
+fn push_body(
+    queue: &str,
+    batch: usize,
+    n: usize,
+    c: usize,
+    connections: usize,
+    partitions: usize,
+    filler: &str,
+) -> String {
+    let items: Vec<Value> = (0..batch)
+        .map(|i| {
+            json!({"queue": queue, "partition": format!("p{}", ((n + i) * connections + c) % partitions),
+                   "payload": {"t": now_us(), "f": filler}})
+        })
+        .collect();
+    json!({ "items": items }).to_string()
+}
+
+/// Pushes `args.prefill` messages into `queue` (100 per request over `args.connections`
+/// connections) before a consume run; not timed.
+async fn prefill(args: &Args, addr: &str, queue: &str) -> Result<(), String> {
+    let connections = args.connections.max(1);
+    let partitions = args.partitions.max(1);
+    let per_conn = args.prefill.div_ceil(connections);
+    let filler = "x".repeat(args.payload_bytes.saturating_sub(40));
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (addr, queue, filler) = (addr.to_owned(), queue.to_owned(), filler.clone());
+        let total = per_conn.min(args.prefill.saturating_sub(c * per_conn));
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await.map_err(|e| e.to_string())?;
+            let mut n = 0;
+            while n < total {
+                let batch = (total - n).min(100);
+                let body = push_body(&queue, batch, n, c, connections, partitions, &filler);
+                match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
+                    Ok((201, _)) => n += batch,
+                    Ok((status, body)) => {
+                        return Err(format!(
+                            "prefill push answered {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        ));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
 async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
     let stats = Arc::new(Stats {
         request_latency: Mutex::new(new_histogram()),
@@ -223,14 +284,8 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                         tokio::time::sleep_until(next.into()).await;
                         next += iv;
                     }
-                    let items: Vec<Value> = (0..batch)
-                        .map(|i| {
-                            json!({"queue": queue, "partition": format!("p{}", ((n + i) * connections + c) % partitions),
-                                   "payload": {"t": now_us(), "f": filler}})
-                        })
-                        .collect();
+                    let body = push_body(&queue, batch, n, c, connections, partitions, &filler);
                     n += batch;
-                    let body = json!({ "items": items }).to_string();
                     let t0 = Instant::now();
                     match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
                         Ok((201, _)) => {
@@ -408,6 +463,15 @@ fn main() -> std::process::ExitCode {
         eprintln!("cannot start the async runtime");
         return std::process::ExitCode::FAILURE;
     };
+    if args.compare.is_some()
+        && args.prefill == 0
+        && matches!(args.mode, Mode::Consume | Mode::Autoack)
+    {
+        eprintln!(
+            "consume and autoack with --compare drain a fresh queue per run: give --prefill N"
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     rt.block_on(async {
         let queue = args
             .queue
@@ -431,6 +495,12 @@ fn main() -> std::process::ExitCode {
                 } else {
                     q
                 };
+                if args.prefill > 0 && matches!(args.mode, Mode::Consume | Mode::Autoack) {
+                    if let Err(e) = prefill(&args, t, &q).await {
+                        eprintln!("{t}: {e}");
+                        return std::process::ExitCode::FAILURE;
+                    }
+                }
                 let r = run_once(&args, t, &q).await;
                 if !args.json {
                     println!("{}", human(&r));
@@ -456,6 +526,6 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-    });
-    std::process::ExitCode::SUCCESS
+        std::process::ExitCode::SUCCESS
+    })
 }
