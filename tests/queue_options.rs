@@ -783,7 +783,12 @@ async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
 
     // A server that cannot open them refuses to start, and says why; the records stay.
     let other = KEY.replace('8', "9");
-    for env in [&[("QUEEN_ENCRYPTION_KEY", other.as_str())][..], &[]] {
+    // (A previous key alone is a configuration error of its own.)
+    for env in [
+        &[("QUEEN_ENCRYPTION_KEY", other.as_str())][..],
+        &[],
+        &[("QUEEN_ENCRYPTION_KEY_PREVIOUS", KEY)],
+    ] {
         let (status, stderr) = Server::refused_start(&db, &dir, env);
         assert!(!status.success());
         assert!(stderr.contains("QUEEN_ENCRYPTION_KEY"), "{stderr}");
