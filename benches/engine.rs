@@ -223,8 +223,10 @@ fn main() {
             // The same pushes with push maintenance on: every push goes to the disk buffer (one
             // group fsync per write batch). Then the replay of everything buffered is timed. The
             // engine with a key (sealed records) runs right after, in the same round.
-            for (e, first_slot, queue) in [(&engine, 4usize, "bench_buf"), (&sealed, 7, "bench_sealed")] {
-                if !run(if first_slot == 4 { "buffered" } else { "sealed" }) {
+            for (name, e, first_slot, queue) in
+                [("buffered", &engine, 4usize, "bench_buf"), ("sealed", &sealed, 7, "bench_sealed")]
+            {
+                if !run(name) {
                     continue;
                 }
                 e.set_push_maintenance(true).expect("maintenance");

@@ -9,7 +9,8 @@ use std::process::Command;
 use serde_json::Value;
 use support::Server;
 
-fn load(args: &[&str]) -> Value {
+/// Every run of `queen-load <args> --json`: one array of runs per server.
+fn load_runs(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_queen-load"))
         .args(args)
         .arg("--json")
@@ -21,7 +22,12 @@ fn load(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["runs"][0][0].clone()
+    v["runs"].clone()
+}
+
+/// The one run of `queen-load <args>` against one server.
+fn load(args: &[&str]) -> Value {
+    load_runs(args)[0][0].clone()
 }
 
 #[tokio::test]
@@ -91,35 +97,25 @@ async fn compare_consume_prefills_each_run() {
     let runs = tokio::task::spawn_blocking({
         let (ua, ub) = (ua.clone(), ub.clone());
         move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_queen-load"))
-                .args([
-                    "consume",
-                    "--url",
-                    &ua,
-                    "--compare",
-                    &ub,
-                    "--prefill",
-                    "300",
-                    "--connections",
-                    "4",
-                    "--consumers",
-                    "3",
-                    "--batch",
-                    "50",
-                    "--duration",
-                    "2",
-                    "--rounds",
-                    "2",
-                    "--json",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()["runs"].clone()
+            load_runs(&[
+                "consume",
+                "--url",
+                &ua,
+                "--compare",
+                &ub,
+                "--prefill",
+                "300",
+                "--connections",
+                "4",
+                "--consumers",
+                "3",
+                "--batch",
+                "50",
+                "--duration",
+                "2",
+                "--rounds",
+                "2",
+            ])
         }
     })
     .await

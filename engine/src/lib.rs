@@ -34,4 +34,4 @@ pub use crypto::Cipher;
 pub use engine::{Engine, EngineConfig, Metrics};
 pub use error::EngineError;
 pub use model::*;
-pub use push::{check_json_escapes, check_name, check_payload};
+pub use push::{check_json_escapes, check_name};

@@ -304,14 +304,6 @@ async fn result(
     result_of(inner, req, lease_id, rows.iter().collect()).await
 }
 
-/// What a pop claimed in one partition: first and last position, and how many messages.
-struct Claimed {
-    partition: Uuid,
-    first: i64,
-    last: i64,
-    count: i32,
-}
-
 /// Decodes a pop's rows. When a payload cannot be decrypted, gives the claim back first (see
 /// [`give_back`]) and answers the error.
 async fn result_of(
@@ -323,25 +315,14 @@ async fn result_of(
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut claimed: Vec<Claimed> = Vec::new();
-    for r in &rows {
-        let partition: Uuid = r.get(0)?;
-        let position: i64 = r.get(2)?;
-        match claimed.iter_mut().find(|c| c.partition == partition) {
-            Some(c) => {
-                c.last = position;
-                c.count += 1;
-            }
-            None => claimed.push(Claimed {
-                partition,
-                first: position,
-                last: position,
-                count: 1,
-            }),
-        }
-    }
     match decode(inner, &rows) {
         Ok((messages, expires)) => {
+            let mut claimed: Vec<Uuid> = Vec::new();
+            for m in &messages {
+                if !claimed.contains(&m.partition_id) {
+                    claimed.push(m.partition_id);
+                }
+            }
             inner.metrics.popped(messages.len());
             Ok(Some(PopResult {
                 queue: req.queue.clone(),
@@ -353,7 +334,7 @@ async fn result_of(
             }))
         }
         Err(e @ EngineError::Decrypt(_)) => {
-            give_back(inner, req, lease_id, &claimed).await;
+            give_back(inner, req, lease_id, &rows).await;
             Err(e)
         }
         Err(e) => Err(e),
@@ -364,16 +345,30 @@ async fn result_of(
 /// decrypt): the lease is dropped without counting a failed delivery, or an autoAck pop's
 /// cursor moves back, so the messages stay for a server with the right key. Failing that, a
 /// lease expires as usual (an autoAck claim stays consumed); the failure is logged.
-async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, claimed: &[Claimed]) {
-    let partitions: Vec<Uuid> = claimed.iter().map(|c| c.partition).collect();
-    let first: Vec<i64> = claimed.iter().map(|c| c.first).collect();
-    let last: Vec<i64> = claimed.iter().map(|c| c.last).collect();
-    let counts: Vec<i32> = claimed.iter().map(|c| c.count).collect();
-    let result = match inner.st() {
-        Ok(st) => inner
+async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, rows: &[&queen_wire::Row]) {
+    let result = async {
+        // Per claimed partition: first and last position taken, and how many messages.
+        let (mut partitions, mut first, mut last) = (Vec::<Uuid>::new(), Vec::new(), Vec::new());
+        let mut counts: Vec<i32> = Vec::new();
+        for r in rows {
+            let (partition, position): (Uuid, i64) = (r.get(0)?, r.get(2)?);
+            match partitions.iter().position(|p| *p == partition) {
+                Some(i) => {
+                    last[i] = position;
+                    counts[i] += 1;
+                }
+                None => {
+                    partitions.push(partition);
+                    first.push(position);
+                    last.push(position);
+                    counts.push(1);
+                }
+            }
+        }
+        inner
             .pool
             .query(
-                &st.unpop,
+                &inner.st()?.unpop,
                 &[
                     &req.consumer_group.as_str(),
                     &lease_id,
@@ -384,11 +379,10 @@ async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, claimed: &[C
                     &req.auto_ack,
                 ],
             )
-            .await
-            .map(drop)
-            .map_err(EngineError::from),
-        Err(e) => Err(e),
-    };
+            .await?;
+        Ok::<(), EngineError>(())
+    }
+    .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, queue = %req.queue, "could not give back an undecryptable pop");
     }

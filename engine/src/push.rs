@@ -130,7 +130,10 @@ pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
-            .and_then(|()| check_payload(&it.payload))
+            .and_then(|()| {
+                check_json_escapes(it.payload.as_bytes())
+                    .map_err(|e| format!("payload strings must not contain {e}"))
+            })
             .and_then(|()| match &it.transaction_id {
                 Some(t) if t.contains('\0') => {
                     Err("transactionId must not contain the NUL character".to_owned())
@@ -140,12 +143,6 @@ pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
             .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
     }
     Ok(())
-}
-
-/// Checks the `\u` escapes of a payload (JSON text, already valid JSON) against what `jsonb`
-/// stores: no `\u0000`, and UTF-16 surrogates only as high-low pairs.
-pub fn check_payload(json: &str) -> Result<(), String> {
-    check_json_escapes(json.as_bytes()).map_err(|e| format!("payload strings must not contain {e}"))
 }
 
 /// Checks the `\u` escapes of valid JSON text against what PostgreSQL stores, in `jsonb` and in
@@ -638,7 +635,7 @@ mod tests {
             r#""tab\there \u00e9 \"q\"""#,
             r#"["\\", "\u0041"]"#,
         ] {
-            assert_eq!(check_payload(ok), Ok(()), "{ok}");
+            assert_eq!(check_json_escapes(ok.as_bytes()), Ok(()), "{ok}");
         }
         for bad in [
             r#""\u0000""#,
@@ -648,7 +645,7 @@ mod tests {
             r#""\ud83d\u0041""#,
             r#""\\\u0000""#,
         ] {
-            assert!(check_payload(bad).is_err(), "{bad}");
+            assert!(check_json_escapes(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 }
