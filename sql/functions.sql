@@ -510,7 +510,7 @@ BEGIN
 
     FOR it IN SELECT * FROM unnest(v_items) WHERE position IS NULL LOOP
         res_idx := res_idx || it.idx; res_ok := res_ok || false;
-        res_err := res_err || 'Message not found'::text;
+        res_err := res_err || 'Message not found (unresolvable)'::text;
         res_q := res_q || it.qname; res_p := res_p || it.pname;
         res_rel := res_rel || false; res_dlq := res_dlq || false; res_noop := res_noop || false;
     END LOOP;
@@ -714,7 +714,7 @@ BEGIN
                         WHERE c.lease_id = l AND c.lease_expires_at > now())
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'required lease % is not live', v_missing USING ERRCODE = 'QU002';
+        RAISE EXCEPTION 'lease % is not live', v_missing USING ERRCODE = 'QU002';
     END IF;
 END
 $$;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::BoolishValueParser;
 use queen_engine::{BufferConfig, Cipher, Engine, EngineConfig};
-use queen_http::auth::Auth;
+use queen_http::auth::{AlgorithmSetting, Auth, AuthConfig, AuthSetupError, RoleClaims};
 use queen_http::{App, HttpConfig};
 use queen_wire::embedded::{Cluster, EmbedError, Options};
 use queen_wire::{Config, Pool, PoolConfig};
@@ -78,19 +78,117 @@ pub struct ServeArgs {
     /// messages, buffered records) but encrypt nothing new. For rotating QUEEN_ENCRYPTION_KEY.
     #[arg(long, env = "QUEEN_ENCRYPTION_KEY_PREVIOUS", hide_env_values = true)]
     encryption_key_previous: Option<String>,
-    /// Require a JWT (`Authorization: Bearer`) on every /api/v1 route.
-    #[arg(long, env = "JWT_ENABLED", value_parser = BoolishValueParser::new())]
-    jwt_enabled: bool,
-    /// Shared secret of HS256 tokens (required with --jwt-enabled).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
+    #[command(flatten)]
+    jwt: JwtArgs,
     /// How often the retention job runs, in milliseconds.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = 10_000)]
     retention_interval_ms: u64,
+    /// Where a consumer group starts reading when its first pop names no `subscriptionMode`:
+    /// `all` / `from_beginning` (the first message) or `new` / `new-only` (messages pushed
+    /// from then on). Empty: `all`.
+    #[arg(long, env = "DEFAULT_SUBSCRIPTION_MODE", value_parser = parse_default_subscription)]
+    default_subscription_mode: Option<DefaultSubscription>,
     /// How often shared settings (maintenance modes set through another server) are re-read,
     /// in milliseconds.
     #[arg(long, env = "SETTINGS_REFRESH", default_value_t = 2_000)]
     settings_refresh_ms: u64,
+}
+
+/// Authentication flags (Queen's variables and defaults).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Authentication")]
+struct JwtArgs {
+    /// Require a JWT (`Authorization: Bearer`) on every /api/v1 route.
+    #[arg(long, env = "JWT_ENABLED", value_parser = BoolishValueParser::new())]
+    jwt_enabled: bool,
+    /// Accepted token algorithms: HS256, RS256 (also RS384, RS512), EdDSA, or auto (any
+    /// family a key is configured for).
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "HS256", value_parser = parse_algorithm)]
+    jwt_algorithm: AlgorithmSetting,
+    /// Shared secret of HS256 tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Public key (PEM, RSA or Ed25519) of RS256/EdDSA tokens.
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true)]
+    jwt_public_key: Option<String>,
+    /// URL of the identity provider's JWKS (RS256/EdDSA keys, refetched on an unknown `kid`).
+    #[arg(long, env = "JWT_JWKS_URL")]
+    jwt_jwks_url: Option<String>,
+    /// Required `iss` claim.
+    #[arg(long, env = "JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "JWT_CLOCK_SKEW", default_value_t = 30)]
+    jwt_clock_skew: u64,
+    /// How often the JWKS is refetched, in seconds.
+    #[arg(long, env = "JWT_JWKS_REFRESH_INTERVAL", default_value_t = 3600)]
+    jwt_jwks_refresh_interval: u64,
+    /// Time allowed for a JWKS fetch, in milliseconds.
+    #[arg(long, env = "JWT_JWKS_TIMEOUT_MS", default_value_t = 5000)]
+    jwt_jwks_timeout_ms: u64,
+    /// Claim holding the token's role.
+    #[arg(long, env = "JWT_ROLES_CLAIM", default_value = "role")]
+    jwt_roles_claim: String,
+    /// Claim holding an array of roles.
+    #[arg(long, env = "JWT_ROLES_ARRAY_CLAIM", default_value = "roles")]
+    jwt_roles_array_claim: String,
+    /// Name of the admin role.
+    #[arg(long, env = "JWT_ROLE_ADMIN", default_value = "admin")]
+    jwt_role_admin: String,
+    /// Name of the read-write role.
+    #[arg(long, env = "JWT_ROLE_READ_WRITE", default_value = "read-write")]
+    jwt_role_read_write: String,
+    /// Name of the read-only role.
+    #[arg(long, env = "JWT_ROLE_READ_ONLY", default_value = "read-only")]
+    jwt_role_read_only: String,
+}
+
+fn parse_algorithm(s: &str) -> Result<AlgorithmSetting, String> {
+    AlgorithmSetting::parse(s)
+        .ok_or_else(|| format!("must be HS256, RS256, EdDSA or auto, got `{s}`"))
+}
+
+impl JwtArgs {
+    /// The verifier, when auth is on.
+    fn auth(&self) -> Result<Option<Auth>, ServeError> {
+        if !self.jwt_enabled {
+            return Ok(None);
+        }
+        let some = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let auth = Auth::new(AuthConfig {
+            algorithm: self.jwt_algorithm,
+            secret: some(&self.jwt_secret),
+            public_key_pem: some(&self.jwt_public_key),
+            jwks_url: some(&self.jwt_jwks_url),
+            issuer: some(&self.jwt_issuer),
+            audience: some(&self.jwt_audience),
+            clock_skew_secs: self.jwt_clock_skew,
+            jwks_refresh: Duration::from_secs(self.jwt_jwks_refresh_interval.max(1)),
+            jwks_timeout: Duration::from_millis(self.jwt_jwks_timeout_ms.max(1)),
+            roles: RoleClaims {
+                role_claim: self.jwt_roles_claim.clone(),
+                roles_claim: self.jwt_roles_array_claim.clone(),
+                admin: self.jwt_role_admin.clone(),
+                read_write: self.jwt_role_read_write.clone(),
+                read_only: self.jwt_role_read_only.clone(),
+            },
+        })?;
+        Ok(Some(auth))
+    }
+}
+
+/// A parsed `DEFAULT_SUBSCRIPTION_MODE` (empty: none).
+#[derive(Debug, Clone, Copy)]
+struct DefaultSubscription(Option<queen_engine::Subscription>);
+
+fn parse_default_subscription(s: &str) -> Result<DefaultSubscription, String> {
+    if s.is_empty() {
+        return Ok(DefaultSubscription(None));
+    }
+    queen_http::parse_subscription_mode(s).map(|m| DefaultSubscription(Some(m)))
 }
 
 /// Failures that stop the server from starting.
@@ -112,41 +210,27 @@ pub enum ServeError {
         "QUEEN_ENCRYPTION_KEY_PREVIOUS needs QUEEN_ENCRYPTION_KEY (the key new payloads are encrypted with)"
     )]
     PreviousKeyAlone,
-    #[error("JWT_ENABLED needs a non-empty JWT_SECRET")]
-    NoJwtSecret,
+    #[error("JWT: {0}")]
+    Auth(#[from] AuthSetupError),
+    #[error("encryption key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    // Settings that can be wrong are checked before anything starts.
-    let cipher = args
-        .encryption_key
-        .as_deref()
-        .filter(|k| !k.is_empty())
-        .map(|k| {
-            Cipher::from_hex(k)?
-                .with_previous(args.encryption_key_previous.as_deref().unwrap_or(""))
-        })
-        .transpose()?;
-    if cipher.is_none()
-        && args
-            .encryption_key_previous
-            .as_deref()
-            .is_some_and(|k| !k.is_empty())
-    {
-        return Err(ServeError::PreviousKeyAlone);
+    let auth = args.jwt.auth()?;
+    if let Some(a) = &auth {
+        a.start_refresh();
     }
-    let auth = if args.jwt_enabled {
-        Some(
-            Auth::hs256(args.jwt_secret.as_deref().unwrap_or_default().as_bytes())
-                .ok_or(ServeError::NoJwtSecret)?,
-        )
-    } else {
-        None
-    };
     let external = match &args.database_url {
         Some(url) => Some(Config::parse(url).map_err(ServeError::Config)?),
         None => Config::from_env().map_err(ServeError::Config)?,
     };
+    // Settings that can be wrong are checked before anything starts.
+    let cipher = cipher(&args, external.is_none())?;
     let (mut config, cluster) = match external {
         Some(c) => {
             tracing::info!(host = ?c.host, port = c.port, db = %c.dbname, "using external PostgreSQL");
@@ -218,6 +302,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             body_limit: args.max_body_size,
             max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
             settings_refresh: Duration::from_millis(args.settings_refresh_ms.max(1)),
+            default_subscription: args.default_subscription_mode.and_then(|d| d.0),
             ..HttpConfig::default()
         },
         auth,
@@ -247,6 +332,92 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!("embedded PostgreSQL stopped");
     }
     Ok(())
+}
+
+/// Name of the generated key file in the data directory (embedded cluster only).
+const KEY_FILE: &str = "encryption.key";
+
+/// The payload cipher. `QUEEN_ENCRYPTION_KEY` wins; without it, a server running its own
+/// embedded cluster uses the key kept in `<data-dir>/encryption.key`, generated on first start
+/// (mode 0600), so encrypting queues work out of the box. Servers on an external database get
+/// no generated key: several of them would each make their own.
+fn cipher(args: &ServeArgs, embedded: bool) -> Result<Option<Cipher>, ServeError> {
+    let set = |k: &Option<String>| {
+        k.as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(str::to_owned)
+    };
+    let (key, previous) = (
+        set(&args.encryption_key),
+        set(&args.encryption_key_previous),
+    );
+    let path = args.data_dir.join(KEY_FILE);
+    let key = match key {
+        Some(k) => {
+            let mut previous = previous.unwrap_or_default();
+            // A key this server generated earlier keeps opening what it sealed.
+            if embedded {
+                if let Some(old) = read_key_file(&path)? {
+                    if old.trim() != k.trim() {
+                        tracing::info!(file = %path.display(), "QUEEN_ENCRYPTION_KEY is set: the generated key in the data directory only decrypts");
+                        previous = format!("{previous},{old}");
+                    }
+                }
+            }
+            return Ok(Some(Cipher::from_hex(&k)?.with_previous(&previous)?));
+        }
+        None if previous.is_some() && !embedded => return Err(ServeError::PreviousKeyAlone),
+        None if !embedded => return Ok(None),
+        None => match read_key_file(&path)? {
+            Some(k) => k,
+            None => {
+                let k = queen_engine::crypto::generate_key_hex();
+                write_key_file(&path, &k)?;
+                tracing::info!(
+                    file = %path.display(),
+                    "generated the encryption key for queues with encryptionEnabled (kept with the \
+                     data directory; back it up with it, or set QUEEN_ENCRYPTION_KEY)"
+                );
+                k
+            }
+        },
+    };
+    Ok(Some(
+        Cipher::from_hex(&key)?.with_previous(previous.as_deref().unwrap_or(""))?,
+    ))
+}
+
+fn key_file_error(path: &std::path::Path, source: std::io::Error) -> ServeError {
+    ServeError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<Option<String>, ServeError> {
+    match std::fs::read_to_string(path) {
+        Ok(k) => Ok(Some(k.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(key_file_error(path, e)),
+    }
+}
+
+/// Writes a new key file, readable by its owner only; never replaces one.
+fn write_key_file(path: &std::path::Path, key: &str) -> Result<(), ServeError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let fail = |e| key_file_error(path, e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(format!("{key}\n").as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {

@@ -101,7 +101,7 @@ async fn push_pop_ack_with_the_contract_shapes() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()[0]["success"], false);
-    assert_eq!(r.json()[0]["error"], "Message not found");
+    assert_eq!(r.json()[0]["error"], "Message not found (unresolvable)");
 }
 
 #[tokio::test]

@@ -1,12 +1,12 @@
 //! The inspection and operations routes of api.md §4 (messages, dead letters, traces, consumer
-//! groups, status) and JWT auth (api.md §5), end to end against a real PostgreSQL.
+//! groups, status), end to end against a real PostgreSQL.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use serde_json::{Value, json};
-use support::{Server, request_with};
+use support::Server;
 
 async fn push(s: &Server, queue: &str, partition: &str, items: &[(&str, Value)]) -> Vec<Value> {
     let items: Vec<Value> = items
@@ -432,118 +432,4 @@ async fn status_routes_give_dashboard_figures() {
     assert_eq!(a["series"]["intervalSeconds"], 10);
     assert!(a["series"]["points"].is_array());
     assert_eq!(get(&s, "/api/v1/status/buffers").await["dbHealthy"], true);
-}
-
-const SECRET: &str = "test-secret-with-some-length";
-
-fn token(claims: &Value) -> String {
-    queen_http::auth::Auth::hs256(SECRET.as_bytes())
-        .unwrap()
-        .sign(claims)
-}
-
-#[tokio::test]
-async fn jwt_auth_enforces_roles_and_stamps_the_producer() {
-    let s = Server::start(
-        "insp_auth",
-        &[("JWT_ENABLED", "true"), ("JWT_SECRET", SECRET)],
-    )
-    .await;
-    let call =
-        |method: &'static str, path: &'static str, body: Option<Value>, tok: Option<String>| {
-            let port = s.port;
-            async move {
-                let auth = tok.map(|t| format!("Bearer {t}"));
-                let headers: Vec<(&str, &str)> =
-                    auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-                let body = body.map(|b| b.to_string());
-                request_with(
-                    port,
-                    method,
-                    path,
-                    body.as_deref().map(str::as_bytes),
-                    &headers,
-                )
-                .await
-                .unwrap()
-            }
-        };
-    let ro = token(&json!({"sub": "viewer", "role": "read-only"}));
-    let rw = token(&json!({"sub": "svc-orders", "role": "read-write"}));
-    let admin = token(&json!({"sub": "ops", "roles": ["read-only", "admin"]}));
-    let expired = token(&json!({"sub": "old", "role": "admin", "exp": 1000}));
-    let forged = queen_http::auth::Auth::hs256(b"another")
-        .unwrap()
-        .sign(&json!({"role": "admin"}));
-    let push = json!({"items": [{"queue": "sec", "payload": {"a": 1}}]});
-
-    // Public routes stay open.
-    assert_eq!(call("GET", "/health", None, None).await.status, 200);
-    assert_eq!(call("GET", "/metrics", None, None).await.status, 200);
-    call("GET", "/api/v1/resources/queues", None, None)
-        .await
-        .assert_error(401, "unauthorized");
-    call("POST", "/api/v1/push", Some(push.clone()), Some(expired))
-        .await
-        .assert_error(401, "unauthorized");
-    call("POST", "/api/v1/push", Some(push.clone()), Some(forged))
-        .await
-        .assert_error(401, "unauthorized");
-    call("POST", "/api/v1/push", Some(push.clone()), Some(ro.clone()))
-        .await
-        .assert_error(403, "forbidden");
-    assert_eq!(
-        call("GET", "/api/v1/resources/queues", None, Some(ro.clone()))
-            .await
-            .status,
-        200
-    );
-
-    let r = call("POST", "/api/v1/push", Some(push.clone()), Some(rw.clone())).await;
-    assert_eq!(r.status, 201);
-    let out = r.json();
-    call("GET", "/api/v1/pop/queue/sec", None, Some(ro.clone()))
-        .await
-        .assert_error(403, "forbidden");
-    call(
-        "POST",
-        "/api/v1/configure",
-        Some(json!({"queue": "sec"})),
-        Some(rw.clone()),
-    )
-    .await
-    .assert_error(403, "forbidden");
-    assert_eq!(
-        call(
-            "POST",
-            "/api/v1/configure",
-            Some(json!({"queue": "sec"})),
-            Some(admin.clone())
-        )
-        .await
-        .status,
-        200
-    );
-
-    let pid = out[0]["partition_id"].as_str().unwrap();
-    let tx = out[0]["transaction_id"].as_str().unwrap();
-    let path: &'static str = Box::leak(format!("/api/v1/messages/{pid}/{tx}").into_boxed_str());
-    let d = call("GET", path, None, Some(ro.clone())).await.json();
-    assert_eq!(
-        d["producerSub"], "svc-orders",
-        "the server stamps the token's sub"
-    );
-    let popped = call("GET", "/api/v1/pop/queue/sec", None, Some(rw.clone()))
-        .await
-        .json();
-    assert_eq!(popped["messages"][0]["producerSub"], "svc-orders");
-    call("DELETE", "/api/v1/resources/queues/sec", None, Some(rw))
-        .await
-        .assert_error(403, "forbidden");
-    assert_eq!(
-        call("DELETE", "/api/v1/resources/queues/sec", None, Some(admin))
-            .await
-            .status,
-        200
-    );
 }

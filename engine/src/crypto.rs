@@ -59,6 +59,16 @@ fn key_from_hex(key: &str) -> Result<Aes256Gcm, CryptoError> {
     Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey)
 }
 
+/// A fresh random key, as the 64 hexadecimal characters [`Cipher::from_hex`] takes.
+pub fn generate_key_hex() -> String {
+    use std::fmt::Write as _;
+    let key = Aes256Gcm::generate_key(&mut OsRng);
+    key.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 impl Cipher {
     /// A cipher from the 64-hex-character key.
     pub fn from_hex(key: &str) -> Result<Cipher, CryptoError> {
@@ -160,6 +170,15 @@ mod tests {
             rotated.with_previous("abc").unwrap_err(),
             CryptoError::BadKey
         );
+    }
+
+    #[test]
+    fn generated_keys_are_usable_and_distinct() {
+        let (a, b) = (generate_key_hex(), generate_key_hex());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        let c = Cipher::from_hex(&a).unwrap();
+        assert_eq!(c.decrypt(&c.encrypt(b"x")).unwrap(), b"x");
     }
 
     #[test]

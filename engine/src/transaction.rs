@@ -112,7 +112,7 @@ pub(crate) async fn run(
                 }
                 return Ok(TxOutcome {
                     success: false,
-                    error: Some(db.message.clone()),
+                    error: Some(format!("transaction rolled back: {}", db.message)),
                     results: Vec::new(),
                 });
             }

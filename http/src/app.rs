@@ -15,7 +15,7 @@ use queen_engine::Engine;
 
 use crate::auth::{Auth, Role};
 use crate::body::{self, Resp};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::maintenance::{Maintenance, Mode};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
@@ -33,6 +33,9 @@ pub struct HttpConfig {
     pub max_long_poll: Duration,
     /// How often shared settings (maintenance modes) are re-read from the database.
     pub settings_refresh: Duration,
+    /// Where a named consumer group starts when a pop gives no `subscriptionMode`
+    /// (`DEFAULT_SUBSCRIPTION_MODE`; none: at the first message).
+    pub default_subscription: Option<queen_engine::Subscription>,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +45,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             max_long_poll: Duration::from_secs(60),
             settings_refresh: Duration::from_secs(2),
+            default_subscription: None,
         }
     }
 }
@@ -150,7 +154,7 @@ impl App {
             .map(|s| percent_decode(s, false))
             .collect::<Option<_>>()
             .ok_or_else(|| {
-                ApiError::bad_request("invalid_path", "malformed percent-encoding in the path")
+                ApiError::bad_request(Code::InvalidPath, "malformed percent-encoding in the path")
             })?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let query = Query::parse(parts.uri.query())?;
@@ -178,7 +182,8 @@ impl App {
                                 .get(hyper::header::AUTHORIZATION)
                                 .and_then(|v| v.to_str().ok()),
                             required_role(m, rest),
-                        )?,
+                        )
+                        .await?,
                     ),
                     None => None,
                 };
@@ -187,11 +192,11 @@ impl App {
                     if ok {
                         Ok(())
                     } else {
-                        Err(ApiError {
-                            status: StatusCode::METHOD_NOT_ALLOWED,
-                            code: "method_not_allowed",
-                            message: format!("{m} is not allowed here"),
-                        })
+                        Err(ApiError::new(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            Code::MethodNotAllowed,
+                            format!("{m} is not allowed here"),
+                        ))
                     }
                 };
                 let body = post.then_some(&bytes[..]);
@@ -370,14 +375,17 @@ impl App {
     }
 }
 
-/// The role a route needs when auth is on (see [`crate::auth`]): reads need read-only, except
-/// pops (they lease and commit); message traffic needs read-write; configuration, deletions,
-/// maintenance and consumer-group operations need admin.
+/// The role a route needs when auth is on: Queen's levels (its `auth_middleware`), listed
+/// route by route in `docs/auth.md`. Reads need read-only, except pops (they lease and
+/// commit); server-wide switches and the deletion of queues and consumer groups need admin;
+/// everything else — message traffic, queue configuration, traces, seeks, DLQ retries,
+/// message deletion — needs read-write.
 fn required_role(m: &Method, rest: &[&str]) -> Role {
     match (m, rest) {
+        (_, ["system", ..])
+        | (&Method::DELETE, ["consumer-groups", ..] | ["resources", "queues", ..]) => Role::Admin,
         (&Method::GET, ["pop", ..]) => Role::ReadWrite,
         (&Method::GET, _) => Role::ReadOnly,
-        (&Method::DELETE, _) | (_, ["configure" | "system" | "consumer-groups", ..]) => Role::Admin,
         _ => Role::ReadWrite,
     }
 }

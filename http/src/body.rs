@@ -7,7 +7,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 /// Response type of every route.
 pub type Resp = Response<Full<Bytes>>;
@@ -16,13 +16,13 @@ pub type Resp = Response<Full<Bytes>>;
 pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "body_too_large",
-            message: format!("request body is larger than {limit} bytes"),
-        }),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BodyTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )),
         Err(e) => Err(ApiError::bad_request(
-            "invalid_body",
+            Code::InvalidBody,
             format!("cannot read the body: {e}"),
         )),
     }
@@ -34,18 +34,18 @@ pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
 /// statement it would fail the other requests folded with it.
 pub fn json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("empty_body", "Empty request body"));
+        return Err(ApiError::bad_request(Code::EmptyBody, "Empty request body"));
     }
     let parsed = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("invalid_json", format!("Invalid JSON: {e}"))
+            ApiError::bad_request(Code::InvalidJson, format!("Invalid JSON: {e}"))
         } else {
-            ApiError::bad_request("invalid_request", format!("Invalid request: {e}"))
+            ApiError::bad_request(Code::InvalidRequest, format!("Invalid request: {e}"))
         }
     })?;
     queen_engine::check_json_escapes(bytes).map_err(|e| {
         ApiError::bad_request(
-            "invalid_string",
+            Code::InvalidString,
             format!("request strings must not contain {e}"),
         )
     })?;
@@ -100,18 +100,27 @@ pub fn empty(status: StatusCode) -> Resp {
     r
 }
 
-/// The error body.
+/// The error body (with the queue a refusal names) and, when a retry can succeed later, a
+/// `Retry-After` header.
 pub fn error(e: &ApiError) -> Resp {
     #[derive(Serialize)]
     struct Body<'a> {
         error: &'a str,
-        code: &'a str,
+        code: Code,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        queue: Option<&'a str>,
     }
-    reply(
+    let mut r = reply(
         e.status,
         &Body {
             error: &e.message,
             code: e.code,
+            queue: e.queue.as_deref(),
         },
-    )
+    );
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }

@@ -4,25 +4,135 @@
 use hyper::StatusCode;
 use queen_engine::EngineError;
 
+/// The stable error codes of the API, one per kind of refusal. A code never changes once
+/// released; `docs/api.md` lists them with their statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// A field is missing, has the wrong type or a value out of range.
+    InvalidRequest,
+    /// The body is not JSON.
+    InvalidJson,
+    /// A body is required and none was sent.
+    EmptyBody,
+    /// The body could not be read (broken chunked encoding, a reset).
+    InvalidBody,
+    /// A string PostgreSQL cannot store (`\\u0000`, an unpaired surrogate escape).
+    InvalidString,
+    /// Malformed percent-encoding (or a NUL) in the path.
+    InvalidPath,
+    /// A query parameter does not parse or is out of range.
+    InvalidParameter,
+    /// A queue or partition name breaks the naming rules.
+    InvalidName,
+    /// A path id that must be a UUID is not one.
+    InvalidId,
+    /// A queue option has the wrong type or is out of range.
+    InvalidOption,
+    /// An ack status that is not one of the five.
+    InvalidStatus,
+    /// A push item's `traceId` is not a UUID.
+    InvalidTraceId,
+    /// The body is over the size limit (413).
+    BodyTooLarge,
+    /// No token, or a token that is invalid, expired or not yet valid (401).
+    Unauthorized,
+    /// The token's role is too weak for the route (403).
+    Forbidden,
+    /// No such route, queue, message or group (404).
+    NotFound,
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
+    /// The push would exceed the queue's `maxSize` (429).
+    QueueFull,
+    /// The queue encrypts and this server has no key (409).
+    EncryptionKeyMissing,
+    /// The push must be buffered and the disk buffer is at its limit (503).
+    BufferFull,
+    /// The database is unreachable and the disk buffer failed (503).
+    BufferUnavailable,
+    /// The database is unreachable and the route cannot be buffered (503).
+    DatabaseUnavailable,
+    /// A stored payload cannot be decrypted with this server's keys (500).
+    DecryptionFailed,
+    /// A fault of the server (500); the cause is in its log.
+    Internal,
+}
+
+impl Code {
+    /// The code as it appears in answers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidRequest => "invalid_request",
+            Code::InvalidJson => "invalid_json",
+            Code::EmptyBody => "empty_body",
+            Code::InvalidBody => "invalid_body",
+            Code::InvalidString => "invalid_string",
+            Code::InvalidPath => "invalid_path",
+            Code::InvalidParameter => "invalid_parameter",
+            Code::InvalidName => "invalid_name",
+            Code::InvalidId => "invalid_id",
+            Code::InvalidOption => "invalid_option",
+            Code::InvalidStatus => "invalid_status",
+            Code::InvalidTraceId => "invalid_trace_id",
+            Code::BodyTooLarge => "body_too_large",
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::QueueFull => "queue_full",
+            Code::EncryptionKeyMissing => "encryption_key_missing",
+            Code::BufferFull => "buffer_full",
+            Code::BufferUnavailable => "buffer_unavailable",
+            Code::DatabaseUnavailable => "database_unavailable",
+            Code::DecryptionFailed => "decryption_failed",
+            Code::Internal => "internal",
+        }
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable snake_case code.
-    pub code: &'static str,
+    pub code: Code,
     /// Human message.
     pub message: String,
+    /// The queue a refusal is about (`queue_full`), sent as `"queue"` beside the error.
+    pub queue: Option<String>,
+    /// Seconds after which a retry may succeed (a `Retry-After` header): a full queue or a
+    /// full buffer frees room as consumers and the replay catch up. Queen's clients honour it.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
-    /// A 400 with a code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
+            queue: None,
+            retry_after: None,
         }
+    }
+
+    /// A 400 with a code.
+    pub fn bad_request(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// The JSON error response.
@@ -32,66 +142,70 @@ impl ApiError {
 
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, message)
     }
 
     /// A 503: the database is unreachable and the route cannot be buffered.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "database_unavailable",
-            message: message.into(),
-        }
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::DatabaseUnavailable,
+            message,
+        )
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
+        use StatusCode as S;
         match &e {
-            EngineError::Invalid(m) => ApiError::bad_request("invalid_request", m.clone()),
-            EngineError::Buffer(m) => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "buffer_unavailable",
-                message: format!("the database is unreachable and the disk buffer failed: {m}"),
-            },
+            EngineError::Invalid(m) => ApiError::bad_request(Code::InvalidRequest, m.clone()),
+            EngineError::Buffer(m) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                Code::BufferUnavailable,
+                format!("the database is unreachable and the disk buffer failed: {m}"),
+            ),
             EngineError::BufferFull(limit) => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "buffer_full",
-                message: format!(
-                    "the push must wait in the disk buffer, which is at its limit of {limit} bytes \
-                     (FILE_BUFFER_MAX_BYTES); nothing was stored, retry later"
-                ),
+                retry_after: Some(1),
+                ..ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    Code::BufferFull,
+                    format!(
+                        "the push must wait in the disk buffer, which is at its limit of {limit} \
+                         bytes (FILE_BUFFER_MAX_BYTES); nothing was stored, retry later"
+                    ),
+                )
             },
             EngineError::QueueFull(q) => ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "queue_full",
-                message: format!("queue {q} is full: the push would exceed its maxSize"),
+                queue: Some(q.clone()),
+                retry_after: Some(1),
+                ..ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    Code::QueueFull,
+                    format!("queue {q} is full: the push would exceed its maxSize"),
+                )
             },
-            EngineError::EncryptionKeyMissing(_) => ApiError {
-                status: StatusCode::CONFLICT,
-                code: "encryption_key_missing",
-                message: format!("{e}: set QUEEN_ENCRYPTION_KEY (64 hex characters) on the server"),
-            },
+            EngineError::EncryptionKeyMissing(_) => ApiError::new(
+                S::CONFLICT,
+                Code::EncryptionKeyMissing,
+                format!(
+                    "{e}: set QUEEN_ENCRYPTION_KEY to one key of 64 hexadecimal characters (e.g. \
+                     from `openssl rand -hex 32`), the same on every server attached to this \
+                     database, and restart them"
+                ),
+            ),
             EngineError::Decrypt(m) => {
                 tracing::error!(error = %m, "decryption failed");
-                ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "decryption_failed",
-                    message: format!("a stored payload cannot be decrypted: {m}"),
-                }
+                ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    Code::DecryptionFailed,
+                    format!("a stored payload cannot be decrypted: {m}"),
+                )
             }
             _ if e.is_unavailable() => ApiError::unavailable(format!("database unavailable: {e}")),
             _ => {
                 tracing::error!(error = %e, "internal error");
-                ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "internal",
-                    message: "internal error".into(),
-                }
+                ApiError::new(S::INTERNAL_SERVER_ERROR, Code::Internal, "internal error")
             }
         }
     }

@@ -26,6 +26,7 @@ pub use app::{App, HttpConfig};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+pub use routes::messages::{SUBSCRIPTION_MODES, parse_subscription_mode};
 use tokio::net::TcpListener;
 
 /// Serves `app` on `listener` until `shutdown` completes; then drains for at most

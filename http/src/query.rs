@@ -1,6 +1,6 @@
 //! Query strings: percent-decoding and typed parameters with `400`s that name the parameter.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 /// Decodes `%XX` escapes (and `+` as space, as in form encoding). `None` for bad escapes,
 /// invalid UTF-8 or a NUL character (PostgreSQL text cannot hold it).
@@ -45,7 +45,7 @@ impl Query {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let bad = || {
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    Code::InvalidParameter,
                     format!("malformed query parameter `{part}`"),
                 )
             };
@@ -77,7 +77,7 @@ impl Query {
             None => Ok(None),
             Some(s) => crate::time::parse(s).map(Some).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    Code::InvalidParameter,
                     format!("query parameter `{key}` must be an RFC 3339 timestamp, got `{s}`"),
                 )
             }),
@@ -102,7 +102,7 @@ impl Query {
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(ApiError::bad_request(
-                    "invalid_parameter",
+                    Code::InvalidParameter,
                     format!(
                         "query parameter `{key}` must be an integer from {min} to {max}, got `{v}`"
                     ),

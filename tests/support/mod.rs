@@ -121,6 +121,66 @@ impl Server {
         }
     }
 
+    /// Starts `queen serve` on its own embedded PostgreSQL in `data_dir` (no database
+    /// settings, as a user's first `queen serve`); returns once `/ready`.
+    pub async fn start_embedded(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_queen"));
+        cmd.arg("serve")
+            .env("QUEEN_DATA_DIR", data_dir)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "info")
+            .env("LOG_FORMAT", "text")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for k in [
+            "DATABASE_URL",
+            "PG_HOST",
+            "PG_PORT",
+            "PG_USER",
+            "PG_PASSWORD",
+            "PG_DB",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = Server {
+            child: cmd.spawn().unwrap(),
+            port,
+            buffer_dir: data_dir.join("buffer"),
+            keep_buffer: true,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = server.get("/ready").await {
+                if r.status == 200 {
+                    return server;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "embedded server did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (SIGTERM) and returns what it logged on stderr (servers started with
+    /// [`Server::start_embedded`]; others log to the test's stderr).
+    pub fn stop_and_log(mut self) -> String {
+        use std::io::Read as _;
+        self.terminate();
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut log);
+        }
+        log
+    }
+
     /// Runs `queen serve` expecting it to refuse to start (within 30 s); returns its exit status
     /// and what it printed on stderr.
     pub fn refused_start(

@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::body::{self, Resp};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::query::Query;
 use crate::routes::queues;
 use crate::time;
 
 fn uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s)
-        .map_err(|_| ApiError::bad_request("invalid_id", format!("{what} must be a UUID")))
+        .map_err(|_| ApiError::bad_request(Code::InvalidId, format!("{what} must be a UUID")))
 }
 
 /// `limit` (1..=1000) and `offset` (0..).
@@ -36,7 +36,7 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
     if let Some(s) = &status {
         if !["pending", "processing", "completed", "dead_letter"].contains(&s.as_str()) {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                Code::InvalidParameter,
                 "`status` must be pending, processing, completed or dead_letter",
             ));
         }
@@ -134,15 +134,16 @@ struct TraceIn {
 pub(crate) async fn add_trace(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
     let t: TraceIn = body::json(bytes)?;
     let required = |v: Option<String>, k: &str| {
-        v.filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::bad_request("invalid_request", format!("`{k}` is required")))
+        v.filter(|s| !s.is_empty()).ok_or_else(|| {
+            ApiError::bad_request(Code::InvalidRequest, format!("`{k}` is required"))
+        })
     };
     let transaction_id = required(t.transaction_id, "transactionId")?;
     let partition_id = uuid(&required(t.partition_id, "partitionId")?, "partitionId")?;
     let data = t
         .data
         .filter(|d| !d.is_null())
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "`data` is required"))?;
+        .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`data` is required"))?;
     let names = match t.trace_names.or(t.trace_name) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s],
@@ -154,11 +155,11 @@ pub(crate) async fn add_trace(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
             })
             .collect::<Result<_, _>>()
             .map_err(|()| {
-                ApiError::bad_request("invalid_request", "`traceNames` must hold strings")
+                ApiError::bad_request(Code::InvalidRequest, "`traceNames` must hold strings")
             })?,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 "`traceNames` must be a string or an array of strings",
             ));
         }
@@ -255,7 +256,7 @@ fn ts_field(v: Option<&str>, key: &str) -> Result<Option<Timestamp>, ApiError> {
     v.map(|s| {
         time::parse(s).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 format!("`{key}` must be an RFC 3339 timestamp"),
             )
         })
@@ -270,7 +271,7 @@ pub(crate) async fn set_subscription(
 ) -> Result<Resp, ApiError> {
     let s: SeekIn = body::json(bytes)?;
     let from = ts_field(s.subscription_timestamp.as_deref(), "subscriptionTimestamp")?.ok_or_else(
-        || ApiError::bad_request("invalid_request", "`subscriptionTimestamp` is required"),
+        || ApiError::bad_request(Code::InvalidRequest, "`subscriptionTimestamp` is required"),
     )?;
     let n = app.engine.set_subscription(group, from).await?;
     Ok(body::reply(
@@ -293,7 +294,7 @@ pub(crate) async fn seek(
         (_, Some(t)) => SeekTarget::Time(t),
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 "give `toEnd: true` or a `timestamp`",
             ));
         }

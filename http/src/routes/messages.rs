@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use queen_engine::{
-    AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, EngineError, PopRequest, PopResult,
-    PushItem, PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult, check_name,
+    AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
+    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult, check_name,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::body::{self, Resp};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::maintenance::Mode;
 use crate::query::Query;
 use crate::time;
@@ -34,10 +34,17 @@ struct PushBody<'a> {
 struct ItemIn<'a> {
     queue: Option<Value>,
     partition: Option<Value>,
-    #[serde(borrow)]
+    /// Absent: `{}`. Present, `null` included: kept as sent.
+    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
     transaction_id: Option<Value>,
     trace_id: Option<Value>,
+}
+
+/// A field that is present, whatever its value (`Option<&RawValue>` alone reads `null` as
+/// absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 fn opt_string(v: Option<Value>, what: &str, i: usize) -> Result<Option<String>, ApiError> {
@@ -45,7 +52,7 @@ fn opt_string(v: Option<Value>, what: &str, i: usize) -> Result<Option<String>, 
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::bad_request(
-            "invalid_request",
+            Code::InvalidRequest,
             format!("items[{i}].{what} must be a string"),
         )),
     }
@@ -56,26 +63,31 @@ pub(crate) fn parse_items(
     raw: Option<&RawValue>,
     producer_sub: Option<&str>,
 ) -> Result<Vec<PushItem>, ApiError> {
-    let raw = raw.ok_or_else(|| ApiError::bad_request("invalid_request", "`items` is required"))?;
+    let raw =
+        raw.ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`items` is required"))?;
     let items: Vec<ItemIn<'_>> = serde_json::from_str(raw.get()).map_err(|_| {
-        ApiError::bad_request("invalid_request", "`items` must be an array of objects")
+        ApiError::bad_request(Code::InvalidRequest, "`items` must be an array of objects")
     })?;
     let mut out = Vec::with_capacity(items.len());
     for (i, it) in items.into_iter().enumerate() {
         let queue = opt_string(it.queue, "queue", i)?.ok_or_else(|| {
-            ApiError::bad_request("invalid_request", format!("items[{i}].queue is required"))
+            ApiError::bad_request(
+                Code::InvalidRequest,
+                format!("items[{i}].queue is required"),
+            )
         })?;
         let partition = opt_string(it.partition, "partition", i)?
             .unwrap_or_else(|| DEFAULT_PARTITION.to_owned());
         for (what, name) in [("queue", &queue), ("partition", &partition)] {
-            check_name(what, name)
-                .map_err(|e| ApiError::bad_request("invalid_name", format!("items[{i}]: {e}")))?;
+            check_name(what, name).map_err(|e| {
+                ApiError::bad_request(Code::InvalidName, format!("items[{i}]: {e}"))
+            })?;
         }
         let transaction_id = opt_string(it.transaction_id, "transactionId", i)?;
         // Strings PostgreSQL cannot store (NUL, unpaired surrogates) were refused with the body.
         if transaction_id.as_deref() == Some("") {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 format!("items[{i}].transactionId must not be empty"),
             ));
         }
@@ -83,7 +95,7 @@ pub(crate) fn parse_items(
             None => None,
             Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
                 ApiError::bad_request(
-                    "invalid_trace_id",
+                    Code::InvalidTraceId,
                     format!("items[{i}].traceId is not a UUID: `{t}`"),
                 )
             })?),
@@ -143,21 +155,7 @@ pub(crate) async fn push(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<R
     if items.is_empty() {
         return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
     }
-    let out = match app.engine.push(items).await {
-        Ok(out) => out,
-        // The contract names the queue in the body of a 429.
-        Err(EngineError::QueueFull(queue)) => {
-            return Ok(body::reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                &serde_json::json!({
-                    "error": format!("queue {queue} is full: the push would exceed its maxSize"),
-                    "code": "queue_full",
-                    "queue": queue,
-                }),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let out = app.engine.push(items).await?;
     let v: Vec<PushOut<'_>> = out.iter().map(push_out).collect();
     Ok(body::reply(StatusCode::CREATED, &v))
 }
@@ -172,6 +170,24 @@ pub(crate) enum PopTarget {
         namespace: Option<String>,
         task: Option<String>,
     },
+}
+
+/// The `subscriptionMode` values Queen's clients and docs use. Every mode but `new` /
+/// `new-only` starts a new group at the first message, as Queen's server does; `timestamp`
+/// goes with `subscriptionFrom`, which then decides.
+pub const SUBSCRIPTION_MODES: [&str; 5] = ["all", "from_beginning", "timestamp", "new", "new-only"];
+
+/// Parses a `subscriptionMode` (or the `DEFAULT_SUBSCRIPTION_MODE` setting); the error lists
+/// the accepted values.
+pub fn parse_subscription_mode(mode: &str) -> Result<Subscription, String> {
+    match mode {
+        "all" | "from_beginning" | "timestamp" => Ok(Subscription::All),
+        "new" | "new-only" => Ok(Subscription::New),
+        other => Err(format!(
+            "must be one of {}, got `{other}`",
+            SUBSCRIPTION_MODES.join(", ")
+        )),
+    }
 }
 
 pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp, ApiError> {
@@ -194,20 +210,15 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
         (Some(ts), _) if !ts.is_empty() => {
             Some(Subscription::From(time::parse(ts).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    Code::InvalidParameter,
                     format!("subscriptionFrom is not an RFC 3339 timestamp: `{ts}`"),
                 )
             })?))
         }
-        (_, Some("new" | "new-only")) => Some(Subscription::New),
-        (_, Some("all")) => Some(Subscription::All),
-        (_, Some(m)) if !m.is_empty() => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!("subscriptionMode must be all, new or new-only, got `{m}`"),
-            ));
-        }
-        _ => None,
+        (_, None | Some("")) => app.config.default_subscription,
+        (_, Some(m)) => Some(parse_subscription_mode(m).map_err(|e| {
+            ApiError::bad_request(Code::InvalidParameter, format!("subscriptionMode {e}"))
+        })?),
     };
     if app.maintenance_on(Mode::Pop) {
         return Ok(body::empty(StatusCode::NO_CONTENT));
@@ -226,7 +237,7 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
     let wait = wait.then(|| Duration::from_millis(timeout_ms));
     let result = match target {
         PopTarget::Queue(queue) => {
-            check_name("queue", &queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+            check_name("queue", &queue).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
             let req = PopRequest {
                 queue,
                 partitions: base.partitions,
@@ -237,7 +248,7 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
         PopTarget::Partition(queue, partition) => {
             check_name("queue", &queue)
                 .and_then(|()| check_name("partition", &partition))
-                .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+                .map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
             let req = PopRequest {
                 queue,
                 partition: Some(partition),
@@ -267,7 +278,7 @@ async fn pop_tagged(
 ) -> Result<Option<PopResult>, ApiError> {
     if namespace.is_none() && task.is_none() {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            Code::InvalidParameter,
             "namespace or task is required",
         ));
     }
@@ -388,26 +399,26 @@ fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError
     let field = |v: Option<Value>, name: &str| opt_string(v, name, i);
     let transaction_id = field(a.transaction_id, "transactionId")?.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_request",
+            Code::InvalidRequest,
             format!("acknowledgments[{i}].transactionId is required"),
         )
     })?;
     let partition_id = field(a.partition_id, "partitionId")?.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_request",
+            Code::InvalidRequest,
             format!("acknowledgments[{i}].partitionId is required"),
         )
     })?;
     let partition_id = Uuid::parse_str(&partition_id).map_err(|_| {
         ApiError::bad_request(
-            "invalid_request",
+            Code::InvalidRequest,
             format!("acknowledgments[{i}].partitionId is not a UUID"),
         )
     })?;
     let status = field(a.status, "status")?.unwrap_or_else(|| "completed".into());
     let status = AckStatus::parse(&status).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_status",
+            Code::InvalidStatus,
             format!("acknowledgments[{i}].status must be completed, success, failed, retry or dlq, got `{status}`"),
         )
     })?;
@@ -416,7 +427,7 @@ fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError
         Some(s) if s.is_empty() => None,
         Some(s) => Some(Uuid::parse_str(&s).map_err(|_| {
             ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 format!("acknowledgments[{i}].leaseId is not a UUID"),
             )
         })?),
@@ -480,9 +491,9 @@ pub(crate) async fn ack_batch(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
         .consumer_group
         .filter(|g| !g.is_empty())
         .unwrap_or_else(|| QUEUE_MODE.to_owned());
-    let list = b
-        .acknowledgments
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "`acknowledgments` is required"))?;
+    let list = b.acknowledgments.ok_or_else(|| {
+        ApiError::bad_request(Code::InvalidRequest, "`acknowledgments` is required")
+    })?;
     let items = list
         .into_iter()
         .enumerate()
@@ -527,11 +538,11 @@ pub(crate) async fn transaction(
     let t: TxIn<'_> = body::json(bytes)?;
     let raw_ops = t
         .operations
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "`operations` is required"))?;
+        .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`operations` is required"))?;
     let mut ops = Vec::with_capacity(raw_ops.len());
     for (i, raw) in raw_ops.into_iter().enumerate() {
         let bad =
-            |m: &str| ApiError::bad_request("invalid_request", format!("operations[{i}]: {m}"));
+            |m: &str| ApiError::bad_request(Code::InvalidRequest, format!("operations[{i}]: {m}"));
         let kind: TxOpType =
             serde_json::from_str(raw.get()).map_err(|_| bad("must be an object"))?;
         match kind.kind.as_deref() {
@@ -554,7 +565,7 @@ pub(crate) async fn transaction(
         .map(|l| {
             Uuid::parse_str(l).map_err(|_| {
                 ApiError::bad_request(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     format!("requiredLeases: `{l}` is not a UUID"),
                 )
             })
@@ -604,7 +615,7 @@ struct ExtendIn {
 
 pub(crate) async fn extend_lease(app: &App, lease: &str, bytes: &[u8]) -> Result<Resp, ApiError> {
     let lease_id = Uuid::parse_str(lease)
-        .map_err(|_| ApiError::bad_request("invalid_request", "lease id is not a UUID"))?;
+        .map_err(|_| ApiError::bad_request(Code::InvalidRequest, "lease id is not a UUID"))?;
     let e: ExtendIn = if bytes.iter().all(u8::is_ascii_whitespace) {
         ExtendIn::default()
     } else {
@@ -616,14 +627,14 @@ pub(crate) async fn extend_lease(app: &App, lease: &str, bytes: &[u8]) -> Result
             Some(s) if (1..=86_400 * 30).contains(&s) => Some(s as u32),
             _ => {
                 return Err(ApiError::bad_request(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "`seconds` must be an integer from 1 to 2592000",
                 ));
             }
         },
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Code::InvalidRequest,
                 "`seconds` must be an integer",
             ));
         }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::body::{self, Resp};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::maintenance::Mode;
 
 pub(crate) async fn health(app: &App) -> Resp {
@@ -189,7 +189,7 @@ pub(crate) async fn maintenance(
     if let Some(bytes) = set {
         let m: MaintenanceIn = body::json(bytes)?;
         let enabled = m.enabled.ok_or_else(|| {
-            ApiError::bad_request("invalid_request", "`enabled` (boolean) is required")
+            ApiError::bad_request(Code::InvalidRequest, "`enabled` (boolean) is required")
         })?;
         app.maintenance.set(&app.engine, mode, enabled).await?;
     }

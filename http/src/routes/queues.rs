@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::body::{self, Resp};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::time;
 use queen_engine::check_name;
 
@@ -25,7 +25,7 @@ fn opt_str(v: Option<Value>, name: &str) -> Result<Option<String>, ApiError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::bad_request(
-            "invalid_request",
+            Code::InvalidRequest,
             format!("`{name}` must be a string"),
         )),
     }
@@ -38,14 +38,17 @@ fn parse_options(map: Option<serde_json::Map<String, Value>>) -> Result<QueueOpt
         match v.as_i64() {
             Some(n) if (0..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::bad_request(
-                "invalid_option",
+                Code::InvalidOption,
                 format!("option `{k}` must be an integer from 0 to {max}"),
             )),
         }
     };
     let boolean = |k: &str, v: &Value| -> Result<bool, ApiError> {
         v.as_bool().ok_or_else(|| {
-            ApiError::bad_request("invalid_option", format!("option `{k}` must be a boolean"))
+            ApiError::bad_request(
+                Code::InvalidOption,
+                format!("option `{k}` must be a boolean"),
+            )
         })
     };
     const I32: i64 = i32::MAX as i64;
@@ -65,7 +68,7 @@ fn parse_options(map: Option<serde_json::Map<String, Value>>) -> Result<QueueOpt
                 o.priority = Some(v.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(
                     || {
                         ApiError::bad_request(
-                            "invalid_option",
+                            Code::InvalidOption,
                             "option `priority` must be an integer",
                         )
                     },
@@ -103,8 +106,8 @@ pub(crate) fn options_json(o: &QueueOptions) -> Value {
 pub(crate) async fn configure(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
     let c: ConfigureIn = body::json(bytes)?;
     let queue = opt_str(c.queue, "queue")?
-        .ok_or_else(|| ApiError::bad_request("invalid_request", "`queue` is required"))?;
-    check_name("queue", &queue).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`queue` is required"))?;
+    check_name("queue", &queue).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
     let namespace = opt_str(c.namespace, "namespace")?;
     let task = opt_str(c.task, "task")?;
     let options = parse_options(c.options)?;
