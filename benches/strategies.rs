@@ -236,6 +236,7 @@ impl Bench {
                     partition: t.partition.clone(),
                     payload: data.0,
                     transaction_id: Some(txid),
+                    fresh_transaction_id: false,
                     trace_id: None,
                     producer_sub: None,
                 };
@@ -415,6 +416,7 @@ impl Bench {
                 partition: format!("p{i}"),
                 payload: payload(),
                 transaction_id: None,
+                fresh_transaction_id: false,
                 trace_id: None,
                 producer_sub: None,
             })
@@ -451,6 +453,7 @@ impl Bench {
                 partition: t.partition.clone(),
                 payload: payload(),
                 transaction_id: None,
+                fresh_transaction_id: false,
                 trace_id: None,
                 producer_sub: None,
             })

@@ -105,8 +105,8 @@ async fn stored(cluster_config: &queen_wire::Config) -> HashMap<usize, Vec<u64>>
     let c = Connection::connect(cluster_config).await.unwrap();
     let rows = c
         .query_sql(
-            "SELECT p.name, (m.payload->>'s')::int8 FROM queen.messages m
-               JOIN queen.partitions p ON p.id = m.partition_id
+            "SELECT p.name, (m.payload::jsonb->>'s')::int8 FROM queen.messages m
+               JOIN queen.partitions p ON p.num = m.pnum
                JOIN queen.queues q ON q.id = p.queue_id
               WHERE q.name = 'outage' ORDER BY p.name, m.position",
             &[],

@@ -409,7 +409,7 @@ async fn db_payload_columns(db: &queen_wire::Config) -> Vec<(bool, bool)> {
     let conn = queen_wire::Connection::connect(db).await.unwrap();
     let rows = conn
         .query_sql(
-            "SELECT payload IS NULL, encrypted IS NOT NULL FROM queen.messages ORDER BY position",
+            "SELECT payload IS NULL, sealed IS NOT NULL FROM queen.messages ORDER BY position",
             &[],
         )
         .await

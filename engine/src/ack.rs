@@ -24,6 +24,7 @@ use crate::batch::Job;
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{AckItem, AckOutcome};
+use crate::txid::TxId;
 
 #[derive(Debug)]
 pub(crate) struct AckJob {
@@ -53,32 +54,40 @@ pub(crate) async fn ack(
     rx.await.map_err(|_| EngineError::ShuttingDown)?
 }
 
-/// Column arrays of `queen.ack`.
-pub(crate) struct AckArrays {
-    groups: Vec<String>,
+/// Column arrays of `queen.ack`; transactionIds split as they are stored (see
+/// [`TxId`](crate::txid::TxId)).
+pub(crate) struct AckArrays<'a> {
+    groups: Vec<&'a str>,
     partition_ids: Vec<Uuid>,
-    txids: Vec<String>,
+    txkeys: Vec<Option<i64>>,
+    txuuids: Vec<Option<Uuid>>,
+    txtexts: Vec<Option<&'a str>>,
     statuses: Vec<&'static str>,
-    errors: Vec<Option<String>>,
+    errors: Vec<Option<&'a str>>,
     leases: Vec<Option<Uuid>>,
 }
 
-impl AckArrays {
-    pub(crate) fn new<'a>(items: impl IntoIterator<Item = &'a AckItem>) -> AckArrays {
+impl<'a> AckArrays<'a> {
+    pub(crate) fn new(items: impl IntoIterator<Item = &'a AckItem>) -> AckArrays<'a> {
         let mut a = AckArrays {
             groups: Vec::new(),
             partition_ids: Vec::new(),
-            txids: Vec::new(),
+            txkeys: Vec::new(),
+            txuuids: Vec::new(),
+            txtexts: Vec::new(),
             statuses: Vec::new(),
             errors: Vec::new(),
             leases: Vec::new(),
         };
         for it in items {
-            a.groups.push(it.consumer_group.clone());
+            a.groups.push(&it.consumer_group);
             a.partition_ids.push(it.partition_id);
-            a.txids.push(it.transaction_id.clone());
+            let tx = TxId::of(&it.transaction_id);
+            a.txkeys.push(tx.key());
+            a.txuuids.push(tx.uuid());
+            a.txtexts.push(tx.text());
             a.statuses.push(it.status.as_sql());
-            a.errors.push(it.error.clone());
+            a.errors.push(it.error.as_deref());
             a.leases.push(it.lease_id);
         }
         a
@@ -96,7 +105,9 @@ impl AckArrays {
             &[
                 &self.groups,
                 &self.partition_ids,
-                &self.txids,
+                &self.txkeys,
+                &self.txuuids,
+                &self.txtexts,
                 &self.statuses,
                 &self.errors,
                 &self.leases,

@@ -121,6 +121,7 @@ pub(crate) struct Inner {
     /// Prepared once the database has answered (possibly after start-up, see [`Engine::start`]).
     pub statements: std::sync::OnceLock<Statements>,
     pub partitions: PartitionCache,
+    pub groups: crate::cache::GroupCache,
     pub hub: Arc<WakeHub>,
     pub announcer: Announcer,
     /// Push batchers, one per shard of partitions (see [`push`](crate::push)).
@@ -246,6 +247,7 @@ impl Engine {
                 pool,
                 statements: cell,
                 partitions: PartitionCache::default(),
+                groups: crate::cache::GroupCache::default(),
                 hub,
                 announcer,
                 push_batchers,
@@ -297,6 +299,7 @@ impl Engine {
                 for it in &mut items {
                     if it.transaction_id.is_none() {
                         it.transaction_id = Some(Uuid::now_v7().to_string());
+                        it.fresh_transaction_id = true;
                     }
                 }
                 if buffer.must_buffer(
@@ -481,18 +484,21 @@ impl Engine {
             .pool
             .query(&st.default_partition, &[&queue])
             .await?;
-        let default_partition_id = default
+        let default = default
             .first()
-            .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?
-            .get(0)?;
+            .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?;
+        let (default_partition_id, default_num) = (default.get(0)?, default.get(1)?);
         let info = crate::admin::queue_info_from(r, default_partition_id)?;
         // Other partitions of the queue are re-resolved with the new settings (encryption).
         self.inner.partitions.invalidate_queue(&info.name);
         self.inner.partitions.insert(
             info.name.clone(),
             crate::model::DEFAULT_PARTITION.into(),
-            info.default_partition_id,
-            info.options.encryption_enabled.unwrap_or(false),
+            crate::cache::Target {
+                id: info.default_partition_id,
+                num: default_num,
+                encrypted: info.options.encryption_enabled.unwrap_or(false),
+            },
         );
         Ok(info)
     }

@@ -26,6 +26,7 @@ pub mod schema;
 mod statements;
 mod sweeper;
 mod transaction;
+mod txid;
 pub mod wakeup;
 
 pub use batch::BatchConfig;

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use queen_wire::{Client, Json, Pipeline, Timestamp};
+use queen_wire::{Client, Pipeline, Timestamp};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -148,7 +148,15 @@ impl Shape {
 pub(crate) struct PopJob {
     req: PopRequest,
     lease_id: Uuid,
-    reply: oneshot::Sender<Result<Option<PopResult>, EngineError>>,
+    reply: oneshot::Sender<Result<Claimed, EngineError>>,
+}
+
+/// What one claim statement gave a request.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    result: Option<PopResult>,
+    /// Partitions with messages that were skipped because the group has no cursor there yet.
+    missing_cursors: Vec<Uuid>,
 }
 
 impl Job for PopJob {
@@ -157,9 +165,51 @@ impl Job for PopJob {
     }
 }
 
-/// One claim: one round trip. Any-partition pops of one partition are folded with concurrent
-/// pops of the same shape into one statement that gives each its own partition and lease.
+/// One claim. A named group's first pop on this server records the group's subscription
+/// (`queen.ensure_group`, a round trip of its own, before the claim); a claim that met
+/// partitions without the group's cursor has them created, and claims once more if it got
+/// nothing — or, if it did, creates them in the background for the next pops.
 async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, EngineError> {
+    if req.consumer_group != QUEUE_MODE && !inner.groups.ensured(&req.queue, &req.consumer_group) {
+        ensure_group(inner, req, &[]).await?;
+        inner.groups.insert(&req.queue, &req.consumer_group);
+    }
+    let c = claim_once(inner, req).await?;
+    if c.missing_cursors.is_empty() {
+        return Ok(c.result);
+    }
+    if c.result.is_some() {
+        let (pool, st, req) = (inner.pool.clone(), inner.st()?.clone(), req.clone());
+        tokio::spawn(async move {
+            let mut p = Pipeline::new();
+            let ids = c.missing_cursors;
+            if let Err(e) = add_ensure_group(&mut p, &st, &req, &ids) {
+                tracing::debug!(error = %e, "cannot create the group's cursors");
+            } else if let Err(e) = pool.send_segment(p).await {
+                tracing::debug!(error = %e, "cannot create the group's cursors");
+            }
+        });
+        return Ok(c.result);
+    }
+    ensure_group(inner, req, &c.missing_cursors).await?;
+    Ok(claim_once(inner, req).await?.result)
+}
+
+async fn ensure_group(
+    inner: &Inner,
+    req: &PopRequest,
+    partitions: &[Uuid],
+) -> Result<(), EngineError> {
+    let mut p = Pipeline::new();
+    add_ensure_group(&mut p, inner.st()?, req, partitions)?;
+    inner.pool.send_segment(p).await?;
+    Ok(())
+}
+
+/// One claim statement: one round trip. Any-partition pops of one partition are folded with
+/// concurrent pops of the same shape into one statement that gives each its own partition and
+/// lease.
+async fn claim_once(inner: &Inner, req: &PopRequest) -> Result<Claimed, EngineError> {
     let lease_id = Uuid::now_v7();
     if req.partition.is_none() && req.partitions == 1 {
         let (reply, rx) = oneshot::channel();
@@ -190,7 +240,23 @@ async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, Eng
         .next()
         .map(|r| r.rows)
         .unwrap_or_default();
-    result(inner, req, lease_id, &rows).await
+    Ok(Claimed {
+        missing_cursors: missing_cursors(&rows),
+        result: result_of(inner, req, lease_id, rows.iter().collect()).await?,
+    })
+}
+
+/// The rows `queen.pop` adds for partitions it skipped for want of a cursor (slot -1).
+fn is_missing_marker(r: &queen_wire::Row) -> bool {
+    r.get::<i32>(0).is_ok_and(|s| s == -1)
+}
+
+/// The partitions of the missing-cursor rows.
+fn missing_cursors(rows: &[queen_wire::Row]) -> Vec<Uuid> {
+    rows.iter()
+        .filter(|r| is_missing_marker(r))
+        .filter_map(|r| r.get::<Uuid>(1).ok())
+        .collect()
 }
 
 /// Adds a `queen.pop` call (one segment) to a pipeline.
@@ -202,12 +268,6 @@ fn add_pop(
     workers: &[Option<&str>],
     split: bool,
 ) -> Result<(), EngineError> {
-    let (mode, from) = match (req.consumer_group.as_str(), req.subscription) {
-        (QUEUE_MODE, _) | (_, None) => (None, None),
-        (_, Some(Subscription::All)) => (Some("all"), None),
-        (_, Some(Subscription::New)) => (Some("new"), None),
-        (_, Some(Subscription::From(ts))) => (Some("timestamp"), Some(ts)),
-    };
     let batch = i32::try_from(req.batch).unwrap_or(i32::MAX);
     let partitions = i32::try_from(req.partitions).unwrap_or(i32::MAX);
     let lease_seconds = req
@@ -226,10 +286,37 @@ fn add_pop(
             &leases,
             &lease_seconds,
             &req.auto_ack,
-            &mode,
-            &from,
             &workers,
             &split,
+        ],
+    )?;
+    p.sync();
+    Ok(())
+}
+
+/// Adds `queen.ensure_group` (one segment: its own transaction) to a pipeline: the group's
+/// subscription and its cursors on `partitions` (see `sql/functions/pop.sql`).
+fn add_ensure_group(
+    p: &mut Pipeline,
+    st: &crate::statements::Statements,
+    req: &PopRequest,
+    partitions: &[Uuid],
+) -> Result<(), EngineError> {
+    let (mode, from) = match req.subscription {
+        None => (None, None),
+        Some(Subscription::All) => (Some("all"), None),
+        Some(Subscription::New) => (Some("new"), None),
+        Some(Subscription::From(ts)) => (Some("timestamp"), Some(ts)),
+    };
+    let partitions = partitions.to_vec();
+    p.query(
+        &st.ensure_group,
+        &[
+            &req.queue.as_str(),
+            &req.consumer_group.as_str(),
+            &mode,
+            &from,
+            &partitions,
         ],
     )?;
     p.sync();
@@ -281,27 +368,24 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
                         continue;
                     }
                 };
+                let missing = missing_cursors(&rows);
                 for (k, job) in jobs.into_iter().enumerate() {
                     let slot = i32::try_from(k + 1).unwrap_or(i32::MAX);
                     let mine: Vec<&queen_wire::Row> = rows
                         .iter()
-                        .filter(|r| r.get::<i32>(13).is_ok_and(|s| s == slot))
+                        .filter(|r| r.get::<i32>(0).is_ok_and(|s| s == slot))
                         .collect();
-                    let out = result_of(&inner, &job.req, job.lease_id, mine).await;
+                    let out = result_of(&inner, &job.req, job.lease_id, mine)
+                        .await
+                        .map(|result| Claimed {
+                            result,
+                            missing_cursors: missing.clone(),
+                        });
                     let _ = job.reply.send(out);
                 }
             }
         }
     }
-}
-
-async fn result(
-    inner: &Inner,
-    req: &PopRequest,
-    lease_id: Uuid,
-    rows: &[queen_wire::Row],
-) -> Result<Option<PopResult>, EngineError> {
-    result_of(inner, req, lease_id, rows.iter().collect()).await
 }
 
 /// Decodes a pop's rows. When a payload cannot be decrypted, gives the claim back first (see
@@ -310,8 +394,9 @@ async fn result_of(
     inner: &Inner,
     req: &PopRequest,
     lease_id: Uuid,
-    rows: Vec<&queen_wire::Row>,
+    mut rows: Vec<&queen_wire::Row>,
 ) -> Result<Option<PopResult>, EngineError> {
+    rows.retain(|r| !is_missing_marker(r));
     if rows.is_empty() {
         return Ok(None);
     }
@@ -351,7 +436,7 @@ async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, rows: &[&que
         let (mut partitions, mut first, mut last) = (Vec::<Uuid>::new(), Vec::new(), Vec::new());
         let mut counts: Vec<i32> = Vec::new();
         for r in rows {
-            let (partition, position): (Uuid, i64) = (r.get(0)?, r.get(2)?);
+            let (partition, position): (Uuid, i64) = (r.get(1)?, r.get(3)?);
             match partitions.iter().position(|p| *p == partition) {
                 Some(i) => {
                     last[i] = position;
@@ -396,36 +481,35 @@ fn decode(
     let mut messages = Vec::with_capacity(rows.len());
     let mut expires: Option<Timestamp> = None;
     for r in rows {
-        let partition_id: Uuid = r.get(0)?;
-        expires = r.get(11)?;
-        let payload = stored_payload(inner, r, 6)?.unwrap_or_else(|| "null".to_owned());
+        expires = r.get(12)?;
+        let payload = stored_payload(inner, r, 7)?.unwrap_or_else(|| "null".to_owned());
         messages.push(Message {
-            partition_id,
-            partition: r.get(1)?,
-            position: r.get(2)?,
-            id: r.get(3)?,
-            transaction_id: r.get(4)?,
-            trace_id: r.get(5)?,
+            partition_id: r.get(1)?,
+            partition: r.get(2)?,
+            position: r.get(3)?,
+            id: r.get(4)?,
+            transaction_id: r.get(5)?,
+            trace_id: r.get(6)?,
             payload,
-            producer_sub: r.get(8)?,
-            created_at: r.get(9)?,
-            retry_count: r.get(10)?,
-            priority: r.get(12)?,
+            producer_sub: r.get(9)?,
+            created_at: r.get(10)?,
+            retry_count: r.get(11)?,
+            priority: r.get(13)?,
         });
     }
     Ok((messages, expires))
 }
 
-/// The JSON text of a stored payload whose columns `col` (jsonb) and `col + 1` (the sealed
-/// bytes of an encrypting queue) are in row `r`, decrypted (semantics.md §8); None when both are
-/// NULL.
+/// The JSON text of a stored payload whose columns `col` (the text as pushed) and `col + 1`
+/// (the sealed bytes of an encrypting queue) are in row `r`, decrypted (docs/semantics.md,
+/// "Encryption"); None when both are NULL.
 pub(crate) fn stored_payload(
     inner: &Inner,
     r: &queen_wire::Row,
     col: usize,
 ) -> Result<Option<String>, EngineError> {
     let Some(sealed) = r.get::<Option<Vec<u8>>>(col + 1)? else {
-        return Ok(r.get::<Option<Json<String>>>(col)?.map(|j| j.0));
+        return Ok(r.get::<Option<String>>(col)?);
     };
     let cipher = inner.config.cipher.as_ref().ok_or_else(|| {
         EngineError::Decrypt("the payload is encrypted and no encryption key is configured".into())

@@ -4,12 +4,13 @@
 //! ```text
 //!   Resolve ──(all partitions cached)──────────────► Insert ──► Done
 //!      │                                               ▲  │
-//!      └──(some unknown)──► Ensure ─────────────────────┘  └─(partition vanished)─► Ensure
+//!      └──(some unknown)──► Ensure ─────────────────────┘  └─(stale cache)─► Resolve
 //! ```
 //!
 //! Round trips: one when every partition is cached (the shared `Insert`), two on first sight
-//! (`Ensure`, then `Insert`). A vanished partition (its queue was deleted and re-created) costs
-//! one more `Ensure`, at most twice.
+//! (`Ensure`, then `Insert`). A stale cache entry — a partition that vanished (its queue was
+//! deleted and re-created), or a queue that started encrypting on another server — is forgotten
+//! and resolved again: one more `Ensure`, at most three in all.
 //!
 //! Batches are sharded by partition, one batch in flight per shard, so statements running at the
 //! same time touch disjoint partitions and never queue on each other's partition-counter locks
@@ -22,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use queen_wire::{Client, Json, Pipeline};
+use queen_wire::{Client, Pipeline};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -31,14 +32,18 @@ use crate::cache::Target;
 use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::model::{PushItem, PushOutcome, PushStatus};
+use crate::txid::TxId;
 
 /// One item ready for the database.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub queue: Arc<str>,
-    pub partition_id: Uuid,
+    pub target: Target,
     pub id: Uuid,
     pub transaction_id: Arc<str>,
+    /// Must be checked against stored messages (false only for a transactionId this server
+    /// generated for this push).
+    pub probe: bool,
     pub trace_id: Option<Uuid>,
     pub body: Body,
     pub producer_sub: Option<Arc<str>>,
@@ -71,13 +76,14 @@ impl Body {
     }
 }
 
-/// The queue named by a queue-rule refusal of `queen.push` (QU004 plaintext for an encrypting
-/// queue, QU005 queue full), with the code.
+/// A refusal of `queen.push` that concerns one request of a coalesced statement, not the
+/// others folded with it: QU004 (plaintext for an encrypting queue) and QU005 (queue full)
+/// name their queue; QU006 (a partition vanished: the server's cache is stale) names none.
 pub(crate) fn queue_rule(e: &EngineError) -> Option<(&str, &str)> {
     match e {
         EngineError::Db(w) => w
             .as_db()
-            .filter(|d| d.code == "QU004" || d.code == "QU005")
+            .filter(|d| matches!(d.code.as_str(), "QU004" | "QU005" | "QU006"))
             .map(|d| (d.code.as_str(), d.detail.as_deref().unwrap_or_default())),
         _ => None,
     }
@@ -88,8 +94,6 @@ pub(crate) fn queue_rule(e: &EngineError) -> Option<(&str, &str)> {
 pub(crate) enum RowResult {
     Inserted(Uuid),
     Duplicate(Uuid),
-    /// The partition no longer exists (stale cache).
-    Missing,
 }
 
 /// A request's rows, queued for the batch runner.
@@ -125,15 +129,12 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 /// Checks what PostgreSQL would refuse before anything is written (or buffered): a record the
-/// database refuses could never be replayed from the buffer.
+/// database refuses could never be replayed from the buffer. Payloads are stored as the JSON
+/// text they came as, so any valid JSON is fine (a `\u0000` escape included).
 pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
-            .and_then(|()| {
-                check_json_escapes(it.payload.as_bytes())
-                    .map_err(|e| format!("payload strings must not contain {e}"))
-            })
             .and_then(|()| match &it.transaction_id {
                 Some(t) if t.contains('\0') => {
                     Err("transactionId must not contain the NUL character".to_owned())
@@ -209,24 +210,24 @@ pub(crate) async fn push(
             }
             State::Insert => match op.insert(inner).await {
                 Ok(results) => {
-                    if op.apply(results) {
-                        State::Done
-                    } else {
-                        // Some partitions vanished: forget them and resolve again.
-                        for q in op.stale_queues() {
-                            inner.partitions.invalidate_queue(&q);
-                        }
-                        State::Resolve
-                    }
+                    op.apply(results);
+                    State::Done
                 }
                 Err(e) => match queue_rule(&e) {
                     Some(("QU005", q)) => return Err(EngineError::QueueFull(q.to_owned())),
-                    // The queue encrypts now (configured on another server): refresh the cached
-                    // setting (through Ensure) and seal the payloads.
-                    Some((_, q)) => {
-                        let q = q.to_owned();
-                        inner.partitions.invalidate_queue(&q);
-                        op.forget_queue(&q);
+                    // The queue encrypts now (configured on another server), or a partition
+                    // vanished (its queue was deleted and maybe re-created): refresh what the
+                    // cache says (through Ensure) and try again.
+                    Some((code, q)) => {
+                        let queues = if code == "QU004" {
+                            vec![q.to_owned()]
+                        } else {
+                            op.queue_names()
+                        };
+                        for q in &queues {
+                            inner.partitions.invalidate_queue(q);
+                            op.forget_queue(q);
+                        }
                         State::Resolve
                     }
                     None => return Err(e),
@@ -243,6 +244,8 @@ struct PushOp<'a> {
     /// Generated ids and transactionIds, per item.
     ids: Vec<Uuid>,
     txids: Vec<Arc<str>>,
+    /// Whether each transactionId needs the duplicate check (see [`Row::probe`]).
+    probe: Vec<bool>,
     /// Queue names and payloads, shared with the batch rows.
     queues: Vec<Arc<str>>,
     payloads: Vec<Arc<str>>,
@@ -255,13 +258,13 @@ struct PushOp<'a> {
 impl<'a> PushOp<'a> {
     fn new(items: &'a [PushItem]) -> PushOp<'a> {
         let n = items.len();
-        let txids: Vec<Arc<str>> = items
+        let (txids, probe): (Vec<Arc<str>>, Vec<bool>) = items
             .iter()
             .map(|it| match &it.transaction_id {
-                Some(t) => Arc::from(t.as_str()),
-                None => Arc::from(Uuid::now_v7().to_string()),
+                Some(t) => (Arc::from(t.as_str()), !it.fresh_transaction_id),
+                None => (Arc::from(Uuid::now_v7().to_string()), false),
             })
-            .collect();
+            .unzip();
         let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(n);
         let first = items
             .iter()
@@ -281,6 +284,7 @@ impl<'a> PushOp<'a> {
         PushOp {
             ids: (0..n).map(|_| Uuid::now_v7()).collect(),
             txids,
+            probe,
             queues,
             payloads,
             first,
@@ -290,7 +294,7 @@ impl<'a> PushOp<'a> {
         }
     }
 
-    /// Fills partition ids from the cache; returns the (queue, partition) pairs still unknown.
+    /// Fills partitions from the cache; returns the (queue, partition) pairs still unknown.
     fn resolve(&mut self, inner: &Inner) -> Vec<(String, String)> {
         let mut missing = Vec::new();
         let mut prev: Option<(&str, &str, Option<Target>)> = None;
@@ -313,32 +317,29 @@ impl<'a> PushOp<'a> {
         missing
     }
 
-    /// Sends the rows not settled yet (first occurrences only) to the batcher.
+    /// Sends the rows (first occurrences only) to the batcher.
     async fn insert(&self, inner: &Inner) -> Result<Vec<(usize, RowResult)>, EngineError> {
         let mut idx = Vec::new();
         let mut rows = Vec::new();
         for i in 0..self.items.len() {
-            if self.first[i] == i
-                && !matches!(
-                    self.results[i],
-                    Some(RowResult::Inserted(_) | RowResult::Duplicate(_))
-                )
-            {
-                let it = &self.items[i];
-                let Some(target) = self.targets[i] else {
-                    continue;
-                };
-                idx.push(i);
-                rows.push(Row {
-                    queue: self.queues[i].clone(),
-                    partition_id: target.id,
-                    id: self.ids[i],
-                    transaction_id: self.txids[i].clone(),
-                    trace_id: it.trace_id,
-                    body: Body::for_target(inner, &self.queues[i], target, &self.payloads[i])?,
-                    producer_sub: it.producer_sub.as_deref().map(Arc::from),
-                });
+            if self.first[i] != i {
+                continue;
             }
+            let it = &self.items[i];
+            let Some(target) = self.targets[i] else {
+                continue;
+            };
+            idx.push(i);
+            rows.push(Row {
+                queue: self.queues[i].clone(),
+                target,
+                id: self.ids[i],
+                transaction_id: self.txids[i].clone(),
+                probe: self.probe[i],
+                trace_id: it.trace_id,
+                body: Body::for_target(inner, &self.queues[i], target, &self.payloads[i])?,
+                producer_sub: it.producer_sub.as_deref().map(Arc::from),
+            });
         }
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -346,7 +347,7 @@ impl<'a> PushOp<'a> {
         let (reply, rx) = oneshot::channel();
         // Shard by the first row's partition (a request usually targets one partition).
         let shards = inner.push_batchers.len();
-        let shard = (rows[0].partition_id.as_u128() % shards as u128) as usize;
+        let shard = (rows[0].target.num.unsigned_abs() % shards as u64) as usize;
         inner.push_batchers[shard]
             .submit(PushJob { rows, reply })
             .map_err(|_| EngineError::ShuttingDown)?;
@@ -354,17 +355,10 @@ impl<'a> PushOp<'a> {
         Ok(idx.into_iter().zip(results).collect())
     }
 
-    /// Records results; false when some partitions vanished.
-    fn apply(&mut self, results: Vec<(usize, RowResult)>) -> bool {
-        let mut complete = true;
+    fn apply(&mut self, results: Vec<(usize, RowResult)>) {
         for (i, r) in results {
-            if r == RowResult::Missing {
-                self.targets[i] = None;
-                complete = false;
-            }
             self.results[i] = Some(r);
         }
-        complete
     }
 
     /// Drops the resolved partitions of `queue` (they are ensured again, with its settings).
@@ -376,15 +370,14 @@ impl<'a> PushOp<'a> {
         }
     }
 
-    fn stale_queues(&self) -> Vec<String> {
-        let mut qs: Vec<String> = self
-            .results
-            .iter()
-            .zip(self.items)
-            .filter(|(r, _)| **r == Some(RowResult::Missing))
-            .map(|(_, it)| it.queue.clone())
-            .collect();
-        qs.dedup();
+    /// The queues of the request, each once.
+    fn queue_names(&self) -> Vec<String> {
+        let mut qs: Vec<String> = Vec::new();
+        for it in self.items {
+            if !qs.contains(&it.queue) {
+                qs.push(it.queue.clone());
+            }
+        }
         qs
     }
 
@@ -409,7 +402,7 @@ impl<'a> PushOp<'a> {
                     Some(RowResult::Inserted(id) | RowResult::Duplicate(id)) => {
                         (PushStatus::Duplicate, Some(id))
                     }
-                    Some(RowResult::Missing) | None => (PushStatus::Duplicate, None),
+                    None => (PushStatus::Duplicate, None),
                 };
                 PushOutcome {
                     index: i,
@@ -426,7 +419,7 @@ impl<'a> PushOp<'a> {
     }
 }
 
-/// Creates (or finds) partitions and caches their ids: one round trip.
+/// Creates (or finds) partitions and caches them: one round trip.
 pub(crate) async fn ensure_partitions(
     inner: &Inner,
     pairs: &[(String, String)],
@@ -444,53 +437,94 @@ pub(crate) async fn ensure_partitions(
         )
         .await?;
     for r in rows {
-        inner
-            .partitions
-            .insert(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        inner.partitions.insert(
+            r.get(0)?,
+            r.get(1)?,
+            Target {
+                id: r.get(2)?,
+                num: r.get(3)?,
+                encrypted: r.get(4)?,
+            },
+        );
     }
     Ok(())
 }
 
-/// Column arrays of `queen.push`.
+/// Column arrays of `queen.push`: the partitions touched (ascending: the lock order) with their
+/// item counts, and per item its partition, its rank there and its columns.
 pub(crate) struct PushArrays {
-    partition_ids: Vec<Uuid>,
+    parts: Vec<i64>,
+    counts: Vec<i32>,
+    parts_sealed: Vec<bool>,
+    pnums: Vec<i64>,
+    ks: Vec<i32>,
     ids: Vec<Uuid>,
-    txids: Vec<Arc<str>>,
+    txkeys: Vec<Option<i64>>,
+    txuuids: Vec<Option<Uuid>>,
+    txtexts: Vec<Option<Arc<str>>>,
+    probe: Vec<bool>,
     trace_ids: Vec<Option<Uuid>>,
-    payloads: Vec<Option<Json<Arc<str>>>>,
-    encrypted: Vec<Option<Vec<u8>>>,
+    payloads: Vec<Option<Arc<str>>>,
+    sealed: Vec<Option<Vec<u8>>>,
     subs: Vec<Option<Arc<str>>>,
 }
 
 impl PushArrays {
+    /// The arrays of rows that hold no (partition, transactionId) twice.
     pub(crate) fn new<'a>(rows: impl IntoIterator<Item = &'a Row>) -> PushArrays {
         let rows = rows.into_iter();
         let n = rows.size_hint().0;
         let mut a = PushArrays {
-            partition_ids: Vec::with_capacity(n),
+            parts: Vec::new(),
+            counts: Vec::new(),
+            parts_sealed: Vec::new(),
+            pnums: Vec::with_capacity(n),
+            ks: Vec::with_capacity(n),
             ids: Vec::with_capacity(n),
-            txids: Vec::with_capacity(n),
+            txkeys: Vec::with_capacity(n),
+            txuuids: Vec::with_capacity(n),
+            txtexts: Vec::with_capacity(n),
+            probe: Vec::with_capacity(n),
             trace_ids: Vec::with_capacity(n),
             payloads: Vec::with_capacity(n),
-            encrypted: Vec::with_capacity(n),
+            sealed: Vec::with_capacity(n),
             subs: Vec::with_capacity(n),
         };
+        // Per partition: items so far and whether all of them are sealed.
+        let mut per_part: HashMap<i64, (i32, bool)> = HashMap::new();
         for r in rows {
-            a.partition_ids.push(r.partition_id);
+            let sealed = matches!(r.body, Body::Sealed(_));
+            let e = per_part.entry(r.target.num).or_insert((0, true));
+            e.0 += 1;
+            e.1 &= sealed;
+            a.pnums.push(r.target.num);
+            a.ks.push(e.0);
             a.ids.push(r.id);
-            a.txids.push(r.transaction_id.clone());
+            let tx = TxId::of(&r.transaction_id);
+            a.txkeys.push(tx.key());
+            a.txuuids.push(tx.uuid());
+            a.txtexts
+                .push(tx.text().is_some().then(|| r.transaction_id.clone()));
+            a.probe.push(r.probe);
             a.trace_ids.push(r.trace_id);
             match &r.body {
                 Body::Json(j) => {
-                    a.payloads.push(Some(Json(j.clone())));
-                    a.encrypted.push(None);
+                    a.payloads.push(Some(j.clone()));
+                    a.sealed.push(None);
                 }
                 Body::Sealed(b) => {
                     a.payloads.push(None);
-                    a.encrypted.push(Some(b.clone()));
+                    a.sealed.push(Some(b.clone()));
                 }
             }
             a.subs.push(r.producer_sub.clone());
+        }
+        let mut parts: Vec<(i64, (i32, bool))> = per_part.into_iter().collect();
+        parts.sort_unstable_by_key(|(num, _)| *num);
+        for (num, (count, sealed)) in parts {
+            a.parts.push(num);
+            a.counts.push(count);
+            a.parts_sealed.push(sealed);
         }
         a
     }
@@ -505,12 +539,19 @@ impl PushArrays {
         p.query(
             &inner.st()?.push,
             &[
-                &self.partition_ids,
+                &self.parts,
+                &self.counts,
+                &self.parts_sealed,
+                &self.pnums,
+                &self.ks,
                 &self.ids,
-                &self.txids,
+                &self.txkeys,
+                &self.txuuids,
+                &self.txtexts,
+                &self.probe,
                 &self.trace_ids,
                 &self.payloads,
-                &self.encrypted,
+                &self.sealed,
                 &self.subs,
                 &strict,
             ],
@@ -520,8 +561,8 @@ impl PushArrays {
 }
 
 /// Runs one batch of push jobs as one statement. When a job breaks a queue rule (maxSize, a
-/// plaintext payload for an encrypting queue) the whole statement fails; the jobs are then run
-/// one statement each, so only the offending request is refused.
+/// plaintext payload for an encrypting queue, a vanished partition) the whole statement fails;
+/// the jobs are then run one statement each, so only the offending request is refused.
 pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
     let mut results = run_jobs(&inner, &jobs).await;
     if jobs.len() > 1
@@ -542,7 +583,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
 /// Runs jobs as one statement; one result per job.
 async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>, EngineError>> {
     // Within the batch, a (partition, transactionId) seen before is a duplicate of the first.
-    let mut first: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut first: HashMap<(i64, &str), usize> = HashMap::new();
     let total: usize = jobs.iter().map(|j| j.rows.len()).sum();
     first.reserve(total);
     let mut unique: Vec<&Row> = Vec::new();
@@ -550,10 +591,10 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
     for job in jobs {
         let mut s = Vec::with_capacity(job.rows.len());
         for r in &job.rows {
-            match first.get(&(r.partition_id, &*r.transaction_id)) {
+            match first.get(&(r.target.num, &*r.transaction_id)) {
                 Some(&u) => s.push(Err(u)),
                 None => {
-                    first.insert((r.partition_id, &*r.transaction_id), unique.len());
+                    first.insert((r.target.num, &*r.transaction_id), unique.len());
                     s.push(Ok(unique.len()));
                     unique.push(r);
                 }
@@ -562,7 +603,7 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
         slot.push(s);
     }
     let arrays = PushArrays::new(unique.iter().copied());
-    let result = execute(inner, &arrays, unique.len()).await;
+    let result = execute(inner, &arrays, &unique).await;
     if let Ok(results) = &result {
         let mut woken: Vec<&str> = Vec::new();
         for (r, row) in results.iter().zip(&unique) {
@@ -585,7 +626,6 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
                         RowResult::Inserted(id) | RowResult::Duplicate(id) => {
                             RowResult::Duplicate(id)
                         }
-                        RowResult::Missing => RowResult::Missing,
                     },
                 })
                 .collect()),
@@ -594,29 +634,29 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
         .collect()
 }
 
+/// Runs the statement; every row is inserted but those it reports as duplicates.
 async fn execute(
     inner: &Inner,
     arrays: &PushArrays,
-    n: usize,
+    rows: &[&Row],
 ) -> Result<Vec<RowResult>, EngineError> {
     let mut p = Pipeline::new();
     arrays.add_to(&mut p, inner, false)?;
-    let rows = inner.pool.send_segment(p).await?;
-    let rows = rows.into_iter().next().map(|r| r.rows).unwrap_or_default();
-    let mut results = vec![RowResult::Missing; n];
-    for r in rows {
+    let answer = inner.pool.send_segment(p).await?;
+    let mut results: Vec<RowResult> = rows.iter().map(|r| RowResult::Inserted(r.id)).collect();
+    for r in answer
+        .into_iter()
+        .next()
+        .map(|r| r.rows)
+        .unwrap_or_default()
+    {
         let ord: i32 = r.get(0)?;
         let id: Uuid = r.get(1)?;
-        let inserted: bool = r.get(2)?;
-        let i = usize::try_from(ord - 1)
-            .map_err(|_| EngineError::Invalid("bad ordinal from push".into()))?;
-        if let Some(slot) = results.get_mut(i) {
-            *slot = if inserted {
-                RowResult::Inserted(id)
-            } else {
-                RowResult::Duplicate(id)
-            };
-        }
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| results.get_mut(i))
+            .ok_or_else(|| EngineError::Invalid("bad ordinal from push".into()))?;
+        *slot = RowResult::Duplicate(id);
     }
     Ok(results)
 }

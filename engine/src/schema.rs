@@ -33,12 +33,27 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_dlq_retry_groups.sql",
         sql: include_str!("../../sql/migrations/0002_dlq_retry_groups.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_storage_v2.sql",
+        sql: include_str!("../../sql/migrations/0003_storage_v2.sql"),
+    },
 ];
 
-/// Server-side functions (`CREATE OR REPLACE`), applied after the migrations.
+/// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after
+/// the migrations: the first file drops every function of the schema, the others create the
+/// current ones, all in one transaction.
 pub const FUNCTIONS: &str = concat!(
-    include_str!("../../sql/functions.sql"),
-    include_str!("../../sql/inspection.sql")
+    include_str!("../../sql/functions/00_reset.sql"),
+    include_str!("../../sql/functions/01_common.sql"),
+    include_str!("../../sql/functions/queues.sql"),
+    include_str!("../../sql/functions/push.sql"),
+    include_str!("../../sql/functions/pop.sql"),
+    include_str!("../../sql/functions/leases.sql"),
+    include_str!("../../sql/functions/ack.sql"),
+    include_str!("../../sql/functions/dead_letters.sql"),
+    include_str!("../../sql/functions/retention.sql"),
+    include_str!("../../sql/functions/inspection.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

@@ -30,6 +30,7 @@ macro_rules! statements {
 statements! {
     push => "push.sql",
     pop => "pop.sql",
+    ensure_group => "ensure_group.sql",
     unpop => "unpop.sql",
     ack => "ack.sql",
     extend_lease => "extend_lease.sql",

@@ -52,6 +52,29 @@ pub(crate) async fn run(
     }
     let mut pushes: Vec<Vec<Row>> = Vec::new();
     let mut acks = Vec::new();
+    // A transactionId twice in one partition within the transaction is a duplicate, as one
+    // already stored is (the database checks those).
+    let mut seen: std::collections::HashSet<(i64, &str)> = std::collections::HashSet::new();
+    for op in &ops {
+        if let TxOperation::Push(items) = op {
+            for it in items {
+                if let (Some(t), Some(target)) = (
+                    &it.transaction_id,
+                    inner.partitions.get(&it.queue, &it.partition),
+                ) {
+                    if !seen.insert((target.num, t)) {
+                        return Ok(TxOutcome {
+                            success: false,
+                            error: Some(format!(
+                                "transaction rolled back: duplicate transactionId {t}"
+                            )),
+                            results: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+    }
     for op in &ops {
         match op {
             TxOperation::Push(items) => {
@@ -66,12 +89,14 @@ pub(crate) async fn run(
                             })?;
                     rows.push(Row {
                         queue: Arc::from(it.queue.as_str()),
-                        partition_id: target.id,
+                        target,
                         id: Uuid::now_v7(),
                         transaction_id: match &it.transaction_id {
                             Some(t) => Arc::from(t.as_str()),
                             None => Arc::from(Uuid::now_v7().to_string()),
                         },
+                        // Inside a transaction every item is checked: a duplicate fails it.
+                        probe: true,
                         trace_id: it.trace_id,
                         body: Body::for_target(
                             inner,
@@ -134,13 +159,14 @@ pub(crate) async fn run(
                 status: PushStatus::Queued,
                 transaction_id: row.transaction_id.to_string(),
                 message_id: Some(row.id),
-                partition_id: Some(row.partition_id),
+                partition_id: Some(row.target.id),
                 queue: row.queue.to_string(),
                 partition: String::new(),
                 trace_id: row.trace_id,
             });
         }
-        debug_assert_eq!(res.len(), rows.len());
+        // A strict push answers nothing (a duplicate would have failed the transaction).
+        debug_assert!(res.is_empty());
         push_out.push(outs);
     }
     let ack_out = match it.next() {

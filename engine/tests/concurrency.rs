@@ -50,6 +50,7 @@ async fn produce(e: &Engine, queue: &str) {
                         partition: format!("p{}", (producer * 7 + s) % PARTITIONS),
                         payload: payload(producer, s),
                         transaction_id: None,
+                        fresh_transaction_id: false,
                         trace_id: None,
                         producer_sub: None,
                     })
@@ -249,6 +250,7 @@ fn item_json(queue: &str, partition: &str, payload: String) -> PushItem {
         partition: partition.into(),
         payload,
         transaction_id: None,
+        fresh_transaction_id: false,
         trace_id: None,
         producer_sub: None,
     }

@@ -21,6 +21,6 @@ SELECT q.id, q.name, q.namespace, q.task, q.priority, q.created_at,
                count(*) FILTER (WHERE m.position <= coalesce(c.position, 0)) AS completed,
                min(m.created_at) AS oldest, max(m.created_at) AS newest
           FROM queen.messages m
-         WHERE m.partition_id = p.id) s ON true
+         WHERE m.pnum = p.num) s ON true
  WHERE $1::text IS NULL OR q.name = $1::text
  ORDER BY q.name, p.name

@@ -62,6 +62,15 @@ struct Args {
     /// Partitions the producers spread over (round robin over all of them, across connections).
     #[arg(long, default_value_t = 50)]
     partitions: usize,
+    /// Spread the items of every request over partitions all connections share (producers in
+    /// the field: one partition per user, device or tenant). Without it, each connection pushes
+    /// to its own few partitions.
+    #[arg(long)]
+    spread: bool,
+    /// Give every item its own transactionId (a UUID, as Queen's clients generate), instead
+    /// of letting the server generate one.
+    #[arg(long)]
+    txids: bool,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
@@ -188,21 +197,50 @@ fn quantiles(h: &Mutex<Option<Histogram<u64>>>) -> Value {
     }
 }
 
-/// The body of one push request: `batch` messages of connection `c`, the `n`-th onwards, spread
-/// round robin over the partitions (across connections); each payload carries its send time.
-fn push_body(
-    queue: &str,
+/// Where the items of a push request go and what they carry (see [`push_body`]).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
     batch: usize,
-    n: usize,
-    c: usize,
     connections: usize,
     partitions: usize,
-    filler: &str,
-) -> String {
+    spread: bool,
+    txids: bool,
+}
+
+impl Shape {
+    fn of(args: &Args) -> Shape {
+        Shape {
+            batch: args.batch,
+            connections: args.connections.max(1),
+            partitions: args.partitions.max(1),
+            spread: args.spread,
+            txids: args.txids,
+        }
+    }
+
+    /// The partition of the `k`-th message of connection `c`: round robin over the partitions
+    /// congruent to `c` (each connection its own), or, with `spread`, over all of them from a
+    /// starting point of its own (every request touches partitions the others touch too).
+    fn partition(&self, k: usize, c: usize) -> usize {
+        if self.spread {
+            (k + c * 7919) % self.partitions
+        } else {
+            (k * self.connections + c) % self.partitions
+        }
+    }
+}
+
+/// The body of one push request: `batch` messages of connection `c`, the `n`-th onwards; each
+/// payload carries its send time.
+fn push_body(queue: &str, shape: Shape, batch: usize, n: usize, c: usize, filler: &str) -> String {
     let items: Vec<Value> = (0..batch)
         .map(|i| {
-            json!({"queue": queue, "partition": format!("p{}", ((n + i) * connections + c) % partitions),
-                   "payload": {"t": now_us(), "f": filler}})
+            let mut item = json!({"queue": queue, "partition": format!("p{}", shape.partition(n + i, c)),
+                                  "payload": {"t": now_us(), "f": filler}});
+            if shape.txids {
+                item["transactionId"] = Value::String(uuid::Uuid::new_v4().to_string());
+            }
+            item
         })
         .collect();
     json!({ "items": items }).to_string()
@@ -212,7 +250,7 @@ fn push_body(
 /// connections) before a consume run; not timed.
 async fn prefill(args: &Args, addr: &str, queue: &str) -> Result<(), String> {
     let connections = args.connections.max(1);
-    let partitions = args.partitions.max(1);
+    let shape = Shape::of(args);
     let per_conn = args.prefill.div_ceil(connections);
     let filler = "x".repeat(args.payload_bytes.saturating_sub(40));
     let mut tasks = Vec::new();
@@ -224,7 +262,7 @@ async fn prefill(args: &Args, addr: &str, queue: &str) -> Result<(), String> {
             let mut n = 0;
             while n < total {
                 let batch = (total - n).min(100);
-                let body = push_body(&queue, batch, n, c, connections, partitions, &filler);
+                let body = push_body(&queue, shape, batch, n, c, &filler);
                 match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
                     Ok((201, _)) => n += batch,
                     Ok((status, body)) => {
@@ -270,8 +308,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 queue.to_owned(),
                 filler.clone(),
             );
-            let (batch, partitions, connections) =
-                (args.batch, args.partitions.max(1), args.connections);
+            let shape = Shape::of(args);
             tasks.push(tokio::spawn(async move {
                 let Ok(mut conn) = Conn::open(&addr).await else {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -284,12 +321,14 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                         tokio::time::sleep_until(next.into()).await;
                         next += iv;
                     }
-                    let body = push_body(&queue, batch, n, c, connections, partitions, &filler);
-                    n += batch;
+                    let body = push_body(&queue, shape, shape.batch, n, c, &filler);
+                    n += shape.batch;
                     let t0 = Instant::now();
                     match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
                         Ok((201, _)) => {
-                            stats.pushed.fetch_add(batch as u64, Ordering::Relaxed);
+                            stats
+                                .pushed
+                                .fetch_add(shape.batch as u64, Ordering::Relaxed);
                             record(&stats.request_latency, t0.elapsed().as_micros() as u64);
                         }
                         Ok(_) => {

@@ -579,7 +579,11 @@ mod tests {
         buffer
             .append(&[
                 record("a", "1"),
-                record("b", r#""\u0000""#),
+                // PostgreSQL text cannot hold NUL.
+                Record {
+                    producer_sub: Some("x\0y".into()),
+                    ..record("b", "2")
+                },
                 record("c", "3"),
             ])
             .await

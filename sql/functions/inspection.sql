@@ -1,19 +1,12 @@
--- queen-rs inspection and operations functions (api.md §4): message listing and detail, the
+-- Inspection and operations (docs/api.md, "Inspection"): message listing and detail, the
 -- dead-letter queue, traces, consumer groups. Not on the hot path. Each builds its answer as
 -- JSON in the database (one round trip, no row-by-row decoding); payloads travel separately,
--- as jsonb or as the encrypted bytes the server decrypts. Re-applied at every start, like
--- functions.sql.
-
--- RFC 3339 UTC with microseconds, as every API timestamp.
-CREATE OR REPLACE FUNCTION queen.ts(t timestamptz) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-$$;
+-- as the stored JSON text or as the sealed bytes the server decrypts.
 
 -- A message's status as the groups reading its partition see it: dead_letter when some group
 -- dead-lettered it, completed when every group reading the partition committed it, processing
 -- when a live lease covers it, pending otherwise.
-CREATE OR REPLACE FUNCTION queen.message_status(p_partition_id uuid, p_position bigint)
+CREATE FUNCTION queen.message_status(p_partition_id uuid, p_position bigint)
 RETURNS TABLE (status text, lease_expires_at timestamptz)
 LANGUAGE sql STABLE AS $$
     SELECT CASE
@@ -31,20 +24,20 @@ LANGUAGE sql STABLE AS $$
      WHERE c.partition_id = p_partition_id
 $$;
 
-CREATE OR REPLACE FUNCTION queen.list_messages(
+CREATE FUNCTION queen.list_messages(
     p_queue text, p_partition text, p_ns text, p_task text, p_status text,
     p_from timestamptz, p_to timestamptz, p_limit integer, p_offset integer)
 RETURNS SETOF jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
-             'id', m.id, 'transactionId', m.transaction_id, 'partitionId', m.partition_id,
+             'id', m.id, 'transactionId', queen.txid(m.txuuid, m.txtext), 'partitionId', p.id,
              'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
              'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
              'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at))
       FROM queen.messages m
-      JOIN queen.partitions p ON p.id = m.partition_id
+      JOIN queen.partitions p ON p.num = m.pnum
       JOIN queen.queues q ON q.id = p.queue_id
-     CROSS JOIN LATERAL queen.message_status(m.partition_id, m.position) s
+     CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
      WHERE (p_queue IS NULL OR q.name = p_queue)
        AND (p_partition IS NULL OR p.name = p_partition)
        AND (p_ns IS NULL OR q.namespace = p_ns)
@@ -56,23 +49,23 @@ LANGUAGE sql STABLE AS $$
      LIMIT p_limit OFFSET p_offset
 $$;
 
-CREATE OR REPLACE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
-RETURNS TABLE (doc jsonb, payload jsonb, encrypted bytea)
+CREATE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
+RETURNS TABLE (doc jsonb, payload text, sealed bytea)
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
-             'id', m.id, 'transactionId', m.transaction_id, 'partitionId', m.partition_id,
+             'id', m.id, 'transactionId', queen.txid(m.txuuid, m.txtext), 'partitionId', p.id,
              'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
              'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
              'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at),
              'retryCount', coalesce((SELECT max(r.failures) FROM queen.retries r
-                                      WHERE r.partition_id = m.partition_id AND r.position = m.position),
+                                      WHERE r.partition_id = p.id AND r.position = m.position),
                                     (SELECT max(d.retry_count) FROM queen.dead_letters d
-                                      WHERE d.partition_id = m.partition_id AND d.position = m.position), 0),
+                                      WHERE d.partition_id = p.id AND d.position = m.position), 0),
              'errorMessage', coalesce((SELECT d.error_message FROM queen.dead_letters d
-                                        WHERE d.partition_id = m.partition_id AND d.position = m.position
+                                        WHERE d.partition_id = p.id AND d.position = m.position
                                         ORDER BY d.failed_at DESC LIMIT 1),
                                       (SELECT r.last_error FROM queen.retries r
-                                        WHERE r.partition_id = m.partition_id AND r.position = m.position
+                                        WHERE r.partition_id = p.id AND r.position = m.position
                                         LIMIT 1)),
              'consumerGroups', coalesce((
                  SELECT jsonb_agg(jsonb_build_object(
@@ -82,24 +75,26 @@ LANGUAGE sql STABLE AS $$
                                                   AND m.position > c.position AND m.position <= c.lease_end
                                                  THEN queen.ts(c.lease_expires_at) END)
                           ORDER BY c.consumer_group)
-                   FROM queen.cursors c WHERE c.partition_id = m.partition_id), '[]'::jsonb)),
-           m.payload, m.encrypted
-      FROM queen.messages m
-      JOIN queen.partitions p ON p.id = m.partition_id
+                   FROM queen.cursors c WHERE c.partition_id = p.id), '[]'::jsonb)),
+           m.payload, m.sealed
+      FROM queen.partitions p
+      JOIN queen.messages m ON m.pnum = p.num AND m.position = queen.find_position(p.num, p_txid)
       JOIN queen.queues q ON q.id = p.queue_id
-     CROSS JOIN LATERAL queen.message_status(m.partition_id, m.position) s
-     WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid
+     CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
+     WHERE p.id = p_partition_id
 $$;
 
 -- Deletes one message with its retry, dead-letter and trace rows. Returns whether it existed.
-CREATE OR REPLACE FUNCTION queen.delete_message(p_partition_id uuid, p_txid text)
+CREATE FUNCTION queen.delete_message(p_partition_id uuid, p_txid text)
 RETURNS boolean
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_pos bigint;
 BEGIN
     DELETE FROM queen.messages m
-     WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid
+     USING queen.partitions p
+     WHERE p.id = p_partition_id AND m.pnum = p.num
+       AND m.position = queen.find_position(p.num, p_txid)
     RETURNING m.position INTO v_pos;
     IF NOT FOUND THEN
         RETURN false;
@@ -111,21 +106,21 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION queen.list_dead_letters(
+CREATE FUNCTION queen.list_dead_letters(
     p_queue text, p_group text, p_partition text, p_from timestamptz, p_to timestamptz,
     p_limit integer, p_offset integer)
-RETURNS TABLE (doc jsonb, payload jsonb, encrypted bytea, total bigint)
+RETURNS TABLE (doc jsonb, payload text, sealed bytea, total bigint)
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
              'id', d.message_id, 'transactionId', d.transaction_id, 'partitionId', d.partition_id,
              'queue', q.name, 'partition', p.name, 'consumerGroup', d.consumer_group,
              'errorMessage', d.error_message, 'retryCount', d.retry_count,
              'createdAt', queen.ts(m.created_at), 'failedAt', queen.ts(d.failed_at)),
-           m.payload, m.encrypted, count(*) OVER ()
+           m.payload, m.sealed, count(*) OVER ()
       FROM queen.dead_letters d
       JOIN queen.partitions p ON p.id = d.partition_id
       JOIN queen.queues q ON q.id = p.queue_id
-      LEFT JOIN queen.messages m ON m.partition_id = d.partition_id AND m.position = d.position
+      LEFT JOIN queen.messages m ON m.pnum = p.num AND m.position = d.position
      WHERE (p_queue IS NULL OR q.name = p_queue)
        AND (p_group IS NULL OR d.consumer_group = p_group)
        AND (p_partition IS NULL OR p.name = p_partition)
@@ -136,14 +131,14 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Records a trace event on a message; false when the message does not exist.
-CREATE OR REPLACE FUNCTION queen.add_trace(
+CREATE FUNCTION queen.add_trace(
     p_id uuid, p_partition_id uuid, p_txid text, p_group text, p_event text, p_data jsonb,
     p_worker text, p_names text[])
 RETURNS boolean
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM queen.messages m
-                    WHERE m.partition_id = p_partition_id AND m.transaction_id = p_txid) THEN
+    IF (SELECT queen.find_position(p.num, p_txid) FROM queen.partitions p
+         WHERE p.id = p_partition_id) IS NULL THEN
         RETURN false;
     END IF;
     INSERT INTO queen.traces (id, partition_id, transaction_id, consumer_group, event_type, data,
@@ -153,7 +148,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION queen.trace_doc(t queen.traces) RETURNS jsonb
+CREATE FUNCTION queen.trace_doc(t queen.traces) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('id', t.id, 'transaction_id', t.transaction_id,
              'partition_id', t.partition_id, 'event_type', t.event_type, 'data', t.data,
@@ -161,14 +156,14 @@ LANGUAGE sql STABLE AS $$
              'created_at', queen.ts(t.created_at), 'trace_names', to_jsonb(t.trace_names))
 $$;
 
-CREATE OR REPLACE FUNCTION queen.message_traces(p_partition_id uuid, p_txid text)
+CREATE FUNCTION queen.message_traces(p_partition_id uuid, p_txid text)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(queen.trace_doc(t) ORDER BY t.created_at, t.id), '[]'::jsonb)
       FROM queen.traces t WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid
 $$;
 
-CREATE OR REPLACE FUNCTION queen.traces_by_name(p_name text, p_limit integer, p_offset integer)
+CREATE FUNCTION queen.traces_by_name(p_name text, p_limit integer, p_offset integer)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -181,7 +176,7 @@ LANGUAGE sql STABLE AS $$
              'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
 $$;
 
-CREATE OR REPLACE FUNCTION queen.trace_names(p_limit integer, p_offset integer)
+CREATE FUNCTION queen.trace_names(p_limit integer, p_offset integer)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH names AS (
@@ -203,7 +198,7 @@ $$;
 
 -- Per (group, partition): the cursor with its lag. Offset lag counts positions (duplicates
 -- leave gaps, so it is an upper bound); time lag is the age of the oldest message not committed.
-CREATE OR REPLACE FUNCTION queen.group_partitions(p_group text)
+CREATE FUNCTION queen.group_partitions(p_group text)
 RETURNS TABLE (grp text, queue_name text, partition_name text, worker_id text,
                last_consumed_at timestamptz, total_consumed bigint, offset_lag bigint,
                time_lag_seconds double precision, lease_active boolean)
@@ -212,7 +207,7 @@ LANGUAGE sql STABLE AS $$
            greatest(p.last_position - c.position, 0),
            coalesce(extract(epoch FROM now() - (
                SELECT m.created_at FROM queen.messages m
-                WHERE m.partition_id = p.id AND m.position > c.position
+                WHERE m.pnum = p.num AND m.position > c.position
                 ORDER BY m.position LIMIT 1))::double precision, 0),
            c.lease_id IS NOT NULL AND c.lease_expires_at > now()
       FROM queen.cursors c
@@ -223,7 +218,7 @@ $$;
 
 -- Consumer groups per queue: Dead when behind and nothing consumed for an hour, Lagging when
 -- the oldest uncommitted message is over a minute old, Stable otherwise.
-CREATE OR REPLACE FUNCTION queen.consumer_groups(p_min_lag_seconds double precision)
+CREATE FUNCTION queen.consumer_groups(p_min_lag_seconds double precision)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH g AS (
@@ -252,7 +247,7 @@ LANGUAGE sql STABLE AS $$
      WHERE p_min_lag_seconds IS NULL OR g.max_time_lag >= p_min_lag_seconds
 $$;
 
-CREATE OR REPLACE FUNCTION queen.consumer_group(p_group text)
+CREATE FUNCTION queen.consumer_group(p_group text)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_object_agg(x.queue_name, jsonb_build_object('partitions', x.parts))
@@ -268,7 +263,7 @@ $$;
 
 -- Removes a group's cursors (and retry rows) on every queue, or on one; with p_metadata, or for
 -- one queue, also its subscriptions. Returns the cursors removed.
-CREATE OR REPLACE FUNCTION queen.delete_consumer_group(p_group text, p_queue text, p_metadata boolean)
+CREATE FUNCTION queen.delete_consumer_group(p_group text, p_queue text, p_metadata boolean)
 RETURNS bigint
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -291,7 +286,7 @@ END
 $$;
 
 -- Where a group starts on partitions it has not read yet, on every queue it is subscribed to.
-CREATE OR REPLACE FUNCTION queen.set_subscription(p_group text, p_from timestamptz)
+CREATE FUNCTION queen.set_subscription(p_group text, p_from timestamptz)
 RETURNS bigint
 LANGUAGE sql AS $$
     WITH u AS (
@@ -304,7 +299,7 @@ $$;
 -- the first message created at or after p_ts. Live leases are dropped (their acks then fail
 -- the lease check); retry rows go. Returns the partitions moved; NULL when the queue (or the
 -- partition) does not exist.
-CREATE OR REPLACE FUNCTION queen.seek(p_group text, p_queue text, p_partition text,
+CREATE FUNCTION queen.seek(p_group text, p_queue text, p_partition text,
                                       p_to_end boolean, p_ts timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
@@ -315,7 +310,7 @@ DECLARE
     v_found boolean := false;
 BEGIN
     FOR p IN
-        SELECT pp.id, pp.last_position FROM queen.partitions pp JOIN queen.queues q ON q.id = pp.queue_id
+        SELECT pp.id, pp.num, pp.last_position FROM queen.partitions pp JOIN queen.queues q ON q.id = pp.queue_id
          WHERE q.name = p_queue AND (p_partition IS NULL OR pp.name = p_partition)
          ORDER BY pp.id
     LOOP
@@ -324,7 +319,7 @@ BEGIN
             v_pos := p.last_position;
         ELSE
             SELECT coalesce(max(m.position), 0) INTO v_pos FROM queen.messages m
-             WHERE m.partition_id = p.id AND m.created_at < p_ts;
+             WHERE m.pnum = p.num AND m.created_at < p_ts;
         END IF;
         INSERT INTO queen.cursors AS c (partition_id, consumer_group, position)
         VALUES (p.id, p_group, v_pos)
