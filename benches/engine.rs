@@ -82,7 +82,6 @@ fn items(queue: &str, n: usize, seed: usize) -> Vec<PushItem> {
             partition: format!("p{}", seed % PARTITIONS),
             payload: payload(),
             transaction_id: None,
-            fresh_transaction_id: false,
             trace_id: None,
             producer_sub: None,
         })

@@ -236,7 +236,6 @@ impl Bench {
                     partition: t.partition.clone(),
                     payload: data.0,
                     transaction_id: Some(txid),
-                    fresh_transaction_id: false,
                     trace_id: None,
                     producer_sub: None,
                 };
@@ -416,7 +415,6 @@ impl Bench {
                 partition: format!("p{i}"),
                 payload: payload(),
                 transaction_id: None,
-                fresh_transaction_id: false,
                 trace_id: None,
                 producer_sub: None,
             })
@@ -453,7 +451,6 @@ impl Bench {
                 partition: t.partition.clone(),
                 payload: payload(),
                 transaction_id: None,
-                fresh_transaction_id: false,
                 trace_id: None,
                 producer_sub: None,
             })

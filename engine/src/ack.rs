@@ -59,7 +59,6 @@ pub(crate) async fn ack(
 pub(crate) struct AckArrays<'a> {
     groups: Vec<&'a str>,
     partition_ids: Vec<Uuid>,
-    txkeys: Vec<Option<i64>>,
     txuuids: Vec<Option<Uuid>>,
     txtexts: Vec<Option<&'a str>>,
     statuses: Vec<&'static str>,
@@ -72,7 +71,6 @@ impl<'a> AckArrays<'a> {
         let mut a = AckArrays {
             groups: Vec::new(),
             partition_ids: Vec::new(),
-            txkeys: Vec::new(),
             txuuids: Vec::new(),
             txtexts: Vec::new(),
             statuses: Vec::new(),
@@ -83,7 +81,6 @@ impl<'a> AckArrays<'a> {
             a.groups.push(&it.consumer_group);
             a.partition_ids.push(it.partition_id);
             let tx = TxId::of(&it.transaction_id);
-            a.txkeys.push(tx.key());
             a.txuuids.push(tx.uuid());
             a.txtexts.push(tx.text());
             a.statuses.push(it.status.as_sql());
@@ -105,7 +102,6 @@ impl<'a> AckArrays<'a> {
             &[
                 &self.groups,
                 &self.partition_ids,
-                &self.txkeys,
                 &self.txuuids,
                 &self.txtexts,
                 &self.statuses,

@@ -299,7 +299,6 @@ impl Engine {
                 for it in &mut items {
                     if it.transaction_id.is_none() {
                         it.transaction_id = Some(Uuid::now_v7().to_string());
-                        it.fresh_transaction_id = true;
                     }
                 }
                 if buffer.must_buffer(

@@ -41,9 +41,6 @@ pub(crate) struct Row {
     pub target: Target,
     pub id: Uuid,
     pub transaction_id: Arc<str>,
-    /// Must be checked against stored messages (false only for a transactionId this server
-    /// generated for this push).
-    pub probe: bool,
     pub trace_id: Option<Uuid>,
     pub body: Body,
     pub producer_sub: Option<Arc<str>>,
@@ -244,8 +241,6 @@ struct PushOp<'a> {
     /// Generated ids and transactionIds, per item.
     ids: Vec<Uuid>,
     txids: Vec<Arc<str>>,
-    /// Whether each transactionId needs the duplicate check (see [`Row::probe`]).
-    probe: Vec<bool>,
     /// Queue names and payloads, shared with the batch rows.
     queues: Vec<Arc<str>>,
     payloads: Vec<Arc<str>>,
@@ -258,13 +253,13 @@ struct PushOp<'a> {
 impl<'a> PushOp<'a> {
     fn new(items: &'a [PushItem]) -> PushOp<'a> {
         let n = items.len();
-        let (txids, probe): (Vec<Arc<str>>, Vec<bool>) = items
+        let txids: Vec<Arc<str>> = items
             .iter()
             .map(|it| match &it.transaction_id {
-                Some(t) => (Arc::from(t.as_str()), !it.fresh_transaction_id),
-                None => (Arc::from(Uuid::now_v7().to_string()), false),
+                Some(t) => Arc::from(t.as_str()),
+                None => Arc::from(Uuid::now_v7().to_string()),
             })
-            .unzip();
+            .collect();
         let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(n);
         let first = items
             .iter()
@@ -284,7 +279,6 @@ impl<'a> PushOp<'a> {
         PushOp {
             ids: (0..n).map(|_| Uuid::now_v7()).collect(),
             txids,
-            probe,
             queues,
             payloads,
             first,
@@ -335,7 +329,6 @@ impl<'a> PushOp<'a> {
                 target,
                 id: self.ids[i],
                 transaction_id: self.txids[i].clone(),
-                probe: self.probe[i],
                 trace_id: it.trace_id,
                 body: Body::for_target(inner, &self.queues[i], target, &self.payloads[i])?,
                 producer_sub: it.producer_sub.as_deref().map(Arc::from),
@@ -459,10 +452,8 @@ pub(crate) struct PushArrays {
     pnums: Vec<i64>,
     ks: Vec<i32>,
     ids: Vec<Uuid>,
-    txkeys: Vec<Option<i64>>,
     txuuids: Vec<Option<Uuid>>,
     txtexts: Vec<Option<Arc<str>>>,
-    probe: Vec<bool>,
     trace_ids: Vec<Option<Uuid>>,
     payloads: Vec<Option<Arc<str>>>,
     sealed: Vec<Option<Vec<u8>>>,
@@ -481,10 +472,8 @@ impl PushArrays {
             pnums: Vec::with_capacity(n),
             ks: Vec::with_capacity(n),
             ids: Vec::with_capacity(n),
-            txkeys: Vec::with_capacity(n),
             txuuids: Vec::with_capacity(n),
             txtexts: Vec::with_capacity(n),
-            probe: Vec::with_capacity(n),
             trace_ids: Vec::with_capacity(n),
             payloads: Vec::with_capacity(n),
             sealed: Vec::with_capacity(n),
@@ -501,11 +490,9 @@ impl PushArrays {
             a.ks.push(e.0);
             a.ids.push(r.id);
             let tx = TxId::of(&r.transaction_id);
-            a.txkeys.push(tx.key());
             a.txuuids.push(tx.uuid());
             a.txtexts
                 .push(tx.text().is_some().then(|| r.transaction_id.clone()));
-            a.probe.push(r.probe);
             a.trace_ids.push(r.trace_id);
             match &r.body {
                 Body::Json(j) => {
@@ -545,10 +532,8 @@ impl PushArrays {
                 &self.pnums,
                 &self.ks,
                 &self.ids,
-                &self.txkeys,
                 &self.txuuids,
                 &self.txtexts,
-                &self.probe,
                 &self.trace_ids,
                 &self.payloads,
                 &self.sealed,

@@ -95,8 +95,6 @@ pub(crate) async fn run(
                             Some(t) => Arc::from(t.as_str()),
                             None => Arc::from(Uuid::now_v7().to_string()),
                         },
-                        // Inside a transaction every item is checked: a duplicate fails it.
-                        probe: true,
                         trace_id: it.trace_id,
                         body: Body::for_target(
                             inner,

@@ -50,7 +50,6 @@ async fn produce(e: &Engine, queue: &str) {
                         partition: format!("p{}", (producer * 7 + s) % PARTITIONS),
                         payload: payload(producer, s),
                         transaction_id: None,
-                        fresh_transaction_id: false,
                         trace_id: None,
                         producer_sub: None,
                     })
@@ -250,7 +249,6 @@ fn item_json(queue: &str, partition: &str, payload: String) -> PushItem {
         partition: partition.into(),
         payload,
         transaction_id: None,
-        fresh_transaction_id: false,
         trace_id: None,
         producer_sub: None,
     }

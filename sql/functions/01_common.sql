@@ -20,26 +20,16 @@ LANGUAGE sql STABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
--- The key of a transactionId stored as a UUID: its first 8 bytes as a signed big-endian integer
--- (time-ordered for UUIDv7). The server computes the same for the hot path; a test checks that
--- the two agree.
-CREATE FUNCTION queen.uuid_key(u uuid) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-    SELECT ('x' || encode(substring(uuid_send(u) FROM 1 FOR 8), 'hex'))::bit(64)::bigint
-$$;
-
--- A transactionId as stored: (txkey, txuuid, txtext). A canonical UUID (lowercase, hyphenated,
--- as clients print them) is stored as uuid, anything else as text, so each prints back exactly
--- as it was given.
-CREATE FUNCTION queen.split_txid(p_txid text, OUT txkey bigint, OUT txuuid uuid, OUT txtext text)
+-- A transactionId as stored: (txuuid, txtext). A canonical UUID (lowercase, hyphenated, as
+-- clients print them) is stored as uuid, anything else as text, so each prints back exactly as
+-- it was given. The server splits the same way on the hot path (engine/src/txid.rs).
+CREATE FUNCTION queen.split_txid(p_txid text, OUT txuuid uuid, OUT txtext text)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
     IF p_txid ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
         txuuid := p_txid::uuid;
-        txkey := queen.uuid_key(txuuid);
     ELSE
         txtext := p_txid;
-        txkey := hashtextextended(p_txid, 0);
     END IF;
 END
 $$;
@@ -50,12 +40,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(p_txtext, p_txuuid::text)
 $$;
 
--- The position of a partition's message with this transactionId (NULL when it has none).
+-- The position of a partition's message with this transactionId (NULL when it has none): a
+-- probe of the unique index of the transactionId's form.
 CREATE FUNCTION queen.find_position(p_pnum bigint, p_txid text) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT ms.position
-      FROM queen.split_txid(p_txid) t
-      JOIN queen.messages ms ON ms.pnum = p_pnum AND ms.txkey = t.txkey
-     WHERE ms.txuuid IS NOT DISTINCT FROM t.txuuid AND ms.txtext IS NOT DISTINCT FROM t.txtext
-     LIMIT 1
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    t record;
+    v_pos bigint;
+BEGIN
+    t := queen.split_txid(p_txid);
+    IF t.txuuid IS NOT NULL THEN
+        SELECT ms.position INTO v_pos FROM queen.messages ms
+         WHERE ms.pnum = p_pnum AND ms.txuuid = t.txuuid;
+    ELSE
+        SELECT ms.position INTO v_pos FROM queen.messages ms
+         WHERE ms.pnum = p_pnum AND ms.txtext = t.txtext COLLATE "C";
+    END IF;
+    RETURN v_pos;
+END
 $$;

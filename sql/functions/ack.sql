@@ -1,6 +1,6 @@
 -- Offset-commit acks (docs/semantics.md, "Acks"). Items may span groups and partitions
 -- (coalesced requests); each (partition, group) is settled under its cursor lock, in a fixed
--- order. A transactionId comes split as the server stores it (txkey, txuuid, txtext).
+-- order. A transactionId comes split as the server stores it (txuuid or txtext).
 
 -- One acknowledgement resolved to its message, as queen.ack() holds it in memory.
 CREATE TYPE queen.ack_item AS (
@@ -12,7 +12,6 @@ CREATE TYPE queen.ack_item AS (
 CREATE FUNCTION queen.ack(
     p_groups text[],
     p_partition_ids uuid[],
-    p_txkeys bigint[],
     p_txuuids uuid[],
     p_txtexts text[],
     p_statuses text[],        -- completed | success | failed | retry | dlq
@@ -51,12 +50,6 @@ DECLARE
     v_g queen.ack_item[];        -- the current group's slice
     v_any_dlq boolean := 'dlq' = ANY (p_statuses);
 BEGIN
-    -- Keys of text transactionIds come from the database's own hash (the server sends NULL).
-    IF array_position(p_txkeys, NULL) IS NOT NULL THEN
-        p_txkeys := ARRAY(SELECT coalesce(k.key, hashtextextended(k.txt, 0))
-                            FROM unnest(p_txkeys, p_txtexts) WITH ORDINALITY AS k(key, txt, o)
-                           ORDER BY k.o);
-    END IF;
     -- The items, resolved to positions, held in memory (no temporary table: no catalog churn).
     SELECT coalesce(array_agg(ROW(t.o::integer, t.grp, t.pid, queen.txid(t.txuuid, t.txtext),
                                   t.status, t.err, t.lease, m.position, m.id, q.name, p.name,
@@ -64,18 +57,19 @@ BEGIN
                                   q.dlq_after_max_retries)::queen.ack_item
                               ORDER BY t.o), '{}')
       INTO v_items
-      FROM unnest(p_groups, p_partition_ids, p_txkeys, p_txuuids, p_txtexts, p_statuses,
-                  p_errors, p_lease_ids)
-           WITH ORDINALITY AS t(grp, pid, txkey, txuuid, txtext, status, err, lease, o)
+      FROM unnest(p_groups, p_partition_ids, p_txuuids, p_txtexts, p_statuses, p_errors,
+                  p_lease_ids)
+           WITH ORDINALITY AS t(grp, pid, txuuid, txtext, status, err, lease, o)
       LEFT JOIN queen.partitions p ON p.id = t.pid
       LEFT JOIN queen.queues q ON q.id = p.queue_id
       -- A per-item index probe (OFFSET 0: never flattened into a join that a plan cached on an
       -- empty table would run as a full scan).
       LEFT JOIN LATERAL (
             SELECT ms.position, ms.id FROM queen.messages ms
-             WHERE ms.pnum = p.num AND ms.txkey = t.txkey
-               AND (ms.txuuid = t.txuuid OR ms.txtext = t.txtext)
-            OFFSET 0) m ON true;
+             WHERE ms.pnum = p.num AND ms.txuuid = t.txuuid
+            UNION ALL
+            SELECT ms.position, ms.id FROM queen.messages ms
+             WHERE ms.pnum = p.num AND ms.txtext = t.txtext COLLATE "C") m ON true;
 
     FOR it IN SELECT * FROM unnest(v_items) WHERE position IS NULL LOOP
         res_idx := res_idx || it.idx; res_ok := res_ok || false;

@@ -5,21 +5,24 @@
 --                   partition, p_parts_sealed whether every item of that partition is sealed;
 --   per item        its partition, its rank k among the batch's items of that partition (its
 --                   position is the partition's counter + k), its id, its transactionId split
---                   into (txkey, txuuid, txtext; txkey NULL for a text one), whether it must be checked for a duplicate
---                   (p_probe: false only for a transactionId this server generated for this
---                   push), trace id, payload (JSON text) or sealed bytes, producer.
+--                   into (txuuid, txtext), trace id, payload (JSON text) or sealed bytes,
+--                   producer.
 -- The items of one statement are free of duplicates among themselves (the server folds them).
+--
+-- Duplicates of stored messages are found by the unique transactionId indexes while inserting:
+-- the common push (no duplicate) inserts once and checks nothing else. When an index reports one,
+-- the insert is undone (a subtransaction) and done again without the duplicates, which are
+-- looked up; positions stay dense either way (a gap at the end of a partition would look like a
+-- message still to come).
 --
 -- Locking (deadlock freedom): the counters of every partition touched are locked in number
 -- order, then (only for queues with maxSize) the queue rows; nothing else waits. Pushes to one
--- partition are thereby serialised from here to commit, so positions follow commit order and
+-- partition are thereby serialised from here to commit, so positions follow commit order, and
 -- the statements after the lock (with a snapshot taken after it) see every message committed
--- before — which is what makes the duplicate probe exact without a unique index. NO KEY UPDATE
--- does not conflict with the KEY SHARE locks that cursor inserts take.
+-- before. NO KEY UPDATE does not conflict with the KEY SHARE locks that cursor inserts take.
 --
--- Returns the duplicates only: (ord, the stored message's id); they are not stored again, and
--- the positions of the others stay dense. With p_strict (inside a transaction) a duplicate
--- raises QU001 instead.
+-- Returns the duplicates only: (ord, the stored message's id); they are not stored again. With
+-- p_strict (inside a transaction) a duplicate raises QU001 instead.
 CREATE FUNCTION queen.push(
     p_parts bigint[],
     p_counts integer[],
@@ -27,10 +30,8 @@ CREATE FUNCTION queen.push(
     p_pnums bigint[],
     p_ks integer[],
     p_ids uuid[],
-    p_txkeys bigint[],
     p_txuuids uuid[],
     p_txtexts text[],
-    p_probe boolean[],
     p_trace_ids uuid[],
     p_payloads text[],
     p_sealed bytea[],
@@ -41,15 +42,9 @@ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_found integer;
     v_rules boolean;
-    v_dup_o integer[] := '{}';
-    v_dup_id uuid[] := '{}';
+    v_dup_o integer[];
+    v_dup_id uuid[];
 BEGIN
-    -- Keys of text transactionIds come from the database's own hash (the server sends NULL).
-    IF array_position(p_txkeys, NULL) IS NOT NULL THEN
-        p_txkeys := ARRAY(SELECT coalesce(k.key, hashtextextended(k.txt, 0))
-                            FROM unnest(p_txkeys, p_txtexts) WITH ORDINALITY AS k(key, txt, o)
-                           ORDER BY k.o);
-    END IF;
     SELECT count(*), bool_or(q.encryption_enabled OR q.max_size > 0)
       INTO v_found, v_rules
       FROM (SELECT p.queue_id FROM queen.partitions p
@@ -62,67 +57,64 @@ BEGIN
         PERFORM queen.push_rules(p_parts, p_counts, p_parts_sealed);
     END IF;
 
-    -- Duplicates of stored messages (per-item index probes, only where asked).
-    IF true = ANY (p_probe) THEN
-        SELECT coalesce(array_agg(i.o::integer ORDER BY i.o), '{}'),
-               coalesce(array_agg(m.id ORDER BY i.o), '{}')
-          INTO v_dup_o, v_dup_id
-          FROM unnest(p_pnums, p_txkeys, p_txuuids, p_txtexts, p_probe)
-               WITH ORDINALITY AS i(pnum, txkey, txuuid, txtext, probe, o)
-         CROSS JOIN LATERAL (
-               SELECT ms.id FROM queen.messages ms
-                WHERE i.probe AND ms.pnum = i.pnum AND ms.txkey = i.txkey
-                  AND (ms.txuuid = i.txuuid OR ms.txtext = i.txtext)
-               OFFSET 0) m;
+    IF NOT p_strict THEN
+        BEGIN
+            WITH bumped AS (
+                UPDATE queen.partitions p
+                   SET last_position = p.last_position + c.n, last_message_at = now()
+                  FROM unnest(p_parts, p_counts) AS c(num, n)
+                 WHERE p.num = c.num
+                RETURNING p.num, p.last_position - c.n AS base
+            )
+            INSERT INTO queen.messages (pnum, position, id, txuuid, txtext, trace_id,
+                                        producer_sub, payload, sealed)
+            SELECT i.pnum, b.base + i.k, i.id, i.txuuid, i.txtext, i.trace_id, i.sub, i.payload,
+                   i.sealed
+              FROM unnest(p_pnums, p_ks, p_ids, p_txuuids, p_txtexts, p_trace_ids, p_subs,
+                          p_payloads, p_sealed)
+                   AS i(pnum, k, id, txuuid, txtext, trace_id, sub, payload, sealed)
+              JOIN bumped b ON b.num = i.pnum;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            -- Some items are stored already: undone, and done again below without them.
+        END;
     END IF;
+
+    -- Duplicates of stored messages, by a probe per item.
+    SELECT coalesce(array_agg(i.o::integer ORDER BY i.o), '{}'),
+           coalesce(array_agg(m.id ORDER BY i.o), '{}')
+      INTO v_dup_o, v_dup_id
+      FROM unnest(p_pnums, p_txuuids, p_txtexts) WITH ORDINALITY AS i(pnum, txuuid, txtext, o)
+     CROSS JOIN LATERAL (
+           SELECT ms.id FROM queen.messages ms
+            WHERE ms.pnum = i.pnum AND ms.txuuid = i.txuuid
+           UNION ALL
+           SELECT ms.id FROM queen.messages ms
+            WHERE ms.pnum = i.pnum AND ms.txtext = i.txtext COLLATE "C") m;
     IF cardinality(v_dup_o) > 0 AND p_strict THEN
         RAISE EXCEPTION 'duplicate transactionId %',
             (SELECT queen.txid(p_txuuids[v_dup_o[1]], p_txtexts[v_dup_o[1]]))
             USING ERRCODE = 'QU001';
     END IF;
-
-    IF cardinality(v_dup_o) = 0 THEN
-        -- The common case: positions as the server laid them out (counter + rank).
-        WITH bumped AS (
-            UPDATE queen.partitions p
-               SET last_position = p.last_position + c.n, last_message_at = now()
-              FROM unnest(p_parts, p_counts) AS c(num, n)
-             WHERE p.num = c.num
-            RETURNING p.num, p.last_position - c.n AS base
-        )
-        INSERT INTO queen.messages (pnum, position, txkey, id, txuuid, txtext, trace_id,
-                                    producer_sub, payload, sealed)
-        SELECT i.pnum, b.base + i.k, i.txkey, i.id, i.txuuid, i.txtext, i.trace_id, i.sub,
-               i.payload, i.sealed
-          FROM unnest(p_pnums, p_ks, p_txkeys, p_ids, p_txuuids, p_txtexts, p_trace_ids, p_subs,
-                      p_payloads, p_sealed)
-               AS i(pnum, k, txkey, id, txuuid, txtext, trace_id, sub, payload, sealed)
-          JOIN bumped b ON b.num = i.pnum;
-    ELSE
-        -- Some items are duplicates: the others are laid out again, so positions stay dense
-        -- (a gap at the end of a partition would look like a message still to come).
-        WITH items AS (
-            SELECT i.*, row_number() OVER (PARTITION BY i.pnum ORDER BY i.o) AS k
-              FROM unnest(p_pnums, p_txkeys, p_ids, p_txuuids, p_txtexts, p_trace_ids, p_subs,
-                          p_payloads, p_sealed)
-                   WITH ORDINALITY AS i(pnum, txkey, id, txuuid, txtext, trace_id, sub, payload,
-                                        sealed, o)
-             WHERE NOT (i.o::integer = ANY (v_dup_o))
-        ), counts AS (
-            SELECT i.pnum, count(*) AS n FROM items i GROUP BY i.pnum
-        ), bumped AS (
-            UPDATE queen.partitions p
-               SET last_position = p.last_position + c.n, last_message_at = now()
-              FROM counts c
-             WHERE p.num = c.pnum
-            RETURNING p.num, p.last_position - c.n AS base
-        )
-        INSERT INTO queen.messages (pnum, position, txkey, id, txuuid, txtext, trace_id,
-                                    producer_sub, payload, sealed)
-        SELECT i.pnum, b.base + i.k, i.txkey, i.id, i.txuuid, i.txtext, i.trace_id, i.sub,
-               i.payload, i.sealed
-          FROM items i JOIN bumped b ON b.num = i.pnum;
-    END IF;
+    WITH items AS (
+        SELECT i.*, row_number() OVER (PARTITION BY i.pnum ORDER BY i.o) AS k
+          FROM unnest(p_pnums, p_ids, p_txuuids, p_txtexts, p_trace_ids, p_subs, p_payloads,
+                      p_sealed)
+               WITH ORDINALITY AS i(pnum, id, txuuid, txtext, trace_id, sub, payload, sealed, o)
+         WHERE NOT (i.o::integer = ANY (v_dup_o))
+    ), counts AS (
+        SELECT i.pnum, count(*) AS n FROM items i GROUP BY i.pnum
+    ), bumped AS (
+        UPDATE queen.partitions p
+           SET last_position = p.last_position + c.n, last_message_at = now()
+          FROM counts c
+         WHERE p.num = c.pnum
+        RETURNING p.num, p.last_position - c.n AS base
+    )
+    INSERT INTO queen.messages (pnum, position, id, txuuid, txtext, trace_id, producer_sub,
+                                payload, sealed)
+    SELECT i.pnum, b.base + i.k, i.id, i.txuuid, i.txtext, i.trace_id, i.sub, i.payload, i.sealed
+      FROM items i JOIN bumped b ON b.num = i.pnum;
     RETURN QUERY SELECT * FROM unnest(v_dup_o, v_dup_id);
 END
 $$;

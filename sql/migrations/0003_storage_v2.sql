@@ -4,10 +4,10 @@
 --   * Partitions get a compact number (`num`): messages are keyed by (pnum, position), 16 bytes
 --     instead of 24 per key, with integer comparisons only.
 --   * A transactionId is stored as `uuid` when it is one (what Queen's clients generate; 16
---     bytes instead of 37), as text otherwise. Dedupe and lookups go through one small index on
---     (pnum, txkey): txkey is the first 8 bytes of a UUID transactionId (time-ordered for
---     UUIDv7, so inserts append) or `hashtextextended` of a text one; the transactionId itself
---     is rechecked. The unique (partition, text) index with collation-aware comparisons goes.
+--     bytes instead of 37), as text otherwise (in the "C" collation: compared byte by byte).
+--     Each form has its unique index per partition, so a push finds duplicates by inserting (no
+--     separate probe) and every row enters exactly one of them; the unique (partition, text)
+--     index with collation-aware comparisons goes.
 --   * Payloads are kept as the JSON text the client sent (`payload text`, or `sealed` bytes for
 --     encrypting queues): no jsonb parse on push, no jsonb-to-text on pop, byte-for-byte what
 --     was pushed.
@@ -18,13 +18,6 @@
 ALTER TABLE queen.partitions ADD COLUMN num bigint GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE queen.partitions ADD CONSTRAINT partitions_num_key UNIQUE (num);
 
--- The key of a transactionId stored as a UUID: its first 8 bytes, as a signed big-endian integer
--- (the server computes the same; a test checks they agree).
-CREATE FUNCTION queen.uuid_key(u uuid) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-    SELECT ('x' || encode(substring(uuid_send(u) FROM 1 FOR 8), 'hex'))::bit(64)::bigint
-$$;
-
 ALTER TABLE queen.messages RENAME TO messages_v1;
 ALTER TABLE queen.messages_v1 RENAME CONSTRAINT messages_pkey TO messages_v1_pkey;
 ALTER INDEX queen.messages_partition_id_transaction_id_key RENAME TO messages_v1_txid;
@@ -32,12 +25,11 @@ ALTER INDEX queen.messages_partition_id_transaction_id_key RENAME TO messages_v1
 CREATE TABLE queen.messages (
     pnum         bigint      NOT NULL,
     position     bigint      NOT NULL,
-    txkey        bigint      NOT NULL,
     id           uuid        NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     -- The transactionId: one of the two.
     txuuid       uuid,
-    txtext       text,
+    txtext       text COLLATE "C",
     trace_id     uuid,
     producer_sub text,
     -- The JSON text as pushed, or (encrypting queues) nonce || ciphertext || tag.
@@ -48,12 +40,12 @@ CREATE TABLE queen.messages (
     requeued_at  timestamptz,
     PRIMARY KEY (pnum, position)
 );
-CREATE INDEX messages_txkey ON queen.messages (pnum, txkey);
+CREATE UNIQUE INDEX messages_txuuid ON queen.messages (pnum, txuuid) WHERE txuuid IS NOT NULL;
+CREATE UNIQUE INDEX messages_txtext ON queen.messages (pnum, txtext) WHERE txtext IS NOT NULL;
 
-INSERT INTO queen.messages (pnum, position, txkey, id, created_at, txuuid, txtext, trace_id,
+INSERT INTO queen.messages (pnum, position, id, created_at, txuuid, txtext, trace_id,
                             producer_sub, payload, sealed, settled_by, requeued_at)
 SELECT p.num, m.position,
-       CASE WHEN t.u IS NOT NULL THEN queen.uuid_key(t.u) ELSE hashtextextended(m.transaction_id, 0) END,
        m.id, m.created_at, t.u, CASE WHEN t.u IS NULL THEN m.transaction_id END,
        m.trace_id, m.producer_sub, m.payload::text, m.encrypted, m.settled_by, m.requeued_at
   FROM queen.messages_v1 m

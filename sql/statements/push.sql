@@ -1,1 +1,1 @@
-SELECT ord, message_id FROM queen.push($1::bigint[], $2::integer[], $3::boolean[], $4::bigint[], $5::integer[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[], $10::boolean[], $11::uuid[], $12::text[], $13::bytea[], $14::text[], $15::boolean)
+SELECT ord, message_id FROM queen.push($1::bigint[], $2::integer[], $3::boolean[], $4::bigint[], $5::integer[], $6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::text[], $11::bytea[], $12::text[], $13::boolean)

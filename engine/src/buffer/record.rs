@@ -51,8 +51,6 @@ impl Record {
             partition: self.partition,
             payload: self.payload,
             transaction_id: Some(self.transaction_id),
-            // A replayed push may have been stored before the outage began.
-            fresh_transaction_id: false,
             trace_id: self.trace_id,
             producer_sub: self.producer_sub,
         }

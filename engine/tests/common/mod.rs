@@ -43,7 +43,6 @@ pub fn item(queue: &str, partition: &str, payload: &str) -> PushItem {
         // Payloads are JSON: the tests use strings.
         payload: format!("\"{payload}\""),
         transaction_id: None,
-        fresh_transaction_id: false,
         trace_id: None,
         producer_sub: None,
     }

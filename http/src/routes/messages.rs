@@ -107,7 +107,6 @@ pub(crate) fn parse_items(
                 .payload
                 .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned()),
             transaction_id,
-            fresh_transaction_id: false,
             trace_id,
             producer_sub: producer_sub.map(str::to_owned),
         });
