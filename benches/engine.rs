@@ -80,7 +80,7 @@ fn items(queue: &str, n: usize, seed: usize) -> Vec<PushItem> {
         .map(|_| PushItem {
             queue: queue.into(),
             partition: format!("p{}", seed % PARTITIONS),
-            payload: payload(),
+            payload: payload().into(),
             transaction_id: None,
             trace_id: None,
             producer_sub: None,

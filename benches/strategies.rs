@@ -234,7 +234,7 @@ impl Bench {
                 let item = PushItem {
                     queue: t.queue.to_string(),
                     partition: t.partition.clone(),
-                    payload: data.0,
+                    payload: data.0.into(),
                     transaction_id: Some(txid),
                     trace_id: None,
                     producer_sub: None,
@@ -413,7 +413,7 @@ impl Bench {
             .map(|i| PushItem {
                 queue: queue.to_string(),
                 partition: format!("p{i}"),
-                payload: payload(),
+                payload: payload().into(),
                 transaction_id: None,
                 trace_id: None,
                 producer_sub: None,
@@ -449,7 +449,7 @@ impl Bench {
             .map(|t| PushItem {
                 queue: t.queue.to_string(),
                 partition: t.partition.clone(),
-                payload: payload(),
+                payload: payload().into(),
                 transaction_id: None,
                 trace_id: None,
                 producer_sub: None,

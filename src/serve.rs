@@ -34,10 +34,10 @@ pub struct ServeArgs {
     /// (0: send at once; batches still form under load).
     #[arg(long, env = "PUSH_BATCH_HOLD_US", default_value_t = 0)]
     push_batch_hold_us: u64,
-    /// Push batches in flight at once (each on its own shard of partitions). Fewer, larger
-    /// batches do more with the database's CPU; more shards help when round trips dominate.
-    #[arg(long, env = "PUSH_SHARDS", default_value_t = 2)]
-    push_shards: usize,
+    /// Push statements in flight at once. Statements in flight together always touch disjoint
+    /// partitions; pushes that share partitions are folded into one statement after another.
+    #[arg(long, env = "PUSH_IN_FLIGHT", default_value_t = 2)]
+    push_in_flight: usize,
     /// Most messages in one coalesced push statement.
     #[arg(long, env = "PUSH_BATCH_MAX", default_value_t = 1000)]
     push_batch_max: usize,
@@ -290,7 +290,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     engine_config.push_batch.max_hold = Duration::from_micros(args.push_batch_hold_us);
     engine_config.push_batch.max_items = args.push_batch_max.max(1);
-    engine_config.push_batch.max_in_flight = args.push_shards.max(1);
+    engine_config.push_batch.max_in_flight = args.push_in_flight.max(1);
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));

@@ -124,8 +124,8 @@ pub(crate) struct Inner {
     pub groups: crate::cache::GroupCache,
     pub hub: Arc<WakeHub>,
     pub announcer: Announcer,
-    /// Push batchers, one per shard of partitions (see [`push`](crate::push)).
-    pub push_batchers: Vec<Batcher<PushJob>>,
+    /// Push batches, partition-disjoint when in flight together (see [`push`](crate::push)).
+    pub push_batcher: Batcher<PushJob>,
     pub ack_batcher: Batcher<AckJob>,
     pub pop_batcher: Batcher<crate::pop::PopJob>,
     pub config: EngineConfig,
@@ -200,27 +200,18 @@ impl Engine {
             .listen
             .then(|| crate::wakeup::start_listener(pool.config().clone(), hub.clone(), server_id));
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            // Pushes are sharded by partition, one batch in flight per shard: batches running at
-            // the same time never wait on each other's partition locks.
-            let shard = BatchConfig {
-                max_in_flight: 1,
-                ..config.push_batch
-            };
+            // Push batches running at the same time touch disjoint partitions: they never wait
+            // on each other's partition locks (see `batch`).
             let (ack_config, pop_config) = (config.ack_batch, config.pop_batch);
-            let push_shards = config.push_batch.max_in_flight.max(1);
-            let push_batchers = (0..push_shards)
-                .map(|_| {
-                    let w = weak.clone();
-                    Batcher::start(shard, move |jobs| {
-                        let w = w.clone();
-                        async move {
-                            if let Some(inner) = w.upgrade() {
-                                push::run_batch(inner, jobs).await;
-                            }
-                        }
-                    })
-                })
-                .collect();
+            let w = weak.clone();
+            let push_batcher = Batcher::start(config.push_batch, move |jobs| {
+                let w = w.clone();
+                async move {
+                    if let Some(inner) = w.upgrade() {
+                        push::run_batch(inner, jobs).await;
+                    }
+                }
+            });
             let w = weak.clone();
             let ack_batcher = Batcher::start(ack_config, move |jobs| {
                 let w = w.clone();
@@ -250,7 +241,7 @@ impl Engine {
                 groups: crate::cache::GroupCache::default(),
                 hub,
                 announcer,
-                push_batchers,
+                push_batcher,
                 ack_batcher,
                 pop_batcher,
                 config: config.clone(),

@@ -10,7 +10,7 @@ use queen_wire::{Client, Json, Row, Timestamp};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::engine::{Engine, Inner};
+use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::pop::stored_payload;
 use crate::statements::first_value;
@@ -85,17 +85,19 @@ pub enum SeekTarget {
     Time(Timestamp),
 }
 
+/// A message as inspection shows it: the fields the database built (a JSON object, as text) and
+/// its payload as stored (decrypted), to be written out as it is — never parsed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageDoc {
+    /// The JSON object of the message's fields.
+    pub fields: String,
+    /// The payload's JSON text; None when the message is gone (a dead letter deleted since).
+    pub payload: Option<String>,
+}
+
 fn json(v: &Json<String>) -> Result<Value, EngineError> {
     serde_json::from_str(&v.0)
         .map_err(|e| EngineError::Invalid(format!("database returned bad JSON: {e}")))
-}
-
-/// A stored payload as JSON (Null when the message is gone).
-fn payload(inner: &Inner, r: &Row, col: usize) -> Result<Value, EngineError> {
-    match stored_payload(inner, r, col)? {
-        Some(text) => json(&Json(text)),
-        None => Ok(Value::Null),
-    }
 }
 
 fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
@@ -135,7 +137,7 @@ impl Engine {
         &self,
         partition_id: Uuid,
         transaction_id: &str,
-    ) -> Result<Option<Value>, EngineError> {
+    ) -> Result<Option<MessageDoc>, EngineError> {
         let inner = self.inner();
         let rows = inner
             .pool
@@ -147,11 +149,10 @@ impl Engine {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let mut doc = json(&r.get(0)?)?;
-        if let Value::Object(m) = &mut doc {
-            m.insert("payload".into(), payload(inner, r, 1)?);
-        }
-        Ok(Some(doc))
+        Ok(Some(MessageDoc {
+            fields: r.get::<Json<String>>(0)?.0,
+            payload: stored_payload(inner, r, 1)?,
+        }))
     }
 
     /// Deletes one message (with its retry, dead-letter and trace rows); false when unknown.
@@ -171,12 +172,12 @@ impl Engine {
         Ok(first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
-    /// Dead-lettered messages matching the filter (newest failure first) with their payloads
-    /// as `data`, and the total matching.
+    /// Dead-lettered messages matching the filter (newest failure first) with their payloads,
+    /// and the total matching.
     pub async fn dead_letters(
         &self,
         f: &DeadLetterFilter,
-    ) -> Result<(Vec<Value>, i64), EngineError> {
+    ) -> Result<(Vec<MessageDoc>, i64), EngineError> {
         let inner = self.inner();
         let rows = inner
             .pool
@@ -197,11 +198,10 @@ impl Engine {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             total = r.get(3)?;
-            let mut doc = json(&r.get(0)?)?;
-            if let Value::Object(m) = &mut doc {
-                m.insert("data".into(), payload(inner, r, 1)?);
-            }
-            out.push(doc);
+            out.push(MessageDoc {
+                fields: r.get::<Json<String>>(0)?.0,
+                payload: stored_payload(inner, r, 1)?,
+            });
         }
         Ok((out, total))
     }

@@ -16,8 +16,9 @@ pub struct PushItem {
     pub queue: String,
     /// Partition name (created on first push).
     pub partition: String,
-    /// JSON text of the payload.
-    pub payload: String,
+    /// JSON text of the payload, as it arrived (shared, not copied, on its way to the
+    /// database).
+    pub payload: std::sync::Arc<str>,
     /// Producer-chosen idempotency key, unique per partition; generated (UUIDv7) when absent.
     pub transaction_id: Option<String>,
     /// Optional trace id.

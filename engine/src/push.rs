@@ -12,9 +12,10 @@
 //! deleted and re-created), or a queue that started encrypting on another server — is forgotten
 //! and resolved again: one more `Ensure`, at most three in all.
 //!
-//! Batches are sharded by partition, one batch in flight per shard, so statements running at the
-//! same time touch disjoint partitions and never queue on each other's partition-counter locks
-//! (which are held until commit to keep positions in commit order).
+//! Batches in flight together touch disjoint partitions (the batcher's keys), so statements
+//! never queue on each other's partition-counter locks (held until commit to keep positions in
+//! commit order); pushes that share partitions go in one statement after another, each taking
+//! every such push waiting.
 //!
 //! A request is atomic: its items travel in one statement (one transaction), together with the
 //! other requests of the same batch. Validation happens before, so a failure of the statement is
@@ -97,12 +98,35 @@ pub(crate) enum RowResult {
 #[derive(Debug)]
 pub(crate) struct PushJob {
     pub rows: Vec<Row>,
+    /// The partitions of the rows, each once: their counters stay locked until the batch
+    /// commits.
+    pub partitions: Vec<i64>,
     pub reply: oneshot::Sender<Result<Vec<RowResult>, EngineError>>,
+}
+
+impl PushJob {
+    pub(crate) fn new(
+        rows: Vec<Row>,
+        reply: oneshot::Sender<Result<Vec<RowResult>, EngineError>>,
+    ) -> PushJob {
+        let mut partitions: Vec<i64> = rows.iter().map(|r| r.target.num).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        PushJob {
+            rows,
+            partitions,
+            reply,
+        }
+    }
 }
 
 impl Job for PushJob {
     fn items(&self) -> usize {
         self.rows.len()
+    }
+
+    fn keys(&self) -> &[i64] {
+        &self.partitions
     }
 }
 
@@ -272,10 +296,7 @@ impl<'a> PushOp<'a> {
             let shared = queues.last().filter(|q| ***q == *it.queue).cloned();
             queues.push(shared.unwrap_or_else(|| Arc::from(it.queue.as_str())));
         }
-        let payloads = items
-            .iter()
-            .map(|it| Arc::from(it.payload.as_str()))
-            .collect();
+        let payloads = items.iter().map(|it| it.payload.clone()).collect();
         PushOp {
             ids: (0..n).map(|_| Uuid::now_v7()).collect(),
             txids,
@@ -338,11 +359,9 @@ impl<'a> PushOp<'a> {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        // Shard by the first row's partition (a request usually targets one partition).
-        let shards = inner.push_batchers.len();
-        let shard = (rows[0].target.num.unsigned_abs() % shards as u64) as usize;
-        inner.push_batchers[shard]
-            .submit(PushJob { rows, reply })
+        inner
+            .push_batcher
+            .submit(PushJob::new(rows, reply))
             .map_err(|_| EngineError::ShuttingDown)?;
         let results = rx.await.map_err(|_| EngineError::ShuttingDown)??;
         Ok(idx.into_iter().zip(results).collect())

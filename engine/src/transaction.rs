@@ -96,12 +96,7 @@ pub(crate) async fn run(
                             None => Arc::from(Uuid::now_v7().to_string()),
                         },
                         trace_id: it.trace_id,
-                        body: Body::for_target(
-                            inner,
-                            &it.queue,
-                            target,
-                            &Arc::from(it.payload.as_str()),
-                        )?,
+                        body: Body::for_target(inner, &it.queue, target, &it.payload)?,
                         producer_sub: it.producer_sub.as_deref().map(Arc::from),
                     });
                 }

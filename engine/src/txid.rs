@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn canonical_uuids_are_stored_as_uuids_everything_else_as_text() {
         let u = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
-        assert_eq!(TxId::of(u).uuid().map(|u| u.to_string()).as_deref(), Some(u));
+        assert_eq!(
+            TxId::of(u).uuid().map(|u| u.to_string()).as_deref(),
+            Some(u)
+        );
         for text in [
             "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B",
             "{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}",

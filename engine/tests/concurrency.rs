@@ -48,7 +48,7 @@ async fn produce(e: &Engine, queue: &str) {
                     .map(|s| PushItem {
                         queue: queue.clone(),
                         partition: format!("p{}", (producer * 7 + s) % PARTITIONS),
-                        payload: payload(producer, s),
+                        payload: payload(producer, s).into(),
                         transaction_id: None,
                         trace_id: None,
                         producer_sub: None,
@@ -247,7 +247,7 @@ fn item_json(queue: &str, partition: &str, payload: String) -> PushItem {
     PushItem {
         queue: queue.into(),
         partition: partition.into(),
-        payload,
+        payload: payload.into(),
         transaction_id: None,
         trace_id: None,
         producer_sub: None,

@@ -33,6 +33,21 @@ pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
 /// any other field) → `400 invalid_string`, before anything reaches the engine: in a coalesced
 /// statement it would fail the other requests folded with it.
 pub fn json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    let parsed = json_keeping_escapes(bytes)?;
+    queen_engine::check_json_escapes(bytes).map_err(|e| {
+        ApiError::bad_request(
+            Code::InvalidString,
+            format!("request strings must not contain {e}"),
+        )
+    })?;
+    Ok(parsed)
+}
+
+/// Parses a JSON body like [`json`] but lets every escape through: for bodies whose raw JSON
+/// values are stored as text (push payloads) and whose other strings the route checks itself
+/// once decoded (a decoded string holds no unpaired surrogate; names refuse control
+/// characters, transactionIds NUL).
+pub fn json_keeping_escapes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(Code::EmptyBody, "Empty request body"));
     }
@@ -42,12 +57,6 @@ pub fn json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiErro
         } else {
             ApiError::bad_request(Code::InvalidRequest, format!("Invalid request: {e}"))
         }
-    })?;
-    queen_engine::check_json_escapes(bytes).map_err(|e| {
-        ApiError::bad_request(
-            Code::InvalidString,
-            format!("request strings must not contain {e}"),
-        )
     })?;
     Ok(parsed)
 }

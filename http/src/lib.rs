@@ -12,6 +12,8 @@ mod app;
 pub mod auth;
 mod body;
 pub mod error;
+mod field;
+mod json_out;
 mod maintenance;
 pub mod query;
 mod routes;

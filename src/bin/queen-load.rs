@@ -231,19 +231,29 @@ impl Shape {
 }
 
 /// The body of one push request: `batch` messages of connection `c`, the `n`-th onwards; each
-/// payload carries its send time.
+/// payload carries its send time. Written directly (not through `serde_json::Value`): the load
+/// tool shares the machine with the server it measures and should cost it little.
 fn push_body(queue: &str, shape: Shape, batch: usize, n: usize, c: usize, filler: &str) -> String {
-    let items: Vec<Value> = (0..batch)
-        .map(|i| {
-            let mut item = json!({"queue": queue, "partition": format!("p{}", shape.partition(n + i, c)),
-                                  "payload": {"t": now_us(), "f": filler}});
-            if shape.txids {
-                item["transactionId"] = Value::String(uuid::Uuid::new_v4().to_string());
-            }
-            item
-        })
-        .collect();
-    json!({ "items": items }).to_string()
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(batch * (filler.len() + 140) + 16);
+    body.push_str(r#"{"items":["#);
+    for i in 0..batch {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"queue":"{queue}","partition":"p{}","payload":{{"t":{},"f":"{filler}"}}"#,
+            shape.partition(n + i, c),
+            now_us()
+        );
+        if shape.txids {
+            let _ = write!(body, r#","transactionId":"{}""#, uuid::Uuid::new_v4());
+        }
+        body.push('}');
+    }
+    body.push_str("]}");
+    body
 }
 
 /// Pushes `args.prefill` messages into `queue` (100 per request over `args.connections`

@@ -524,7 +524,7 @@ pub(crate) fn records_of(items: &[crate::model::PushItem]) -> Vec<Record> {
         .map(|it| Record {
             queue: it.queue.clone(),
             partition: it.partition.clone(),
-            payload: it.payload.clone(),
+            payload: it.payload.to_string(),
             transaction_id: it.transaction_id.clone().unwrap_or_default(),
             trace_id: it.trace_id,
             producer_sub: it.producer_sub.clone(),

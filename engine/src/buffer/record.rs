@@ -49,7 +49,7 @@ impl Record {
         PushItem {
             queue: self.queue,
             partition: self.partition,
-            payload: self.payload,
+            payload: self.payload.into(),
             transaction_id: Some(self.transaction_id),
             trace_id: self.trace_id,
             producer_sub: self.producer_sub,

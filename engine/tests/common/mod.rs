@@ -41,7 +41,7 @@ pub fn item(queue: &str, partition: &str, payload: &str) -> PushItem {
         queue: queue.into(),
         partition: partition.into(),
         // Payloads are JSON: the tests use strings.
-        payload: format!("\"{payload}\""),
+        payload: format!("\"{payload}\"").into(),
         transaction_id: None,
         trace_id: None,
         producer_sub: None,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
+use crate::json_out::Obj;
 use crate::query::Query;
 use crate::routes::queues;
 use crate::time;
@@ -69,7 +70,14 @@ pub(crate) async fn list_messages(app: &App, q: &Query) -> Result<Resp, ApiError
 pub(crate) async fn message(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
     let pid = uuid(pid, "partitionId")?;
     match app.engine.message(pid, txid).await? {
-        Some(m) => Ok(body::reply(StatusCode::OK, &m)),
+        Some(m) => {
+            let mut out = Vec::new();
+            let mut o = Obj::open(&mut out);
+            o.fields_of(&m.fields)
+                .raw("payload", m.payload.as_deref().unwrap_or("null"));
+            o.close();
+            Ok(body::raw(StatusCode::OK, "application/json", out.into()))
+        }
         None => Err(ApiError::not_found(format!(
             "message {txid} not found in partition {pid}"
         ))),
@@ -110,10 +118,16 @@ pub(crate) async fn dead_letters(app: &App, q: &Query) -> Result<Resp, ApiError>
         offset,
     };
     let (messages, total) = app.engine.dead_letters(&f).await?;
-    Ok(body::reply(
-        StatusCode::OK,
-        &json!({"messages": messages, "total": total, "pagination": {"limit": limit, "offset": offset}}),
-    ))
+    let mut out = Vec::new();
+    let mut o = Obj::open(&mut out);
+    o.objects("messages", &messages, |o, m| {
+        o.fields_of(&m.fields)
+            .raw("data", m.payload.as_deref().unwrap_or("null"));
+    })
+    .field("total", &total)
+    .field("pagination", &json!({"limit": limit, "offset": offset}));
+    o.close();
+    Ok(body::raw(StatusCode::OK, "application/json", out.into()))
 }
 
 // ---- traces ---------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! Messages: push, the three pops, ack and batch ack, transactions, lease extension
 //! (api.md §2).
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -16,6 +18,8 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
+use crate::field::Text;
+use crate::json_out::Obj;
 use crate::maintenance::Mode;
 use crate::query::Query;
 use crate::time;
@@ -32,19 +36,36 @@ struct PushBody<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ItemIn<'a> {
-    queue: Option<Value>,
-    partition: Option<Value>,
+    #[serde(borrow)]
+    queue: Option<Text<'a>>,
+    #[serde(borrow)]
+    partition: Option<Text<'a>>,
     /// Absent: `{}`. Present, `null` included: kept as sent.
     #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
-    transaction_id: Option<Value>,
-    trace_id: Option<Value>,
+    #[serde(borrow)]
+    transaction_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    trace_id: Option<Text<'a>>,
 }
 
 /// A field that is present, whatever its value (`Option<&RawValue>` alone reads `null` as
 /// absent).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
+}
+
+fn opt_text<'a>(
+    v: Option<Text<'a>>,
+    what: &str,
+    i: usize,
+) -> Result<Option<Cow<'a, str>>, ApiError> {
+    Text::into_opt(v).map_err(|()| {
+        ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("items[{i}].{what} must be a string"),
+        )
+    })
 }
 
 fn opt_string(v: Option<Value>, what: &str, i: usize) -> Result<Option<String>, ApiError> {
@@ -70,28 +91,37 @@ pub(crate) fn parse_items(
     })?;
     let mut out = Vec::with_capacity(items.len());
     for (i, it) in items.into_iter().enumerate() {
-        let queue = opt_string(it.queue, "queue", i)?.ok_or_else(|| {
+        let queue = opt_text(it.queue, "queue", i)?.ok_or_else(|| {
             ApiError::bad_request(
                 Code::InvalidRequest,
                 format!("items[{i}].queue is required"),
             )
         })?;
-        let partition = opt_string(it.partition, "partition", i)?
-            .unwrap_or_else(|| DEFAULT_PARTITION.to_owned());
+        let partition =
+            opt_text(it.partition, "partition", i)?.unwrap_or(Cow::Borrowed(DEFAULT_PARTITION));
         for (what, name) in [("queue", &queue), ("partition", &partition)] {
             check_name(what, name).map_err(|e| {
                 ApiError::bad_request(Code::InvalidName, format!("items[{i}]: {e}"))
             })?;
         }
-        let transaction_id = opt_string(it.transaction_id, "transactionId", i)?;
-        // Strings PostgreSQL cannot store (NUL, unpaired surrogates) were refused with the body.
-        if transaction_id.as_deref() == Some("") {
-            return Err(ApiError::bad_request(
-                Code::InvalidRequest,
-                format!("items[{i}].transactionId must not be empty"),
-            ));
+        let transaction_id = opt_text(it.transaction_id, "transactionId", i)?;
+        match transaction_id.as_deref() {
+            Some("") => {
+                return Err(ApiError::bad_request(
+                    Code::InvalidRequest,
+                    format!("items[{i}].transactionId must not be empty"),
+                ));
+            }
+            // Text in PostgreSQL cannot hold NUL (names refuse every control character).
+            Some(t) if t.contains('\0') => {
+                return Err(ApiError::bad_request(
+                    Code::InvalidString,
+                    format!("items[{i}].transactionId must not contain the NUL character"),
+                ));
+            }
+            _ => {}
         }
-        let trace_id = match opt_string(it.trace_id, "traceId", i)? {
+        let trace_id = match opt_text(it.trace_id, "traceId", i)? {
             None => None,
             Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
                 ApiError::bad_request(
@@ -101,12 +131,10 @@ pub(crate) fn parse_items(
             })?),
         };
         out.push(PushItem {
-            queue,
-            partition,
-            payload: it
-                .payload
-                .map_or_else(|| "{}".to_owned(), |p| p.get().to_owned()),
-            transaction_id,
+            queue: queue.into_owned(),
+            partition: partition.into_owned(),
+            payload: Arc::from(it.payload.map_or("{}", RawValue::get)),
+            transaction_id: transaction_id.map(Cow::into_owned),
             trace_id,
             producer_sub: producer_sub.map(str::to_owned),
         });
@@ -150,7 +178,9 @@ fn push_out(o: &PushOutcome) -> PushOut<'_> {
 }
 
 pub(crate) async fn push(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<Resp, ApiError> {
-    let b: PushBody<'_> = body::json(bytes)?;
+    // Payloads are stored as the JSON text they came as: any escape is fine in them. The other
+    // fields are checked once decoded (see `parse_items` and the engine's push validation).
+    let b: PushBody<'_> = body::json_keeping_escapes(bytes)?;
     let items = parse_items(b.items, sub)?;
     if items.is_empty() {
         return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
@@ -307,79 +337,46 @@ async fn pop_tagged(
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PopOut<'a> {
-    success: bool,
-    queue: &'a str,
-    partition: &'a str,
-    partition_id: Uuid,
-    lease_id: &'a str,
-    consumer_group: &'a str,
-    partitions_claimed: usize,
-    messages: Vec<MessageOut<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageOut<'a> {
-    id: Uuid,
-    transaction_id: &'a str,
-    trace_id: Option<Uuid>,
-    data: &'a RawValue,
-    producer_sub: Option<&'a str>,
-    created_at: String,
-    partition_id: Uuid,
-    partition: &'a str,
-    queue: &'a str,
-    lease_id: &'a str,
-    consumer_group: &'a str,
-    retry_count: i32,
-    priority: i32,
-}
-
-/// The response of a pop. `lease_id` is the batch's lease (or `""`), `null` the JSON `null`
-/// used for a payload that is not valid JSON (cannot happen with jsonb; never panics).
-fn pop_out<'a>(r: &'a PopResult, lease_id: &'a str, null: &'a RawValue) -> PopOut<'a> {
-    let first = r.messages.first();
-    let messages = r
-        .messages
-        .iter()
-        .map(|m| MessageOut {
-            id: m.id,
-            transaction_id: &m.transaction_id,
-            trace_id: m.trace_id,
-            data: serde_json::from_str(&m.payload).unwrap_or(null),
-            producer_sub: m.producer_sub.as_deref(),
-            created_at: time::format(m.created_at),
-            partition_id: m.partition_id,
-            partition: &m.partition,
-            queue: &r.queue,
-            lease_id,
-            consumer_group: &r.consumer_group,
-            retry_count: m.retry_count,
-            priority: m.priority,
-        })
-        .collect();
-    PopOut {
-        success: true,
-        queue: &r.queue,
-        partition: first.map_or("", |m| m.partition.as_str()),
-        partition_id: first.map_or(Uuid::nil(), |m| m.partition_id),
-        lease_id,
-        consumer_group: &r.consumer_group,
-        partitions_claimed: r.partitions_claimed,
-        messages,
-    }
-}
-
+/// The response of a pop: the claim, and its messages with their payloads as stored (see
+/// [`json_out`](crate::json_out)).
 fn pop_response(r: &PopResult) -> Resp {
     let lease_id = r.lease_id.map(|l| l.to_string()).unwrap_or_default();
-    let null = serde_json::value::to_raw_value(&Value::Null);
-    match null {
-        Ok(null) => body::reply(StatusCode::OK, &pop_out(r, &lease_id, &null)),
-        Err(e) => ApiError::from(queen_engine::EngineError::Invalid(e.to_string())).into_response(),
-    }
+    let first = r.messages.first();
+    let mut out = Vec::with_capacity(
+        256 + r
+            .messages
+            .iter()
+            .map(|m| m.payload.len() + 400)
+            .sum::<usize>(),
+    );
+    let mut o = Obj::open(&mut out);
+    o.field("success", &true)
+        .field("queue", &r.queue)
+        .field("partition", first.map_or("", |m| m.partition.as_str()))
+        .field(
+            "partitionId",
+            &first.map_or(Uuid::nil(), |m| m.partition_id),
+        )
+        .field("leaseId", &lease_id)
+        .field("consumerGroup", &r.consumer_group)
+        .field("partitionsClaimed", &r.partitions_claimed)
+        .objects("messages", &r.messages, |o, m| {
+            o.field("id", &m.id)
+                .field("transactionId", &m.transaction_id)
+                .field("traceId", &m.trace_id)
+                .raw("data", &m.payload)
+                .field("producerSub", &m.producer_sub)
+                .field("createdAt", &time::format(m.created_at))
+                .field("partitionId", &m.partition_id)
+                .field("partition", &m.partition)
+                .field("queue", &r.queue)
+                .field("leaseId", &lease_id)
+                .field("consumerGroup", &r.consumer_group)
+                .field("retryCount", &m.retry_count)
+                .field("priority", &m.priority);
+        });
+    o.close();
+    body::raw(StatusCode::OK, "application/json", out.into())
 }
 
 // ---- ack ----------------------------------------------------------------------------------
@@ -396,7 +393,18 @@ struct AckIn {
 }
 
 fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError> {
-    let field = |v: Option<Value>, name: &str| opt_string(v, name, i);
+    // Every string of an ack is stored or looked up as text, which cannot hold NUL (bodies that
+    // may carry push payloads are not checked as a whole: see `body::json_keeping_escapes`).
+    let field = |v: Option<Value>, name: &str| {
+        let s = opt_string(v, name, i)?;
+        if s.as_deref().is_some_and(|s| s.contains('\0')) {
+            return Err(ApiError::bad_request(
+                Code::InvalidString,
+                format!("acknowledgments[{i}].{name} must not contain the NUL character"),
+            ));
+        }
+        Ok(s)
+    };
     let transaction_id = field(a.transaction_id, "transactionId")?.ok_or_else(|| {
         ApiError::bad_request(
             Code::InvalidRequest,
@@ -535,7 +543,8 @@ pub(crate) async fn transaction(
     bytes: &[u8],
     sub: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    let t: TxIn<'_> = body::json(bytes)?;
+    // Push payloads inside are stored as sent; acks check their own strings (`ack_item`).
+    let t: TxIn<'_> = body::json_keeping_escapes(bytes)?;
     let raw_ops = t
         .operations
         .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`operations` is required"))?;
