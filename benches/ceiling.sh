@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --bins >/dev/null 2>&1
+cargo build --release --workspace --bins >/dev/null 2>&1
 as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
 as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$WORK/pg.log" -w start >/dev/null
 PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -v ON_ERROR_STOP=1 postgres)

@@ -56,7 +56,7 @@ if [ ! -f "$CACHE/pgmq-$PGMQ_VERSION.sql" ]; then
   mv "$CACHE/pgmq-$PGMQ_CRATE/src/install/embedded/sql/pgmq.sql" "$CACHE/pgmq-$PGMQ_VERSION.sql"
   rm -rf "$CACHE/pgmq.crate" "$CACHE/pgmq-$PGMQ_CRATE"
 fi
-cargo build --release --bins >/dev/null 2>&1
+cargo build --release --workspace --bins >/dev/null 2>&1
 
 # A fresh cluster in $WORK; sets PORT and the PSQL / PGBENCH commands.
 fresh_cluster() {

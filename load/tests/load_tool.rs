@@ -1,13 +1,68 @@
 //! `queen-load` against the real server: what it pushes, its consumers get, exactly once.
+//!
+//! The server is the `queen` binary of the same build (`cargo test --workspace` builds it into
+//! the same directory as this package's `queen-load`), on a fresh database.
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::Server;
+
+/// A `queen serve` on a free port and a fresh database; killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    async fn start(name: &str) -> Server {
+        let load = PathBuf::from(env!("CARGO_BIN_EXE_queen-load"));
+        let queen = load.with_file_name("queen");
+        assert!(
+            queen.exists(),
+            "{} is missing: build the server first (cargo build --bin queen)",
+            queen.display()
+        );
+        let db = queen_wire::embedded::test_config(name).await.unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("queen-load-test-{name}-{}", std::process::id()));
+        let child = Command::new(queen)
+            .arg("serve")
+            .env("DATABASE_URL", db.to_key_values())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .env("FILE_BUFFER_DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+}
 
 /// Every run of `queen-load <args> --json`: one array of runs per server.
 fn load_runs(args: &[&str]) -> Value {
@@ -32,7 +87,7 @@ fn load(args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn pushes_then_consumes_everything_exactly_once() {
-    let s = Server::start("load_tool", &[]).await;
+    let s = Server::start("load_tool").await;
     let url = format!("127.0.0.1:{}", s.port);
     let pushed = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -88,8 +143,8 @@ async fn pushes_then_consumes_everything_exactly_once() {
 /// messages: every run consumes exactly those, once. Without `--prefill` the tool refuses.
 #[tokio::test]
 async fn compare_consume_prefills_each_run() {
-    let a = Server::start("load_tool_a", &[]).await;
-    let b = Server::start("load_tool_b", &[]).await;
+    let a = Server::start("load_tool_a").await;
+    let b = Server::start("load_tool_b").await;
     let (ua, ub) = (
         format!("127.0.0.1:{}", a.port),
         format!("127.0.0.1:{}", b.port),

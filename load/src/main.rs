@@ -151,6 +151,40 @@ impl Conn {
     }
 }
 
+/// What a consumer reads of a pop: the fields it acks with and counts by (the payload only
+/// for its send time).
+#[derive(serde::Deserialize)]
+struct Popped<'a> {
+    #[serde(borrow, default)]
+    messages: Vec<PoppedMessage<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PoppedMessage<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+    #[serde(borrow)]
+    transaction_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    partition_id: &'a str,
+    #[serde(borrow, default)]
+    lease_id: &'a str,
+    #[serde(default)]
+    data: SendTime,
+}
+
+/// The send time the producers put in every payload (absent in other payloads).
+#[derive(serde::Deserialize, Default)]
+struct SendTime {
+    t: Option<u64>,
+}
+
+/// A message id as a number (unparsable ids count as 0: duplicates of each other).
+fn uuid_bits(id: &str) -> u128 {
+    uuid::Uuid::parse_str(id).map_or(0, |u| u.as_u128())
+}
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,7 +199,8 @@ struct Stats {
     duplicates: AtomicU64,
     request_latency: Mutex<Option<Histogram<u64>>>,
     e2e_latency: Mutex<Option<Histogram<u64>>>,
-    seen: Mutex<HashSet<String>>,
+    /// Message ids seen, as 128-bit numbers.
+    seen: Mutex<HashSet<u128>>,
 }
 
 fn record(h: &Mutex<Option<Histogram<u64>>>, us: u64) {
@@ -389,22 +424,20 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                     if status == 204 {
                         continue;
                     }
-                    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                    let Ok(popped) = serde_json::from_slice::<Popped<'_>>(&body) else {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+                    let msgs = popped.messages;
                     let received = now_us();
                     {
                         let mut seen = stats.seen.lock().unwrap_or_else(|e| e.into_inner());
                         for m in &msgs {
-                            if let Some(id) = m["id"].as_str() {
-                                if !seen.insert(id.to_owned()) {
-                                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                                }
+                            if !seen.insert(uuid_bits(m.id)) {
+                                stats.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
                             if e2e {
-                                if let Some(t) = m["data"]["t"].as_u64() {
+                                if let Some(t) = m.data.t {
                                     record(&stats.e2e_latency, received.saturating_sub(t));
                                 }
                             }
@@ -413,14 +446,25 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                     stats.consumed.fetch_add(msgs.len() as u64, Ordering::Relaxed);
                     if !auto {
                         // Offset commit: the last message of each partition's block.
-                        let mut acks = Vec::new();
+                        use std::fmt::Write as _;
+                        let mut body = String::from(r#"{"acknowledgments":["#);
+                        let mut first = true;
                         for (i, m) in msgs.iter().enumerate() {
-                            if msgs.get(i + 1).is_none_or(|n| n["partitionId"] != m["partitionId"]) {
-                                acks.push(json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
-                                                 "status": "completed", "leaseId": m["leaseId"]}));
+                            if msgs.get(i + 1).is_none_or(|n| n.partition_id != m.partition_id) {
+                                if !first {
+                                    body.push(',');
+                                }
+                                first = false;
+                                let _ = write!(
+                                    body,
+                                    r#"{{"transactionId":{},"partitionId":"{}","status":"completed","leaseId":"{}"}}"#,
+                                    serde_json::to_string(m.transaction_id.as_ref()).unwrap_or_default(),
+                                    m.partition_id,
+                                    m.lease_id
+                                );
                             }
                         }
-                        let body = json!({ "acknowledgments": acks }).to_string();
+                        body.push_str("]}");
                         if !matches!(conn.request("POST", "/api/v1/ack/batch", body.as_bytes()).await, Ok((200, _))) {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
