@@ -70,6 +70,20 @@ pub struct ServeArgs {
     /// Server-side statement timeout in milliseconds (0 = none).
     #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value_t = 30_000)]
     statement_timeout_ms: u64,
+    /// How often each database connection is checked, in milliseconds.
+    #[arg(long, env = "DB_HEALTH_INTERVAL", default_value_t = 2_000)]
+    health_interval_ms: u64,
+    /// An idle connection that takes longer than this (ms) to answer its check is replaced; a
+    /// busy one is judged by whether the server keeps answering.
+    #[arg(long, env = "DB_HEALTH_TIMEOUT", default_value_t = 1_000)]
+    health_timeout_ms: u64,
+    /// Connections of the inspection pool: listings, status and analytics run there, each on a
+    /// connection of its own, never in front of pushes, pops and acks.
+    #[arg(long, env = "DB_ADMIN_POOL_SIZE", default_value_t = 2)]
+    admin_pool_size: usize,
+    /// Statement timeout of the inspection pool, in milliseconds (0 = none).
+    #[arg(long, env = "DB_ADMIN_STATEMENT_TIMEOUT", default_value_t = 10_000)]
+    admin_statement_timeout_ms: u64,
     /// Key for queues with `encryptionEnabled`: 64 hex characters (AES-256-GCM). Without it,
     /// pushes to such queues are refused.
     #[arg(long, env = "QUEEN_ENCRYPTION_KEY", hide_env_values = true)]
@@ -248,15 +262,36 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     config.statement_timeout =
         (args.statement_timeout_ms > 0).then(|| Duration::from_millis(args.statement_timeout_ms));
+
     config.connect_timeout = Duration::from_millis(args.db_connect_timeout_ms.max(100));
     config.keepalive_idle = Some(Duration::from_secs(5));
+    let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+    // A busy connection is judged by the frames it receives; one silent for longer than the
+    // longest statement the server allows (plus a margin) is stalled.
+    let stall = |timeout: Option<Duration>| {
+        timeout.unwrap_or(Duration::from_secs(300)) + Duration::from_secs(30)
+    };
     let pool_config = PoolConfig {
         size: args.pool_size,
         acquire_timeout: Duration::from_secs(1),
-        health_interval: Duration::from_secs(2),
-        health_timeout: Duration::from_secs(1),
+        health_interval: Duration::from_millis(args.health_interval_ms.max(10)),
+        health_timeout: Duration::from_millis(args.health_timeout_ms.max(10)),
+        stall_timeout: stall(config.statement_timeout),
         ..PoolConfig::default()
     };
+    let admin_config = queen_wire::Config {
+        statement_timeout: ms(args.admin_statement_timeout_ms),
+        ..config.clone()
+    };
+    let admin_pool = Pool::new(
+        admin_config.clone(),
+        PoolConfig {
+            size: args.admin_pool_size.max(1),
+            acquire_timeout: Duration::from_secs(5),
+            stall_timeout: stall(admin_config.statement_timeout),
+            ..pool_config
+        },
+    );
     let pool = if args.no_file_buffer {
         Pool::connect(config, pool_config)
             .await
@@ -294,7 +329,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
-    let engine = Engine::start(pool.clone(), engine_config).await?;
+    let pools = queen_engine::Pools {
+        hot: pool.clone(),
+        admin: admin_pool,
+    };
+    let engine = Engine::start(pools, engine_config).await?;
     tracing::info!("schema is up to date");
     let app = App::new(
         engine,

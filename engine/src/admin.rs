@@ -79,8 +79,7 @@ impl Engine {
     pub async fn queue_stats(&self, queue: Option<&str>) -> Result<Vec<QueueStats>, EngineError> {
         let rows = self
             .inner()
-            .pool
-            .query(&self.inner().st()?.queue_stats, &[&queue])
+            .inspect(&self.inner().st()?.queue_stats, &[&queue])
             .await?;
         let mut out: Vec<QueueStats> = Vec::new();
         for r in &rows {
@@ -125,10 +124,7 @@ impl Engine {
     /// A queue's configuration, if it exists.
     pub async fn queue_info(&self, queue: &str) -> Result<Option<QueueInfo>, EngineError> {
         let inner = self.inner();
-        let rows = inner
-            .pool
-            .query(&inner.st()?.queue_options, &[&queue])
-            .await?;
+        let rows = inner.inspect(&inner.st()?.queue_options, &[&queue]).await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };

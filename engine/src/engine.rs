@@ -114,10 +114,34 @@ impl Metrics {
     }
 }
 
+/// The engine's connections: the hot path's (push, pop, ack; pipelined and shared), and a small
+/// pool of their own for inspection and analytics, whose statements may run long: a listing
+/// never queues in front of a push on a shared connection, and each runs on a connection of its
+/// own, so a caller that stops waiting can cancel it (docs/architecture.md, "Pools").
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Push, pop, ack, transactions, leases and every write.
+    pub hot: Pool,
+    /// Inspection and analytics reads.
+    pub admin: Pool,
+}
+
+impl From<Pool> for Pools {
+    /// One pool for both (tests, tools).
+    fn from(pool: Pool) -> Pools {
+        Pools {
+            hot: pool.clone(),
+            admin: pool,
+        }
+    }
+}
+
 /// Shared state of the engine.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub pool: Pool,
+    /// See [`Pools::admin`].
+    pub admin: Pool,
     /// Prepared once the database has answered (possibly after start-up, see [`Engine::start`]).
     pub statements: std::sync::OnceLock<Statements>,
     pub partitions: PartitionCache,
@@ -155,7 +179,38 @@ async fn initialise(pool: &Pool) -> Result<Statements, EngineError> {
     Statements::prepare(pool).await
 }
 
+/// Cancels the statement of a checked-out connection unless disarmed: the caller stopped
+/// waiting (its client went away, or a timeout dropped it) while the statement ran.
+struct CancelOnDrop(Option<queen_wire::CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let (Some(token), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                if let Err(e) = token.cancel().await {
+                    tracing::debug!(error = %e, "cannot cancel an abandoned statement");
+                }
+            });
+        }
+    }
+}
+
 impl Inner {
+    /// Runs an inspection statement on a connection of the admin pool, checked out for it alone,
+    /// so that dropping this future (the caller went away) cancels the statement on the server
+    /// rather than leaving it running (`CancelRequest`).
+    pub(crate) async fn inspect(
+        &self,
+        statement: &queen_wire::Statement,
+        params: &[&dyn queen_wire::ToSql],
+    ) -> Result<Vec<queen_wire::Row>, EngineError> {
+        let conn = self.admin.acquire().await?;
+        let mut guard = CancelOnDrop(Some(conn.cancel_token()));
+        let rows = conn.query(statement, params).await;
+        guard.0 = None;
+        Ok(rows?)
+    }
+
     /// The prepared statements, or "unavailable" while the database has not answered yet.
     pub(crate) fn st(&self) -> Result<&Statements, EngineError> {
         self.statements
@@ -171,7 +226,11 @@ impl Engine {
     /// With a disk buffer, an unreachable database does not stop the start: the engine comes up
     /// buffering pushes (pops and acks answer unavailable) and finishes its initialisation in the
     /// background as soon as the database answers. Without one, the error is returned.
-    pub async fn start(pool: Pool, config: EngineConfig) -> Result<Engine, EngineError> {
+    pub async fn start(
+        pools: impl Into<Pools>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let Pools { hot: pool, admin } = pools.into();
         let buffer = match &config.buffer {
             Some(b) => {
                 let b = b.clone();
@@ -236,6 +295,7 @@ impl Engine {
             }
             Inner {
                 pool,
+                admin,
                 statements: cell,
                 partitions: PartitionCache::default(),
                 groups: crate::cache::GroupCache::default(),

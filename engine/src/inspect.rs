@@ -112,8 +112,7 @@ impl Engine {
     pub async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<Value>, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(
+            .inspect(
                 &inner.st()?.list_messages,
                 &[
                     &f.queue,
@@ -140,8 +139,7 @@ impl Engine {
     ) -> Result<Option<MessageDoc>, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(
+            .inspect(
                 &inner.st()?.message_detail,
                 &[&partition_id, &transaction_id],
             )
@@ -180,8 +178,7 @@ impl Engine {
     ) -> Result<(Vec<MessageDoc>, i64), EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(
+            .inspect(
                 &inner.st()?.list_dead_letters,
                 &[
                     &f.queue,
@@ -261,8 +258,7 @@ impl Engine {
     ) -> Result<Value, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(
+            .inspect(
                 &inner.st()?.message_traces,
                 &[&partition_id, &transaction_id],
             )
@@ -279,8 +275,7 @@ impl Engine {
     ) -> Result<Value, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(&inner.st()?.traces_by_name, &[&name, &limit, &offset])
+            .inspect(&inner.st()?.traces_by_name, &[&name, &limit, &offset])
             .await?;
         first_json(&rows)
     }
@@ -289,8 +284,7 @@ impl Engine {
     pub async fn trace_names(&self, limit: i32, offset: i32) -> Result<Value, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(&inner.st()?.trace_names, &[&limit, &offset])
+            .inspect(&inner.st()?.trace_names, &[&limit, &offset])
             .await?;
         first_json(&rows)
     }
@@ -303,8 +297,7 @@ impl Engine {
     ) -> Result<Value, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(&inner.st()?.consumer_groups, &[&min_lag_seconds])
+            .inspect(&inner.st()?.consumer_groups, &[&min_lag_seconds])
             .await?;
         first_json(&rows)
     }
@@ -313,8 +306,7 @@ impl Engine {
     pub async fn consumer_group(&self, group: &str) -> Result<Option<Value>, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
-            .query(&inner.st()?.consumer_group, &[&group])
+            .inspect(&inner.st()?.consumer_group, &[&group])
             .await?;
         Ok(Some(first_json(&rows)?).filter(|v| !v.is_null()))
     }

@@ -32,7 +32,7 @@ pub mod wakeup;
 pub use batch::BatchConfig;
 pub use buffer::{BufferConfig, BufferStatus};
 pub use crypto::Cipher;
-pub use engine::{Engine, EngineConfig, Metrics};
+pub use engine::{Engine, EngineConfig, Metrics, Pools};
 pub use error::EngineError;
 pub use model::*;
 pub use push::{check_json_escapes, check_name};

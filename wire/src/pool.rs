@@ -34,10 +34,13 @@ pub struct PoolConfig {
     pub size: usize,
     /// How long `send`/`acquire` wait for a usable connection.
     pub acquire_timeout: Duration,
-    /// An idle connection is pinged this often.
+    /// A connection is checked this often.
     pub health_interval: Duration,
-    /// A ping slower than this marks the connection dead.
+    /// An idle connection whose ping takes longer than this is dead.
     pub health_timeout: Duration,
+    /// A busy connection (its ping queued behind statements in flight) is dead only when the
+    /// server has sent nothing on it for this long; until then it is working.
+    pub stall_timeout: Duration,
     /// First reconnect delay; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     /// Longest reconnect delay.
@@ -51,6 +54,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(10),
             health_timeout: Duration::from_secs(2),
+            stall_timeout: Duration::from_secs(60),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
         }
@@ -308,6 +312,33 @@ impl Drop for PooledConnection {
     }
 }
 
+/// One health check. Liveness is judged by progress, not by a ping's queue time: a ping waits
+/// behind the statements already in flight on a pipelining connection, so an idle connection
+/// must answer it within `health_timeout`, while a busy one is alive for as long as the server
+/// keeps sending frames (or has been silent for less than `stall_timeout`: a long statement
+/// sends nothing until it ends).
+async fn check(conn: &Connection, pc: &PoolConfig) -> Result<(), String> {
+    let ping = conn.send(Pipeline::new().sync_owned());
+    tokio::pin!(ping);
+    loop {
+        match tokio::time::timeout(pc.health_timeout, &mut ping).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => return Err(format!("health check failed: {e}")),
+            Err(_) if conn.pending() <= 1 => {
+                return Err("health check timed out on an idle connection".into());
+            }
+            Err(_) if conn.since_last_frame() >= pc.stall_timeout => {
+                return Err(format!(
+                    "connection stalled: busy and silent for {:?}",
+                    conn.since_last_frame()
+                ));
+            }
+            // Busy: statements ahead of the ping are running.
+            Err(_) => {}
+        }
+    }
+}
+
 /// Keeps one slot connected for as long as the pool lives.
 async fn supervise(pool: Weak<Inner>, mut shutdown: watch::Receiver<()>, idx: usize) {
     let mut backoff = None::<Duration>;
@@ -360,19 +391,10 @@ async fn supervise(pool: Weak<Inner>, mut shutdown: watch::Receiver<()>, idx: us
                 _ = conn.closed() => break,
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(pc.health_interval) => {
-                    let ping = conn.send(Pipeline::new().sync_owned());
-                    match tokio::time::timeout(pc.health_timeout, ping).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!(slot = idx, error = %e, "health check failed");
-                            conn.abort();
-                            break;
-                        }
-                        Err(_) => {
-                            tracing::warn!(slot = idx, "health check timed out");
-                            conn.abort();
-                            break;
-                        }
+                    if let Err(why) = check(&conn, &pc).await {
+                        tracing::warn!(slot = idx, "{why}");
+                        conn.abort();
+                        break;
                     }
                 }
             }

@@ -383,3 +383,51 @@ async fn pool_spreads_work_and_serves_waiters_in_turn() {
     assert_eq!(pool.status().checked_out, 0);
     assert_eq!(pool.status().connected, 3);
 }
+
+/// A connection busy with a statement longer than the health check's timeout is working, not
+/// dead: the pool keeps it, and every pipeline queued behind the statement is answered. (The
+/// ping waits behind the statement; an old check aborted the connection and failed them all.)
+#[tokio::test]
+async fn a_busy_connection_outlives_its_health_check() {
+    let cfg = test_config("busy_health").await.unwrap();
+    let pool = Pool::connect(
+        cfg,
+        PoolConfig {
+            size: 1,
+            health_interval: Duration::from_millis(50),
+            health_timeout: Duration::from_millis(100),
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pid_of = |rows: Vec<queen_wire::Row>| rows[0].get::<i32>(0).unwrap();
+    let pid = pid_of(
+        pool.query_sql("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap(),
+    );
+    let slow = pool.query_sql("SELECT pg_sleep(1.5)", &[]);
+    let behind = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            answers.push(pool.query_sql("SELECT pg_backend_pid()", &[]).await);
+        }
+        answers
+    };
+    let (slow, behind) = tokio::join!(slow, behind);
+    slow.unwrap();
+    for a in behind {
+        assert_eq!(pid_of(a.unwrap()), pid, "answered on the same connection");
+    }
+    assert_eq!(
+        pid_of(
+            pool.query_sql("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+        ),
+        pid,
+        "the connection was kept"
+    );
+}

@@ -39,6 +39,38 @@ struct Info {
     cancel: CancelToken,
     kill: Arc<Notify>,
     server_version: String,
+    activity: Arc<Activity>,
+}
+
+/// What the connection task is doing, for the pool's health checks: a connection that is busy
+/// and receiving frames is alive however long its statements take.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    /// Pipelines sent to the server and not fully answered.
+    pending: std::sync::atomic::AtomicUsize,
+    /// When the last frame arrived, in milliseconds since `epoch`.
+    last_frame_ms: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            last_frame_ms: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.pending.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn frame_received(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_frame_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Connection {
@@ -100,6 +132,23 @@ impl Connection {
     /// A token that can cancel the statement this connection is running.
     pub fn cancel_token(&self) -> CancelToken {
         self.info.cancel.clone()
+    }
+
+    /// Pipelines sent to the server and not fully answered yet.
+    pub fn pending(&self) -> usize {
+        self.info
+            .activity
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long ago the server last sent anything on this connection.
+    pub fn since_last_frame(&self) -> std::time::Duration {
+        let a = &self.info.activity;
+        let last = a.last_frame_ms.load(std::sync::atomic::Ordering::Relaxed);
+        a.epoch
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(last))
     }
 
     /// Stops the connection task now: pipelines in flight fail with a connection error. Used when
@@ -181,7 +230,9 @@ impl Handshake {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let kill = self.conn.info.kill.clone();
-        tokio::spawn(Task::new(r, w, self.rx, self.read_buf, notifications, kill).run());
+        let activity = self.conn.info.activity.clone();
+        activity.frame_received();
+        tokio::spawn(Task::new(r, w, self.rx, self.read_buf, notifications, kill, activity).run());
         self.conn
     }
 }
@@ -203,6 +254,7 @@ where
             },
             kill: Arc::new(Notify::new()),
             server_version: session.server_version,
+            activity: Arc::new(Activity::new()),
         }),
     };
     Ok((Handshake { conn, rx, read_buf }, stream))

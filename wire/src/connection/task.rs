@@ -79,6 +79,7 @@ pub(crate) struct Task<R, W> {
     prepared: HashSet<String>,
     notifications: Option<mpsc::UnboundedSender<Notification>>,
     kill: Arc<Notify>,
+    activity: Arc<super::Activity>,
 }
 
 impl<R, W> Task<R, W>
@@ -93,6 +94,7 @@ where
         read_buf: BytesMut,
         notifications: Option<mpsc::UnboundedSender<Notification>>,
         kill: Arc<Notify>,
+        activity: Arc<super::Activity>,
     ) -> Self {
         Task {
             reader,
@@ -104,6 +106,7 @@ where
             prepared: HashSet::new(),
             notifications,
             kill,
+            activity,
         }
     }
 
@@ -174,7 +177,9 @@ where
                     if r? == 0 {
                         return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
                     }
+                    self.activity.frame_received();
                     self.process_input()?;
+                    self.activity.set_pending(self.in_flight.len());
                 }
             }
         }
@@ -213,6 +218,7 @@ where
             }
         }
         let mut ops = VecDeque::from(std::mem::take(&mut pipeline.ops));
+        self.activity.set_pending(self.in_flight.len() + 1);
         for p in parses.into_iter().rev() {
             ops.push_front(p);
         }
