@@ -2,6 +2,9 @@
 
 mod serve;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// A PostgreSQL-backed, partitioned message queue server speaking Queen MQ's HTTP API.

@@ -27,6 +27,12 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above).
     #[arg(long, env = "MAX_BODY_SIZE", default_value_t = 16 * 1024 * 1024)]
     max_body_size: usize,
+    /// Bytes of request bodies held at once over all requests (503 `busy` beyond).
+    #[arg(long, env = "MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes_in_flight: usize,
+    /// Time allowed to receive a whole request body, in milliseconds (408 after).
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value_t = 30_000)]
+    body_read_timeout_ms: u64,
     /// Upper bound of a long-poll pop's `timeout`, in milliseconds.
     #[arg(long, env = "MAX_POLL_TIMEOUT", default_value_t = 60_000)]
     max_poll_timeout_ms: u64,
@@ -339,6 +345,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         engine,
         HttpConfig {
             body_limit: args.max_body_size,
+            body_budget_bytes: args.max_body_bytes_in_flight.max(args.max_body_size),
+            body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
             max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
             settings_refresh: Duration::from_millis(args.settings_refresh_ms.max(1)),
             default_subscription: args.default_subscription_mode.and_then(|d| d.0),

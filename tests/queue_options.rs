@@ -734,11 +734,16 @@ async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     assert!(r.json()[0]["error"].as_str().unwrap().contains("lease"));
 }
 
-/// Every file of a buffer directory, concatenated.
+/// Every file of a buffer directory (its quarantine included), concatenated.
 fn buffer_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(buffer_bytes(&path));
+        } else {
+            all.extend(std::fs::read(path).unwrap());
+        }
     }
     all
 }

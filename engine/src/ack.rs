@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::batch::Job;
 use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::limits::{ACK_ITEMS_MAX, TEXT_MAX, check_name, check_text, check_transaction_id};
 use crate::model::{AckItem, AckOutcome};
 use crate::txid::TxId;
 
@@ -46,12 +47,33 @@ pub(crate) async fn ack(
     if items.is_empty() {
         return Ok(Vec::new());
     }
+    validate(&items)?;
     let (reply, rx) = oneshot::channel();
     inner
         .ack_batcher
         .submit(AckJob { items, reply })
         .map_err(|_| EngineError::ShuttingDown)?;
     rx.await.map_err(|_| EngineError::ShuttingDown)?
+}
+
+/// Checks what the database would refuse (before the statement other requests share): names,
+/// transactionIds and error texts within the limits.
+pub(crate) fn validate(items: &[AckItem]) -> Result<(), EngineError> {
+    if items.len() > ACK_ITEMS_MAX {
+        return Err(EngineError::Invalid(format!(
+            "an ack batch may hold at most {ACK_ITEMS_MAX} acknowledgments"
+        )));
+    }
+    for (i, it) in items.iter().enumerate() {
+        check_name("consumer group", &it.consumer_group)
+            .and_then(|()| check_transaction_id("transactionId", &it.transaction_id))
+            .and_then(|()| match &it.error {
+                Some(e) => check_text("error", e, TEXT_MAX),
+                None => Ok(()),
+            })
+            .map_err(|e| EngineError::Invalid(format!("acknowledgments[{i}]: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Column arrays of `queen.ack`; transactionIds split as they are stored (see
@@ -143,35 +165,18 @@ pub(crate) fn outcomes(
         .collect()
 }
 
-/// Runs one batch of ack jobs as one statement.
+/// Runs one batch of ack jobs as one statement. When the statement fails for anything but an
+/// unreachable database, each job is run again alone, so only the offending request gets the
+/// error (fault isolation).
 pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<AckJob>) {
     let all: Vec<&AckItem> = jobs.iter().flat_map(|j| j.items.iter()).collect();
-    let result = async {
-        let mut p = Pipeline::new();
-        AckArrays::new(all.iter().copied()).add_to(&mut p, &inner, false)?;
-        let seg = inner.pool.send_segment(p).await?;
-        let rows = seg.into_iter().next().map(|r| r.rows).unwrap_or_default();
-        outcomes(&all, &rows)
-    }
-    .await;
-    // A nack (or a released lease) makes messages available again: wake waiting pops.
-    if let Ok(outs) = &result {
-        let mut woken: Vec<&str> = Vec::new();
-        for (o, it) in outs.iter().zip(&all) {
-            if o.lease_released && o.success && it.status != crate::model::AckStatus::Completed {
-                if let Some(q) = o.queue.as_deref() {
-                    if !woken.contains(&q) {
-                        woken.push(q);
-                    }
-                }
-            }
+    let result = run_items(&inner, &all).await;
+    if jobs.len() > 1 && result.as_ref().is_err_and(|e| !e.is_unavailable()) {
+        for job in jobs {
+            let items: Vec<&AckItem> = job.items.iter().collect();
+            let _ = job.reply.send(run_items(&inner, &items).await);
         }
-        for q in woken {
-            inner.hub.wake(q);
-        }
-        inner
-            .metrics
-            .acked(outs.iter().filter(|o| o.success).count());
+        return;
     }
     let mut offset = 0;
     for job in jobs {
@@ -191,4 +196,31 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<AckJob>) {
         offset += n;
         let _ = job.reply.send(reply);
     }
+}
+
+/// One `queen.ack` statement for `items`; wakes the pops a nack makes messages available to.
+async fn run_items(inner: &Inner, items: &[&AckItem]) -> Result<Vec<AckOutcome>, EngineError> {
+    let mut p = Pipeline::new();
+    AckArrays::new(items.iter().copied()).add_to(&mut p, inner, false)?;
+    let seg = inner.pool.send_segment(p).await?;
+    let rows = seg.into_iter().next().map(|r| r.rows).unwrap_or_default();
+    let outs = outcomes(items, &rows)?;
+    // A nack (or a released lease) makes messages available again: wake waiting pops.
+    let mut woken: Vec<&str> = Vec::new();
+    for (o, it) in outs.iter().zip(items) {
+        if o.lease_released && o.success && it.status != crate::model::AckStatus::Completed {
+            if let Some(q) = o.queue.as_deref() {
+                if !woken.contains(&q) {
+                    woken.push(q);
+                }
+            }
+        }
+    }
+    for q in woken {
+        inner.hub.wake(q);
+    }
+    inner
+        .metrics
+        .acked(outs.iter().filter(|o| o.success).count());
+    Ok(outs)
 }

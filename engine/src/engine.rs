@@ -419,6 +419,18 @@ impl Engine {
         self.inner.buffer.as_ref().map(|b| b.status(healthy))
     }
 
+    /// Moves the disk buffer's quarantined records back into the log to be replayed again;
+    /// returns how many (0 without a buffer).
+    pub async fn replay_quarantine(&self) -> Result<u64, EngineError> {
+        match &self.inner.buffer {
+            Some(b) => b
+                .requeue_quarantine()
+                .await
+                .map_err(|e| EngineError::Buffer(e.to_string())),
+            None => Ok(0),
+        }
+    }
+
     /// True once the start-up replay of the disk buffer has caught up (always true without one).
     pub fn buffer_caught_up(&self) -> bool {
         self.inner.buffer.as_ref().is_none_or(|b| b.caught_up())
@@ -493,7 +505,12 @@ impl Engine {
         task: Option<&str>,
         o: &QueueOptions,
     ) -> Result<QueueInfo, EngineError> {
-        push::check_name("queue", queue).map_err(EngineError::Invalid)?;
+        crate::limits::check_name("queue", queue).map_err(EngineError::Invalid)?;
+        for (what, tag) in [("namespace", namespace), ("task", task)] {
+            if let Some(t) = tag {
+                crate::limits::check_name(what, t).map_err(EngineError::Invalid)?;
+            }
+        }
         let st = self.inner.st()?;
         // Partition ids are random (v4): any-partition pops walk partitions from a random id.
         let (qid, pid) = (Uuid::now_v7(), Uuid::new_v4());

@@ -40,8 +40,8 @@ use uuid::Uuid;
 use crate::batch::Job;
 use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::limits::{NAME_MAX, check_name, check_text};
 use crate::model::{Message, PopRequest, PopResult, QUEUE_MODE, Subscription};
-use crate::push::check_name;
 
 enum State {
     Claim,
@@ -106,10 +106,9 @@ fn validate(req: &PopRequest) -> Result<(), EngineError> {
     if let Some(p) = &req.partition {
         check_name("partition", p).map_err(EngineError::Invalid)?;
     }
-    if req.consumer_group.is_empty() {
-        return Err(EngineError::Invalid(
-            "consumerGroup must not be empty".into(),
-        ));
+    check_name("consumer group", &req.consumer_group).map_err(EngineError::Invalid)?;
+    if let Some(w) = &req.worker_id {
+        check_text("workerId", w, NAME_MAX).map_err(EngineError::Invalid)?;
     }
     if req.batch == 0 || req.partitions == 0 {
         return Err(EngineError::Invalid(

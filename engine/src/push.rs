@@ -32,6 +32,7 @@ use crate::batch::Job;
 use crate::cache::Target;
 use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::limits::{PRODUCER_MAX, PUSH_ITEMS_MAX, check_name, check_text, check_transaction_id};
 use crate::model::{PushItem, PushOutcome, PushStatus};
 use crate::txid::TxId;
 
@@ -137,30 +138,25 @@ enum State {
     Done,
 }
 
-/// Validates a queue or partition name (api.md §1): 1 to 255 bytes of UTF-8 without control
-/// characters.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(format!("{what} name must be 1 to 255 bytes"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!("{what} name must not contain control characters"));
-    }
-    Ok(())
-}
-
 /// Checks what PostgreSQL would refuse before anything is written (or buffered): a record the
 /// database refuses could never be replayed from the buffer. Payloads are stored as the JSON
 /// text they came as, so any valid JSON is fine (a `\u0000` escape included).
 pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
+    if items.len() > PUSH_ITEMS_MAX {
+        return Err(EngineError::Invalid(format!(
+            "a push may hold at most {PUSH_ITEMS_MAX} items"
+        )));
+    }
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
             .and_then(|()| match &it.transaction_id {
-                Some(t) if t.contains('\0') => {
-                    Err("transactionId must not contain the NUL character".to_owned())
-                }
-                _ => Ok(()),
+                Some(t) => check_transaction_id("transactionId", t),
+                None => Ok(()),
+            })
+            .and_then(|()| match &it.producer_sub {
+                Some(s) => check_text("producer", s, PRODUCER_MAX),
+                None => Ok(()),
             })
             .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
     }
@@ -564,15 +560,16 @@ impl PushArrays {
     }
 }
 
-/// Runs one batch of push jobs as one statement. When a job breaks a queue rule (maxSize, a
-/// plaintext payload for an encrypting queue, a vanished partition) the whole statement fails;
-/// the jobs are then run one statement each, so only the offending request is refused.
+/// Runs one batch of push jobs as one statement. When the statement fails for anything but an
+/// unreachable database — a queue rule (maxSize, a plaintext payload for an encrypting queue, a
+/// vanished partition) or data the database refuses — the jobs are run again one statement
+/// each, so only the offending request gets the error (fault isolation).
 pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PushJob>) {
     let mut results = run_jobs(&inner, &jobs).await;
     if jobs.len() > 1
         && results
             .iter()
-            .any(|r| r.as_ref().err().and_then(queue_rule).is_some())
+            .any(|r| r.as_ref().is_err_and(|e| !e.is_unavailable()))
     {
         results.clear();
         for job in &jobs {

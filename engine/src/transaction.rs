@@ -19,7 +19,8 @@ use uuid::Uuid;
 use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::EngineError;
-use crate::model::{PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
+use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
+use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::push::{Body, PushArrays, Row, ensure_partitions, validate};
 
 pub(crate) async fn run(
@@ -27,6 +28,31 @@ pub(crate) async fn run(
     ops: Vec<TxOperation>,
     required_leases: Vec<Uuid>,
 ) -> Result<TxOutcome, EngineError> {
+    if ops.len() > TX_OPERATIONS_MAX {
+        return Err(EngineError::Invalid(format!(
+            "a transaction may hold at most {TX_OPERATIONS_MAX} operations"
+        )));
+    }
+    let pushed: usize = ops
+        .iter()
+        .map(|op| match op {
+            TxOperation::Push(items) => items.len(),
+            TxOperation::Ack(_) => 0,
+        })
+        .sum();
+    if pushed > PUSH_ITEMS_MAX {
+        return Err(EngineError::Invalid(format!(
+            "a transaction may push at most {PUSH_ITEMS_MAX} items"
+        )));
+    }
+    let acked: Vec<AckItem> = ops
+        .iter()
+        .filter_map(|op| match op {
+            TxOperation::Ack(a) => Some(a.clone()),
+            TxOperation::Push(_) => None,
+        })
+        .collect();
+    crate::ack::validate(&acked)?;
     // Resolve partitions of every push (Ensure round trip only for unknown ones).
     let mut missing = Vec::new();
     for op in &ops {

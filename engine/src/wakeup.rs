@@ -35,11 +35,52 @@ pub struct QueueSignal {
     pub waiting: AtomicUsize,
 }
 
+/// A pop's hold on its queue's signal. The hub keeps a queue's entry only while someone holds
+/// it: the last holder to go removes it, so pops of names that never get a push (made-up
+/// queues included) leave nothing behind.
+#[derive(Debug)]
+pub struct SignalGuard<'a> {
+    hub: &'a WakeHub,
+    queue: &'a str,
+    signal: Arc<QueueSignal>,
+}
+
+impl std::ops::Deref for SignalGuard<'_> {
+    type Target = QueueSignal;
+    fn deref(&self) -> &QueueSignal {
+        &self.signal
+    }
+}
+
+impl Drop for SignalGuard<'_> {
+    fn drop(&mut self) {
+        let mut q = self.hub.queues.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's reference and ours: nobody else holds the signal.
+        if Arc::strong_count(&self.signal) == 2 {
+            q.remove(self.queue);
+        }
+    }
+}
+
 impl WakeHub {
-    /// The signal of `queue` (waiters call `notified()` on it before checking for messages).
-    pub fn signal(&self, queue: &str) -> Arc<QueueSignal> {
+    /// The signal of `queue` (waiters call `notified()` on it before checking for messages),
+    /// held until the guard is dropped.
+    pub fn signal<'a>(&'a self, queue: &'a str) -> SignalGuard<'a> {
         let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        q.entry(queue.to_owned()).or_default().clone()
+        let signal = match q.get(queue) {
+            Some(s) => s.clone(),
+            None => q.entry(queue.to_owned()).or_default().clone(),
+        };
+        SignalGuard {
+            hub: self,
+            queue,
+            signal,
+        }
+    }
+
+    /// Queues with a signal right now (those with pops holding them).
+    pub fn queues(&self) -> usize {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Wakes every pop waiting on `queue`.

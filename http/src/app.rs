@@ -27,6 +27,11 @@ use crate::stats::{RequestStats, Throughput};
 pub struct HttpConfig {
     /// Largest request body accepted (`413` above).
     pub body_limit: usize,
+    /// Bytes of request bodies held at once over all requests; a body that does not fit waits
+    /// for no one: `503 busy` (bounded memory under any mix of requests).
+    pub body_budget_bytes: usize,
+    /// Time allowed to receive a whole request body (`408` after).
+    pub body_read_timeout: Duration,
     /// Time allowed for a client to send the request headers.
     pub header_read_timeout: Duration,
     /// Upper bound of a long-poll's `timeout`.
@@ -42,6 +47,8 @@ impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
             body_limit: 16 * 1024 * 1024,
+            body_budget_bytes: 64 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_long_poll: Duration::from_secs(60),
             settings_refresh: Duration::from_secs(2),
@@ -60,6 +67,8 @@ pub struct App {
     pub(crate) throughput: Throughput,
     pub(crate) auth: Option<Auth>,
     pub(crate) maintenance: Maintenance,
+    /// Bytes of request bodies being read or served, at most `body_budget_bytes`.
+    pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
 }
 
@@ -74,6 +83,7 @@ impl App {
             throughput: Throughput::default(),
             auth,
             maintenance: Maintenance::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(config.body_budget_bytes)),
             ready: AtomicBool::new(true),
         });
         let weak = Arc::downgrade(&app);
@@ -121,7 +131,7 @@ impl App {
     /// Serves one request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
         let started = Instant::now();
-        self.requests.start();
+        let _in_flight = self.requests.start();
         let is_long_poll = req
             .uri()
             .query()
@@ -159,19 +169,39 @@ impl App {
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let query = Query::parse(parts.uri.query())?;
         let m = &parts.method;
-        let bytes = if *m == Method::POST || *m == Method::PUT {
-            body::read(incoming, self.config.body_limit).await?
-        } else {
-            Bytes::new()
-        };
         let get = *m == Method::GET;
         let post = *m == Method::POST;
         let delete = *m == Method::DELETE;
+        let allow = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Code::MethodNotAllowed,
+                    format!("{m} is not allowed here"),
+                ))
+            }
+        };
+        // The public probes answer GET and HEAD (hyper sends no body for HEAD).
+        let probe = get || *m == Method::HEAD;
         match segs.as_slice() {
-            ["health"] if get => Ok(ops::health(self).await),
-            ["ready"] if get => Ok(ops::ready(self)),
-            ["metrics"] if get => Ok(ops::metrics(self)),
-            ["metrics", "prometheus"] if get => Ok(ops::prometheus(self)),
+            ["health"] => {
+                allow(probe)?;
+                Ok(ops::health(self).await)
+            }
+            ["ready"] => {
+                allow(probe)?;
+                Ok(ops::ready(self))
+            }
+            ["metrics"] => {
+                allow(probe)?;
+                Ok(ops::metrics(self))
+            }
+            ["metrics", "prometheus"] => {
+                allow(probe)?;
+                Ok(ops::prometheus(self))
+            }
             // Path first, then method: a known path with another method is a 405.
             ["api", "v1", rest @ ..] => {
                 let principal = match &self.auth {
@@ -188,16 +218,11 @@ impl App {
                     None => None,
                 };
                 let sub = principal.as_ref().and_then(|p| p.sub.as_deref());
-                let allow = |ok: bool| {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(ApiError::new(
-                            StatusCode::METHOD_NOT_ALLOWED,
-                            Code::MethodNotAllowed,
-                            format!("{m} is not allowed here"),
-                        ))
-                    }
+                // The body is read only now: after the token, before any other work.
+                let (bytes, _budget) = if post || *m == Method::PUT {
+                    body::read(&parts.headers, incoming, &self.config, &self.body_budget).await?
+                } else {
+                    (Bytes::new(), None)
                 };
                 let body = post.then_some(&bytes[..]);
                 match rest {
@@ -356,6 +381,10 @@ impl App {
                     ["system", "maintenance"] => {
                         allow(get || post)?;
                         ops::maintenance(self, Mode::Push, body).await
+                    }
+                    ["system", "buffer", "quarantine", "replay"] => {
+                        allow(post)?;
+                        ops::replay_quarantine(self).await
                     }
                     ["system", "maintenance", "pop"] => {
                         allow(get || post)?;

@@ -525,8 +525,14 @@ fn principal(config: &AuthConfig, claims: &Value, now: f64) -> Result<Principal,
         Some(Value::String(r)) => role = role.max(names.parse(r)),
         _ => {}
     }
+    let sub = claims.get("sub").and_then(Value::as_str);
+    if let Some(s) = sub {
+        // Stamped on every message the token pushes: it must be storable.
+        queen_engine::limits::check_text("the token's sub", s, queen_engine::limits::PRODUCER_MAX)
+            .map_err(unauthorized)?;
+    }
     Ok(Principal {
-        sub: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+        sub: sub.map(str::to_owned),
         role,
     })
 }

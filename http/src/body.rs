@@ -7,21 +7,101 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::app::HttpConfig;
 use crate::error::{ApiError, Code};
 
 /// Response type of every route.
 pub type Resp = Response<Full<Bytes>>;
 
-/// Reads the whole body, refusing more than `limit` bytes (`413`).
-pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::new(
+/// Reads a request body within the limits of `config`, refusing before reading anything what
+/// cannot be accepted: a declared `Content-Length` over the limit (`413`, and no
+/// `100 Continue`), a transfer or content coding other than chunked / identity (`501` / `415`:
+/// nothing here would decode it), a body that does not fit the budget of bytes in flight
+/// (`503 busy`). The whole body must arrive within `body_read_timeout` (`408`), so a client
+/// trickling bytes cannot hold a connection. Returns the bytes and the budget they hold until
+/// the request is answered.
+pub async fn read(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    config: &HttpConfig,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
+    let limit = config.body_limit;
+    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+        let te = te.to_str().unwrap_or("?").to_ascii_lowercase();
+        if te.split(',').any(|c| c.trim() != "chunked") {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                Code::UnsupportedEncoding,
+                format!(
+                    "Transfer-Encoding `{te}` is not supported: send the body as is or chunked"
+                ),
+            ));
+        }
+    }
+    if let Some(ce) = headers.get(header::CONTENT_ENCODING) {
+        let ce = ce.to_str().unwrap_or("?").to_ascii_lowercase();
+        if ce.split(',').any(|c| c.trim() != "identity") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::UnsupportedEncoding,
+                format!("Content-Encoding `{ce}` is not supported: send the body uncompressed"),
+            ));
+        }
+    }
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BodyTooLarge,
             format!("request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(Code::InvalidBody, "Content-Length is not a number")
+                })?,
+        ),
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // Without a declared length the body may be as large as the limit.
+    let reserve = declared
+        .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
+        .max(1);
+    let permit = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| budget.clone().try_acquire_many_owned(n).ok())
+        .ok_or_else(|| ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Busy,
+                "the server is receiving as many request bodies as it holds at once; retry",
+            )
+        })?;
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(config.body_read_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            Code::BodyTimeout,
+            format!(
+                "the request body did not arrive within {:?}",
+                config.body_read_timeout
+            ),
         )),
-        Err(e) => Err(ApiError::bad_request(
+        Ok(Ok(c)) => Ok((c.to_bytes(), Some(permit))),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::bad_request(
             Code::InvalidBody,
             format!("cannot read the body: {e}"),
         )),
@@ -50,6 +130,14 @@ pub fn json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiErro
 pub fn json_keeping_escapes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(Code::EmptyBody, "Empty request body"));
+    }
+    // Every body of the API is an object: serde would also take a JSON array for a struct
+    // (its fields by position).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            Code::InvalidRequest,
+            "the request body must be a JSON object",
+        ));
     }
     let parsed = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {

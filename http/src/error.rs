@@ -34,6 +34,14 @@ pub enum Code {
     InvalidTraceId,
     /// The body is over the size limit (413).
     BodyTooLarge,
+    /// The body did not arrive in time (408).
+    BodyTimeout,
+    /// A transfer or content coding the server does not decode (501, 415).
+    UnsupportedEncoding,
+    /// More items than one request may hold (413).
+    TooManyItems,
+    /// The server holds as many request bodies as it may; retry (503).
+    Busy,
     /// No token, or a token that is invalid, expired or not yet valid (401).
     Unauthorized,
     /// The token's role is too weak for the route (403).
@@ -75,6 +83,10 @@ impl Code {
             Code::InvalidStatus => "invalid_status",
             Code::InvalidTraceId => "invalid_trace_id",
             Code::BodyTooLarge => "body_too_large",
+            Code::BodyTimeout => "body_timeout",
+            Code::UnsupportedEncoding => "unsupported_encoding",
+            Code::TooManyItems => "too_many_items",
+            Code::Busy => "busy",
             Code::Unauthorized => "unauthorized",
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",

@@ -13,6 +13,8 @@ pub mod auth;
 mod body;
 pub mod error;
 mod field;
+#[cfg(test)]
+mod fuzz;
 mod json_out;
 mod maintenance;
 pub mod query;

@@ -37,13 +37,24 @@ fn unreachable_histogram() -> Histogram<u64> {
     std::process::abort()
 }
 
+/// A request being served: counted in `in_flight` until dropped — also when its client goes
+/// away and hyper drops the request's future before it answers.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl RequestStats {
-    pub(crate) fn start(&self) {
+    pub(crate) fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
     }
 
     pub(crate) fn finish(&self, elapsed: Duration, server_error: bool, record_latency: bool) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.errors.fetch_add(1, Ordering::Relaxed);

@@ -36,6 +36,8 @@ use crate::engine::Inner;
 
 /// Records replayed per statement.
 const REPLAY_BATCH: usize = 500;
+/// Longest pause between two attempts at the same records.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Records held at once by the start-up scan.
 const SCAN_BATCH: usize = 10_000;
 
@@ -48,6 +50,11 @@ pub struct BufferConfig {
     pub segment_bytes: u64,
     /// Pushes that would take the segment files past this many bytes are refused (0: no limit).
     pub max_bytes: u64,
+    /// Failed replays of a batch before it is split into single records, and of a single record
+    /// before it is quarantined.
+    pub replay_attempts: u32,
+    /// Pause after the first failed replay; it doubles with each failure (at most 30 s).
+    pub replay_backoff: Duration,
 }
 
 impl BufferConfig {
@@ -57,6 +64,8 @@ impl BufferConfig {
             dir: dir.into(),
             segment_bytes: 64 * 1024 * 1024,
             max_bytes: 0,
+            replay_attempts: 5,
+            replay_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -77,8 +86,11 @@ pub(crate) enum AppendError {
 pub struct BufferStatus {
     /// Records waiting to be replayed.
     pub pending: u64,
-    /// Records that could not be read or replayed (corrupt, or rejected by the database).
+    /// Records that could not be read (damaged on disk).
     pub failed: u64,
+    /// Records set aside (kept on disk) after the database kept refusing them; see
+    /// `Engine::replay_quarantine`.
+    pub quarantined: u64,
     /// Records replayed since start.
     pub replayed: u64,
     /// The database answers.
@@ -94,6 +106,12 @@ pub struct BufferStatus {
 #[derive(Debug)]
 pub(crate) struct DiskBuffer {
     log: Log,
+    attempts: u32,
+    backoff: Duration,
+    /// Records the replay set aside, in a log of their own (`<dir>/quarantine`): never
+    /// dropped, never in the way of the records behind them.
+    quarantine: Log,
+    quarantined: AtomicU64,
     /// Seals records written to the log (the server's payload key), and opens them.
     cipher: Option<Cipher>,
     max_bytes: u64,
@@ -117,6 +135,7 @@ impl DiskBuffer {
     /// would skip them, and they are accepted pushes.
     pub(crate) fn open(config: &BufferConfig, cipher: Option<Cipher>) -> io::Result<DiskBuffer> {
         let (log, recovery) = Log::open(&config.dir, config.segment_bytes)?;
+        let (quarantine, _) = Log::open(&config.dir.join("quarantine"), config.segment_bytes)?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = recovery.truncated_bytes,
@@ -125,6 +144,10 @@ impl DiskBuffer {
         }
         let buffer = DiskBuffer {
             log,
+            attempts: config.replay_attempts.max(1),
+            backoff: config.replay_backoff,
+            quarantine,
+            quarantined: AtomicU64::new(0),
             cipher,
             max_bytes: config.max_bytes,
             reserved: AtomicU64::new(0),
@@ -166,6 +189,20 @@ impl DiskBuffer {
                     },
                 ),
             ));
+        }
+        let mut quarantined = 0u64;
+        let mut q = Reader::new(buffer.quarantine.dir());
+        while let Some(batch) = q.next_batch(SCAN_BATCH, buffer.cipher.as_ref(), &mut |_, _| {
+            quarantined += 1
+        })? {
+            quarantined += batch.len() as u64;
+        }
+        buffer.quarantined.store(quarantined, Ordering::Release);
+        if quarantined > 0 {
+            tracing::warn!(
+                quarantined,
+                "the buffer holds quarantined records (see /api/v1/status/buffers)"
+            );
         }
         let pending = buffer.pending_total.load(Ordering::Acquire);
         if pending > 0 {
@@ -256,6 +293,54 @@ impl DiskBuffer {
         Ok(reservation)
     }
 
+    /// Sets a record aside: written to the quarantine log (durably) and no longer pending.
+    async fn quarantine(&self, record: &Record, why: &str) -> io::Result<()> {
+        self.quarantine
+            .append(vec![record.encode(self.cipher.as_ref())])
+            .await?;
+        self.lower(&record.queue, &record.partition, 1);
+        self.quarantined.fetch_add(1, Ordering::AcqRel);
+        tracing::error!(
+            queue = %record.queue, partition = %record.partition,
+            transaction_id = %record.transaction_id, error = %why,
+            "buffered record quarantined: the database keeps refusing it (kept on disk; \
+             POST /api/v1/system/buffer/quarantine/replay tries it again)"
+        );
+        Ok(())
+    }
+
+    /// Moves every quarantined record back into the log, to be replayed again (behind what is
+    /// pending). Returns how many.
+    pub(crate) async fn requeue_quarantine(&self) -> io::Result<u64> {
+        let mut reader = Reader::new(self.quarantine.dir());
+        let mut moved = 0u64;
+        while let Some(batch) =
+            reader.next_batch(SCAN_BATCH, self.cipher.as_ref(), &mut |_, segment| {
+                self.count_undecodable(segment)
+            })?
+        {
+            for r in &batch {
+                self.raise(&r.queue, &r.partition, 1);
+            }
+            let encoded = batch
+                .iter()
+                .map(|r| r.encode(self.cipher.as_ref()))
+                .collect();
+            self.log.append(encoded).await?;
+            moved += batch.len() as u64;
+        }
+        self.quarantine.rotate().await?;
+        for id in segments(self.quarantine.dir())? {
+            if id != self.quarantine.current_segment() {
+                self.quarantine.remove_segment(id)?;
+            }
+        }
+        self.quarantined.store(0, Ordering::Release);
+        self.caught_up.store(false, Ordering::Release);
+        self.wake.notify_one();
+        Ok(moved)
+    }
+
     pub(crate) fn set_maintenance(&self, on: bool) {
         self.maintenance.store(on, Ordering::Release);
         self.wake.notify_one();
@@ -269,6 +354,7 @@ impl DiskBuffer {
         BufferStatus {
             pending: self.pending_total.load(Ordering::Acquire),
             failed: self.failed.load(Ordering::Relaxed),
+            quarantined: self.quarantined.load(Ordering::Acquire),
             replayed: self.replayed.load(Ordering::Relaxed),
             db_healthy,
             maintenance: self.maintenance.load(Ordering::Acquire),
@@ -396,7 +482,20 @@ impl Reader {
     }
 }
 
+/// A batch waiting to be tried (again), with the failures it has had.
+struct Attempt {
+    records: Vec<Record>,
+    failures: u32,
+}
+
 /// Replays the buffer into the database for as long as the engine lives.
+///
+/// A batch the database refuses — or that breaks the connection while the pool otherwise
+/// answers — is tried again with a growing pause (1 s, 2 s, 4 s, ... at most 30 s); after
+/// `replay_attempts` failures it is split into single records, and a single record that fails
+/// as often is quarantined: kept on disk, counted, out of the way of the records behind it.
+/// Refusals that pass by themselves or by configuration (a full queue, a missing key) and an
+/// unreachable database are waited out without counting. Nothing accepted is ever dropped.
 pub(crate) fn start_replayer(engine: Weak<Inner>) {
     let buffer = match engine.upgrade().and_then(|i| i.buffer.clone()) {
         Some(b) => b,
@@ -405,7 +504,7 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
     tokio::spawn(async move {
         let mut reader = Reader::new(buffer.log.dir());
         // Batches read but not stored yet, tried again before anything newer (log order).
-        let mut again: VecDeque<Vec<Record>> = VecDeque::new();
+        let mut again: VecDeque<Attempt> = VecDeque::new();
         loop {
             let idle = buffer.pending_total.load(Ordering::Acquire) == 0 && again.is_empty();
             let connected = match engine.upgrade() {
@@ -428,8 +527,8 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                 let _ = tokio::time::timeout(wait, buffer.wake.notified()).await;
                 continue;
             }
-            let batch = match again.pop_front() {
-                Some(b) => b,
+            let attempt = match again.pop_front() {
+                Some(a) => a,
                 // The start-up scan opened every sealed record older than this process, and the
                 // newer ones were sealed with its key: what does not open here is damage.
                 None => match reader.next_batch(
@@ -437,7 +536,10 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                     buffer.cipher.as_ref(),
                     &mut |_, segment| buffer.count_undecodable(segment),
                 ) {
-                    Ok(Some(b)) => b,
+                    Ok(Some(records)) => Attempt {
+                        records,
+                        failures: 0,
+                    },
                     Ok(None) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
@@ -449,51 +551,64 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
                     }
                 },
             };
-            let items: Vec<_> = batch.iter().cloned().map(Record::into_item).collect();
-            let result = match engine.upgrade() {
-                Some(inner) => crate::push::push(&inner, &items).await,
+            let items: Vec<_> = attempt
+                .records
+                .iter()
+                .cloned()
+                .map(Record::into_item)
+                .collect();
+            let (result, still_connected) = match engine.upgrade() {
+                Some(inner) => {
+                    let r = crate::push::push(&inner, &items).await;
+                    (r, inner.pool.is_connected())
+                }
                 None => return,
             };
-            match result {
+            let e = match result {
                 Ok(_) => {
-                    for r in &batch {
+                    for r in &attempt.records {
                         buffer.lower(&r.queue, &r.partition, 1);
                     }
                     buffer
                         .replayed
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(attempt.records.len() as u64, Ordering::Relaxed);
+                    continue;
                 }
-                Err(e) if e.is_unavailable() => {
-                    tracing::debug!(error = %e, "replay paused: database unavailable");
-                    again.push_front(batch);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(e) => e,
+            };
+            if (e.is_unavailable() && !still_connected) || e.is_transient_refusal() {
+                // The database is down, a queue is full, a key is missing: wait, uncounted.
+                tracing::debug!(error = %e, "replay paused");
+                again.push_front(attempt);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let failures = attempt.failures + 1;
+            if failures < buffer.attempts {
+                let pause = (buffer.backoff * 2u32.saturating_pow(failures - 1)).min(MAX_BACKOFF);
+                tracing::warn!(error = %e, records = attempt.records.len(), failures, ?pause,
+                    "replay of buffered records failed; trying again");
+                again.push_front(Attempt {
+                    records: attempt.records,
+                    failures,
+                });
+                tokio::time::sleep(pause).await;
+            } else if attempt.records.len() > 1 {
+                // One record must not hold the others hostage: one at a time, in order.
+                tracing::warn!(error = %e, records = attempt.records.len(),
+                    "a replay batch keeps failing; replaying its records one by one");
+                for r in attempt.records.into_iter().rev() {
+                    again.push_front(Attempt {
+                        records: vec![r],
+                        failures: 0,
+                    });
                 }
-                Err(e) if e.is_retryable() => {
-                    // Accepted records are never dropped: wait for room (maxSize), a key, or the
-                    // database to get over a deadlock, a timeout or a resource shortage.
-                    tracing::warn!(error = %e, "replay paused: the database refuses the next records for now");
-                    again.push_front(batch);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) if batch.len() > 1 => {
-                    // The database refuses something in the batch for good (pushes are checked
-                    // before they are buffered, so this should not happen): one record must not
-                    // take the others with it. Replay them one at a time, in order.
-                    tracing::warn!(error = %e, records = batch.len(), "replay of a batch refused; replaying its records one by one");
-                    for r in batch.into_iter().rev() {
-                        again.push_front(vec![r]);
+            } else {
+                for r in &attempt.records {
+                    while let Err(io) = buffer.quarantine(r, &e.to_string()).await {
+                        tracing::error!(error = %io, "cannot write the quarantine; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                }
-                Err(e) => {
-                    // This one record can never be stored: count it, say which it is, go on.
-                    for r in &batch {
-                        tracing::error!(error = %e, queue = %r.queue, partition = %r.partition,
-                            transaction_id = %r.transaction_id, "buffered record refused by the database; skipped");
-                        buffer.lower(&r.queue, &r.partition, 1);
-                    }
-                    buffer
-                        .failed
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
             }
         }
@@ -552,10 +667,11 @@ mod tests {
     }
 
     /// A record the database refuses for good (written here past the push checks, as a record
-    /// from an older server could be) is skipped alone: the records around it in the same
-    /// replay batch are stored, in order.
+    /// from an older server could be) is quarantined alone after its attempts: the records
+    /// around it in the same replay batch are stored, in order, and it stays on disk to be
+    /// replayed on request. (Before: the replay dropped it.)
     #[tokio::test]
-    async fn a_record_the_database_refuses_is_skipped_alone() {
+    async fn a_record_the_database_refuses_is_quarantined_alone() {
         let db = queen_wire::embedded::test_config("buffer_refused")
             .await
             .expect("test database");
@@ -568,7 +684,11 @@ mod tests {
             pool,
             EngineConfig {
                 listen: false,
-                buffer: Some(BufferConfig::new(&dir)),
+                buffer: Some(BufferConfig {
+                    replay_attempts: 2,
+                    replay_backoff: Duration::from_millis(10),
+                    ..BufferConfig::new(&dir)
+                }),
                 ..EngineConfig::default()
             },
         )
@@ -595,7 +715,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let status = buffer.status(true);
-        assert_eq!((status.replayed, status.failed), (2, 1));
+        assert_eq!((status.replayed, status.quarantined), (2, 1));
         let popped = engine
             .pop(
                 &PopRequest {
@@ -609,6 +729,20 @@ mod tests {
             .expect("messages");
         let payloads: Vec<&str> = popped.messages.iter().map(|m| m.payload.as_str()).collect();
         assert_eq!(payloads, ["1", "3"]);
+        // Kept on disk, counted again by a buffer opened on the same directory.
+        let reopened = DiskBuffer::open(&BufferConfig::new(&dir), None).expect("reopen");
+        assert_eq!(reopened.status(true).quarantined, 1);
+        drop(reopened);
+        // Sent back to be replayed: it is refused again and set aside again, nothing lost.
+        assert_eq!(engine.replay_quarantine().await.expect("requeue"), 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while buffer.status(true).quarantined != 1 || buffer.status(true).pending > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the record did not come back to the quarantine"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -124,13 +124,16 @@ impl Record {
         let partition = get_str(&mut b)?;
         let payload = get_str(&mut b)?;
         let transaction_id = get_str(&mut b)?;
+        // Presence flags are exactly 0 or 1: anything else is damage.
         let trace_id = match take(&mut b, 1)?[0] {
             0 => None,
-            _ => Some(Uuid::from_slice(take(&mut b, 16)?).ok()?),
+            1 => Some(Uuid::from_slice(take(&mut b, 16)?).ok()?),
+            _ => return None,
         };
         let producer_sub = match take(&mut b, 1)?[0] {
             0 => None,
-            _ => Some(get_str(&mut b)?),
+            1 => Some(get_str(&mut b)?),
+            _ => return None,
         };
         b.is_empty().then_some(Record {
             queue,
@@ -219,5 +222,57 @@ mod tests {
         );
         // Records written without a key are still read with one.
         assert_eq!(Record::decode(&r.encode(None), Some(&key)), Ok(r));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The record decoder on arbitrary bytes — random, and valid records cut or flipped —
+    //! never panics, and what it decodes it decodes exactly. `PROPTEST_CASES` sets the count.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            ".{0,8}",
+            ".{0,8}",
+            ".{0,64}",
+            ".{0,16}",
+            proptest::option::of(any::<u128>()),
+            proptest::option::of(".{0,8}"),
+        )
+            .prop_map(
+                |(queue, partition, payload, transaction_id, trace, sub)| Record {
+                    queue,
+                    partition,
+                    payload,
+                    transaction_id,
+                    trace_id: trace.map(Uuid::from_u128),
+                    producer_sub: sub,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Record::decode(&bytes, None);
+        }
+
+        #[test]
+        fn records_round_trip_and_damage_is_caught(r in record(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+            let b = r.encode(None);
+            prop_assert_eq!(Record::decode(&b, None), Ok(r.clone()));
+            let cut = cut % b.len();
+            prop_assert!(Record::decode(&b[..cut], None).is_err());
+            let mut damaged = b;
+            let at = flip.0 % damaged.len();
+            damaged[at] ^= flip.1 | 1;
+            // A flipped byte either fails to decode or decodes to something else: never a panic.
+            if let Ok(d) = Record::decode(&damaged, None) {
+                prop_assert_ne!(d, r);
+            }
+        }
     }
 }

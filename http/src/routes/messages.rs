@@ -23,6 +23,7 @@ use crate::json_out::Obj;
 use crate::maintenance::Mode;
 use crate::query::Query;
 use crate::time;
+use queen_engine::limits::{ACK_ITEMS_MAX, PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 
 // ---- push ---------------------------------------------------------------------------------
 
@@ -47,6 +48,34 @@ struct ItemIn<'a> {
     transaction_id: Option<Text<'a>>,
     #[serde(borrow)]
     trace_id: Option<Text<'a>>,
+}
+
+/// The elements of a JSON array of objects, at most `max` of them (`413 too_many_items`
+/// beyond), each still unparsed: a large array costs a slice per element, not a structure.
+fn objects<'a>(raw: &'a RawValue, what: &str, max: usize) -> Result<Vec<&'a RawValue>, ApiError> {
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("`{what}` must be an array of objects"),
+        )
+    })?;
+    if items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::TooManyItems,
+            format!(
+                "`{what}` may hold at most {max} elements, got {}",
+                items.len()
+            ),
+        ));
+    }
+    if let Some(i) = items.iter().position(|it| !it.get().starts_with('{')) {
+        return Err(ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("{what}[{i}] must be an object"),
+        ));
+    }
+    Ok(items)
 }
 
 /// A field that is present, whatever its value (`Option<&RawValue>` alone reads `null` as
@@ -86,11 +115,11 @@ pub(crate) fn parse_items(
 ) -> Result<Vec<PushItem>, ApiError> {
     let raw =
         raw.ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`items` is required"))?;
-    let items: Vec<ItemIn<'_>> = serde_json::from_str(raw.get()).map_err(|_| {
-        ApiError::bad_request(Code::InvalidRequest, "`items` must be an array of objects")
-    })?;
+    let items = objects(raw, "items", PUSH_ITEMS_MAX)?;
     let mut out = Vec::with_capacity(items.len());
     for (i, it) in items.into_iter().enumerate() {
+        let it: ItemIn<'_> = serde_json::from_str(it.get())
+            .map_err(|e| ApiError::bad_request(Code::InvalidRequest, format!("items[{i}]: {e}")))?;
         let queue = opt_text(it.queue, "queue", i)?.ok_or_else(|| {
             ApiError::bad_request(
                 Code::InvalidRequest,
@@ -480,21 +509,27 @@ fn ack_out(o: &AckOutcome) -> AckOut<'_> {
     }
 }
 
-pub(crate) async fn ack(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+/// The acknowledgement of `POST /api/v1/ack`.
+pub(crate) fn parse_ack(bytes: &[u8]) -> Result<AckItem, ApiError> {
     let a: AckIn = body::json(bytes)?;
-    let item = ack_item(a, QUEUE_MODE, 0)?;
+    ack_item(a, QUEUE_MODE, 0)
+}
+
+pub(crate) async fn ack(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let item = parse_ack(bytes)?;
     acks(app, vec![item]).await
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AckBatchIn {
+struct AckBatchIn<'a> {
     consumer_group: Option<String>,
-    acknowledgments: Option<Vec<AckIn>>,
+    #[serde(borrow)]
+    acknowledgments: Option<&'a RawValue>,
 }
 
 pub(crate) async fn ack_batch(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
-    let b: AckBatchIn = body::json(bytes)?;
+    let b: AckBatchIn<'_> = body::json(bytes)?;
     let group = b
         .consumer_group
         .filter(|g| !g.is_empty())
@@ -502,10 +537,15 @@ pub(crate) async fn ack_batch(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
     let list = b.acknowledgments.ok_or_else(|| {
         ApiError::bad_request(Code::InvalidRequest, "`acknowledgments` is required")
     })?;
-    let items = list
+    let items = objects(list, "acknowledgments", ACK_ITEMS_MAX)?
         .into_iter()
         .enumerate()
-        .map(|(i, a)| ack_item(a, &group, i))
+        .map(|(i, raw)| {
+            let a: AckIn = serde_json::from_str(raw.get()).map_err(|e| {
+                ApiError::bad_request(Code::InvalidRequest, format!("acknowledgments[{i}]: {e}"))
+            })?;
+            ack_item(a, &group, i)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     acks(app, items).await
 }
@@ -522,7 +562,7 @@ async fn acks(app: &App, items: Vec<AckItem>) -> Result<Resp, ApiError> {
 #[serde(rename_all = "camelCase")]
 struct TxIn<'a> {
     #[serde(borrow)]
-    operations: Option<Vec<&'a RawValue>>,
+    operations: Option<&'a RawValue>,
     required_leases: Option<Vec<String>>,
 }
 
@@ -538,16 +578,17 @@ struct TxPushIn<'a> {
     items: Option<&'a RawValue>,
 }
 
-pub(crate) async fn transaction(
-    app: &App,
+/// The operations and required leases of `POST /api/v1/transaction`.
+pub(crate) fn parse_transaction(
     bytes: &[u8],
     sub: Option<&str>,
-) -> Result<Resp, ApiError> {
+) -> Result<(Vec<TxOperation>, Vec<Uuid>), ApiError> {
     // Push payloads inside are stored as sent; acks check their own strings (`ack_item`).
     let t: TxIn<'_> = body::json_keeping_escapes(bytes)?;
     let raw_ops = t
         .operations
         .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`operations` is required"))?;
+    let raw_ops = objects(raw_ops, "operations", TX_OPERATIONS_MAX)?;
     let mut ops = Vec::with_capacity(raw_ops.len());
     for (i, raw) in raw_ops.into_iter().enumerate() {
         let bad =
@@ -580,6 +621,15 @@ pub(crate) async fn transaction(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    Ok((ops, leases))
+}
+
+pub(crate) async fn transaction(
+    app: &App,
+    bytes: &[u8],
+    sub: Option<&str>,
+) -> Result<Resp, ApiError> {
+    let (ops, leases) = parse_transaction(bytes, sub)?;
     let out = app.engine.transaction(ops, leases).await?;
     let mut results = Vec::new();
     let mut index = 0;

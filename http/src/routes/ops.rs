@@ -48,7 +48,11 @@ pub(crate) fn ready(app: &App) -> Resp {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    body::reply(status, &json!({ "ready": ready }))
+    let quarantined = app.engine.buffer_status().map_or(0, |b| b.quarantined);
+    body::reply(
+        status,
+        &json!({ "ready": ready, "bufferQuarantined": quarantined }),
+    )
 }
 
 pub(crate) fn metrics(app: &App) -> Resp {
@@ -68,9 +72,13 @@ pub(crate) fn metrics(app: &App) -> Resp {
                 "poolSize": pool.size, "connected": pool.connected,
                 "inFlight": pool.in_flight, "checkedOut": pool.checked_out,
             },
-            "longPolls": {"waiting": app.engine.hub().total_waiting()},
+            "longPolls": {
+                "waiting": app.engine.hub().total_waiting(),
+                "queues": app.engine.hub().queues(),
+            },
             "buffer": app.engine.buffer_status().map(|b| json!({
                 "pending": b.pending, "failed": b.failed, "replayed": b.replayed,
+                "quarantined": b.quarantined,
                 "dbHealthy": b.db_healthy, "maintenance": b.maintenance,
                 "bytes": b.bytes, "maxBytes": b.max_bytes,
             })),
@@ -171,12 +179,21 @@ pub(crate) fn buffers(app: &App) -> Resp {
         &json!({
             "pending": b.map_or(0, |b| b.pending),
             "failed": b.map_or(0, |b| b.failed),
+            "quarantined": b.map_or(0, |b| b.quarantined),
+            "replayed": b.map_or(0, |b| b.replayed),
             "bytes": b.map_or(0, |b| b.bytes),
             "maxBytes": b.map_or(0, |b| b.max_bytes),
             "dbHealthy": app.engine.pool().is_connected(),
             "enabled": b.is_some(),
         }),
     )
+}
+
+/// `POST /api/v1/system/buffer/quarantine/replay`: quarantined buffer records go back to be
+/// replayed.
+pub(crate) async fn replay_quarantine(app: &App) -> Result<Resp, ApiError> {
+    let n = app.engine.replay_quarantine().await?;
+    Ok(body::reply(StatusCode::OK, &json!({ "requeued": n })))
 }
 
 /// `GET|POST /api/v1/system/maintenance` (push maintenance: every push to the disk buffer) and

@@ -11,6 +11,7 @@ use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
 use crate::time;
 use queen_engine::check_name;
+use queen_engine::limits::option_range;
 
 #[derive(Deserialize)]
 struct ConfigureIn {
@@ -31,59 +32,52 @@ fn opt_str(v: Option<Value>, name: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The options of a configure request: every known option type- and range-checked (an
+/// out-of-range value is a 400 naming the option and its range, never clamped); unknown ones
+/// are ignored, as Queen's clients send some this server does not have.
 fn parse_options(map: Option<serde_json::Map<String, Value>>) -> Result<QueueOptions, ApiError> {
     let mut o = QueueOptions::default();
     let Some(map) = map else { return Ok(o) };
-    let int = |k: &str, v: &Value, max: i64| -> Result<i64, ApiError> {
+    let int = |k: &str, v: &Value| -> Result<i64, ApiError> {
+        let (lo, hi) = option_range(k).unwrap_or((0, 0));
         match v.as_i64() {
-            Some(n) if (0..=max).contains(&n) => Ok(n),
+            Some(n) if (lo..=hi).contains(&n) => Ok(n),
             _ => Err(ApiError::bad_request(
                 Code::InvalidOption,
-                format!("option `{k}` must be an integer from 0 to {max}"),
+                format!("option `{k}` must be an integer from {lo} to {hi}, got {v}"),
             )),
         }
     };
+    // Every range fits in an i32 but maxSize's.
+    let int32 = |k: &str, v: &Value| int(k, v).map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let boolean = |k: &str, v: &Value| -> Result<bool, ApiError> {
         v.as_bool().ok_or_else(|| {
             ApiError::bad_request(
                 Code::InvalidOption,
-                format!("option `{k}` must be a boolean"),
+                format!("option `{k}` must be a boolean, got {v}"),
             )
         })
     };
-    const I32: i64 = i32::MAX as i64;
     for (k, v) in &map {
         if v.is_null() {
             continue;
         }
         match k.as_str() {
-            "leaseTime" => o.lease_time = Some(int(k, v, I32)?.max(1) as i32),
-            "maxSize" => o.max_size = Some(int(k, v, i64::MAX)?),
-            "ttl" => o.ttl = Some(int(k, v, I32)? as i32),
-            "retryLimit" => o.retry_limit = Some(int(k, v, I32)? as i32),
-            "retryDelay" => o.retry_delay = Some(int(k, v, I32)? as i32),
+            "leaseTime" => o.lease_time = Some(int32(k, v)?),
+            "maxSize" => o.max_size = Some(int(k, v)?),
+            "ttl" => o.ttl = Some(int32(k, v)?),
+            "retryLimit" => o.retry_limit = Some(int32(k, v)?),
+            "retryDelay" => o.retry_delay = Some(int32(k, v)?),
             "deadLetterQueue" => o.dead_letter_queue = Some(boolean(k, v)?),
             "dlqAfterMaxRetries" => o.dlq_after_max_retries = Some(boolean(k, v)?),
-            "priority" => {
-                o.priority = Some(v.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(
-                    || {
-                        ApiError::bad_request(
-                            Code::InvalidOption,
-                            "option `priority` must be an integer",
-                        )
-                    },
-                )?)
-            }
-            "delayedProcessing" => o.delayed_processing = Some(int(k, v, I32)? as i32),
-            "windowBuffer" => o.window_buffer = Some(int(k, v, I32)? as i32),
-            "retentionSeconds" => o.retention_seconds = Some(int(k, v, I32)? as i32),
-            "completedRetentionSeconds" => {
-                o.completed_retention_seconds = Some(int(k, v, I32)? as i32)
-            }
+            "priority" => o.priority = Some(int32(k, v)?),
+            "delayedProcessing" => o.delayed_processing = Some(int32(k, v)?),
+            "windowBuffer" => o.window_buffer = Some(int32(k, v)?),
+            "retentionSeconds" => o.retention_seconds = Some(int32(k, v)?),
+            "completedRetentionSeconds" => o.completed_retention_seconds = Some(int32(k, v)?),
             "retentionEnabled" => o.retention_enabled = Some(boolean(k, v)?),
             "encryptionEnabled" => o.encryption_enabled = Some(boolean(k, v)?),
-            "maxWaitTimeSeconds" => o.max_wait_time_seconds = Some(int(k, v, I32)? as i32),
-            // Unknown options are ignored, as Queen's clients send some we do not have.
+            "maxWaitTimeSeconds" => o.max_wait_time_seconds = Some(int32(k, v)?),
             _ => {}
         }
     }
@@ -103,14 +97,42 @@ pub(crate) fn options_json(o: &QueueOptions) -> Value {
     })
 }
 
-pub(crate) async fn configure(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+/// A configure request: the queue, its tags and its options.
+pub(crate) struct Configure {
+    pub queue: String,
+    pub namespace: Option<String>,
+    pub task: Option<String>,
+    pub options: QueueOptions,
+}
+
+/// The body of `POST /api/v1/configure`.
+pub(crate) fn parse_configure(bytes: &[u8]) -> Result<Configure, ApiError> {
     let c: ConfigureIn = body::json(bytes)?;
     let queue = opt_str(c.queue, "queue")?
         .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`queue` is required"))?;
     check_name("queue", &queue).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
     let namespace = opt_str(c.namespace, "namespace")?;
     let task = opt_str(c.task, "task")?;
-    let options = parse_options(c.options)?;
+    for (what, tag) in [("namespace", &namespace), ("task", &task)] {
+        if let Some(t) = tag {
+            check_name(what, t).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
+        }
+    }
+    Ok(Configure {
+        queue,
+        namespace,
+        task,
+        options: parse_options(c.options)?,
+    })
+}
+
+pub(crate) async fn configure(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let Configure {
+        queue,
+        namespace,
+        task,
+        options,
+    } = parse_configure(bytes)?;
     let info = app
         .engine
         .configure(&queue, namespace.as_deref(), task.as_deref(), &options)

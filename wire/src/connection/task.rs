@@ -33,6 +33,9 @@ use postgres_protocol::message::backend::DataRowBody;
 
 use crate::statement::{Column, RawResult, columns_from};
 
+/// Largest backend frame accepted (a row of several large payloads fits many times over).
+const MAX_FRAME: usize = 256 * 1024 * 1024;
+
 /// Stop taking new requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 
@@ -171,6 +174,10 @@ where
                     }
                     if self.write_buf.is_empty() {
                         self.writer.flush().await?;
+                        // Do not keep a large pipeline's buffer for ever.
+                        if self.write_buf.capacity() > 1 << 20 {
+                            self.write_buf = BytesMut::with_capacity(64 * 1024);
+                        }
                     }
                 }
                 r = self.reader.read_buf(&mut self.read_buf) => {
@@ -236,10 +243,23 @@ where
     }
 
     fn process_input(&mut self) -> Result<(), Error> {
-        while let Some(msg) =
-            Message::parse(&mut self.read_buf).map_err(|e| Error::protocol(e.to_string()))?
-        {
-            self.handle(msg)?;
+        loop {
+            // A frame's length is checked before the parser reserves room for it: a backend (or
+            // a corrupted stream) claiming a gigantic frame is a protocol error, not an
+            // allocation.
+            if self.read_buf.len() >= 5 {
+                let b = &self.read_buf;
+                let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+                if len > MAX_FRAME {
+                    return Err(Error::protocol(format!(
+                        "a backend frame of {len} bytes (more than {MAX_FRAME})"
+                    )));
+                }
+            }
+            match Message::parse(&mut self.read_buf).map_err(|e| Error::protocol(e.to_string()))? {
+                Some(msg) => self.handle(msg)?,
+                None => break,
+            }
         }
         // Keep the buffer from growing without bound after a large result.
         if self.read_buf.is_empty() && self.read_buf.capacity() > 1 << 20 {

@@ -1,0 +1,107 @@
+//! Property tests of every parser of request input — query strings, path segments, JSON bodies,
+//! push items, acknowledgements, transactions, configure options: arbitrary input never panics,
+//! and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
+
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::body;
+use crate::query::{Query, percent_decode};
+use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
+use crate::routes::queues::parse_configure;
+
+/// JSON-looking text: fragments of the API's shapes, mixed with anything.
+fn jsonish() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "\"[a-z\\\\u0-9 ]{0,12}\"",
+        Just("1e400".to_owned()),
+        Just("\"\\u0000\"".to_owned()),
+        Just("\"\\ud800\"".to_owned()),
+    ];
+    let keys = prop::sample::select(vec![
+        "items",
+        "queue",
+        "partition",
+        "payload",
+        "transactionId",
+        "traceId",
+        "acknowledgments",
+        "partitionId",
+        "status",
+        "consumerGroup",
+        "error",
+        "leaseId",
+        "operations",
+        "type",
+        "requiredLeases",
+        "options",
+        "leaseTime",
+        "maxSize",
+        "namespace",
+    ]);
+    atom.prop_recursive(4, 64, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|kv| {
+                let fields: Vec<String> = kv
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+}
+
+fn client_error(e: &crate::error::ApiError) -> bool {
+    e.status.is_client_error()
+}
+
+proptest! {
+    #[test]
+    fn query_and_path_decoders(raw in ".{0,64}", bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = percent_decode(&raw, true);
+        let _ = percent_decode(&String::from_utf8_lossy(&bytes), false);
+        match Query::parse(Some(&raw)) {
+            Ok(q) => {
+                for key in ["batch", "timeout", "limit"] {
+                    if let Err(e) = q.int(key, Some(1), 1, 100) {
+                        prop_assert!(client_error(&e));
+                    }
+                }
+                if let Err(e) = q.timestamp("from") {
+                    prop_assert!(client_error(&e));
+                }
+            }
+            Err(e) => prop_assert!(client_error(&e)),
+        }
+    }
+
+    #[test]
+    fn bodies_parse_or_are_refused_with_a_4xx(text in jsonish(), raw in prop::collection::vec(any::<u8>(), 0..128)) {
+        for input in [text.as_bytes(), &raw[..]] {
+            if let Err(e) = body::json::<serde_json::Value>(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_ack(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_transaction(input, None) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_configure(input) {
+                prop_assert!(client_error(&e));
+            }
+        }
+        if let Ok(items) = serde_json::from_str::<&RawValue>(&text) {
+            if let Err(e) = parse_items(Some(items), Some("sub")) {
+                prop_assert!(client_error(&e));
+            }
+        }
+    }
+}
