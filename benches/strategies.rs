@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use futures_util::future::join_all;
 use queen_engine::{AckItem, AckStatus, Engine, EngineConfig, PopRequest, PushItem, QUEUE_MODE};
-use queen_wire::{Client, Json, Pipeline, Pool, PoolConfig, Statement};
+use queen_wire::{Client, Pipeline, Pool, PoolConfig, Statement};
 use uuid::Uuid;
 
 const OPS: [&str; 3] = ["push", "pop", "ack"];
@@ -58,6 +58,7 @@ fn record(key: (usize, usize, usize), elapsed: Duration, ops: u64) {
 struct Steps {
     // push
     queue_id: Statement,
+    partition_num: Statement,
     size_limit: Statement,
     encryption: Statement,
     ensure_partition: Statement,
@@ -97,35 +98,36 @@ impl Steps {
         };
         Steps {
             queue_id: p("SELECT id FROM queen.queues WHERE name = $1").await,
+            partition_num: p("SELECT num FROM queen.partitions WHERE id = $1").await,
             size_limit: p("SELECT max_size FROM queen.queues WHERE id = $1").await,
             encryption: p("SELECT encryption_enabled FROM queen.queues WHERE id = $1").await,
             ensure_partition: p("INSERT INTO queen.partitions (id, queue_id, name) VALUES ($1, $2, $3) ON CONFLICT (queue_id, name) DO NOTHING").await,
             partition_id: p("SELECT id FROM queen.partitions WHERE queue_id = $1 AND name = $2").await,
-            insert: p("WITH b AS (UPDATE queen.partitions SET last_position = last_position + 1, last_message_at = now() WHERE id = $1 RETURNING last_position)
-                       INSERT INTO queen.messages (partition_id, position, id, transaction_id, payload) SELECT $1, b.last_position, $2, $3, $4 FROM b").await,
+            insert: p("WITH b AS (UPDATE queen.partitions SET last_position = last_position + 1, last_message_at = now() WHERE id = $1 RETURNING num, last_position)
+                       INSERT INTO queen.messages (pnum, position, id, txuuid, payload) SELECT b.num, b.last_position, $2, $3, $4 FROM b").await,
             size_limit_by_name: p("SELECT max_size FROM queen.queues WHERE name = $1").await,
             encryption_by_name: p("SELECT encryption_enabled FROM queen.queues WHERE name = $1").await,
             ensure_partition_by_name: p("INSERT INTO queen.partitions (id, queue_id, name) SELECT $1, q.id, $3 FROM queen.queues q WHERE q.name = $2 ON CONFLICT (queue_id, name) DO NOTHING").await,
             partition_id_by_name: p("SELECT p.id FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id WHERE q.name = $1 AND p.name = $2").await,
             insert_by_name: p("WITH b AS (UPDATE queen.partitions p SET last_position = p.last_position + 1, last_message_at = now() FROM queen.queues q
-                                  WHERE q.id = p.queue_id AND q.name = $1 AND p.name = $2 RETURNING p.id, p.last_position)
-                               INSERT INTO queen.messages (partition_id, position, id, transaction_id, payload) SELECT b.id, b.last_position, $3, $4, $5 FROM b").await,
+                                  WHERE q.id = p.queue_id AND q.name = $1 AND p.name = $2 RETURNING p.num, p.last_position)
+                               INSERT INTO queen.messages (pnum, position, id, txuuid, payload) SELECT b.num, b.last_position, $3, $4, $5 FROM b").await,
             window: p("SELECT q.window_buffer, p.last_message_at FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id WHERE p.id = $1").await,
             config: p("SELECT id, lease_time, delayed_processing FROM queen.queues WHERE name = $1").await,
             take_lease: p("INSERT INTO queen.cursors AS c (partition_id, consumer_group, position, lease_id, lease_expires_at)
                            VALUES ($1, $2, 0, $3, now() + interval '30 seconds')
                            ON CONFLICT (partition_id, consumer_group) DO UPDATE SET lease_id = $3, lease_expires_at = now() + interval '30 seconds'
                            RETURNING c.position").await,
-            read: p("SELECT position, id, transaction_id, payload FROM queen.messages WHERE partition_id = $1 AND position > $2 ORDER BY position LIMIT $3").await,
+            read: p("SELECT position, id, txuuid, payload FROM queen.messages WHERE pnum = $1 AND position > $2 ORDER BY position LIMIT $3").await,
             advance: p("UPDATE queen.cursors SET position = $3, lease_id = NULL, lease_expires_at = NULL, last_consumed_at = now() WHERE partition_id = $1 AND consumer_group = $2").await,
-            read_after_cursor: p("SELECT m.position, m.id, m.transaction_id, m.payload FROM queen.messages m
-                                  WHERE m.partition_id = $1 AND m.position > (SELECT c.position FROM queen.cursors c WHERE c.partition_id = $1 AND c.consumer_group = $2)
+            read_after_cursor: p("SELECT m.position, m.id, m.txuuid, m.payload FROM queen.messages m
+                                  WHERE m.pnum = $4 AND m.position > (SELECT c.position FROM queen.cursors c WHERE c.partition_id = $1 AND c.consumer_group = $2)
                                   ORDER BY m.position LIMIT $3").await,
             advance_after_read: p("UPDATE queen.cursors c SET position = coalesce((SELECT max(x.position) FROM (SELECT m.position FROM queen.messages m
-                                       WHERE m.partition_id = c.partition_id AND m.position > c.position ORDER BY m.position LIMIT $3) x), c.position),
+                                       WHERE m.pnum = $4 AND m.position > c.position ORDER BY m.position LIMIT $3) x), c.position),
                                        lease_id = NULL, lease_expires_at = NULL, last_consumed_at = now()
                                    WHERE c.partition_id = $1 AND c.consumer_group = $2").await,
-            find: p("SELECT position FROM queen.messages WHERE partition_id = $1 AND transaction_id = $2").await,
+            find: p("SELECT position FROM queen.messages WHERE pnum = $1 AND txuuid = $2").await,
             lock_cursor: p("SELECT position, lease_id FROM queen.cursors WHERE partition_id = $1 AND consumer_group = $2 FOR UPDATE").await,
             commit: p("UPDATE queen.cursors SET position = greatest(position, $3), lease_id = NULL, lease_expires_at = NULL, lease_end = NULL,
                        total_consumed = total_consumed + 1, last_consumed_at = now()
@@ -133,10 +135,10 @@ impl Steps {
             clear_retries: p("DELETE FROM queen.retries WHERE partition_id = $1 AND consumer_group = $2 AND position <= $3").await,
             commit_by_txid: p("UPDATE queen.cursors c SET position = greatest(c.position, m.position), lease_id = NULL, lease_expires_at = NULL, lease_end = NULL,
                                total_consumed = c.total_consumed + 1, last_consumed_at = now()
-                               FROM queen.messages m WHERE m.partition_id = $1 AND m.transaction_id = $3
+                               FROM queen.messages m WHERE m.pnum = $5 AND m.txuuid = $3
                                 AND c.partition_id = $1 AND c.consumer_group = $2 AND c.lease_id = $4").await,
             clear_retries_by_txid: p("DELETE FROM queen.retries r WHERE r.partition_id = $1 AND r.consumer_group = $2
-                                      AND r.position <= (SELECT m.position FROM queen.messages m WHERE m.partition_id = $1 AND m.transaction_id = $3)").await,
+                                      AND r.position <= (SELECT m.position FROM queen.messages m WHERE m.pnum = $4 AND m.txuuid = $3)").await,
             push_fn: p(include_str!("../sql/statements/push.sql")).await,
             pop_fn: p(include_str!("../sql/statements/pop.sql")).await,
             ack_fn: p(include_str!("../sql/statements/ack.sql")).await,
@@ -150,6 +152,15 @@ struct Target {
     queue: Arc<str>,
     partition: String,
     partition_id: Uuid,
+    partition_num: i64,
+}
+
+/// A message popped under a lease, to ack: the engine's ack item and the storage keys the
+/// hand-written strategies address it by.
+struct Leased {
+    item: AckItem,
+    partition_num: i64,
+    txuuid: Uuid,
 }
 
 struct Bench {
@@ -163,14 +174,14 @@ impl Bench {
 
     async fn push(&self, strategy: usize, t: &Target) {
         let id = Uuid::now_v7();
-        let txid = id.to_string();
-        let data = Json(payload());
+        let txid = Uuid::new_v4();
+        let data = payload();
         let s = &self.steps;
         match strategy {
             0 => {
                 let c = self.pool.acquire().await.expect("acquire");
                 let q: Uuid = c.query(&s.queue_id, &[&&*t.queue]).await.expect("1")[0]
-                    .get(0)
+                    .get("id")
                     .expect("id");
                 c.query(&s.size_limit, &[&q]).await.expect("2");
                 c.query(&s.encryption, &[&q]).await.expect("3");
@@ -181,7 +192,7 @@ impl Bench {
                     .query(&s.partition_id, &[&q, &t.partition])
                     .await
                     .expect("5")[0]
-                    .get(0)
+                    .get("id")
                     .expect("pid");
                 c.batch_execute("BEGIN").await.expect("6");
                 c.execute(&s.insert, &[&pid, &id, &txid, &data])
@@ -217,9 +228,14 @@ impl Bench {
                     .query(
                         &s.push_fn,
                         &[
-                            &vec![t.partition_id],
+                            &vec![t.partition_num],
+                            &vec![1i32],
+                            &vec![false],
+                            &vec![t.partition_num],
+                            &vec![1i32],
                             &vec![id],
-                            &vec![txid],
+                            &vec![Some(txid)],
+                            &vec![none_s.clone()],
                             &vec![none_u],
                             &vec![Some(data)],
                             &vec![none_b],
@@ -234,8 +250,8 @@ impl Bench {
                 let item = PushItem {
                     queue: t.queue.to_string(),
                     partition: t.partition.clone(),
-                    payload: data.0.into(),
-                    transaction_id: Some(txid),
+                    payload: data.into(),
+                    transaction_id: Some(txid.to_string()),
                     trace_id: None,
                     producer_sub: None,
                 };
@@ -260,13 +276,16 @@ impl Bench {
                     .query(&s.take_lease, &[&t.partition_id, &group, &Uuid::now_v7()])
                     .await
                     .expect("4")[0]
-                    .get(0)
+                    .get("position")
                     .expect("pos");
                 let rows = c
-                    .query(&s.read, &[&t.partition_id, &pos, &batch])
+                    .query(&s.read, &[&t.partition_num, &pos, &batch])
                     .await
                     .expect("5");
-                let last: i64 = rows.last().map_or(Ok(pos), |r| r.get(0)).expect("last");
+                let last: i64 = rows
+                    .last()
+                    .map_or(Ok(pos), |r| r.get("position"))
+                    .expect("last");
                 c.execute(&s.advance, &[&t.partition_id, &group, &last])
                     .await
                     .expect("6");
@@ -279,9 +298,10 @@ impl Bench {
                 p.query(&s.config, &[&&*t.queue]).expect("2");
                 p.query(&s.take_lease, &[&t.partition_id, &group, &Uuid::now_v7()])
                     .expect("4");
-                p.query(&s.read_after_cursor, &[&t.partition_id, &group, &batch])
+                let (pid, num) = (&t.partition_id, &t.partition_num);
+                p.query(&s.read_after_cursor, &[pid, &group, &batch, num])
                     .expect("5");
-                p.query(&s.advance_after_read, &[&t.partition_id, &group, &batch])
+                p.query(&s.advance_after_read, &[pid, &group, &batch, num])
                     .expect("6");
                 p.sync();
                 let mut segs = self.pool.send(p).await.expect("send");
@@ -289,8 +309,6 @@ impl Bench {
                 results[3].rows.len()
             }
             2 => {
-                let none_s: Option<&str> = None;
-                let none_t: Option<queen_wire::Timestamp> = None;
                 let rows = self
                     .pool
                     .query(
@@ -304,8 +322,6 @@ impl Bench {
                             &vec![Uuid::now_v7()],
                             &None::<i32>,
                             &true,
-                            &none_s,
-                            &none_t,
                             &vec![None::<String>],
                             &false,
                         ],
@@ -330,7 +346,8 @@ impl Bench {
 
     // ---- ack -------------------------------------------------------------------------------
 
-    async fn ack(&self, strategy: usize, a: &AckItem) {
+    async fn ack(&self, strategy: usize, leased: &Leased) {
+        let (a, num, txid) = (&leased.item, &leased.partition_num, &leased.txuuid);
         let s = &self.steps;
         let group = QUEUE_MODE;
         let lease = a.lease_id.expect("leased");
@@ -338,11 +355,8 @@ impl Bench {
             0 => {
                 let c = self.pool.acquire().await.expect("acquire");
                 c.batch_execute("BEGIN").await.expect("1");
-                let pos: i64 = c
-                    .query(&s.find, &[&a.partition_id, &a.transaction_id])
-                    .await
-                    .expect("2")[0]
-                    .get(0)
+                let pos: i64 = c.query(&s.find, &[num, txid]).await.expect("2")[0]
+                    .get("position")
                     .expect("pos");
                 c.query(&s.lock_cursor, &[&a.partition_id, &group])
                     .await
@@ -359,18 +373,17 @@ impl Bench {
             }
             1 => {
                 let mut p = Pipeline::new();
-                p.query(&s.find, &[&a.partition_id, &a.transaction_id])
-                    .expect("2");
+                p.query(&s.find, &[num, txid]).expect("2");
                 p.query(&s.lock_cursor, &[&a.partition_id, &group])
                     .expect("3");
                 p.query(
                     &s.commit_by_txid,
-                    &[&a.partition_id, &group, &a.transaction_id, &lease],
+                    &[&a.partition_id, &group, txid, &lease, num],
                 )
                 .expect("4");
                 p.query(
                     &s.clear_retries_by_txid,
-                    &[&a.partition_id, &group, &a.transaction_id],
+                    &[&a.partition_id, &group, txid, num],
                 )
                 .expect("5");
                 p.sync();
@@ -386,7 +399,8 @@ impl Bench {
                         &[
                             &vec![group],
                             &vec![a.partition_id],
-                            &vec![a.transaction_id.as_str()],
+                            &vec![Some(*txid)],
+                            &vec![None::<String>],
                             &vec!["completed"],
                             &vec![None::<String>],
                             &vec![Some(lease)],
@@ -395,7 +409,10 @@ impl Bench {
                     )
                     .await
                     .expect("ack statement");
-                assert!(rows[0].get::<bool>(1).expect("success"), "the ack commits");
+                assert!(
+                    rows[0].get::<bool>("success").expect("success"),
+                    "the ack commits"
+                );
             }
             _ => {
                 let out = self.engine.ack(vec![a.clone()]).await.expect("engine ack");
@@ -422,7 +439,8 @@ impl Bench {
         let out = self.engine.push(items).await.expect("set-up push");
         // Consume the set-up messages so every bench starts from empty partitions.
         let group = QUEUE_MODE;
-        for o in &out {
+        let mut targets = Vec::with_capacity(out.len());
+        for o in out {
             let pid = o.partition_id.expect("pid");
             self.pool
                 .query_sql(
@@ -432,14 +450,21 @@ impl Bench {
                 )
                 .await
                 .expect("cursor");
-        }
-        out.into_iter()
-            .map(|o| Target {
+            let num: i64 = self
+                .pool
+                .query(&self.steps.partition_num, &[&pid])
+                .await
+                .expect("partition number")[0]
+                .get("num")
+                .expect("num");
+            targets.push(Target {
                 queue: queue.clone(),
                 partition: o.partition,
-                partition_id: o.partition_id.expect("pid"),
-            })
-            .collect()
+                partition_id: pid,
+                partition_num: num,
+            });
+        }
+        targets
     }
 
     /// One message in each target's partition.
@@ -459,7 +484,7 @@ impl Bench {
     }
 
     /// Pops each target's message under a lease (for the acks).
-    async fn lease_all(&self, targets: &[Target]) -> Vec<AckItem> {
+    async fn lease_all(&self, targets: &[Target]) -> Vec<Leased> {
         let pops = targets.iter().map(|t| async move {
             let req = PopRequest {
                 partition: Some(t.partition.clone()),
@@ -471,7 +496,12 @@ impl Bench {
                 .await
                 .expect("lease pop")
                 .expect("a message");
-            r.commit_all(AckStatus::Completed).remove(0)
+            let item = r.commit_all(AckStatus::Completed).remove(0);
+            Leased {
+                txuuid: Uuid::parse_str(&item.transaction_id).expect("a UUID transactionId"),
+                partition_num: t.partition_num,
+                item,
+            }
         });
         join_all(pops).await
     }
@@ -703,7 +733,7 @@ fn main() {
             .query_sql("SHOW server_version", &[])
             .await
             .expect("version")[0]
-            .get(0)
+            .single()
             .expect("version");
         eprintln!(
             "machine: {}, PostgreSQL {version}",

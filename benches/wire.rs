@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
             .prepare("INSERT INTO wire_bench (payload) VALUES ($1)")
             .await
             .expect("prepare");
-        let ping = ours.prepare("SELECT $1::int4").await.expect("prepare");
+        let ping = ours.prepare("SELECT $1::int4 AS v").await.expect("prepare");
         let (theirs, conn) = tokio_pg_config(&config)
             .connect(tokio_postgres::NoTls)
             .await
@@ -59,7 +59,10 @@ fn bench(c: &mut Criterion) {
             .prepare("INSERT INTO wire_bench (payload) VALUES ($1)")
             .await
             .expect("prepare");
-        let their_ping = theirs.prepare("SELECT $1::int4").await.expect("prepare");
+        let their_ping = theirs
+            .prepare("SELECT $1::int4 AS v")
+            .await
+            .expect("prepare");
         (ours, stmt, theirs, their_stmt, ping, their_ping)
     });
 
@@ -148,13 +151,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("ours_select", |b| {
         b.to_async(&rt).iter(|| async {
             let rows = ours.query(&ping, &[&7i32]).await.expect("select");
-            assert_eq!(rows[0].get::<i32>(0).expect("int"), 7);
+            assert_eq!(rows[0].single::<i32>().expect("int"), 7);
         })
     });
     g.bench_function("tokio_postgres_select", |b| {
         b.to_async(&rt).iter(|| async {
             let rows = theirs.query(&their_ping, &[&7i32]).await.expect("select");
-            assert_eq!(rows[0].get::<_, i32>(0), 7);
+            assert_eq!(rows[0].get::<_, i32>("v"), 7);
         })
     });
     g.finish();

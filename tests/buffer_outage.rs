@@ -105,7 +105,7 @@ async fn stored(cluster_config: &queen_wire::Config) -> HashMap<usize, Vec<u64>>
     let c = Connection::connect(cluster_config).await.unwrap();
     let rows = c
         .query_sql(
-            "SELECT p.name, (m.payload::jsonb->>'s')::int8 FROM queen.messages m
+            "SELECT p.name, (m.payload::jsonb->>'s')::int8 AS seq FROM queen.messages m
                JOIN queen.partitions p ON p.num = m.pnum
                JOIN queen.queues q ON q.id = p.queue_id
               WHERE q.name = 'outage' ORDER BY p.name, m.position",
@@ -115,11 +115,11 @@ async fn stored(cluster_config: &queen_wire::Config) -> HashMap<usize, Vec<u64>>
         .unwrap();
     let mut out: HashMap<usize, Vec<u64>> = HashMap::new();
     for r in rows {
-        let name: String = r.get(0).unwrap();
+        let name: String = r.get("name").unwrap();
         let producer: usize = name.trim_start_matches('p').parse().unwrap();
         out.entry(producer)
             .or_default()
-            .push(u64::try_from(r.get::<i64>(1).unwrap()).unwrap());
+            .push(u64::try_from(r.get::<i64>("seq").unwrap()).unwrap());
     }
     out
 }

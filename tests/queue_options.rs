@@ -409,13 +409,13 @@ async fn db_payload_columns(db: &queen_wire::Config) -> Vec<(bool, bool)> {
     let conn = queen_wire::Connection::connect(db).await.unwrap();
     let rows = conn
         .query_sql(
-            "SELECT payload IS NULL, sealed IS NOT NULL FROM queen.messages ORDER BY position",
+            "SELECT payload IS NULL AS plain_gone, sealed IS NOT NULL AS sealed\n               FROM queen.messages ORDER BY position",
             &[],
         )
         .await
         .unwrap();
     rows.iter()
-        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .map(|r| (r.get("plain_gone").unwrap(), r.get("sealed").unwrap()))
         .collect()
 }
 

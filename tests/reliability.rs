@@ -121,7 +121,7 @@ async fn an_abandoned_listing_is_cancelled_on_the_server() {
             )
             .await
             .unwrap();
-        rows[0].get::<i64>(0).unwrap()
+        rows[0].single::<i64>().unwrap()
     };
     let port = s.port;
     let client = tokio::spawn(async move { support::request(port, "GET", LISTING, None).await });

@@ -25,6 +25,7 @@ use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::limits::{ACK_ITEMS_MAX, TEXT_MAX, check_name, check_text, check_transaction_id};
 use crate::model::{AckItem, AckOutcome};
+use crate::statements::columns;
 use crate::txid::TxId;
 
 #[derive(Debug)]
@@ -138,30 +139,38 @@ impl<'a> AckArrays<'a> {
 
 /// Decodes `queen.ack` rows into outcomes for `items` (in order).
 pub(crate) fn outcomes(
+    c: columns::ack,
     items: &[&AckItem],
     rows: &[queen_wire::Row],
 ) -> Result<Vec<AckOutcome>, EngineError> {
     let mut out: Vec<Option<AckOutcome>> = vec![None; items.len()];
     for r in rows {
-        let idx: i32 = r.get(0)?;
-        let i =
-            usize::try_from(idx - 1).map_err(|_| EngineError::Invalid("bad ack index".into()))?;
-        let Some(item) = items.get(i) else { continue };
+        let idx: i32 = r.get(c.idx)?;
+        let (i, item) = usize::try_from(idx - 1)
+            .ok()
+            .and_then(|i| Some((i, items.get(i)?)))
+            .ok_or_else(|| {
+                EngineError::Internal(format!("queen.ack answered index {idx} out of range"))
+            })?;
         out[i] = Some(AckOutcome {
             index: i,
             transaction_id: item.transaction_id.clone(),
-            success: r.get(1)?,
-            error: r.get(2)?,
-            queue: r.get(3)?,
-            partition: r.get(4)?,
-            lease_released: r.get(5)?,
-            dlq: r.get(6)?,
-            noop: r.get(7)?,
+            success: r.get(c.success)?,
+            error: r.get(c.error)?,
+            queue: r.get(c.queue_name)?,
+            partition: r.get(c.partition_name)?,
+            lease_released: r.get(c.lease_released)?,
+            dlq: r.get(c.dlq)?,
+            noop: r.get(c.noop)?,
         });
     }
     out.into_iter()
         .enumerate()
-        .map(|(i, o)| o.ok_or_else(|| EngineError::Invalid(format!("no ack result for item {i}"))))
+        .map(|(i, o)| {
+            o.ok_or_else(|| {
+                EngineError::Internal(format!("queen.ack answered nothing for item {i}"))
+            })
+        })
         .collect()
 }
 
@@ -204,7 +213,7 @@ async fn run_items(inner: &Inner, items: &[&AckItem]) -> Result<Vec<AckOutcome>,
     AckArrays::new(items.iter().copied()).add_to(&mut p, inner, false)?;
     let seg = inner.pool.send_segment(p).await?;
     let rows = seg.into_iter().next().map(|r| r.rows).unwrap_or_default();
-    let outs = outcomes(items, &rows)?;
+    let outs = outcomes(inner.st()?.cols.ack, items, &rows)?;
     // A nack (or a released lease) makes messages available again: wake waiting pops.
     let mut woken: Vec<&str> = Vec::new();
     for (o, it) in outs.iter().zip(items) {

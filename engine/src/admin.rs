@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::model::{QueueInfo, QueueOptions};
+use crate::statements::columns;
 
 /// Message figures (as seen by queue-mode consumers).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,45 +78,44 @@ pub struct QueueStats {
 impl Engine {
     /// Figures of every queue, or of one.
     pub async fn queue_stats(&self, queue: Option<&str>) -> Result<Vec<QueueStats>, EngineError> {
-        let rows = self
-            .inner()
-            .inspect(&self.inner().st()?.queue_stats, &[&queue])
-            .await?;
+        let st = self.inner().st()?;
+        let c = st.cols.queue_stats;
+        let rows = self.inner().inspect(&st.queue_stats, &[&queue]).await?;
         let mut out: Vec<QueueStats> = Vec::new();
         for r in &rows {
-            let id: Uuid = r.get(0)?;
+            let id: Uuid = r.get(c.queue_id)?;
             if out.last().is_none_or(|q| q.id != id) {
                 out.push(QueueStats {
                     id,
-                    name: r.get(1)?,
-                    namespace: r.get(2)?,
-                    task: r.get(3)?,
-                    priority: r.get(4)?,
-                    created_at: r.get(5)?,
+                    name: r.get(c.queue_name)?,
+                    namespace: r.get(c.namespace)?,
+                    task: r.get(c.task)?,
+                    priority: r.get(c.priority)?,
+                    created_at: r.get(c.queue_created_at)?,
                     partitions: Vec::new(),
                     totals: Counts::default(),
                 });
             }
             let Some(q) = out.last_mut() else { continue };
-            let Some(pid) = r.get::<Option<Uuid>>(6)? else {
+            let Some(pid) = r.get::<Option<Uuid>>(c.partition_id)? else {
                 continue;
             };
             let counts = Counts {
-                total: r.get(9)?,
-                pending: r.get(10)?,
-                processing: r.get(11)?,
-                completed: r.get(12)?,
-                failed: r.get(13)?,
-                dead_letter: r.get(14)?,
+                total: r.get(c.total)?,
+                pending: r.get(c.pending)?,
+                processing: r.get(c.processing)?,
+                completed: r.get(c.completed)?,
+                failed: r.get(c.failed)?,
+                dead_letter: r.get(c.dead_letter)?,
             };
             q.totals.add(&counts);
             q.partitions.push(PartitionStats {
                 id: pid,
-                name: r.get(7)?,
-                created_at: r.get(8)?,
+                name: r.get(c.partition_name)?,
+                created_at: r.get(c.partition_created_at)?,
                 counts,
-                oldest: r.get(15)?,
-                newest: r.get(16)?,
+                oldest: r.get(c.oldest)?,
+                newest: r.get(c.newest)?,
             });
         }
         Ok(out)
@@ -124,19 +124,21 @@ impl Engine {
     /// A queue's configuration, if it exists.
     pub async fn queue_info(&self, queue: &str) -> Result<Option<QueueInfo>, EngineError> {
         let inner = self.inner();
-        let rows = inner.inspect(&inner.st()?.queue_options, &[&queue]).await?;
+        let st = inner.st()?;
+        let rows = inner.inspect(&st.queue_options, &[&queue]).await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let default = inner
-            .pool
-            .query(&inner.st()?.default_partition, &[&queue])
-            .await?;
+        let default = inner.pool.query(&st.default_partition, &[&queue]).await?;
         let default_partition_id = match default.first() {
-            Some(d) => d.get(0)?,
+            Some(d) => d.get(st.cols.default_partition.id)?,
             None => Uuid::nil(),
         };
-        Ok(Some(queue_info_from(r, default_partition_id)?))
+        Ok(Some(queue_info_from(
+            st.cols.queue_options,
+            r,
+            default_partition_id,
+        )?))
     }
 
     /// Deletes a queue and everything in it. Returns whether it existed.
@@ -157,22 +159,24 @@ impl Engine {
         task: Option<&str>,
     ) -> Result<Vec<String>, EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
         let rows = inner
             .pool
-            .query(&inner.st()?.queues_by_tag, &[&namespace, &task])
+            .query(&st.queues_by_tag, &[&namespace, &task])
             .await?;
         rows.iter()
-            .map(|r| r.get(0).map_err(EngineError::from))
+            .map(|r| r.get(st.cols.queues_by_tag.name).map_err(EngineError::from))
             .collect()
     }
 
     /// A shared setting (JSON text), stored in the database so every server follows it.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, EngineError> {
         let inner = self.inner();
-        let rows = inner.pool.query(&inner.st()?.get_setting, &[&key]).await?;
+        let st = inner.st()?;
+        let rows = inner.pool.query(&st.get_setting, &[&key]).await?;
         Ok(rows
             .first()
-            .map(|r| r.get::<Json<String>>(0))
+            .map(|r| r.get::<Json<String>>(st.cols.get_setting.value))
             .transpose()?
             .map(|j| j.0))
     }
@@ -188,33 +192,35 @@ impl Engine {
     }
 }
 
+/// A queue row (`queen.queues` columns, as `configure.sql` and `queue_options.sql` select them).
 pub(crate) fn queue_info_from(
+    c: columns::configure,
     r: &Row,
     default_partition_id: Uuid,
 ) -> Result<QueueInfo, EngineError> {
     Ok(QueueInfo {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        namespace: r.get(2)?,
-        task: r.get(3)?,
+        id: r.get(c.id)?,
+        name: r.get(c.name)?,
+        namespace: r.get(c.namespace)?,
+        task: r.get(c.task)?,
         default_partition_id,
         options: QueueOptions {
-            lease_time: r.get(4)?,
-            max_size: r.get(5)?,
-            ttl: r.get(6)?,
-            retry_limit: r.get(7)?,
-            retry_delay: r.get(8)?,
-            dead_letter_queue: r.get(9)?,
-            dlq_after_max_retries: r.get(10)?,
-            priority: r.get(11)?,
-            delayed_processing: r.get(12)?,
-            window_buffer: r.get(13)?,
-            retention_seconds: r.get(14)?,
-            completed_retention_seconds: r.get(15)?,
-            retention_enabled: r.get(16)?,
-            encryption_enabled: r.get(17)?,
-            max_wait_time_seconds: r.get(18)?,
+            lease_time: r.get(c.lease_time)?,
+            max_size: r.get(c.max_size)?,
+            ttl: r.get(c.ttl)?,
+            retry_limit: r.get(c.retry_limit)?,
+            retry_delay: r.get(c.retry_delay)?,
+            dead_letter_queue: r.get(c.dead_letter_queue)?,
+            dlq_after_max_retries: r.get(c.dlq_after_max_retries)?,
+            priority: r.get(c.priority)?,
+            delayed_processing: r.get(c.delayed_processing)?,
+            window_buffer: r.get(c.window_buffer)?,
+            retention_seconds: r.get(c.retention_seconds)?,
+            completed_retention_seconds: r.get(c.completed_retention_seconds)?,
+            retention_enabled: r.get(c.retention_enabled)?,
+            encryption_enabled: r.get(c.encryption_enabled)?,
+            max_wait_time_seconds: r.get(c.max_wait_time_seconds)?,
         },
-        created_at: r.get(19)?,
+        created_at: r.get(c.created_at)?,
     })
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use queen_wire::{Client, Pool};
+use queen_wire::{Client, Json, Pool};
 use uuid::Uuid;
 
 use crate::ack::{self, AckJob};
@@ -472,19 +472,21 @@ impl Engine {
         seconds: Option<u32>,
     ) -> Result<LeaseExtension, EngineError> {
         let secs = seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+        let st = self.inner.st()?;
+        let c = st.cols.extend_lease;
         let rows = self
             .inner
             .pool
-            .query(&self.inner.st()?.extend_lease, &[&lease_id, &secs])
+            .query(&st.extend_lease, &[&lease_id, &secs])
             .await?;
         let r = rows
             .first()
-            .ok_or_else(|| EngineError::Invalid("extend_lease returned nothing".into()))?;
-        let renewed: i32 = r.get(0)?;
+            .ok_or_else(|| EngineError::Internal("queen.extend_lease answered no row".into()))?;
+        let renewed: i32 = r.get(c.renewed)?;
         Ok(LeaseExtension {
             renewed: u32::try_from(renewed).unwrap_or(0),
-            expires_at: r.get(1)?,
-            error: r.get(2)?,
+            expires_at: r.get(c.expires_at)?,
+            error: r.get(c.error)?,
         })
     }
 
@@ -514,48 +516,30 @@ impl Engine {
         let st = self.inner.st()?;
         // Partition ids are random (v4): any-partition pops walk partitions from a random id.
         let (qid, pid) = (Uuid::now_v7(), Uuid::new_v4());
+        let options = serde_json::to_string(o)
+            .map_err(|e| EngineError::Internal(format!("queue options as JSON: {e}")))?;
         let rows = self
             .inner
             .pool
             .query(
                 &st.configure,
-                &[
-                    &qid,
-                    &queue,
-                    &namespace,
-                    &task,
-                    &pid,
-                    &o.lease_time,
-                    &o.max_size,
-                    &o.ttl,
-                    &o.retry_limit,
-                    &o.retry_delay,
-                    &o.dead_letter_queue,
-                    &o.dlq_after_max_retries,
-                    &o.priority,
-                    &o.delayed_processing,
-                    &o.window_buffer,
-                    &o.retention_seconds,
-                    &o.completed_retention_seconds,
-                    &o.retention_enabled,
-                    &o.encryption_enabled,
-                    &o.max_wait_time_seconds,
-                ],
+                &[&qid, &queue, &namespace, &task, &pid, &Json(options)],
             )
             .await?;
         let r = rows
             .first()
-            .ok_or_else(|| EngineError::Invalid("configure returned nothing".into()))?;
+            .ok_or_else(|| EngineError::Internal("queen.configure answered no row".into()))?;
         let default = self
             .inner
             .pool
             .query(&st.default_partition, &[&queue])
             .await?;
-        let default = default
-            .first()
-            .ok_or_else(|| EngineError::Invalid("queue has no Default partition".into()))?;
-        let (default_partition_id, default_num) = (default.get(0)?, default.get(1)?);
-        let info = crate::admin::queue_info_from(r, default_partition_id)?;
+        let default = default.first().ok_or_else(|| {
+            EngineError::Internal(format!("queue {queue} has no Default partition"))
+        })?;
+        let c = st.cols.default_partition;
+        let (default_partition_id, default_num) = (default.get(c.id)?, default.get(c.num)?);
+        let info = crate::admin::queue_info_from(st.cols.configure, r, default_partition_id)?;
         // Other partitions of the queue are re-resolved with the new settings (encryption).
         self.inner.partitions.invalidate_queue(&info.name);
         self.inner.partitions.insert(

@@ -2,6 +2,21 @@
 
 use std::sync::Arc;
 
+use queen_wire::sqlstate;
+
+/// SQLSTATEs the engine's own SQL functions raise (`sql/functions/01_common.sql` lists them
+/// all: QU001–QU003 are only ever reported as a transaction's rollback reason).
+pub(crate) mod raised {
+    /// The class of every refusal the functions raise: the request broke a queue rule.
+    pub(crate) const CLASS: &str = "QU";
+    /// A plaintext payload for a queue with `encryptionEnabled` (DETAIL: the queue).
+    pub(crate) const PLAINTEXT_FOR_ENCRYPTED_QUEUE: &str = "QU004";
+    /// The push would exceed the queue's `maxSize` (DETAIL: the queue).
+    pub(crate) const QUEUE_FULL: &str = "QU005";
+    /// A partition of the push no longer exists (the server's cache is stale).
+    pub(crate) const PARTITION_GONE: &str = "QU006";
+}
+
 /// Errors of the queue engine. Cheap to clone: one failed coalesced statement is reported to
 /// every request that was in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -10,16 +25,24 @@ pub enum EngineError {
     #[error(transparent)]
     Db(Arc<queen_wire::Error>),
     /// A schema migration failed.
-    #[error("migration {name} failed: {source}")]
+    #[error("migration {name} failed: {cause}")]
     Migration {
         /// File name of the migration.
         name: &'static str,
-        /// Why.
-        source: Arc<queen_wire::Error>,
+        /// Why (written into the message, so not also a `source`).
+        cause: Arc<queen_wire::Error>,
     },
-    /// The request is invalid (the caller should answer 400).
+    /// The request is invalid: the caller's mistake (the HTTP layer answers 400).
     #[error("{0}")]
     Invalid(String),
+    /// The request raced a change it depends on, e.g. its queue was deleted while it ran
+    /// (the HTTP layer answers 409); repeating it may succeed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database or the engine broke an invariant the engine relies on: a bug of the server,
+    /// never of the caller (the HTTP layer logs it and answers 500).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The disk buffer failed (the push was not accepted).
     #[error("disk buffer: {0}")]
     Buffer(String),
@@ -52,8 +75,10 @@ impl EngineError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             EngineError::Db(e) => e.is_connection(),
-            EngineError::Migration { source, .. } => source.is_connection(),
+            EngineError::Migration { cause, .. } => cause.is_connection(),
             EngineError::Invalid(_)
+            | EngineError::Conflict(_)
+            | EngineError::Internal(_)
             | EngineError::Buffer(_)
             | EngineError::BufferFull(_)
             | EngineError::QueueFull(_)
@@ -81,9 +106,15 @@ impl EngineError {
         self.is_unavailable()
             || self.is_transient_refusal()
             || self.code().is_some_and(|c| {
-                ["40", "53", "58"].iter().any(|class| c.starts_with(class))
-                    || c == "55P03"
-                    || c == "57014"
+                [
+                    sqlstate::TRANSACTION_ROLLBACK_CLASS,
+                    sqlstate::INSUFFICIENT_RESOURCES_CLASS,
+                    sqlstate::SYSTEM_ERROR_CLASS,
+                ]
+                .iter()
+                .any(|class| c.starts_with(class))
+                    || c == sqlstate::LOCK_NOT_AVAILABLE
+                    || c == sqlstate::QUERY_CANCELED
             })
     }
 

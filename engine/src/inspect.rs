@@ -97,7 +97,7 @@ pub struct MessageDoc {
 
 fn json(v: &Json<String>) -> Result<Value, EngineError> {
     serde_json::from_str(&v.0)
-        .map_err(|e| EngineError::Invalid(format!("database returned bad JSON: {e}")))
+        .map_err(|e| EngineError::Internal(format!("the database answered bad JSON: {e}")))
 }
 
 fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
@@ -111,9 +111,10 @@ impl Engine {
     /// Messages matching the filter, newest first, without payloads.
     pub async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<Value>, EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
         let rows = inner
             .inspect(
-                &inner.st()?.list_messages,
+                &st.list_messages,
                 &[
                     &f.queue,
                     &f.partition,
@@ -127,7 +128,9 @@ impl Engine {
                 ],
             )
             .await?;
-        rows.iter().map(|r| json(&r.get(0)?)).collect()
+        rows.iter()
+            .map(|r| json(&r.get(st.cols.list_messages.m)?))
+            .collect()
     }
 
     /// One message with its (decrypted) payload, retry count, error and per-group state; None
@@ -138,18 +141,17 @@ impl Engine {
         transaction_id: &str,
     ) -> Result<Option<MessageDoc>, EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
+        let c = st.cols.message_detail;
         let rows = inner
-            .inspect(
-                &inner.st()?.message_detail,
-                &[&partition_id, &transaction_id],
-            )
+            .inspect(&st.message_detail, &[&partition_id, &transaction_id])
             .await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
         Ok(Some(MessageDoc {
-            fields: r.get::<Json<String>>(0)?.0,
-            payload: stored_payload(inner, r, 1)?,
+            fields: r.get::<Json<String>>(c.doc)?.0,
+            payload: stored_payload(inner, r, c.payload, c.sealed)?,
         }))
     }
 
@@ -177,9 +179,11 @@ impl Engine {
         f: &DeadLetterFilter,
     ) -> Result<(Vec<MessageDoc>, i64), EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
+        let c = st.cols.list_dead_letters;
         let rows = inner
             .inspect(
-                &inner.st()?.list_dead_letters,
+                &st.list_dead_letters,
                 &[
                     &f.queue,
                     &f.consumer_group,
@@ -194,10 +198,10 @@ impl Engine {
         let mut total = 0;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            total = r.get(3)?;
+            total = r.get(c.total)?;
             out.push(MessageDoc {
-                fields: r.get::<Json<String>>(0)?.0,
-                payload: stored_payload(inner, r, 1)?,
+                fields: r.get::<Json<String>>(c.doc)?.0,
+                payload: stored_payload(inner, r, c.payload, c.sealed)?,
             });
         }
         Ok((out, total))

@@ -294,8 +294,11 @@ pub enum TxResult {
     Ack(AckOutcome),
 }
 
-/// Queue options (api.md §3.1). In a configure request `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Queue options (docs/api.md, "Queues"). In a configure request `None` keeps the current value.
+///
+/// Serialised (snake_case, the column names of `queen.queues`) as the one JSON parameter of
+/// `queen.configure`, so an option is added by adding a field and a column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueOptions {
     /// Lease length in seconds.
     pub lease_time: Option<i32>,

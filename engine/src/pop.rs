@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use queen_wire::{Client, Pipeline, Timestamp};
+use queen_wire::{Client, ColumnIndex, Pipeline, Timestamp};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -42,6 +42,7 @@ use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::limits::{NAME_MAX, check_name, check_text};
 use crate::model::{Message, PopRequest, PopResult, QUEUE_MODE, Subscription};
+use crate::statements::columns;
 
 enum State {
     Claim,
@@ -240,21 +241,21 @@ async fn claim_once(inner: &Inner, req: &PopRequest) -> Result<Claimed, EngineEr
         .map(|r| r.rows)
         .unwrap_or_default();
     Ok(Claimed {
-        missing_cursors: missing_cursors(&rows),
+        missing_cursors: missing_cursors(inner.st()?.cols.pop, &rows),
         result: result_of(inner, req, lease_id, rows.iter().collect()).await?,
     })
 }
 
 /// The rows `queen.pop` adds for partitions it skipped for want of a cursor (slot -1).
-fn is_missing_marker(r: &queen_wire::Row) -> bool {
-    r.get::<i32>(0).is_ok_and(|s| s == -1)
+fn is_missing_marker(c: columns::pop, r: &queen_wire::Row) -> bool {
+    r.get::<i32>(c.slot).is_ok_and(|s| s == -1)
 }
 
 /// The partitions of the missing-cursor rows.
-fn missing_cursors(rows: &[queen_wire::Row]) -> Vec<Uuid> {
+fn missing_cursors(c: columns::pop, rows: &[queen_wire::Row]) -> Vec<Uuid> {
     rows.iter()
-        .filter(|r| is_missing_marker(r))
-        .filter_map(|r| r.get::<Uuid>(1).ok())
+        .filter(|r| is_missing_marker(c, r))
+        .filter_map(|r| r.get::<Uuid>(c.partition_id).ok())
         .collect()
 }
 
@@ -367,12 +368,21 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
                         continue;
                     }
                 };
-                let missing = missing_cursors(&rows);
+                let cols = match inner.st() {
+                    Ok(st) => st.cols.pop,
+                    Err(e) => {
+                        for job in jobs {
+                            let _ = job.reply.send(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                };
+                let missing = missing_cursors(cols, &rows);
                 for (k, job) in jobs.into_iter().enumerate() {
                     let slot = i32::try_from(k + 1).unwrap_or(i32::MAX);
                     let mine: Vec<&queen_wire::Row> = rows
                         .iter()
-                        .filter(|r| r.get::<i32>(0).is_ok_and(|s| s == slot))
+                        .filter(|r| r.get::<i32>(cols.slot).is_ok_and(|s| s == slot))
                         .collect();
                     let out = result_of(&inner, &job.req, job.lease_id, mine)
                         .await
@@ -395,11 +405,12 @@ async fn result_of(
     lease_id: Uuid,
     mut rows: Vec<&queen_wire::Row>,
 ) -> Result<Option<PopResult>, EngineError> {
-    rows.retain(|r| !is_missing_marker(r));
+    let c = inner.st()?.cols.pop;
+    rows.retain(|r| !is_missing_marker(c, r));
     if rows.is_empty() {
         return Ok(None);
     }
-    match decode(inner, &rows) {
+    match decode(inner, c, &rows) {
         Ok((messages, expires)) => {
             let mut claimed: Vec<Uuid> = Vec::new();
             for m in &messages {
@@ -418,7 +429,7 @@ async fn result_of(
             }))
         }
         Err(e @ EngineError::Decrypt(_)) => {
-            give_back(inner, req, lease_id, &rows).await;
+            give_back(inner, c, req, lease_id, &rows).await;
             Err(e)
         }
         Err(e) => Err(e),
@@ -429,13 +440,19 @@ async fn result_of(
 /// decrypt): the lease is dropped without counting a failed delivery, or an autoAck pop's
 /// cursor moves back, so the messages stay for a server with the right key. Failing that, a
 /// lease expires as usual (an autoAck claim stays consumed); the failure is logged.
-async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, rows: &[&queen_wire::Row]) {
+async fn give_back(
+    inner: &Inner,
+    c: columns::pop,
+    req: &PopRequest,
+    lease_id: Uuid,
+    rows: &[&queen_wire::Row],
+) {
     let result = async {
         // Per claimed partition: first and last position taken, and how many messages.
         let (mut partitions, mut first, mut last) = (Vec::<Uuid>::new(), Vec::new(), Vec::new());
         let mut counts: Vec<i32> = Vec::new();
         for r in rows {
-            let (partition, position): (Uuid, i64) = (r.get(1)?, r.get(3)?);
+            let (partition, position): (Uuid, i64) = (r.get(c.partition_id)?, r.get(c.pos)?);
             match partitions.iter().position(|p| *p == partition) {
                 Some(i) => {
                     last[i] = position;
@@ -475,40 +492,43 @@ async fn give_back(inner: &Inner, req: &PopRequest, lease_id: Uuid, rows: &[&que
 /// The messages of a pop's rows and the lease expiry.
 fn decode(
     inner: &Inner,
+    c: columns::pop,
     rows: &[&queen_wire::Row],
 ) -> Result<(Vec<Message>, Option<Timestamp>), EngineError> {
     let mut messages = Vec::with_capacity(rows.len());
     let mut expires: Option<Timestamp> = None;
     for r in rows {
-        expires = r.get(12)?;
-        let payload = stored_payload(inner, r, 7)?.unwrap_or_else(|| "null".to_owned());
+        expires = r.get(c.lease_expires_at)?;
+        let payload =
+            stored_payload(inner, r, c.payload, c.sealed)?.unwrap_or_else(|| "null".to_owned());
         messages.push(Message {
-            partition_id: r.get(1)?,
-            partition: r.get(2)?,
-            position: r.get(3)?,
-            id: r.get(4)?,
-            transaction_id: r.get(5)?,
-            trace_id: r.get(6)?,
+            partition_id: r.get(c.partition_id)?,
+            partition: r.get(c.partition_name)?,
+            position: r.get(c.pos)?,
+            id: r.get(c.message_id)?,
+            transaction_id: r.get(c.transaction_id)?,
+            trace_id: r.get(c.trace_id)?,
             payload,
-            producer_sub: r.get(9)?,
-            created_at: r.get(10)?,
-            retry_count: r.get(11)?,
-            priority: r.get(13)?,
+            producer_sub: r.get(c.producer_sub)?,
+            created_at: r.get(c.created_at)?,
+            retry_count: r.get(c.retry_count)?,
+            priority: r.get(c.queue_priority)?,
         });
     }
     Ok((messages, expires))
 }
 
-/// The JSON text of a stored payload whose columns `col` (the text as pushed) and `col + 1`
+/// The JSON text of a stored payload whose columns `payload` (the text as pushed) and `sealed`
 /// (the sealed bytes of an encrypting queue) are in row `r`, decrypted (docs/semantics.md,
 /// "Encryption"); None when both are NULL.
 pub(crate) fn stored_payload(
     inner: &Inner,
     r: &queen_wire::Row,
-    col: usize,
+    payload: ColumnIndex,
+    sealed: ColumnIndex,
 ) -> Result<Option<String>, EngineError> {
-    let Some(sealed) = r.get::<Option<Vec<u8>>>(col + 1)? else {
-        return Ok(r.get::<Option<String>>(col)?);
+    let Some(sealed) = r.get::<Option<Vec<u8>>>(sealed)? else {
+        return Ok(r.get::<Option<String>>(payload)?);
     };
     let cipher = inner.config.cipher.as_ref().ok_or_else(|| {
         EngineError::Decrypt("the payload is encrypted and no encryption key is configured".into())

@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::batch::Job;
 use crate::cache::Target;
 use crate::engine::Inner;
-use crate::error::EngineError;
+use crate::error::{EngineError, raised};
 use crate::limits::{PRODUCER_MAX, PUSH_ITEMS_MAX, check_name, check_text, check_transaction_id};
 use crate::model::{PushItem, PushOutcome, PushStatus};
 use crate::txid::TxId;
@@ -76,14 +76,25 @@ impl Body {
 }
 
 /// A refusal of `queen.push` that concerns one request of a coalesced statement, not the
-/// others folded with it: QU004 (plaintext for an encrypting queue) and QU005 (queue full)
-/// name their queue; QU006 (a partition vanished: the server's cache is stale) names none.
-pub(crate) fn queue_rule(e: &EngineError) -> Option<(&str, &str)> {
-    match e {
-        EngineError::Db(w) => w
-            .as_db()
-            .filter(|d| matches!(d.code.as_str(), "QU004" | "QU005" | "QU006"))
-            .map(|d| (d.code.as_str(), d.detail.as_deref().unwrap_or_default())),
+/// others folded with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueRule<'a> {
+    /// The push would exceed this queue's `maxSize`.
+    Full(&'a str),
+    /// A plaintext payload for this queue, which encrypts now (configured on another server).
+    Plaintext(&'a str),
+    /// A partition vanished: its queue was deleted (maybe re-created); the cache is stale.
+    PartitionGone,
+}
+
+pub(crate) fn queue_rule(e: &EngineError) -> Option<QueueRule<'_>> {
+    let EngineError::Db(w) = e else { return None };
+    let db = w.as_db()?;
+    let queue = db.detail.as_deref().unwrap_or_default();
+    match db.code.as_str() {
+        raised::QUEUE_FULL => Some(QueueRule::Full(queue)),
+        raised::PLAINTEXT_FOR_ENCRYPTED_QUEUE => Some(QueueRule::Plaintext(queue)),
+        raised::PARTITION_GONE => Some(QueueRule::PartitionGone),
         _ => None,
     }
 }
@@ -218,8 +229,9 @@ pub(crate) async fn push(
             State::Ensure(missing) => {
                 ensures += 1;
                 if ensures > 3 {
-                    return Err(EngineError::Invalid(
-                        "partitions keep disappearing during the push".into(),
+                    return Err(EngineError::Conflict(
+                        "the push's partitions keep disappearing (their queue is being deleted)"
+                            .into(),
                     ));
                 }
                 ensure_partitions(inner, &missing).await?;
@@ -231,15 +243,14 @@ pub(crate) async fn push(
                     State::Done
                 }
                 Err(e) => match queue_rule(&e) {
-                    Some(("QU005", q)) => return Err(EngineError::QueueFull(q.to_owned())),
+                    Some(QueueRule::Full(q)) => return Err(EngineError::QueueFull(q.to_owned())),
                     // The queue encrypts now (configured on another server), or a partition
                     // vanished (its queue was deleted and maybe re-created): refresh what the
                     // cache says (through Ensure) and try again.
-                    Some((code, q)) => {
-                        let queues = if code == "QU004" {
-                            vec![q.to_owned()]
-                        } else {
-                            op.queue_names()
+                    Some(rule) => {
+                        let queues = match rule {
+                            QueueRule::Plaintext(q) => vec![q.to_owned()],
+                            _ => op.queue_names(),
                         };
                         for q in &queues {
                             inner.partitions.invalidate_queue(q);
@@ -437,21 +448,20 @@ pub(crate) async fn ensure_partitions(
     let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
     // Random (v4) partition ids: any-partition pops walk partitions from a random id.
     let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::new_v4()).collect();
+    let st = inner.st()?;
+    let c = st.cols.ensure_partitions;
     let rows = inner
         .pool
-        .query(
-            &inner.st()?.ensure_partitions,
-            &[&queues, &parts, &qids, &pids],
-        )
+        .query(&st.ensure_partitions, &[&queues, &parts, &qids, &pids])
         .await?;
     for r in rows {
         inner.partitions.insert(
-            r.get(0)?,
-            r.get(1)?,
+            r.get(c.queue_name)?,
+            r.get(c.partition_name)?,
             Target {
-                id: r.get(2)?,
-                num: r.get(3)?,
-                encrypted: r.get(4)?,
+                id: r.get(c.partition_id)?,
+                num: r.get(c.partition_num)?,
+                encrypted: r.get(c.encrypted)?,
             },
         );
     }
@@ -644,6 +654,7 @@ async fn execute(
     let mut p = Pipeline::new();
     arrays.add_to(&mut p, inner, false)?;
     let answer = inner.pool.send_segment(p).await?;
+    let cols = inner.st()?.cols.push;
     let mut results: Vec<RowResult> = rows.iter().map(|r| RowResult::Inserted(r.id)).collect();
     for r in answer
         .into_iter()
@@ -651,12 +662,14 @@ async fn execute(
         .map(|r| r.rows)
         .unwrap_or_default()
     {
-        let ord: i32 = r.get(0)?;
-        let id: Uuid = r.get(1)?;
+        let ord: i32 = r.get(cols.ord)?;
+        let id: Uuid = r.get(cols.message_id)?;
         let slot = usize::try_from(ord - 1)
             .ok()
             .and_then(|i| results.get_mut(i))
-            .ok_or_else(|| EngineError::Invalid("bad ordinal from push".into()))?;
+            .ok_or_else(|| {
+                EngineError::Internal(format!("queen.push answered ordinal {ord} out of range"))
+            })?;
         *slot = RowResult::Duplicate(id);
     }
     Ok(results)

@@ -60,11 +60,17 @@ pub(crate) async fn run(inner: &Arc<Inner>) -> Result<Removed, EngineError> {
     let batch = inner.config.retention_batch.max(1);
     let mut total = Removed::default();
     loop {
-        let rows = inner.pool.query(&inner.st()?.retention, &[&batch]).await?;
+        let st = inner.st()?;
+        let rows = inner.pool.query(&st.retention, &[&batch]).await?;
         let Some(r) = rows.first() else {
             return Ok(total);
         };
-        let (e, c, p): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let cols = st.cols.retention;
+        let (e, c, p): (i64, i64, i64) = (
+            r.get(cols.deleted)?,
+            r.get(cols.completed)?,
+            r.get(cols.partitions)?,
+        );
         total.expired += u64::try_from(e).unwrap_or(0);
         total.completed += u64::try_from(c).unwrap_or(0);
         total.partitions += u64::try_from(p).unwrap_or(0);

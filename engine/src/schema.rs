@@ -6,7 +6,7 @@
 //! a crash never leaves a migration half-applied or applied but unrecorded. Running it again is a
 //! no-op.
 
-use queen_wire::{Client, Pool};
+use queen_wire::{Client, Pool, sqlstate};
 
 use crate::error::EngineError;
 
@@ -78,9 +78,9 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, EngineError> {
             .batch_execute(FUNCTIONS)
             .await
             .map(|()| applied)
-            .map_err(|source| EngineError::Migration {
+            .map_err(|cause| EngineError::Migration {
                 name: "functions.sql",
-                source: source.into(),
+                cause: cause.into(),
             }),
         Err(e) => Err(e),
     };
@@ -97,7 +97,10 @@ async fn apply_missing(conn: &queen_wire::Connection) -> Result<Vec<i32>, Engine
     let rows = conn
         .query_sql("SELECT version FROM public.queen_schema_migrations", &[])
         .await?;
-    let done: Vec<i32> = rows.iter().map(|r| r.get(0)).collect::<Result<_, _>>()?;
+    let done: Vec<i32> = rows
+        .iter()
+        .map(|r| r.get("version"))
+        .collect::<Result<_, _>>()?;
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         let sql = format!(
@@ -106,9 +109,9 @@ async fn apply_missing(conn: &queen_wire::Connection) -> Result<Vec<i32>, Engine
         );
         conn.batch_execute(&sql)
             .await
-            .map_err(|source| EngineError::Migration {
+            .map_err(|cause| EngineError::Migration {
                 name: m.name,
-                source: source.into(),
+                cause: cause.into(),
             })?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
         applied.push(m.version);
@@ -120,7 +123,7 @@ async fn apply_missing(conn: &queen_wire::Connection) -> Result<Vec<i32>, Engine
 /// violation on the catalog; the table exists either way.
 fn ignore_concurrent_create(e: queen_wire::Error) -> Result<(), queen_wire::Error> {
     match e.code() {
-        Some("23505") | Some("42P07") => Ok(()),
+        Some(sqlstate::UNIQUE_VIOLATION | sqlstate::DUPLICATE_TABLE) => Ok(()),
         _ => Err(e),
     }
 }

@@ -7,50 +7,108 @@ use queen_wire::{Client, FromSql, Pool, Row, Statement};
 use crate::error::EngineError;
 
 macro_rules! statements {
-    ($($field:ident => $file:literal),* $(,)?) => {
-        /// The prepared statements.
+    ($($field:ident => $file:literal $({ $($col:ident),* $(,)? })? $(like $like:ident)?),* $(,)?) => {
+        /// The prepared statements, with the result columns the engine reads resolved by name.
         #[derive(Debug, Clone)]
         pub(crate) struct Statements {
             $(pub(crate) $field: Statement,)*
+            /// Column positions of the statements whose rows are read column by column.
+            pub(crate) cols: Columns,
+        }
+
+        /// Per statement, the positions of the columns the engine reads, resolved once when the
+        /// statement is prepared (a renamed or missing column fails startup, not a request).
+        pub(crate) mod columns {
+            $($(
+                #[allow(non_camel_case_types)]
+                #[derive(Debug, Clone, Copy)]
+                #[doc = concat!("The columns of `sql/statements/", $file, "`.")]
+                pub(crate) struct $field {
+                    $(pub(crate) $col: queen_wire::ColumnIndex,)*
+                }
+
+                impl $field {
+                    pub(super) fn resolve(
+                        st: &queen_wire::Statement,
+                    ) -> Result<$field, queen_wire::Error> {
+                        Ok($field { $($col: st.column(stringify!($col))?,)* })
+                    }
+                }
+            )?)*
+        }
+
+        /// The column sets, one per statement that has one.
+        #[derive(Debug, Clone, Copy)]
+        pub(crate) struct Columns {
+            $($(
+                #[doc = concat!("`", $file, "` (", $(stringify!($col), " ",)* ")")]
+                pub(crate) $field: columns::$field,
+            )?)*
+            $($(
+                #[doc = concat!("`", $file, "` (the columns of `", stringify!($like), "`)")]
+                pub(crate) $field: columns::$like,
+            )?)*
         }
 
         impl Statements {
             /// Prepares every statement (once per process; connections parse lazily).
             pub(crate) async fn prepare(pool: &Pool) -> Result<Statements, EngineError> {
-                Ok(Statements {
-                    $($field: pool
-                        .prepare(include_str!(concat!("../../sql/statements/", $file)))
-                        .await?,)*
-                })
+                $(let $field = pool
+                    .prepare(include_str!(concat!("../../sql/statements/", $file)))
+                    .await?;)*
+                let cols = Columns {
+                    $($($field: {
+                        $(let _ = stringify!($col);)*
+                        columns::$field::resolve(&$field)?
+                    },)?)*
+                    $($($field: columns::$like::resolve(&$field)?,)?)*
+                };
+                Ok(Statements { $($field,)* cols })
             }
         }
     };
 }
 
 statements! {
-    push => "push.sql",
-    pop => "pop.sql",
+    push => "push.sql" { ord, message_id },
+    pop => "pop.sql" {
+        slot, partition_id, partition_name, pos, message_id, transaction_id, trace_id,
+        payload, sealed, producer_sub, created_at, retry_count, lease_expires_at, queue_priority,
+    },
     ensure_group => "ensure_group.sql",
     unpop => "unpop.sql",
-    ack => "ack.sql",
-    extend_lease => "extend_lease.sql",
-    ensure_partitions => "ensure_partitions.sql",
+    ack => "ack.sql" {
+        idx, success, error, queue_name, partition_name, lease_released, dlq, noop,
+    },
+    extend_lease => "extend_lease.sql" { renewed, expires_at, error },
+    ensure_partitions => "ensure_partitions.sql" {
+        queue_name, partition_name, partition_id, partition_num, encrypted,
+    },
     require_leases => "require_leases.sql",
     sweep => "sweep_expired_leases.sql",
-    retention => "retention.sql",
+    retention => "retention.sql" { deleted, completed, partitions },
     retry_dead_letter => "retry_dead_letter.sql",
-    configure => "configure.sql",
-    default_partition => "default_partition.sql",
-    queue_stats => "queue_stats.sql",
-    queue_options => "queue_options.sql",
+    configure => "configure.sql" {
+        id, name, namespace, task, lease_time, max_size, ttl, retry_limit, retry_delay,
+        dead_letter_queue, dlq_after_max_retries, priority, delayed_processing, window_buffer,
+        retention_seconds, completed_retention_seconds, retention_enabled, encryption_enabled,
+        max_wait_time_seconds, created_at,
+    },
+    default_partition => "default_partition.sql" { id, num },
+    queue_stats => "queue_stats.sql" {
+        queue_id, queue_name, namespace, task, priority, queue_created_at, partition_id,
+        partition_name, partition_created_at, total, pending, processing, completed, failed,
+        dead_letter, oldest, newest,
+    },
+    queue_options => "queue_options.sql" like configure,
     delete_queue => "delete_queue.sql",
-    queues_by_tag => "queues_by_tag.sql",
-    get_setting => "get_setting.sql",
+    queues_by_tag => "queues_by_tag.sql" { name },
+    get_setting => "get_setting.sql" { value },
     set_setting => "set_setting.sql",
-    list_messages => "list_messages.sql",
-    message_detail => "message_detail.sql",
+    list_messages => "list_messages.sql" { m },
+    message_detail => "message_detail.sql" { doc, payload, sealed },
     delete_message => "delete_message.sql",
-    list_dead_letters => "list_dead_letters.sql",
+    list_dead_letters => "list_dead_letters.sql" { doc, payload, sealed, total },
     add_trace => "add_trace.sql",
     message_traces => "message_traces.sql",
     traces_by_name => "traces_by_name.sql",
@@ -69,7 +127,7 @@ where
     T: for<'a> FromSql<'a>,
 {
     match rows.first() {
-        Some(r) => Ok(r.get::<Option<T>>(0)?),
+        Some(r) => Ok(r.single::<Option<T>>()?),
         None => Ok(None),
     }
 }

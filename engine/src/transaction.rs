@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
-use crate::error::EngineError;
+use crate::error::{EngineError, raised};
 use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::push::{Body, PushArrays, Row, ensure_partitions, validate};
@@ -111,7 +111,10 @@ pub(crate) async fn run(
                             .partitions
                             .get(&it.queue, &it.partition)
                             .ok_or_else(|| {
-                                EngineError::Invalid(format!("partition {} vanished", it.partition))
+                                EngineError::Conflict(format!(
+                                    "partition {} vanished (its queue was deleted)",
+                                    it.partition
+                                ))
                             })?;
                     rows.push(Row {
                         queue: Arc::from(it.queue.as_str()),
@@ -146,8 +149,8 @@ pub(crate) async fn run(
     let results = match seg {
         Ok(r) => r,
         Err(e) => {
-            if let Some(db) = e.as_db().filter(|d| d.code.starts_with("QU")) {
-                if db.code == "QU004" {
+            if let Some(db) = e.as_db().filter(|d| d.code.starts_with(raised::CLASS)) {
+                if db.code == raised::PLAINTEXT_FOR_ENCRYPTED_QUEUE {
                     // The queue encrypts now (configured elsewhere): the next attempt re-resolves
                     // it and seals its payloads.
                     if let Some(q) = db.detail.as_deref() {
@@ -189,7 +192,7 @@ pub(crate) async fn run(
         push_out.push(outs);
     }
     let ack_out = match it.next() {
-        Some(r) if !acks.is_empty() => outcomes(&acks, &r.rows)?,
+        Some(r) if !acks.is_empty() => outcomes(inner.st()?.cols.ack, &acks, &r.rows)?,
         _ => Vec::new(),
     };
     for rows in &pushes {

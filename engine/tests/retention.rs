@@ -15,7 +15,7 @@ async fn stored(e: &queen_engine::Engine) -> i64 {
         .query_sql("SELECT count(*) FROM queen.messages", &[])
         .await
         .unwrap()[0]
-        .get(0)
+        .single()
         .unwrap()
 }
 

@@ -232,8 +232,8 @@ async fn retry_limit_sends_to_the_dead_letter_queue_and_moves_on() {
     .await
     .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<&str>(0).unwrap(), "boom");
-    assert_eq!(rows[0].get::<i32>(1).unwrap(), 2);
+    assert_eq!(rows[0].get::<&str>("error_message").unwrap(), "boom");
+    assert_eq!(rows[0].get::<i32>("retry_count").unwrap(), 2);
 }
 
 #[tokio::test]
@@ -385,7 +385,7 @@ async fn lease_expiry_counts_as_a_failed_delivery() {
         queen_wire::Client::query_sql(e.pool(), "SELECT count(*) FROM queen.dead_letters", &[])
             .await
             .unwrap();
-    assert_eq!(dlq[0].get::<i64>(0).unwrap(), 1);
+    assert_eq!(dlq[0].single::<i64>().unwrap(), 1);
 }
 
 #[tokio::test]

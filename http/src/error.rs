@@ -50,6 +50,8 @@ pub enum Code {
     NotFound,
     /// The route exists but not with this method (405).
     MethodNotAllowed,
+    /// The request raced a change it depends on, e.g. its queue was deleted meanwhile (409).
+    Conflict,
     /// The push would exceed the queue's `maxSize` (429).
     QueueFull,
     /// The queue encrypts and this server has no key (409).
@@ -91,6 +93,7 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::Conflict => "conflict",
             Code::QueueFull => "queue_full",
             Code::EncryptionKeyMissing => "encryption_key_missing",
             Code::BufferFull => "buffer_full",
@@ -172,6 +175,7 @@ impl From<EngineError> for ApiError {
         use StatusCode as S;
         match &e {
             EngineError::Invalid(m) => ApiError::bad_request(Code::InvalidRequest, m.clone()),
+            EngineError::Conflict(m) => ApiError::new(S::CONFLICT, Code::Conflict, m.clone()),
             EngineError::Buffer(m) => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 Code::BufferUnavailable,

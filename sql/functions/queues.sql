@@ -42,16 +42,13 @@ $$;
 -- Creates or updates a queue; options given as NULL keep their current value (or the default
 -- for a new queue). Also creates the queue's Default partition.
 CREATE FUNCTION queen.configure(
-    p_id uuid, p_name text, p_namespace text, p_task text, p_partition_id uuid,
-    p_lease_time integer, p_max_size bigint, p_ttl integer, p_retry_limit integer,
-    p_retry_delay integer, p_dead_letter_queue boolean, p_dlq_after_max_retries boolean,
-    p_priority integer, p_delayed_processing integer, p_window_buffer integer,
-    p_retention_seconds integer, p_completed_retention_seconds integer,
-    p_retention_enabled boolean, p_encryption_enabled boolean, p_max_wait_time_seconds integer)
+    p_id uuid, p_name text, p_namespace text, p_task text, p_partition_id uuid, p_options jsonb)
 RETURNS SETOF queen.queues
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_id uuid;
+    -- The options given, keyed by column name; absent or null keys keep the current value.
+    o queen.queues := jsonb_populate_record(NULL::queen.queues, p_options);
 BEGIN
     INSERT INTO queen.queues (id, name, namespace, task)
     VALUES (p_id, p_name,
@@ -61,21 +58,21 @@ BEGIN
     UPDATE queen.queues q SET
         namespace = coalesce(p_namespace, q.namespace),
         task = coalesce(p_task, q.task),
-        lease_time = coalesce(p_lease_time, q.lease_time),
-        max_size = coalesce(p_max_size, q.max_size),
-        ttl = coalesce(p_ttl, q.ttl),
-        retry_limit = coalesce(p_retry_limit, q.retry_limit),
-        retry_delay = coalesce(p_retry_delay, q.retry_delay),
-        dead_letter_queue = coalesce(p_dead_letter_queue, q.dead_letter_queue),
-        dlq_after_max_retries = coalesce(p_dlq_after_max_retries, q.dlq_after_max_retries),
-        priority = coalesce(p_priority, q.priority),
-        delayed_processing = coalesce(p_delayed_processing, q.delayed_processing),
-        window_buffer = coalesce(p_window_buffer, q.window_buffer),
-        retention_seconds = coalesce(p_retention_seconds, q.retention_seconds),
-        completed_retention_seconds = coalesce(p_completed_retention_seconds, q.completed_retention_seconds),
-        retention_enabled = coalesce(p_retention_enabled, q.retention_enabled),
-        encryption_enabled = coalesce(p_encryption_enabled, q.encryption_enabled),
-        max_wait_time_seconds = coalesce(p_max_wait_time_seconds, q.max_wait_time_seconds),
+        lease_time = coalesce(o.lease_time, q.lease_time),
+        max_size = coalesce(o.max_size, q.max_size),
+        ttl = coalesce(o.ttl, q.ttl),
+        retry_limit = coalesce(o.retry_limit, q.retry_limit),
+        retry_delay = coalesce(o.retry_delay, q.retry_delay),
+        dead_letter_queue = coalesce(o.dead_letter_queue, q.dead_letter_queue),
+        dlq_after_max_retries = coalesce(o.dlq_after_max_retries, q.dlq_after_max_retries),
+        priority = coalesce(o.priority, q.priority),
+        delayed_processing = coalesce(o.delayed_processing, q.delayed_processing),
+        window_buffer = coalesce(o.window_buffer, q.window_buffer),
+        retention_seconds = coalesce(o.retention_seconds, q.retention_seconds),
+        completed_retention_seconds = coalesce(o.completed_retention_seconds, q.completed_retention_seconds),
+        retention_enabled = coalesce(o.retention_enabled, q.retention_enabled),
+        encryption_enabled = coalesce(o.encryption_enabled, q.encryption_enabled),
+        max_wait_time_seconds = coalesce(o.max_wait_time_seconds, q.max_wait_time_seconds),
         updated_at = now()
      WHERE q.name = p_name
     RETURNING q.id INTO v_id;

@@ -1,12 +1,13 @@
 -- Per-partition figures of one queue ($1) or of every queue ($1 NULL), as seen by queue-mode
 -- consumers: total, pending, processing (under a live lease), completed, failed (delivered and
 -- failed at least once, not yet settled), dead-lettered; oldest and newest message.
-SELECT q.id, q.name, q.namespace, q.task, q.priority, q.created_at,
-       p.id, p.name, p.created_at,
-       coalesce(s.total, 0), coalesce(s.pending, 0), coalesce(s.processing, 0),
-       coalesce(s.completed, 0),
-       (SELECT count(*) FROM queen.retries r WHERE r.partition_id = p.id AND r.consumer_group = '__QUEUE_MODE__'),
-       (SELECT count(*) FROM queen.dead_letters d WHERE d.partition_id = p.id),
+SELECT q.id AS queue_id, q.name AS queue_name, q.namespace, q.task, q.priority,
+       q.created_at AS queue_created_at,
+       p.id AS partition_id, p.name AS partition_name, p.created_at AS partition_created_at,
+       coalesce(s.total, 0) AS total, coalesce(s.pending, 0) AS pending,
+       coalesce(s.processing, 0) AS processing, coalesce(s.completed, 0) AS completed,
+       (SELECT count(*) FROM queen.retries r WHERE r.partition_id = p.id AND r.consumer_group = '__QUEUE_MODE__') AS failed,
+       (SELECT count(*) FROM queen.dead_letters d WHERE d.partition_id = p.id) AS dead_letter,
        s.oldest, s.newest
   FROM queen.queues q
   LEFT JOIN queen.partitions p ON p.queue_id = q.id

@@ -15,6 +15,8 @@ use std::io;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorFields;
 
+use crate::sqlstate;
+
 /// A boxed error from a value conversion.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,20 +48,20 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A parameter could not be encoded, or does not fit the statement.
-    #[error("cannot encode parameter {index}: {source}")]
+    #[error("cannot encode parameter {index}: {reason}")]
     Encode {
         /// Zero-based parameter index.
         index: usize,
-        /// Why.
-        source: BoxError,
+        /// Why (written into the message, so not also a `source`).
+        reason: BoxError,
     },
     /// A column could not be decoded into the requested Rust type.
-    #[error("cannot decode column {column}: {source}")]
+    #[error("cannot decode column {column}: {reason}")]
     Decode {
-        /// Zero-based column index.
+        /// Zero-based column index (`usize::MAX` when no column matched).
         column: usize,
-        /// Why.
-        source: BoxError,
+        /// Why (written into the message, so not also a `source`).
+        reason: BoxError,
     },
     /// The pool was shut down.
     #[error("pool closed")]
@@ -109,13 +111,13 @@ pub(crate) fn replicate(e: &Error) -> Error {
         Error::Auth(m) => Error::Auth(m.clone()),
         Error::Config(m) => Error::Config(m.clone()),
         Error::PoolClosed => Error::PoolClosed,
-        Error::Encode { index, source } => Error::Encode {
+        Error::Encode { index, reason } => Error::Encode {
             index: *index,
-            source: source.to_string().into(),
+            reason: reason.to_string().into(),
         },
-        Error::Decode { column, source } => Error::Decode {
+        Error::Decode { column, reason } => Error::Decode {
             column: *column,
-            source: source.to_string().into(),
+            reason: reason.to_string().into(),
         },
     }
 }
@@ -224,13 +226,19 @@ impl DbError {
     /// Errors that mean the server is going away or cannot serve: admin shutdown, crash
     /// recovery, too many connections, cannot connect now (SQLSTATE classes 08 and 57P0x, 53300).
     pub fn is_connection_class(&self) -> bool {
-        self.code.starts_with("08")
-            || matches!(self.code.as_str(), "57P01" | "57P02" | "57P03" | "53300")
+        self.code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
+            || [
+                sqlstate::ADMIN_SHUTDOWN,
+                sqlstate::CRASH_SHUTDOWN,
+                sqlstate::CANNOT_CONNECT_NOW,
+                sqlstate::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(&self.code.as_str())
     }
 
     /// `23505`: a unique constraint was violated.
     pub fn is_unique_violation(&self) -> bool {
-        self.code == "23505"
+        self.code == sqlstate::UNIQUE_VIOLATION
     }
 }
 

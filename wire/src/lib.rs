@@ -22,6 +22,7 @@ mod error;
 mod notify;
 mod pipeline;
 mod pool;
+pub mod sqlstate;
 mod statement;
 pub mod types;
 
@@ -35,5 +36,5 @@ pub use error::{BoxError, DbError, Error, Severity};
 pub use notify::{Event, Listener, Notification, quote_ident};
 pub use pipeline::{Pipeline, SegmentResult};
 pub use pool::{Pool, PoolConfig, PoolStatus, PooledConnection};
-pub use statement::{Column, QueryResult, Row, Statement};
+pub use statement::{Column, ColumnIndex, QueryResult, Row, RowIndex, Statement};
 pub use types::{FromSql, Json, Timestamp, ToSql};

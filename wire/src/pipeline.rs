@@ -89,7 +89,7 @@ impl Pipeline {
         if params.len() != stmt.params().len() {
             return Err(Error::Encode {
                 index: params.len().min(stmt.params().len()),
-                source: format!(
+                reason: format!(
                     "statement takes {} parameters, {} given",
                     stmt.params().len(),
                     params.len()
@@ -101,7 +101,7 @@ impl Pipeline {
             if p.sql_oid() != *want {
                 return Err(Error::Encode {
                     index,
-                    source: format!(
+                    reason: format!(
                         "value of type {} for parameter of type {}",
                         p.sql_oid(),
                         want
@@ -212,12 +212,12 @@ impl Pipeline {
             Some(1),
             &mut self.buf,
         );
-        if let Some((index, source)) = failed {
-            return Err(Error::Encode { index, source });
+        if let Some((index, reason)) = failed {
+            return Err(Error::Encode { index, reason });
         }
         match r {
             Ok(()) => Ok(()),
-            Err(frontend::BindError::Conversion(source)) => Err(Error::Encode { index: 0, source }),
+            Err(frontend::BindError::Conversion(reason)) => Err(Error::Encode { index: 0, reason }),
             Err(frontend::BindError::Serialization(e)) => Err(Error::Io(e)),
         }
     }

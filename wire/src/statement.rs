@@ -88,6 +88,60 @@ impl Statement {
     pub fn columns(&self) -> &Arc<[Column]> {
         &self.0.columns
     }
+
+    /// The position of the result column called `name`, to read rows of this statement with.
+    ///
+    /// Callers resolve the columns they read once, right after preparing, and keep the
+    /// [`ColumnIndex`]es: rows are then read by name without comparing a string per row, and a
+    /// statement whose columns change fails where it is prepared rather than on some later row.
+    pub fn column(&self, name: &str) -> Result<ColumnIndex, Error> {
+        self.0
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .map(ColumnIndex)
+            .ok_or_else(|| Error::Decode {
+                column: usize::MAX,
+                reason: format!("statement {} has no column {name:?}", self.0.name).into(),
+            })
+    }
+}
+
+/// A result column's position, resolved by name from a [`Statement`] (see
+/// [`Statement::column`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnIndex(usize);
+
+impl ColumnIndex {
+    /// The position.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// What [`Row::get`] accepts to pick a column: a [`ColumnIndex`] resolved once per statement, a
+/// column name (looked up on every call: for one-off reads), or a bare position.
+pub trait RowIndex {
+    /// The position of the column in `columns`, if there is one.
+    fn index(self, columns: &[Column]) -> Option<usize>;
+}
+
+impl RowIndex for ColumnIndex {
+    fn index(self, columns: &[Column]) -> Option<usize> {
+        (self.0 < columns.len()).then_some(self.0)
+    }
+}
+
+impl RowIndex for usize {
+    fn index(self, columns: &[Column]) -> Option<usize> {
+        (self < columns.len()).then_some(self)
+    }
+}
+
+impl RowIndex for &str {
+    fn index(self, columns: &[Column]) -> Option<usize> {
+        columns.iter().position(|c| c.name == self)
+    }
 }
 
 /// One result row. Values are decoded lazily from the received buffer.
@@ -131,16 +185,19 @@ impl Row {
         &self.columns
     }
 
-    /// Decodes column `idx` as `T`.
-    pub fn get<'a, T: FromSql<'a>>(&'a self, idx: usize) -> Result<T, Error> {
-        let decode_err = |source| Error::Decode {
-            column: idx,
-            source,
+    /// Decodes the column `idx` picks as `T`.
+    pub fn get<'a, T: FromSql<'a>>(&'a self, idx: impl RowIndex) -> Result<T, Error> {
+        let Some(idx) = idx.index(&self.columns) else {
+            return Err(Error::Decode {
+                column: usize::MAX,
+                reason: "no such column".into(),
+            });
         };
-        let column = self
-            .columns
-            .get(idx)
-            .ok_or_else(|| decode_err(format!("no column {idx}").into()))?;
+        let decode_err = |reason| Error::Decode {
+            column: idx,
+            reason,
+        };
+        let column = &self.columns[idx];
         if !T::accepts(column.type_oid) {
             return Err(decode_err(
                 format!(
@@ -157,6 +214,17 @@ impl Row {
             None => T::from_sql_null(column.type_oid),
         }
         .map_err(decode_err)
+    }
+
+    /// Decodes the only column of a one-column row (the answer of `SELECT f(...)`).
+    pub fn single<'a, T: FromSql<'a>>(&'a self) -> Result<T, Error> {
+        if self.columns.len() != 1 {
+            return Err(Error::Decode {
+                column: 0,
+                reason: format!("expected one column, the row has {}", self.columns.len()).into(),
+            });
+        }
+        self.get(0usize)
     }
 }
 

@@ -97,6 +97,26 @@ async fn every_supported_type_roundtrips() {
 }
 
 #[tokio::test]
+async fn columns_are_read_by_names_resolved_once() {
+    let c = connect("wire_columns_by_name").await;
+    let st = c
+        .prepare("SELECT $1::int4 AS a, 'x'::text AS b")
+        .await
+        .unwrap();
+    let (a, b) = (st.column("a").unwrap(), st.column("b").unwrap());
+    assert!(matches!(st.column("nope"), Err(Error::Decode { .. })));
+    let rows = c.query(&st, &[&7i32]).await.unwrap();
+    assert_eq!(rows[0].get::<i32>(a).unwrap(), 7);
+    assert_eq!(rows[0].get::<&str>(b).unwrap(), "x");
+    // One-off reads by name, and the only column of a one-column row.
+    assert_eq!(rows[0].get::<&str>("b").unwrap(), "x");
+    assert!(matches!(rows[0].get::<i32>("c"), Err(Error::Decode { .. })));
+    assert!(matches!(rows[0].single::<i32>(), Err(Error::Decode { .. })));
+    let one = c.query_sql("SELECT 5::int8", &[]).await.unwrap();
+    assert_eq!(one[0].single::<i64>().unwrap(), 5);
+}
+
+#[tokio::test]
 async fn server_now_is_close_to_local_now() {
     let c = connect("now").await;
     let rows = c.query_sql("SELECT now()", &[]).await.unwrap();
