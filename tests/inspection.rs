@@ -92,6 +92,41 @@ async fn messages_can_be_listed_inspected_and_deleted() {
             .len(),
         1
     );
+    s.get("/api/v1/messages?queue=inv&offset=10001")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
+    // Keyset pages: two pages of two cover the four messages once each, newest first.
+    let first = get(&s, "/api/v1/messages?queue=inv&limit=2").await;
+    let cursor = first["nextCursor"].as_str().unwrap().to_owned();
+    let second = get(
+        &s,
+        &format!("/api/v1/messages?queue=inv&limit=2&cursor={cursor}"),
+    )
+    .await;
+    let mut seen: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|p| p["messages"].as_array().unwrap().clone())
+        .map(|m| m["transactionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, ["d", "c", "b", "a"]);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4);
+    let third = get(
+        &s,
+        &format!(
+            "/api/v1/messages?queue=inv&limit=2&cursor={}",
+            second["nextCursor"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(third["messages"].as_array().unwrap().len(), 0);
+    assert!(third["nextCursor"].is_null());
+    s.get("/api/v1/messages?cursor=garbage")
+        .await
+        .unwrap()
+        .assert_error(400, "invalid_parameter");
     s.get("/api/v1/messages?status=weird")
         .await
         .unwrap()

@@ -1,7 +1,7 @@
 //! Queue administration and inspection: configuration read-back, per-partition figures,
 //! deletion, tag lookup and shared settings. Not on the hot path; plain statements.
 
-use queen_wire::{Client, Json, Row, Timestamp};
+use queen_wire::{Client, Json, Row};
 use uuid::Uuid;
 
 use crate::engine::Engine;
@@ -9,118 +9,7 @@ use crate::error::EngineError;
 use crate::model::{QueueInfo, QueueOptions};
 use crate::statements::columns;
 
-/// Message figures (as seen by queue-mode consumers).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Messages stored.
-    pub total: i64,
-    /// Not yet delivered (or delivered and released for redelivery).
-    pub pending: i64,
-    /// Under a live lease.
-    pub processing: i64,
-    /// Committed.
-    pub completed: i64,
-    /// Failed at least once and not settled yet.
-    pub failed: i64,
-    /// In the dead-letter queue.
-    pub dead_letter: i64,
-}
-
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.total += o.total;
-        self.pending += o.pending;
-        self.processing += o.processing;
-        self.completed += o.completed;
-        self.failed += o.failed;
-        self.dead_letter += o.dead_letter;
-    }
-}
-
-/// One partition's figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionStats {
-    /// Partition id.
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// Creation time.
-    pub created_at: Timestamp,
-    /// Figures.
-    pub counts: Counts,
-    /// Oldest message's creation time.
-    pub oldest: Option<Timestamp>,
-    /// Newest message's creation time.
-    pub newest: Option<Timestamp>,
-}
-
-/// One queue's figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Queue id.
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// Namespace tag.
-    pub namespace: Option<String>,
-    /// Task tag.
-    pub task: Option<String>,
-    /// Priority.
-    pub priority: i32,
-    /// Creation time.
-    pub created_at: Timestamp,
-    /// Partitions.
-    pub partitions: Vec<PartitionStats>,
-    /// Sum over partitions.
-    pub totals: Counts,
-}
-
 impl Engine {
-    /// Figures of every queue, or of one.
-    pub async fn queue_stats(&self, queue: Option<&str>) -> Result<Vec<QueueStats>, EngineError> {
-        let st = self.inner().st()?;
-        let c = st.cols.queue_stats;
-        let rows = self.inner().inspect(&st.queue_stats, &[&queue]).await?;
-        let mut out: Vec<QueueStats> = Vec::new();
-        for r in &rows {
-            let id: Uuid = r.get(c.queue_id)?;
-            if out.last().is_none_or(|q| q.id != id) {
-                out.push(QueueStats {
-                    id,
-                    name: r.get(c.queue_name)?,
-                    namespace: r.get(c.namespace)?,
-                    task: r.get(c.task)?,
-                    priority: r.get(c.priority)?,
-                    created_at: r.get(c.queue_created_at)?,
-                    partitions: Vec::new(),
-                    totals: Counts::default(),
-                });
-            }
-            let Some(q) = out.last_mut() else { continue };
-            let Some(pid) = r.get::<Option<Uuid>>(c.partition_id)? else {
-                continue;
-            };
-            let counts = Counts {
-                total: r.get(c.total)?,
-                pending: r.get(c.pending)?,
-                processing: r.get(c.processing)?,
-                completed: r.get(c.completed)?,
-                failed: r.get(c.failed)?,
-                dead_letter: r.get(c.dead_letter)?,
-            };
-            q.totals.add(&counts);
-            q.partitions.push(PartitionStats {
-                id: pid,
-                name: r.get(c.partition_name)?,
-                created_at: r.get(c.partition_created_at)?,
-                counts,
-                oldest: r.get(c.oldest)?,
-                newest: r.get(c.newest)?,
-            });
-        }
-        Ok(out)
-    }
-
     /// A queue's configuration, if it exists.
     pub async fn queue_info(&self, queue: &str) -> Result<Option<QueueInfo>, EngineError> {
         let inner = self.inner();
@@ -149,6 +38,7 @@ impl Engine {
             .query(&inner.st()?.delete_queue, &[&queue])
             .await?;
         inner.partitions.invalidate_queue(queue);
+        inner.analytics.invalidate();
         Ok(crate::statements::first_value::<bool>(&rows)?.unwrap_or(false))
     }
 

@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// Rows the retention job deletes per statement.
     pub retention_batch: i32,
+    /// How old dashboard figures may be (see [`crate::analytics`]).
+    pub analytics: crate::analytics::AnalyticsConfig,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +69,7 @@ impl Default for EngineConfig {
             cipher: None,
             retention_interval: Duration::from_secs(10),
             retention_batch: 1000,
+            analytics: crate::analytics::AnalyticsConfig::default(),
         }
     }
 }
@@ -154,6 +157,8 @@ pub(crate) struct Inner {
     pub pop_batcher: Batcher<crate::pop::PopJob>,
     pub config: EngineConfig,
     pub metrics: Metrics,
+    /// The shared dashboard figures.
+    pub analytics: crate::analytics::Analytics,
     pub buffer: Option<Arc<DiskBuffer>>,
     /// The cross-server wake-up listener, stopped with the engine.
     pub listener: Option<tokio::task::JoinHandle<()>>,
@@ -306,6 +311,7 @@ impl Engine {
                 pop_batcher,
                 config: config.clone(),
                 metrics: Metrics::default(),
+                analytics: crate::analytics::Analytics::new(config.analytics),
                 buffer,
                 listener,
             }
@@ -542,6 +548,7 @@ impl Engine {
         let info = crate::admin::queue_info_from(st.cols.configure, r, default_partition_id)?;
         // Other partitions of the queue are re-resolved with the new settings (encryption).
         self.inner.partitions.invalidate_queue(&info.name);
+        self.inner.analytics.invalidate();
         self.inner.partitions.insert(
             info.name.clone(),
             crate::model::DEFAULT_PARTITION.into(),

@@ -34,8 +34,126 @@ pub struct MessageFilter {
     pub to: Option<Timestamp>,
     /// Page size.
     pub limit: i32,
-    /// Rows skipped.
-    pub offset: i32,
+    /// Continue after this row of the previous page.
+    pub after: Option<MessageCursor>,
+    /// Rows to pass over before the page starts (Queen's `offset`): read and dropped, so the
+    /// cost grows with it; bounded by [`MessageFilter::MAX_SKIP`]. `after` is the cheap way on.
+    pub skip: i32,
+}
+
+impl MessageFilter {
+    /// The largest `skip` a listing accepts; deeper pages continue from a cursor.
+    pub const MAX_SKIP: i32 = 10_000;
+}
+
+/// Where a message listing continues: the (creation time, partition, position) of the last row
+/// of the previous page. Written out as an opaque token (`c1.<micros>.<partition>.<position>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCursor {
+    created_at: Timestamp,
+    pnum: i64,
+    position: i64,
+}
+
+impl MessageCursor {
+    /// The token a client sends back for the next page.
+    pub fn token(&self) -> String {
+        format!(
+            "c1.{}.{}.{}",
+            self.created_at.micros(),
+            self.pnum,
+            self.position
+        )
+    }
+
+    /// A token back into a cursor; None when it is not one this server wrote.
+    pub fn parse(token: &str) -> Option<MessageCursor> {
+        let mut it = token.strip_prefix("c1.")?.split('.');
+        let cursor = MessageCursor {
+            created_at: Timestamp(it.next()?.parse().ok()?),
+            pnum: it.next()?.parse().ok()?,
+            position: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(cursor)
+    }
+}
+
+/// One message of a listing (without its payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSummary {
+    /// Message id.
+    pub id: Uuid,
+    /// transactionId.
+    pub transaction_id: String,
+    /// Partition id.
+    pub partition_id: Uuid,
+    /// Queue name.
+    pub queue: String,
+    /// Partition name.
+    pub partition: String,
+    /// Queue namespace.
+    pub namespace: Option<String>,
+    /// Queue task.
+    pub task: Option<String>,
+    /// pending | processing | completed | dead_letter, as the groups reading it see it.
+    pub status: String,
+    /// Trace id.
+    pub trace_id: Option<Uuid>,
+    /// Producer identity.
+    pub producer_sub: Option<String>,
+    /// Push time.
+    pub created_at: Timestamp,
+    /// End of the live lease covering it.
+    pub lease_expires_at: Option<Timestamp>,
+}
+
+/// A page of the message listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePage {
+    /// Newest first.
+    pub messages: Vec<MessageSummary>,
+    /// Where the next page starts; None on the last page.
+    pub next: Option<MessageCursor>,
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its row id (the DLQ listing's cursor).
+    pub id: i64,
+    /// Message id.
+    pub message_id: Uuid,
+    /// transactionId.
+    pub transaction_id: String,
+    /// Partition id.
+    pub partition_id: Uuid,
+    /// Queue name.
+    pub queue: String,
+    /// Partition name.
+    pub partition: String,
+    /// The group that dead-lettered it.
+    pub consumer_group: String,
+    /// The last error reported.
+    pub error_message: Option<String>,
+    /// Failed deliveries.
+    pub retry_count: i32,
+    /// Push time (None when the message was deleted since).
+    pub created_at: Option<Timestamp>,
+    /// When it was dead-lettered.
+    pub failed_at: Timestamp,
+    /// Its payload's JSON text, decrypted; None when the message was deleted since.
+    pub payload: Option<String>,
+}
+
+/// A page of the dead-letter listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterPage {
+    /// Newest first.
+    pub messages: Vec<DeadLetter>,
+    /// How many match the filters.
+    pub total: i64,
+    /// Where the next page starts (pass as `before`); None on the last page.
+    pub next: Option<i64>,
 }
 
 /// Filters of the dead-letter listing.
@@ -53,8 +171,10 @@ pub struct DeadLetterFilter {
     pub to: Option<Timestamp>,
     /// Page size.
     pub limit: i32,
-    /// Rows skipped.
+    /// Rows skipped (for clients that page by offset; `before` costs nothing per page).
     pub offset: i32,
+    /// Continue after this dead letter (its id).
+    pub before: Option<i64>,
 }
 
 /// A trace event to record.
@@ -108,10 +228,17 @@ fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
 }
 
 impl Engine {
-    /// Messages matching the filter, newest first, without payloads.
-    pub async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<Value>, EngineError> {
+    /// A page of the messages matching the filter, newest first, without payloads.
+    pub async fn list_messages(&self, f: &MessageFilter) -> Result<MessagePage, EngineError> {
         let inner = self.inner();
         let st = inner.st()?;
+        let c = st.cols.list_messages;
+        let (ts, pnum, pos) = match f.after {
+            Some(a) => (Some(a.created_at), Some(a.pnum), Some(a.position)),
+            None => (None, None, None),
+        };
+        let skip = f.skip.clamp(0, MessageFilter::MAX_SKIP);
+        let fetch = f.limit.saturating_add(skip);
         let rows = inner
             .inspect(
                 &st.list_messages,
@@ -123,14 +250,40 @@ impl Engine {
                     &f.status,
                     &f.from,
                     &f.to,
-                    &f.limit,
-                    &f.offset,
+                    &fetch,
+                    &ts,
+                    &pnum,
+                    &pos,
                 ],
             )
             .await?;
-        rows.iter()
-            .map(|r| json(&r.get(st.cols.list_messages.m)?))
-            .collect()
+        let mut page = MessagePage::default();
+        for r in rows.iter().skip(usize::try_from(skip).unwrap_or(0)) {
+            let created_at: Timestamp = r.get(c.created_at)?;
+            page.next = Some(MessageCursor {
+                created_at,
+                pnum: r.get(c.pnum)?,
+                position: r.get(c.pos)?,
+            });
+            page.messages.push(MessageSummary {
+                id: r.get(c.message_id)?,
+                transaction_id: r.get(c.transaction_id)?,
+                partition_id: r.get(c.partition_id)?,
+                queue: r.get(c.queue_name)?,
+                partition: r.get(c.partition_name)?,
+                namespace: r.get(c.namespace)?,
+                task: r.get(c.task)?,
+                status: r.get(c.status)?,
+                trace_id: r.get(c.trace_id)?,
+                producer_sub: r.get(c.producer_sub)?,
+                created_at,
+                lease_expires_at: r.get(c.lease_expires_at)?,
+            });
+        }
+        if rows.len() < usize::try_from(fetch).unwrap_or(0) {
+            page.next = None;
+        }
+        Ok(page)
     }
 
     /// One message with its (decrypted) payload, retry count, error and per-group state; None
@@ -169,15 +322,13 @@ impl Engine {
                 &[&partition_id, &transaction_id],
             )
             .await?;
+        inner.analytics.invalidate();
         Ok(first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
-    /// Dead-lettered messages matching the filter (newest failure first) with their payloads,
-    /// and the total matching.
-    pub async fn dead_letters(
-        &self,
-        f: &DeadLetterFilter,
-    ) -> Result<(Vec<MessageDoc>, i64), EngineError> {
+    /// A page of the dead letters matching the filter (newest first) with their payloads, and
+    /// how many match.
+    pub async fn dead_letters(&self, f: &DeadLetterFilter) -> Result<DeadLetterPage, EngineError> {
         let inner = self.inner();
         let st = inner.st()?;
         let c = st.cols.list_dead_letters;
@@ -192,19 +343,40 @@ impl Engine {
                     &f.to,
                     &f.limit,
                     &f.offset,
+                    &f.before,
                 ],
             )
             .await?;
-        let mut total = 0;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut page = DeadLetterPage::default();
         for r in &rows {
-            total = r.get(c.total)?;
-            out.push(MessageDoc {
-                fields: r.get::<Json<String>>(c.doc)?.0,
+            let id: i64 = r.get(c.id)?;
+            page.next = Some(id);
+            page.messages.push(DeadLetter {
+                id,
+                message_id: r.get(c.message_id)?,
+                transaction_id: r.get(c.transaction_id)?,
+                partition_id: r.get(c.partition_id)?,
+                queue: r.get(c.queue_name)?,
+                partition: r.get(c.partition_name)?,
+                consumer_group: r.get(c.consumer_group)?,
+                error_message: r.get(c.error_message)?,
+                retry_count: r.get(c.retry_count)?,
+                created_at: r.get(c.created_at)?,
+                failed_at: r.get(c.failed_at)?,
                 payload: stored_payload(inner, r, c.payload, c.sealed)?,
             });
         }
-        Ok((out, total))
+        if rows.len() < usize::try_from(f.limit).unwrap_or(0) {
+            page.next = None;
+        }
+        let counted = inner
+            .inspect(
+                &st.count_dead_letters,
+                &[&f.queue, &f.consumer_group, &f.partition, &f.from, &f.to],
+            )
+            .await?;
+        page.total = first_value::<i64>(&counted)?.unwrap_or(0);
+        Ok(page)
     }
 
     /// Sends a dead-lettered message back for delivery (to the tail of its partition); false
@@ -222,6 +394,7 @@ impl Engine {
                 &[&partition_id, &transaction_id],
             )
             .await?;
+        inner.analytics.invalidate();
         // The function answers with the message's queue, to wake its waiting pops.
         let Some(queue) = first_value::<String>(&rows)? else {
             return Ok(false);
@@ -293,28 +466,6 @@ impl Engine {
         first_json(&rows)
     }
 
-    /// Consumer groups per queue with their lag and state (a JSON array); only those whose
-    /// oldest uncommitted message is at least `min_lag_seconds` old when given.
-    pub async fn consumer_groups(
-        &self,
-        min_lag_seconds: Option<f64>,
-    ) -> Result<Value, EngineError> {
-        let inner = self.inner();
-        let rows = inner
-            .inspect(&inner.st()?.consumer_groups, &[&min_lag_seconds])
-            .await?;
-        first_json(&rows)
-    }
-
-    /// One group's partitions per queue; None when the group has no cursor anywhere.
-    pub async fn consumer_group(&self, group: &str) -> Result<Option<Value>, EngineError> {
-        let inner = self.inner();
-        let rows = inner
-            .inspect(&inner.st()?.consumer_group, &[&group])
-            .await?;
-        Ok(Some(first_json(&rows)?).filter(|v| !v.is_null()))
-    }
-
     /// Removes a group's cursors everywhere or on one queue (and its subscriptions with
     /// `metadata`, or on that queue). Returns the cursors removed.
     pub async fn delete_consumer_group(
@@ -331,6 +482,7 @@ impl Engine {
                 &[&group, &queue, &metadata],
             )
             .await?;
+        inner.analytics.invalidate();
         Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
@@ -342,6 +494,7 @@ impl Engine {
             .pool
             .query(&inner.st()?.set_subscription, &[&group, &from])
             .await?;
+        inner.analytics.invalidate();
         Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
@@ -366,6 +519,7 @@ impl Engine {
                 &[&group, &queue, &partition, &to_end, &ts],
             )
             .await?;
+        inner.analytics.invalidate();
         let moved = first_value::<i64>(&rows)?;
         if moved.is_some() {
             inner.hub.wake(queue);

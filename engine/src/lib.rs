@@ -11,6 +11,7 @@
 
 mod ack;
 pub mod admin;
+pub mod analytics;
 pub mod batch;
 pub mod buffer;
 mod cache;

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_storage_v2.sql",
         sql: include_str!("../../sql/migrations/0003_storage_v2.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_analytics_counters.sql",
+        sql: include_str!("../../sql/migrations/0004_analytics_counters.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after
@@ -54,6 +59,8 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/dead_letters.sql"),
     include_str!("../../sql/functions/retention.sql"),
     include_str!("../../sql/functions/inspection.sql"),
+    include_str!("../../sql/functions/analytics.sql"),
+    include_str!("../../sql/functions/counters.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

@@ -21,6 +21,7 @@ pub mod query;
 mod routes;
 pub mod stats;
 pub mod time;
+mod views;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,9 @@
 //!   counting duplicates;
 //! * `autoack` — consumers pop with `autoAck=true`;
 //! * `e2e` — producers and consumers together; each message carries its send time, so the
-//!   consumers measure push → pop latency, and lost or duplicated messages are counted.
+//!   consumers measure push → pop latency, and lost or duplicated messages are counted;
+//! * `routes` — the analytics routes' latency on a large data set under an e2e load, and the
+//!   load's figures with and without that traffic (see `routes.rs`).
 //!
 //! Given `--compare URL`, the same workload runs against both servers, alternating, and the
 //! ratios are printed. `--json` prints the results as JSON.
@@ -14,6 +16,8 @@
 //! Every loop is bounded by `--duration`; the tool stops by itself.
 
 #![allow(clippy::print_stdout)] // A command-line tool reports on stdout.
+
+mod routes;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +36,7 @@ enum Mode {
     Consume,
     Autoack,
     E2e,
+    Routes,
 }
 
 /// Drive a queen server over HTTP.
@@ -84,6 +89,12 @@ struct Args {
     /// --compare every run drains a fresh queue, so these modes need it there.
     #[arg(long, default_value_t = 0)]
     prefill: usize,
+    /// routes: messages to fill the queue with first (0: use the queue as it is).
+    #[arg(long, default_value_t = 0)]
+    fill: usize,
+    /// routes: consumer groups to give cursors on every partition of the filled queue.
+    #[arg(long, default_value_t = 10)]
+    groups: usize,
     /// Runs per server with --compare.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -570,6 +581,22 @@ fn main() -> std::process::ExitCode {
             .queue
             .clone()
             .unwrap_or_else(|| format!("load-{}", now_us()));
+        if args.mode == Mode::Routes {
+            return match routes::run(&args, &addr_of(&args.url), &queue).await {
+                Ok(v) if args.json => {
+                    println!("{v}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Ok(v) => {
+                    print!("{}", routes::human(&v));
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         let targets: Vec<String> = std::iter::once(addr_of(&args.url))
             .chain(args.compare.as_deref().map(addr_of))
             .collect();

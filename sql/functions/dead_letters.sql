@@ -22,7 +22,10 @@ BEGIN
                                  WHERE d.partition_id = p_partition_id AND d.position = v_pos) THEN
         RETURN NULL;
     END IF;
-    UPDATE queen.partitions p SET last_position = p.last_position + 1, last_message_at = now()
+    -- Its old position becomes a gap: counted as removed, so last_position - removed still
+    -- counts the messages stored.
+    UPDATE queen.partitions p SET last_position = p.last_position + 1, last_message_at = now(),
+                                  removed = p.removed + 1
      WHERE p.id = p_partition_id
     RETURNING p.last_position, (SELECT q.name FROM queen.queues q WHERE q.id = p.queue_id)
          INTO v_new, v_queue;

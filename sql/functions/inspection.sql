@@ -1,7 +1,6 @@
--- Inspection and operations (docs/api.md, "Inspection"): message listing and detail, the
--- dead-letter queue, traces, consumer groups. Not on the hot path. Each builds its answer as
--- JSON in the database (one round trip, no row-by-row decoding); payloads travel separately,
--- as the stored JSON text or as the sealed bytes the server decrypts.
+-- Inspection and operations (docs/api.md, "Inspection"): message detail and deletes, traces,
+-- consumer group changes. Not on the hot path. The listings and figures are in analytics.sql.
+-- Payloads travel as the stored JSON text or as the sealed bytes the server decrypts.
 
 -- A message's status as the groups reading its partition see it: dead_letter when some group
 -- dead-lettered it, completed when every group reading the partition committed it, processing
@@ -22,31 +21,6 @@ LANGUAGE sql STABLE AS $$
                           AND p_position > c.position AND p_position <= c.lease_end)
       FROM queen.cursors c
      WHERE c.partition_id = p_partition_id
-$$;
-
-CREATE FUNCTION queen.list_messages(
-    p_queue text, p_partition text, p_ns text, p_task text, p_status text,
-    p_from timestamptz, p_to timestamptz, p_limit integer, p_offset integer)
-RETURNS SETOF jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-             'id', m.id, 'transactionId', queen.txid(m.txuuid, m.txtext), 'partitionId', p.id,
-             'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
-             'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
-             'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at))
-      FROM queen.messages m
-      JOIN queen.partitions p ON p.num = m.pnum
-      JOIN queen.queues q ON q.id = p.queue_id
-     CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
-     WHERE (p_queue IS NULL OR q.name = p_queue)
-       AND (p_partition IS NULL OR p.name = p_partition)
-       AND (p_ns IS NULL OR q.namespace = p_ns)
-       AND (p_task IS NULL OR q.task = p_task)
-       AND (p_status IS NULL OR s.status = p_status)
-       AND (p_from IS NULL OR m.created_at >= p_from)
-       AND (p_to IS NULL OR m.created_at <= p_to)
-     ORDER BY m.created_at DESC, m.id DESC
-     LIMIT p_limit OFFSET p_offset
 $$;
 
 CREATE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
@@ -104,30 +78,6 @@ BEGIN
     DELETE FROM queen.traces t WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid;
     RETURN true;
 END
-$$;
-
-CREATE FUNCTION queen.list_dead_letters(
-    p_queue text, p_group text, p_partition text, p_from timestamptz, p_to timestamptz,
-    p_limit integer, p_offset integer)
-RETURNS TABLE (doc jsonb, payload text, sealed bytea, total bigint)
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-             'id', d.message_id, 'transactionId', d.transaction_id, 'partitionId', d.partition_id,
-             'queue', q.name, 'partition', p.name, 'consumerGroup', d.consumer_group,
-             'errorMessage', d.error_message, 'retryCount', d.retry_count,
-             'createdAt', queen.ts(m.created_at), 'failedAt', queen.ts(d.failed_at)),
-           m.payload, m.sealed, count(*) OVER ()
-      FROM queen.dead_letters d
-      JOIN queen.partitions p ON p.id = d.partition_id
-      JOIN queen.queues q ON q.id = p.queue_id
-      LEFT JOIN queen.messages m ON m.pnum = p.num AND m.position = d.position
-     WHERE (p_queue IS NULL OR q.name = p_queue)
-       AND (p_group IS NULL OR d.consumer_group = p_group)
-       AND (p_partition IS NULL OR p.name = p_partition)
-       AND (p_from IS NULL OR d.failed_at >= p_from)
-       AND (p_to IS NULL OR d.failed_at <= p_to)
-     ORDER BY d.failed_at DESC, d.id DESC
-     LIMIT p_limit OFFSET p_offset
 $$;
 
 -- Records a trace event on a message; false when the message does not exist.
@@ -194,71 +144,6 @@ LANGUAGE sql STABLE AS $$
                                          LIMIT p_limit OFFSET p_offset) x), '[]'::jsonb),
              'total', (SELECT count(*) FROM names),
              'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
-$$;
-
--- Per (group, partition): the cursor with its lag. Offset lag counts positions (duplicates
--- leave gaps, so it is an upper bound); time lag is the age of the oldest message not committed.
-CREATE FUNCTION queen.group_partitions(p_group text)
-RETURNS TABLE (grp text, queue_name text, partition_name text, worker_id text,
-               last_consumed_at timestamptz, total_consumed bigint, offset_lag bigint,
-               time_lag_seconds double precision, lease_active boolean)
-LANGUAGE sql STABLE AS $$
-    SELECT c.consumer_group, q.name, p.name, c.worker_id, c.last_consumed_at, c.total_consumed,
-           greatest(p.last_position - c.position, 0),
-           coalesce(extract(epoch FROM now() - (
-               SELECT m.created_at FROM queen.messages m
-                WHERE m.pnum = p.num AND m.position > c.position
-                ORDER BY m.position LIMIT 1))::double precision, 0),
-           c.lease_id IS NOT NULL AND c.lease_expires_at > now()
-      FROM queen.cursors c
-      JOIN queen.partitions p ON p.id = c.partition_id
-      JOIN queen.queues q ON q.id = p.queue_id
-     WHERE c.consumer_group <> '__QUEUE_MODE__' AND (p_group IS NULL OR c.consumer_group = p_group)
-$$;
-
--- Consumer groups per queue: Dead when behind and nothing consumed for an hour, Lagging when
--- the oldest uncommitted message is over a minute old, Stable otherwise.
-CREATE FUNCTION queen.consumer_groups(p_min_lag_seconds double precision)
-RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    WITH g AS (
-        SELECT gp.grp, gp.queue_name,
-               count(DISTINCT gp.worker_id) AS members,
-               count(*) FILTER (WHERE gp.offset_lag > 0) AS partitions_with_lag,
-               sum(gp.offset_lag) AS total_lag,
-               max(gp.time_lag_seconds) AS max_time_lag,
-               max(gp.last_consumed_at) AS last_consumed_at
-          FROM queen.group_partitions(NULL) gp
-         GROUP BY gp.grp, gp.queue_name)
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-             'name', g.grp, 'queueName', g.queue_name, 'topics', jsonb_build_array(g.queue_name),
-             'members', g.members, 'partitionsWithLag', g.partitions_with_lag,
-             'totalLag', g.total_lag, 'maxTimeLag', round(g.max_time_lag::numeric, 3),
-             'state', CASE WHEN g.total_lag > 0 AND coalesce(g.last_consumed_at, '-infinity') < now() - interval '1 hour'
-                             THEN 'Dead'
-                           WHEN g.max_time_lag > 60 THEN 'Lagging'
-                           ELSE 'Stable' END,
-             'subscriptionMode', s.mode,
-             'subscriptionTimestamp', queen.ts(s.from_ts))
-             ORDER BY g.grp, g.queue_name), '[]'::jsonb)
-      FROM g
-      JOIN queen.queues q ON q.name = g.queue_name
-      LEFT JOIN queen.subscriptions s ON s.queue_id = q.id AND s.consumer_group = g.grp
-     WHERE p_min_lag_seconds IS NULL OR g.max_time_lag >= p_min_lag_seconds
-$$;
-
-CREATE FUNCTION queen.consumer_group(p_group text)
-RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_object_agg(x.queue_name, jsonb_build_object('partitions', x.parts))
-      FROM (SELECT gp.queue_name, jsonb_agg(jsonb_build_object(
-                     'partition', gp.partition_name, 'workerId', gp.worker_id,
-                     'lastConsumedAt', queen.ts(gp.last_consumed_at),
-                     'totalConsumed', gp.total_consumed, 'offsetLag', gp.offset_lag,
-                     'timeLagSeconds', round(gp.time_lag_seconds::numeric, 3),
-                     'leaseActive', gp.lease_active) ORDER BY gp.partition_name) AS parts
-              FROM queen.group_partitions(p_group) gp
-             GROUP BY gp.queue_name) x
 $$;
 
 -- Removes a group's cursors (and retry rows) on every queue, or on one; with p_metadata, or for

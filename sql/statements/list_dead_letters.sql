@@ -1,1 +1,1 @@
-SELECT doc, payload, sealed, total FROM queen.list_dead_letters($1::text, $2::text, $3::text, $4::timestamptz, $5::timestamptz, $6::integer, $7::integer)
+SELECT id, message_id, transaction_id, partition_id, queue_name, partition_name, consumer_group, error_message, retry_count, created_at, failed_at, payload, sealed FROM queen.list_dead_letters($1::text, $2::text, $3::text, $4::timestamptz, $5::timestamptz, $6::integer, $7::integer, $8::bigint)

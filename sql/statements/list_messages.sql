@@ -1,1 +1,1 @@
-SELECT m FROM queen.list_messages($1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer) m
+SELECT message_id, transaction_id, partition_id, queue_name, partition_name, namespace, task, status, trace_id, producer_sub, created_at, lease_expires_at, pnum, pos FROM queen.list_messages($1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, $8::integer, $9::timestamptz, $10::bigint, $11::bigint)

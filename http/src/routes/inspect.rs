@@ -1,9 +1,12 @@
-//! Inspection and operations (api.md §4): messages, dead letters, traces, consumer groups and
-//! the dashboard status routes. The engine builds the figures from the tables
-//! ([`queen_engine::inspect`]); this module parses parameters and shapes answers.
+//! Inspection and operations (docs/api.md, "Inspection" and "Status"): messages, dead letters,
+//! traces, consumer groups and the dashboard status routes. The engine reads the figures
+//! ([`queen_engine::inspect`], [`queen_engine::analytics`]); this module parses parameters and
+//! answers with the shapes of [`crate::views`].
 
 use hyper::StatusCode;
-use queen_engine::inspect::{DeadLetterFilter, MessageFilter, SeekTarget, TraceEvent};
+use queen_engine::inspect::{
+    DeadLetterFilter, MessageCursor, MessageFilter, SeekTarget, TraceEvent,
+};
 use queen_wire::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,8 +17,8 @@ use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
 use crate::json_out::Obj;
 use crate::query::Query;
-use crate::routes::queues;
 use crate::time;
+use crate::views;
 
 fn uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s)
@@ -43,6 +46,25 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
         }
     }
     let (limit, offset) = page(q, 200)?;
+    if offset > MessageFilter::MAX_SKIP {
+        return Err(ApiError::bad_request(
+            Code::InvalidParameter,
+            format!(
+                "`offset` may be at most {}; deeper pages continue from `cursor` (the \
+                 `nextCursor` of the previous page)",
+                MessageFilter::MAX_SKIP
+            ),
+        ));
+    }
+    let after = match q.text("cursor") {
+        Some(t) => Some(MessageCursor::parse(&t).ok_or_else(|| {
+            ApiError::bad_request(
+                Code::InvalidParameter,
+                "`cursor` must be a `nextCursor` this server answered",
+            )
+        })?),
+        None => None,
+    };
     Ok(MessageFilter {
         queue: queue.or_else(|| q.text("queue")),
         partition: q.text("partition"),
@@ -52,7 +74,8 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
         from: q.timestamp("from")?,
         to: q.timestamp("to")?,
         limit,
-        offset,
+        after,
+        skip: offset,
     })
 }
 
@@ -60,10 +83,10 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
 
 pub(crate) async fn list_messages(app: &App, q: &Query) -> Result<Resp, ApiError> {
     let f = message_filter(q, None)?;
-    let messages = app.engine.list_messages(&f).await?;
+    let page = app.engine.list_messages(&f).await?;
     Ok(body::reply(
         StatusCode::OK,
-        &json!({ "messages": messages }),
+        &views::MessageList::new(&page, None),
     ))
 }
 
@@ -116,16 +139,19 @@ pub(crate) async fn dead_letters(app: &App, q: &Query) -> Result<Resp, ApiError>
         to: q.timestamp("to")?,
         limit,
         offset,
+        before: q.int("before", None, 1, i64::MAX as u64)?.map(|b| b as i64),
     };
-    let (messages, total) = app.engine.dead_letters(&f).await?;
+    let page = app.engine.dead_letters(&f).await?;
     let mut out = Vec::new();
     let mut o = Obj::open(&mut out);
-    o.objects("messages", &messages, |o, m| {
-        o.fields_of(&m.fields)
+    o.objects("messages", &page.messages, |o, m| {
+        let fields = serde_json::to_string(&views::DeadLetterView::from(m)).unwrap_or_default();
+        o.fields_of(&fields)
             .raw("data", m.payload.as_deref().unwrap_or("null"));
     })
-    .field("total", &total)
-    .field("pagination", &json!({"limit": limit, "offset": offset}));
+    .field("total", &page.total)
+    .field("pagination", &json!({"limit": limit, "offset": offset}))
+    .field("nextCursor", &page.next.map(|id| id.to_string()));
     o.close();
     Ok(body::raw(StatusCode::OK, "application/json", out.into()))
 }
@@ -220,25 +246,33 @@ pub(crate) async fn trace_names(app: &App, q: &Query) -> Result<Resp, ApiError> 
 // ---- consumer groups ------------------------------------------------------------------------
 
 pub(crate) async fn consumer_groups(app: &App) -> Result<Resp, ApiError> {
-    let v = app.engine.consumer_groups(None).await?;
-    Ok(body::reply(StatusCode::OK, &v))
+    let snap = app.engine.analytics().await?;
+    let groups: Vec<_> = snap.groups.iter().map(views::GroupView::from).collect();
+    Ok(body::reply(StatusCode::OK, &groups))
 }
 
 pub(crate) async fn lagging_groups(app: &App, q: &Query) -> Result<Resp, ApiError> {
     let min = q
         .int("minLagSeconds", Some(3600), 0, u64::from(u32::MAX))?
-        .unwrap_or(3600);
-    let v = app.engine.consumer_groups(Some(min as f64)).await?;
-    Ok(body::reply(StatusCode::OK, &v))
+        .unwrap_or(3600) as f64;
+    let snap = app.engine.analytics().await?;
+    let groups: Vec<_> = snap
+        .groups
+        .iter()
+        .filter(|g| g.max_time_lag >= min)
+        .map(views::GroupView::from)
+        .collect();
+    Ok(body::reply(StatusCode::OK, &groups))
 }
 
 pub(crate) async fn consumer_group(app: &App, group: &str) -> Result<Resp, ApiError> {
-    match app.engine.consumer_group(group).await? {
-        Some(v) => Ok(body::reply(StatusCode::OK, &v)),
-        None => Err(ApiError::not_found(format!(
+    let parts = app.engine.group_partitions(group).await?;
+    if parts.is_empty() {
+        return Err(ApiError::not_found(format!(
             "consumer group {group} not found"
-        ))),
+        )));
     }
+    Ok(body::reply(StatusCode::OK, &views::group_detail(&parts)))
 }
 
 pub(crate) async fn delete_group(
@@ -329,7 +363,8 @@ pub(crate) async fn seek(
 // ---- status (dashboards) --------------------------------------------------------------------
 
 pub(crate) async fn status(app: &App) -> Result<Resp, ApiError> {
-    let mut v = queues::overview_json(app).await?;
+    let snap = app.engine.analytics().await?;
+    let mut v = serde_json::to_value(views::Overview::from(&*snap)).unwrap_or_default();
     if let Value::Object(m) = &mut v {
         m.insert("throughput".into(), app.throughput.rates());
         m.insert(
@@ -349,10 +384,10 @@ pub(crate) async fn status(app: &App) -> Result<Resp, ApiError> {
 
 pub(crate) async fn queue_messages(app: &App, queue: &str, q: &Query) -> Result<Resp, ApiError> {
     let f = message_filter(q, Some(queue.to_owned()))?;
-    let messages = app.engine.list_messages(&f).await?;
+    let page = app.engine.list_messages(&f).await?;
     Ok(body::reply(
         StatusCode::OK,
-        &json!({ "queue": queue, "messages": messages }),
+        &views::MessageList::new(&page, Some(queue)),
     ))
 }
 

@@ -1,15 +1,14 @@
-//! Queues: configure and resources (api.md §3).
+//! Queues: configure, delete, and the resource views (docs/api.md, "Queues" and "Status").
 
 use hyper::StatusCode;
 use queen_engine::QueueOptions;
-use queen_engine::admin::{Counts, QueueStats};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
-use crate::time;
+use crate::views;
 use queen_engine::check_name;
 use queen_engine::limits::option_range;
 
@@ -84,19 +83,6 @@ fn parse_options(map: Option<serde_json::Map<String, Value>>) -> Result<QueueOpt
     Ok(o)
 }
 
-pub(crate) fn options_json(o: &QueueOptions) -> Value {
-    json!({
-        "leaseTime": o.lease_time, "maxSize": o.max_size, "ttl": o.ttl,
-        "retryLimit": o.retry_limit, "retryDelay": o.retry_delay,
-        "deadLetterQueue": o.dead_letter_queue, "dlqAfterMaxRetries": o.dlq_after_max_retries,
-        "priority": o.priority, "delayedProcessing": o.delayed_processing,
-        "windowBuffer": o.window_buffer, "retentionSeconds": o.retention_seconds,
-        "completedRetentionSeconds": o.completed_retention_seconds,
-        "retentionEnabled": o.retention_enabled, "encryptionEnabled": o.encryption_enabled,
-        "maxWaitTimeSeconds": o.max_wait_time_seconds,
-    })
-}
-
 /// A configure request: the queue, its tags and its options.
 pub(crate) struct Configure {
     pub queue: String,
@@ -146,65 +132,24 @@ pub(crate) async fn configure(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
             "queue": info.name,
             "namespace": info.namespace,
             "task": info.task,
-            "options": options_json(&info.options),
+            "options": views::OptionsView::from(&info.options),
         }),
     ))
 }
 
-fn counts_json(c: &Counts) -> Value {
-    json!({
-        "total": c.total, "pending": c.pending, "processing": c.processing,
-        "completed": c.completed, "failed": c.failed, "deadLetter": c.dead_letter,
-    })
-}
-
 pub(crate) async fn list_queues(app: &App) -> Result<Resp, ApiError> {
-    let stats = app.engine.queue_stats(None).await?;
-    let queues: Vec<Value> = stats
-        .iter()
-        .map(|q| {
-            json!({
-                "id": q.id, "name": q.name, "namespace": q.namespace, "task": q.task,
-                "priority": q.priority, "createdAt": time::format(q.created_at),
-                "partitions": q.partitions.len(),
-                "messages": {"total": q.totals.total, "pending": q.totals.pending, "processing": q.totals.processing},
-            })
-        })
-        .collect();
-    Ok(body::reply(StatusCode::OK, &json!({ "queues": queues })))
+    let snap = app.engine.analytics().await?;
+    Ok(body::reply(StatusCode::OK, &views::QueueList::from(&*snap)))
 }
 
 pub(crate) async fn get_queue(app: &App, name: &str) -> Result<Resp, ApiError> {
     let Some(info) = app.engine.queue_info(name).await? else {
         return Err(ApiError::not_found(format!("queue `{name}` not found")));
     };
-    let stats = app.engine.queue_stats(Some(name)).await?;
-    let (partitions, totals) = match stats.first() {
-        Some(q) => (
-            q.partitions
-                .iter()
-                .map(|p| {
-                    json!({
-                        "id": p.id, "name": p.name, "createdAt": time::format(p.created_at),
-                        "stats": counts_json(&p.counts),
-                        "oldestMessage": p.oldest.map(time::format),
-                        "newestMessage": p.newest.map(time::format),
-                    })
-                })
-                .collect::<Vec<_>>(),
-            counts_json(&q.totals),
-        ),
-        None => (Vec::new(), counts_json(&Counts::default())),
-    };
+    let snap = app.engine.analytics().await?;
     Ok(body::reply(
         StatusCode::OK,
-        &json!({
-            "id": info.id, "name": info.name, "namespace": info.namespace, "task": info.task,
-            "createdAt": time::format(info.created_at),
-            "options": options_json(&info.options),
-            "partitions": partitions,
-            "totals": totals,
-        }),
+        &views::QueueDetail::new(&info, snap.queue(name), snap.as_of),
     ))
 }
 
@@ -216,85 +161,23 @@ pub(crate) async fn delete_queue(app: &App, name: &str) -> Result<Resp, ApiError
     ))
 }
 
-/// Groups queues by a tag (namespace or task).
-fn by_tag(
-    stats: &[QueueStats],
-    tag: impl Fn(&QueueStats) -> Option<&String>,
-    key: &str,
-) -> Vec<Value> {
-    let mut groups: Vec<(String, usize, usize, i64, i64)> = Vec::new();
-    for q in stats {
-        let Some(t) = tag(q) else { continue };
-        let i = match groups.iter().position(|g| &g.0 == t) {
-            Some(i) => i,
-            None => {
-                groups.push((t.clone(), 0, 0, 0, 0));
-                groups.len() - 1
-            }
-        };
-        let g = &mut groups[i];
-        g.1 += 1;
-        g.2 += q.partitions.len();
-        g.3 += q.totals.total;
-        g.4 += q.totals.pending;
-    }
-    groups
-        .into_iter()
-        .map(|(t, queues, partitions, total, pending)| {
-            json!({ key: t, "queues": queues, "partitions": partitions, "messages": {"total": total, "pending": pending} })
-        })
-        .collect()
-}
-
 pub(crate) async fn namespaces(app: &App) -> Result<Resp, ApiError> {
-    let stats = app.engine.queue_stats(None).await?;
+    let snap = app.engine.analytics().await?;
     Ok(body::reply(
         StatusCode::OK,
-        &json!({ "namespaces": by_tag(&stats, |q| q.namespace.as_ref(), "namespace") }),
+        &views::by_tag(&snap, |q| q.namespace.as_ref(), "namespace"),
     ))
 }
 
 pub(crate) async fn tasks(app: &App) -> Result<Resp, ApiError> {
-    let stats = app.engine.queue_stats(None).await?;
+    let snap = app.engine.analytics().await?;
     Ok(body::reply(
         StatusCode::OK,
-        &json!({ "tasks": by_tag(&stats, |q| q.task.as_ref(), "task") }),
+        &views::by_tag(&snap, |q| q.task.as_ref(), "task"),
     ))
 }
 
 pub(crate) async fn overview(app: &App) -> Result<Resp, ApiError> {
-    Ok(body::reply(StatusCode::OK, &overview_json(app).await?))
-}
-
-/// The overview figures (also the base of `/api/v1/status`).
-pub(crate) async fn overview_json(app: &App) -> Result<Value, ApiError> {
-    let stats = app.engine.queue_stats(None).await?;
-    let mut totals = Counts::default();
-    let mut ns = std::collections::BTreeSet::new();
-    let mut tasks = std::collections::BTreeSet::new();
-    let mut partitions = 0;
-    for q in &stats {
-        for (a, b) in [
-            (&mut totals.total, q.totals.total),
-            (&mut totals.pending, q.totals.pending),
-            (&mut totals.processing, q.totals.processing),
-            (&mut totals.completed, q.totals.completed),
-            (&mut totals.failed, q.totals.failed),
-            (&mut totals.dead_letter, q.totals.dead_letter),
-        ] {
-            *a += b;
-        }
-        partitions += q.partitions.len();
-        if let Some(n) = &q.namespace {
-            ns.insert(n.clone());
-        }
-        if let Some(t) = &q.task {
-            tasks.insert(t.clone());
-        }
-    }
-    Ok(json!({
-        "queues": stats.len(), "partitions": partitions, "namespaces": ns.len(), "tasks": tasks.len(),
-        "messages": counts_json(&totals),
-        "timestamp": time::format(queen_wire::Timestamp::now()),
-    }))
+    let snap = app.engine.analytics().await?;
+    Ok(body::reply(StatusCode::OK, &views::Overview::from(&*snap)))
 }

@@ -1,0 +1,152 @@
+-- The listings of the dashboard and the inspection routes, built so their cost follows the
+-- page asked for, not the data stored (docs/storage.md, "Analytics"). Rows, not JSON: the
+-- server shapes the answers.
+
+-- Messages matching the filters, newest first: (created_at, pnum, position) descending, after
+-- the keyset (p_before_*) of the previous page's last row when given.
+--
+-- One partition selected: a backward walk of its primary key. Several: time windows walked
+-- newest first over the BRIN index on created_at, each sized to hold about a page of the
+-- selection at its average rate, so a page reads about a page of rows whatever the table holds.
+-- A window that comes back short is followed by an older, wider one until the page is full or
+-- the selection's oldest partition is passed.
+CREATE FUNCTION queen.list_messages(
+    p_queue text, p_partition text, p_ns text, p_task text, p_status text,
+    p_from timestamptz, p_to timestamptz, p_limit integer,
+    p_before_ts timestamptz, p_before_pnum bigint, p_before_pos bigint)
+RETURNS TABLE (message_id uuid, transaction_id text, partition_id uuid, queue_name text,
+               partition_name text, namespace text, task text, status text, trace_id uuid,
+               producer_sub text, created_at timestamptz, lease_expires_at timestamptz,
+               pnum bigint, pos bigint)
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+DECLARE
+    v_parts bigint[];
+    v_stored bigint;
+    v_floor timestamptz;
+    v_hi timestamptz;
+    v_lo timestamptz;
+    v_width interval;
+    v_got bigint := 0;
+    v_n bigint;
+BEGIN
+    SELECT array_agg(p.num), sum(p.last_position - p.removed), min(p.created_at),
+           max(p.last_message_at)
+      INTO v_parts, v_stored, v_floor, v_hi
+      FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+     WHERE (p_queue IS NULL OR q.name = p_queue)
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND (p_ns IS NULL OR q.namespace = p_ns)
+       AND (p_task IS NULL OR q.task = p_task);
+    IF v_parts IS NULL OR v_hi IS NULL OR coalesce(v_stored, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(v_parts) = 1 THEN
+        RETURN QUERY
+        SELECT m.id, queen.txid(m.txuuid, m.txtext), p.id, q.name, p.name, q.namespace, q.task,
+               s.status, m.trace_id, m.producer_sub, m.created_at, s.lease_expires_at,
+               m.pnum, m.position
+          FROM queen.messages m
+          JOIN queen.partitions p ON p.num = m.pnum
+          JOIN queen.queues q ON q.id = p.queue_id
+         CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
+         WHERE m.pnum = v_parts[1]
+           AND (p_before_pos IS NULL OR m.position < p_before_pos)
+           AND (p_from IS NULL OR m.created_at >= p_from)
+           AND (p_to IS NULL OR m.created_at <= p_to)
+           AND (p_status IS NULL OR s.status = p_status)
+         ORDER BY m.position DESC
+         LIMIT p_limit;
+        RETURN;
+    END IF;
+    v_hi := least(v_hi, coalesce(p_before_ts, 'infinity'), coalesce(p_to, 'infinity'));
+    v_floor := greatest(v_floor, coalesce(p_from, '-infinity'));
+    -- About two pages of the selection at its average rate since its oldest partition began.
+    v_width := greatest((v_hi - v_floor) * least(2.0 * p_limit / v_stored, 1.0),
+                        interval '1 millisecond');
+    LOOP
+        v_lo := v_hi - v_width;
+        RETURN QUERY
+        SELECT m.id, queen.txid(m.txuuid, m.txtext), p.id, q.name, p.name, q.namespace, q.task,
+               s.status, m.trace_id, m.producer_sub, m.created_at, s.lease_expires_at,
+               m.pnum, m.position
+          FROM queen.messages m
+          JOIN queen.partitions p ON p.num = m.pnum
+          JOIN queen.queues q ON q.id = p.queue_id
+         CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
+         WHERE m.created_at > v_lo AND m.created_at <= v_hi
+           AND (p_queue IS NULL OR q.name = p_queue)
+           AND (p_partition IS NULL OR p.name = p_partition)
+           AND (p_ns IS NULL OR q.namespace = p_ns)
+           AND (p_task IS NULL OR q.task = p_task)
+           AND (p_before_ts IS NULL
+                OR (m.created_at, m.pnum, m.position) < (p_before_ts, p_before_pnum, p_before_pos))
+           AND (p_from IS NULL OR m.created_at >= p_from)
+           AND (p_status IS NULL OR s.status = p_status)
+         ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
+         LIMIT p_limit - v_got;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_got := v_got + v_n;
+        EXIT WHEN v_got >= p_limit OR v_lo < v_floor;
+        v_hi := v_lo;
+        v_width := v_width * 4;
+    END LOOP;
+END
+$$;
+
+-- Dead letters matching the filters, newest first (by id), after p_before_id when given. An
+-- offset is honoured for clients that page by it (each page then reads the rows it skips).
+CREATE FUNCTION queen.list_dead_letters(
+    p_queue text, p_group text, p_partition text, p_from timestamptz, p_to timestamptz,
+    p_limit integer, p_offset integer, p_before_id bigint)
+RETURNS TABLE (id bigint, message_id uuid, transaction_id text, partition_id uuid,
+               queue_name text, partition_name text, consumer_group text, error_message text,
+               retry_count integer, created_at timestamptz, failed_at timestamptz,
+               payload text, sealed bytea)
+LANGUAGE sql STABLE AS $$
+    SELECT d.id, d.message_id, d.transaction_id, d.partition_id, q.name, p.name,
+           d.consumer_group, d.error_message, d.retry_count, m.created_at, d.failed_at,
+           m.payload, m.sealed
+      FROM queen.dead_letters d
+      JOIN queen.partitions p ON p.id = d.partition_id
+      JOIN queen.queues q ON q.id = p.queue_id
+      LEFT JOIN queen.messages m ON m.pnum = p.num AND m.position = d.position
+     WHERE (p_queue IS NULL OR q.name = p_queue)
+       AND (p_group IS NULL OR d.consumer_group = p_group)
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND (p_from IS NULL OR d.failed_at >= p_from)
+       AND (p_to IS NULL OR d.failed_at <= p_to)
+       AND (p_before_id IS NULL OR d.id < p_before_id)
+     ORDER BY d.id DESC
+     LIMIT p_limit OFFSET p_offset
+$$;
+
+-- How many dead letters the filters match: the partitions' counters when only the queue or
+-- partition is filtered, a count of the matching rows otherwise (the dead-letter queue is the
+-- rare path; its rows are few next to the messages).
+CREATE FUNCTION queen.count_dead_letters(
+    p_queue text, p_group text, p_partition text, p_from timestamptz, p_to timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    IF p_group IS NULL AND p_from IS NULL AND p_to IS NULL THEN
+        SELECT coalesce(sum(p.dead_lettered), 0) INTO v_n
+          FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+         WHERE (p_queue IS NULL OR q.name = p_queue)
+           AND (p_partition IS NULL OR p.name = p_partition);
+    ELSE
+        SELECT count(*) INTO v_n
+          FROM queen.dead_letters d
+          JOIN queen.partitions p ON p.id = d.partition_id
+          JOIN queen.queues q ON q.id = p.queue_id
+         WHERE (p_queue IS NULL OR q.name = p_queue)
+           AND (p_group IS NULL OR d.consumer_group = p_group)
+           AND (p_partition IS NULL OR p.name = p_partition)
+           AND (p_from IS NULL OR d.failed_at >= p_from)
+           AND (p_to IS NULL OR d.failed_at <= p_to);
+    END IF;
+    RETURN v_n;
+END
+$$;

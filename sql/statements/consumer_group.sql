@@ -1,1 +1,0 @@
-SELECT queen.consumer_group($1::text)

@@ -1,1 +1,0 @@
-SELECT queen.consumer_groups($1::double precision)
