@@ -18,8 +18,11 @@
 //! * with no snapshot, or one past `stale_limit`, the caller waits for a refresh; concurrent
 //!   callers share it (single flight).
 //!
+//! One consumer group's detail (a row per partition it reads) is kept by the same policy, for
+//! the last few groups read.
+//!
 //! Changes made through this server's admin routes (configure, deletes, seeks) drop the
-//! snapshot, so the next read shows them. Pushes, pops and acks do not: their figures are at
+//! snapshot and the group details, so the next read shows them. Pushes, pops and acks do not: their figures are at
 //! most `max_age` (plus the poll interval) old, as `asOf` in each answer says.
 //!
 //! # Cancel safety
@@ -196,7 +199,6 @@ pub struct GroupPartition {
 pub struct Snapshot {
     /// When they were read (the database's clock is not asked: the server's is close enough).
     pub as_of: Timestamp,
-    taken: Instant,
     /// Every queue, by name.
     pub queues: Vec<QueueStats>,
     /// Every (group, queue), by group then queue.
@@ -222,13 +224,98 @@ impl Snapshot {
     }
 }
 
-/// The shared snapshot and its refresh (one per engine).
+/// One value read from the database and shared, with the age policy of the module
+/// documentation.
+#[derive(Debug)]
+struct Fresh<T> {
+    /// The value and when it was read.
+    current: std::sync::Mutex<Option<(Instant, Arc<T>)>>,
+    /// Held while a refresh runs: one at a time.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl<T> Default for Fresh<T> {
+    fn default() -> Fresh<T> {
+        Fresh {
+            current: std::sync::Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Fresh<T> {
+    fn peek(&self) -> Option<(Instant, Arc<T>)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn clear(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The value: fresh ones as they are; stale ones too, with one refresh started behind them;
+    /// none or too old ones read now, by one caller for all (single flight). `load` makes the
+    /// future that reads a new value; it is polled only by the caller that refreshes.
+    async fn get<F, Fut>(
+        self: &Arc<Self>,
+        config: AnalyticsConfig,
+        load: F,
+    ) -> Result<Arc<T>, EngineError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    {
+        if let Some((taken, v)) = self.peek() {
+            let age = taken.elapsed();
+            if age < config.max_age {
+                return Ok(v);
+            }
+            if age < config.stale_limit {
+                if let Ok(guard) = self.refresh.try_lock() {
+                    drop(guard);
+                    let (me, read) = (self.clone(), load());
+                    tokio::spawn(async move {
+                        if let Err(e) = me.refresh(config.max_age, read).await {
+                            tracing::warn!(error = %e, "analytics refresh failed");
+                        }
+                    });
+                }
+                return Ok(v);
+            }
+        }
+        self.refresh(config.max_age, load()).await
+    }
+
+    /// Reads a new value unless another caller did while this one waited its turn.
+    async fn refresh(
+        &self,
+        max_age: Duration,
+        read: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<Arc<T>, EngineError> {
+        let _one = self.refresh.lock().await;
+        if let Some((taken, v)) = self.peek() {
+            if taken.elapsed() < max_age {
+                return Ok(v);
+            }
+        }
+        let taken = Instant::now();
+        let v = Arc::new(read.await?);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((taken, v.clone()));
+        Ok(v)
+    }
+}
+
+/// Group details kept at most: each is one row per partition the group reads.
+const GROUP_DETAILS_KEPT: usize = 16;
+
+/// The shared snapshot, the group details read lately, and their refreshes (one per engine).
 #[derive(Debug, Default)]
 pub(crate) struct Analytics {
     config: AnalyticsConfig,
-    current: std::sync::Mutex<Option<Arc<Snapshot>>>,
-    /// Held while a refresh runs: one at a time.
-    refresh: tokio::sync::Mutex<()>,
+    snapshot: Arc<Fresh<Snapshot>>,
+    groups: std::sync::Mutex<std::collections::HashMap<String, Arc<Fresh<Vec<GroupPartition>>>>>,
 }
 
 impl Analytics {
@@ -239,48 +326,56 @@ impl Analytics {
         }
     }
 
-    fn current(&self) -> Option<Arc<Snapshot>> {
-        self.current
+    /// The cache of one group's detail (made on first use; the set is bounded).
+    fn group(&self, name: &str) -> Arc<Fresh<Vec<GroupPartition>>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if !groups.contains_key(name) && groups.len() >= GROUP_DETAILS_KEPT {
+            groups.clear();
+        }
+        groups.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Drops everything: the next read waits for fresh figures.
+    pub(crate) fn invalidate(&self) {
+        self.snapshot.clear();
+        self.groups
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn store(&self, s: Arc<Snapshot>) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
-    }
-
-    /// Drops the snapshot: the next read waits for fresh figures.
-    pub(crate) fn invalidate(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            .clear();
     }
 }
 
 /// Reads the figures from the database (two statements on the admin pool).
 async fn take(inner: &Inner) -> Result<Snapshot, EngineError> {
     let st = inner.st()?;
-    let taken = Instant::now();
     let as_of = Timestamp::now();
-    let rows = inner.inspect(&st.partition_stats, &[]).await?;
-    let queues = queues_from(st.cols.partition_stats, &rows)?;
-    let rows = inner.inspect(&st.group_stats, &[]).await?;
+    // Two connections of the inspection pool, side by side.
+    let (partition_rows, rows) = tokio::try_join!(
+        inner.inspect(&st.partition_stats, &[]),
+        inner.inspect(&st.group_stats, &[]),
+    )?;
+    let queues = queues_from(st.cols.partition_stats, &partition_rows)?;
     let groups = rows
         .iter()
         .map(|r| group_from(st.cols.group_stats, r))
         .collect::<Result<_, _>>()?;
     Ok(Snapshot {
         as_of,
-        taken,
         queues,
         groups,
     })
 }
 
+/// Queues with their partitions, both in name order (bytewise). The rows come unordered: a
+/// sort of every partition row in the database spilled to disk and cost more than the rest of
+/// the statement; here it is a sort of small structs.
 fn queues_from(c: columns::partition_stats, rows: &[Row]) -> Result<Vec<QueueStats>, EngineError> {
     let mut out: Vec<QueueStats> = Vec::new();
+    let mut index: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
     for r in rows {
         let id: Uuid = r.get(c.queue_id)?;
-        if out.last().is_none_or(|q| q.id != id) {
+        let at = *index.entry(id).or_insert(out.len());
+        if at == out.len() {
             out.push(QueueStats {
                 id,
                 name: r.get(c.queue_name)?,
@@ -292,7 +387,7 @@ fn queues_from(c: columns::partition_stats, rows: &[Row]) -> Result<Vec<QueueSta
                 totals: Counts::default(),
             });
         }
-        let Some(q) = out.last_mut() else { continue };
+        let Some(q) = out.get_mut(at) else { continue };
         let Some(pid) = r.get::<Option<Uuid>>(c.partition_id)? else {
             continue;
         };
@@ -316,6 +411,10 @@ fn queues_from(c: columns::partition_stats, rows: &[Row]) -> Result<Vec<QueueSta
             counts,
             newest: r.get(c.last_message_at)?,
         });
+    }
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    for q in &mut out {
+        q.partitions.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     }
     Ok(out)
 }
@@ -376,65 +475,58 @@ impl Engine {
     /// The current figures, at most `max_age` old, or up to `stale_limit` old while a refresh
     /// runs in the background (see the module documentation).
     pub async fn analytics(&self) -> Result<Arc<Snapshot>, EngineError> {
-        let inner = self.inner();
-        let a = &inner.analytics;
-        if let Some(s) = a.current() {
-            let age = s.taken.elapsed();
-            if age < a.config.max_age {
-                return Ok(s);
-            }
-            if age < a.config.stale_limit {
-                // Serve it and refresh behind it, unless a refresh is already running.
-                if let Ok(guard) = a.refresh.try_lock() {
-                    drop(guard);
-                    let engine = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = engine.refresh_analytics().await {
-                            tracing::warn!(error = %e, "analytics refresh failed");
-                        }
-                    });
-                }
-                return Ok(s);
-            }
-        }
-        self.refresh_analytics().await
-    }
-
-    /// Takes a snapshot unless another caller took one meanwhile (single flight).
-    async fn refresh_analytics(&self) -> Result<Arc<Snapshot>, EngineError> {
-        let inner = self.inner();
-        let a = &inner.analytics;
-        let _one = a.refresh.lock().await;
-        if let Some(s) = a.current().filter(|s| s.taken.elapsed() < a.config.max_age) {
-            return Ok(s);
-        }
-        let s = Arc::new(take(inner).await?);
-        a.store(s.clone());
-        Ok(s)
-    }
-
-    /// One consumer group's cursors, by queue and partition (read now, not from the snapshot:
-    /// one group's rows are found by index).
-    pub async fn group_partitions(&self, group: &str) -> Result<Vec<GroupPartition>, EngineError> {
-        let inner = self.inner();
-        let st = inner.st()?;
-        let c = st.cols.group_partitions;
-        let rows = inner.inspect(&st.group_partitions, &[&group]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(GroupPartition {
-                    queue: r.get(c.queue_name)?,
-                    partition: r.get(c.partition_name)?,
-                    worker_id: r.get(c.worker_id)?,
-                    last_consumed_at: r.get(c.last_consumed_at)?,
-                    total_consumed: r.get(c.total_consumed)?,
-                    offset_lag: r.get(c.offset_lag)?,
-                    time_lag_seconds: r.get(c.time_lag)?,
-                    lease_active: r.get(c.lease_active)?,
-                })
+        let a = &self.inner().analytics;
+        let engine = self.clone();
+        a.snapshot
+            .get(a.config, move || {
+                let engine = engine.clone();
+                async move { take(engine.inner()).await }
             })
-            .collect()
+            .await
     }
+
+    /// One consumer group's cursors, by queue and partition, under the same age policy as the
+    /// snapshot (one group's rows are found by index, but at 10,000 partitions reading and
+    /// shaping them costs tens of milliseconds a poll).
+    pub async fn group_partitions(
+        &self,
+        group: &str,
+    ) -> Result<Arc<Vec<GroupPartition>>, EngineError> {
+        let a = &self.inner().analytics;
+        let engine = self.clone();
+        let name = group.to_owned();
+        a.group(group)
+            .get(a.config, move || {
+                let (engine, name) = (engine.clone(), name.clone());
+                async move { read_group(engine.inner(), &name).await }
+            })
+            .await
+    }
+}
+
+/// Reads one group's cursors.
+async fn read_group(inner: &Inner, group: &str) -> Result<Vec<GroupPartition>, EngineError> {
+    let st = inner.st()?;
+    let c = st.cols.group_partitions;
+    let rows = inner.inspect(&st.group_partitions, &[&group]).await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(GroupPartition {
+                queue: r.get(c.queue_name)?,
+                partition: r.get(c.partition_name)?,
+                worker_id: r.get(c.worker_id)?,
+                last_consumed_at: r.get(c.last_consumed_at)?,
+                total_consumed: r.get(c.total_consumed)?,
+                offset_lag: r.get(c.offset_lag)?,
+                time_lag_seconds: r.get(c.time_lag)?,
+                lease_active: r.get(c.lease_active)?,
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    // Ordered here, not in the statement (see queues_from).
+    out.sort_unstable_by(|a, b| (&a.queue, &a.partition).cmp(&(&b.queue, &b.partition)));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Inspection and operations (api.md §4): messages, the dead-letter queue, traces and consumer
+//! Inspection and operations (docs/api.md, "Inspection"): messages, the dead-letter queue, traces and consumer
 //! groups.
 //!
 //! Not on the hot path. Each operation is one prepared statement calling a function of

@@ -95,7 +95,11 @@ struct Args {
     /// routes: consumer groups to give cursors on every partition of the filled queue.
     #[arg(long, default_value_t = 10)]
     groups: usize,
-    /// Runs per server with --compare.
+    /// routes: route requests per second the reader sends (0: back to back, as fast as the
+    /// server answers).
+    #[arg(long, default_value_t = 0)]
+    route_rate: u64,
+    /// Runs per server with --compare; routes: rounds of load alone and load with routes.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Print JSON instead of text.

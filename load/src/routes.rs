@@ -3,11 +3,13 @@
 //!
 //! 1. Fills a queue (`--fill` messages over `--partitions` partitions, spread) and gives
 //!    `--groups` consumer groups cursors on every partition (autoAck pops of a few messages per
-//!    partition, so each group lags). Skipped with `--no-fill` (the queue is already there).
-//! 2. Runs the e2e load (`--rate` msg/s offered on a queue of its own) for `--duration` seconds
-//!    alone: the baseline.
-//! 3. Runs it again while one client reads every analytics route in turn, as a dashboard
-//!    would, without pause; prints each route's p50/p99/max and the load's figures of both runs.
+//!    partition, so each group lags). Skipped with `--fill 0` (the queue is already there).
+//! 2. Reads every route once (not recorded: the first read builds the analytics snapshot).
+//! 3. `--rounds` times: runs the e2e load (`--rate` msg/s offered on a fresh queue of its own,
+//!    100 partitions) for `--duration` seconds alone — the baseline — and then again while one
+//!    client reads every analytics route in turn, as a dashboard would: `--route-rate`
+//!    requests per second, or back to back with `--route-rate 0`. Prints
+//!    each route's p50/p99/max over all rounds and the load's figures of every run.
 //!
 //! A route that answers anything but 200 is counted as an error (and printed).
 
@@ -188,48 +190,94 @@ pub(crate) async fn run(args: &Args, addr: &str, queue: &str) -> Result<Value, S
     let (partition_id, txid, next) = sample_message(addr, queue).await?;
     let paths = routes(queue, &partition_id, &txid, next.as_deref());
 
-    // The load, alone and then beside the route traffic, on a queue of its own.
+    // The load on queues of its own over 100 partitions, alone and then beside the route
+    // traffic, `--rounds` times (each run on a fresh queue), so the two can be compared with
+    // their spread.
     let load_args = Args {
         mode: Mode::E2e,
         spread: false,
+        partitions: 100,
         ..args.clone()
     };
-    eprintln!("load alone for {} s", args.duration);
-    let alone = run_once(&load_args, addr, &format!("{queue}-live")).await;
-    eprintln!("load with the route traffic for {} s", args.duration);
-    let load = {
-        let (a, q) = (load_args.clone(), format!("{queue}-live"));
-        let addr = addr.to_owned();
-        tokio::spawn(async move { run_once(&a, &addr, &q).await })
-    };
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let mut conn = Conn::open(addr).await.map_err(|e| e.to_string())?;
+    // One pass first, not recorded: the first read of a route builds the analytics snapshot
+    // and warms the caches; the figures are the steady state a dashboard sees.
+    for (_, path) in &paths {
+        let _ = conn.request("GET", path, b"").await;
+    }
     let mut hists: Vec<_> = paths.iter().map(|_| new_histogram()).collect();
     let mut errors: Vec<(String, u16, String)> = Vec::new();
-    let mut conn = Conn::open(addr).await.map_err(|e| e.to_string())?;
     let mut rounds = 0u64;
-    while Instant::now() < deadline {
-        for (i, (name, path)) in paths.iter().enumerate() {
-            let t0 = Instant::now();
-            match conn.request("GET", path, b"").await {
-                Ok((200, _)) => {
-                    if let Some(h) = hists[i].as_mut() {
-                        let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
-                    }
+    let (mut alone, mut with) = (Vec::new(), Vec::new());
+    // Fresh queue names for this invocation: a queue left by an earlier one would hand its
+    // consumers old messages.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let gap = (args.route_rate > 0).then(|| Duration::from_secs_f64(1.0 / args.route_rate as f64));
+    for round in 0..args.rounds.max(1) {
+        eprintln!("round {}: load alone for {} s", round + 1, args.duration);
+        alone.push(
+            run_once(
+                &load_args,
+                addr,
+                &format!("{queue}-live-{run}-{round}-alone"),
+            )
+            .await,
+        );
+        eprintln!(
+            "round {}: load with the route traffic for {} s",
+            round + 1,
+            args.duration
+        );
+        let load = {
+            let (a, q) = (
+                load_args.clone(),
+                format!("{queue}-live-{run}-{round}-with"),
+            );
+            let addr = addr.to_owned();
+            tokio::spawn(async move { run_once(&a, &addr, &q).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(args.duration);
+        while Instant::now() < deadline {
+            for (i, (name, path)) in paths.iter().enumerate() {
+                if let Some(gap) = gap {
+                    tokio::time::sleep(gap).await;
                 }
-                Ok((s, b)) => {
-                    if errors.len() < 20 {
-                        errors.push((name.clone(), s, String::from_utf8_lossy(&b).into_owned()));
-                    }
-                }
-                Err(e) => {
-                    errors.push((name.clone(), 0, e.to_string()));
+                let mut t0 = Instant::now();
+                let mut answer = conn.request("GET", path, b"").await;
+                if answer.is_err() {
+                    // The server closes keep-alive connections left idle (between rounds):
+                    // one retry on a new connection.
                     conn = Conn::open(addr).await.map_err(|e| e.to_string())?;
+                    t0 = Instant::now();
+                    answer = conn.request("GET", path, b"").await;
+                }
+                match answer {
+                    Ok((200, _)) => {
+                        if let Some(h) = hists[i].as_mut() {
+                            let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
+                        }
+                    }
+                    Ok((s, b)) => {
+                        if errors.len() < 20 {
+                            errors.push((
+                                name.clone(),
+                                s,
+                                String::from_utf8_lossy(&b).into_owned(),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        errors.push((name.clone(), 0, e.to_string()));
+                        conn = Conn::open(addr).await.map_err(|e| e.to_string())?;
+                    }
                 }
             }
+            rounds += 1;
         }
-        rounds += 1;
+        with.push(load.await.map_err(|e| e.to_string())?);
     }
-    let with = load.await.map_err(|e| e.to_string())?;
     let table: Vec<Value> = paths
         .iter()
         .zip(&hists)
@@ -250,6 +298,7 @@ pub(crate) async fn run(args: &Args, addr: &str, queue: &str) -> Result<Value, S
         "mode": "routes",
         "server": addr,
         "rounds": rounds,
+        "route_rate": args.route_rate,
         "routes": table,
         "errors": errors.iter().map(|(n, s, b)| json!({"route": n, "status": s, "body": b})).collect::<Vec<_>>(),
         "load_alone": alone,
@@ -261,9 +310,10 @@ pub(crate) async fn run(args: &Args, addr: &str, queue: &str) -> Result<Value, S
 pub(crate) fn human(v: &Value) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "routes on {} ({} rounds)\n{:<32} {:>8} {:>9} {:>9} {:>9}\n",
+        "routes on {} ({} rounds, {} requests/s; 0: back to back)\n{:<32} {:>8} {:>9} {:>9} {:>9}\n",
         v["server"].as_str().unwrap_or(""),
         v["rounds"],
+        v["route_rate"],
         "route",
         "samples",
         "p50 ms",
@@ -288,11 +338,14 @@ pub(crate) fn human(v: &Value) -> String {
             e["route"], e["status"], e["body"]
         );
     }
-    let _ = writeln!(out, "load alone:       {}", crate::human(&v["load_alone"]));
-    let _ = writeln!(
-        out,
-        "load with routes: {}",
-        crate::human(&v["load_with_routes"])
-    );
+    let runs = |key: &str| v[key].as_array().cloned().unwrap_or_default();
+    for (i, (a, w)) in runs("load_alone")
+        .iter()
+        .zip(runs("load_with_routes").iter())
+        .enumerate()
+    {
+        let _ = writeln!(out, "round {} load alone:       {}", i + 1, crate::human(a));
+        let _ = writeln!(out, "round {} load with routes: {}", i + 1, crate::human(w));
+    }
     out
 }

@@ -7,7 +7,10 @@
 -- * partitions.dead_lettered: dead-letter rows of the partition, kept by statement triggers on
 --   queen.dead_letters (a rare path).
 -- * A BRIN index on messages.created_at: the message listing walks time windows newest first
---   without a B-tree on the hot table (a BRIN summary costs an insert next to nothing).
+--   without a B-tree on the hot table (a BRIN summary costs an insert next to nothing). With
+--   autosummarize, autovacuum summarises each range as soon as it fills: a range not yet
+--   summarised matches every window, and a table filled in one go would otherwise be read
+--   whole by every listing until its first vacuum.
 -- * cursors by group, for one group's partitions without a scan of every cursor.
 -- * dead letters by partition, newest first, for the DLQ listing of one queue or partition.
 
@@ -24,6 +27,6 @@ UPDATE queen.partitions p
  WHERE pp.id = p.id;
 
 CREATE INDEX messages_created_at ON queen.messages USING brin (created_at)
-  WITH (pages_per_range = 16);
+  WITH (pages_per_range = 16, autosummarize = on);
 CREATE INDEX cursors_group ON queen.cursors (consumer_group);
 CREATE INDEX dead_letters_partition ON queen.dead_letters (partition_id, id);

@@ -1,7 +1,8 @@
 -- Every partition of every queue with the counters the analytics add up: stored messages are
 -- last_position - removed, queue-mode progress is the cursor, a live lease covers lease_end -
 -- position messages (docs/storage.md, "Counters"). One row per partition, no count over
--- queen.messages; retries are few (only failed deliveries write there).
+-- queen.messages; retries are few (only failed deliveries write there). Unordered: the engine
+-- orders queues and partitions by name (a database sort of every row spilled to disk).
 SELECT q.id AS queue_id, q.name AS queue_name, q.namespace, q.task, q.priority,
        q.created_at AS queue_created_at,
        p.id AS partition_id, p.name AS partition_name, p.created_at AS partition_created_at,
@@ -16,4 +17,3 @@ SELECT q.id AS queue_id, q.name AS queue_name, q.namespace, q.task, q.priority,
   LEFT JOIN (SELECT r.partition_id, count(*) AS n FROM queen.retries r
               WHERE r.consumer_group = '__QUEUE_MODE__' GROUP BY r.partition_id) r
          ON r.partition_id = p.id
- ORDER BY q.name, p.name

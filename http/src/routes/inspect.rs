@@ -35,6 +35,22 @@ fn page(q: &Query, default_limit: u64) -> Result<(i32, i32), ApiError> {
     Ok((limit as i32, offset as i32))
 }
 
+/// Refuses an `offset` deeper than listings pass over (rows skipped are read and dropped);
+/// `key` names the parameter that continues from the previous page instead.
+fn bounded_offset(offset: i32, key: &str) -> Result<(), ApiError> {
+    if offset > MessageFilter::MAX_SKIP {
+        return Err(ApiError::bad_request(
+            Code::InvalidParameter,
+            format!(
+                "`offset` may be at most {}; deeper pages continue from `{key}` (the \
+                 `nextCursor` of the previous page)",
+                MessageFilter::MAX_SKIP
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, ApiError> {
     let status = q.text("status");
     if let Some(s) = &status {
@@ -46,16 +62,7 @@ fn message_filter(q: &Query, queue: Option<String>) -> Result<MessageFilter, Api
         }
     }
     let (limit, offset) = page(q, 200)?;
-    if offset > MessageFilter::MAX_SKIP {
-        return Err(ApiError::bad_request(
-            Code::InvalidParameter,
-            format!(
-                "`offset` may be at most {}; deeper pages continue from `cursor` (the \
-                 `nextCursor` of the previous page)",
-                MessageFilter::MAX_SKIP
-            ),
-        ));
-    }
+    bounded_offset(offset, "cursor")?;
     let after = match q.text("cursor") {
         Some(t) => Some(MessageCursor::parse(&t).ok_or_else(|| {
             ApiError::bad_request(
@@ -131,6 +138,7 @@ pub(crate) async fn retry_message(app: &App, pid: &str, txid: &str) -> Result<Re
 
 pub(crate) async fn dead_letters(app: &App, q: &Query) -> Result<Resp, ApiError> {
     let (limit, offset) = page(q, 100)?;
+    bounded_offset(offset, "before")?;
     let f = DeadLetterFilter {
         queue: q.text("queue"),
         consumer_group: q.text("consumerGroup"),
