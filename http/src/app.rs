@@ -15,6 +15,7 @@ use queen_engine::Engine;
 
 use crate::auth::{Auth, Role};
 use crate::body::{self, Resp};
+use crate::console;
 use crate::error::{ApiError, Code};
 use crate::maintenance::{Maintenance, Mode};
 use crate::query::{Query, percent_decode};
@@ -73,7 +74,7 @@ pub struct App {
 }
 
 impl App {
-    /// A new application over an engine; `auth` turns on JWT checks (api.md §5).
+    /// A new application over an engine; `auth` turns on JWT checks (docs/api.md, "Operations").
     pub fn new(engine: Engine, config: HttpConfig, auth: Option<Auth>) -> Arc<App> {
         let app = Arc::new(App {
             engine,
@@ -354,6 +355,10 @@ impl App {
                         allow(post)?;
                         inspect::seek(self, g, q, Some(p), &bytes).await
                     }
+                    ["whoami"] => {
+                        allow(get)?;
+                        Ok(ops::whoami(self.auth.is_some(), principal.as_ref()))
+                    }
                     ["status"] => {
                         allow(get)?;
                         inspect::status(self).await
@@ -396,6 +401,9 @@ impl App {
                     ))),
                 }
             }
+            _ if probe => console::serve(parts.uri.path()).ok_or_else(|| {
+                ApiError::not_found(format!("no route for {m} {}", parts.uri.path()))
+            }),
             _ => Err(ApiError::not_found(format!(
                 "no route for {m} {}",
                 parts.uri.path()

@@ -11,6 +11,7 @@
 mod app;
 pub mod auth;
 mod body;
+mod console;
 pub mod error;
 mod field;
 #[cfg(test)]

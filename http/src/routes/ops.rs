@@ -1,4 +1,4 @@
-//! Operations: health, readiness, metrics (JSON and Prometheus), maintenance modes (api.md §5).
+//! Operations: health, readiness, metrics (JSON and Prometheus), maintenance modes (docs/api.md, "Operations").
 
 use std::fmt::Write as _;
 
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
+use crate::auth::{Principal, Role};
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
 use crate::maintenance::Mode;
@@ -219,4 +220,23 @@ pub(crate) async fn maintenance(
 #[derive(Deserialize)]
 struct MaintenanceIn {
     enabled: Option<bool>,
+}
+
+/// `GET /api/v1/whoami`: whether auth is on and, if so, the token's subject and role — what a
+/// client (the console) needs to offer only the actions the token may take. With auth off every
+/// caller may do everything, so the role is `admin`.
+pub(crate) fn whoami(auth_enabled: bool, principal: Option<&Principal>) -> Resp {
+    let role = match principal {
+        Some(p) => p.role.map(Role::name),
+        None if !auth_enabled => Some(Role::Admin.name()),
+        None => None,
+    };
+    body::reply(
+        StatusCode::OK,
+        &json!({
+            "authEnabled": auth_enabled,
+            "sub": principal.and_then(|p| p.sub.as_deref()),
+            "role": role,
+        }),
+    )
 }
