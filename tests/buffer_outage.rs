@@ -1,4 +1,4 @@
-//! The disk buffer against real outages (semantics.md §6): PostgreSQL stopped hard under load,
+//! The disk buffer against real outages (docs/semantics.md, "Disk buffer"): PostgreSQL stopped hard under load,
 //! and the server killed with SIGKILL while the buffer holds records. Every push answered 201
 //! must be stored exactly once, each partition in push order, and no push may fail.
 //!

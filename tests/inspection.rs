@@ -1,4 +1,4 @@
-//! The inspection and operations routes of api.md §4 (messages, dead letters, traces, consumer
+//! The inspection and operations routes of docs/api.md, "Inspection" (messages, dead letters, traces, consumer
 //! groups, status), end to end against a real PostgreSQL.
 
 #![allow(clippy::unwrap_used)]

@@ -4,7 +4,7 @@
 //!   Submit ──► (shared round trip) ──► Done
 //! ```
 //!
-//! The rules (semantics.md §3) live in the database function, which settles each
+//! The rules (docs/semantics.md, "Acks") live in the database function, which settles each
 //! (partition, group) under its cursor row lock: a `completed` commits the cursor to the message,
 //! the lowest `failed`/`retry` clamps the cursor before it whatever else the batch says, acks
 //! below the cursor are `noop` (or refused for a nack), unknown messages fail, and an ack naming

@@ -191,3 +191,132 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct TestJob {
+        id: u32,
+        items: usize,
+        keys: Vec<i64>,
+    }
+
+    impl Job for TestJob {
+        fn items(&self) -> usize {
+            self.items
+        }
+        fn keys(&self) -> &[i64] {
+            &self.keys
+        }
+    }
+
+    fn job(id: u32, keys: &[i64]) -> TestJob {
+        TestJob {
+            id,
+            items: 1,
+            keys: keys.to_vec(),
+        }
+    }
+
+    fn ids(jobs: &[TestJob]) -> Vec<u32> {
+        jobs.iter().map(|j| j.id).collect()
+    }
+
+    fn queue(jobs: Vec<TestJob>, running: &[i64]) -> Queue<TestJob> {
+        Queue {
+            waiting: jobs.into(),
+            running: vec![(0, running.iter().copied().collect())],
+            next_id: 1,
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_every_waiting_job_free_of_running_keys_in_order() {
+        let mut q = queue(
+            vec![job(1, &[2]), job(2, &[1]), job(3, &[3]), job(4, &[])],
+            &[1],
+        );
+        let (jobs, keys) = q.take(100).unwrap_or_default();
+        assert_eq!(ids(&jobs), [1, 3, 4]);
+        assert_eq!(keys, HashSet::from([2, 3]));
+        assert_eq!(ids(q.waiting.make_contiguous()), [2]);
+    }
+
+    #[test]
+    fn the_oldest_job_is_never_overtaken_while_its_keys_are_held() {
+        let mut q = queue(vec![job(1, &[1]), job(2, &[2])], &[1]);
+        assert!(q.take(100).is_none());
+        assert_eq!(ids(q.waiting.make_contiguous()), [1, 2]);
+    }
+
+    #[test]
+    fn a_batch_stops_growing_at_max_items_and_leaves_the_rest_in_order() {
+        let big = |id| TestJob {
+            id,
+            items: 3,
+            keys: Vec::new(),
+        };
+        let mut q = queue(vec![big(1), big(2), big(3), big(4)], &[]);
+        let (jobs, _) = q.take(5).unwrap_or_default();
+        // Items are counted before a job is added: the batch may pass the bound by one job.
+        assert_eq!(ids(&jobs), [1, 2]);
+        assert_eq!(ids(q.waiting.make_contiguous()), [3, 4]);
+    }
+
+    /// A started batch: its job ids, and the go-ahead that lets it finish.
+    type Started = (Vec<u32>, tokio::sync::oneshot::Sender<()>);
+
+    /// A batcher whose batches report their jobs and then wait for the test's go-ahead.
+    fn gated(max_in_flight: usize) -> (Batcher<TestJob>, mpsc::UnboundedReceiver<Started>) {
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let config = BatchConfig {
+            max_in_flight,
+            ..BatchConfig::default()
+        };
+        let b = Batcher::start(config, move |jobs: Vec<TestJob>| {
+            let started_tx = started_tx.clone();
+            async move {
+                let (go_tx, go) = tokio::sync::oneshot::channel();
+                let _ = started_tx.send((ids(&jobs), go_tx));
+                let _ = go.await;
+            }
+        });
+        (b, started)
+    }
+
+    #[tokio::test]
+    async fn jobs_that_arrive_while_every_slot_is_busy_share_the_next_batch() {
+        let (b, mut started) = gated(1);
+        assert!(b.submit(job(1, &[])).is_ok());
+        let (first, release) = started.recv().await.expect("a batch started");
+        assert_eq!(first, [1]);
+        for id in 2..=4 {
+            assert!(b.submit(job(id, &[])).is_ok());
+        }
+        let _ = release.send(());
+        let (second, release) = started.recv().await.expect("a batch started");
+        assert_eq!(second, [2, 3, 4]);
+        let _ = release.send(());
+    }
+
+    #[tokio::test]
+    async fn disjoint_keys_run_side_by_side_and_shared_keys_one_after_the_other() {
+        let (b, mut started) = gated(2);
+        assert!(b.submit(job(1, &[7])).is_ok());
+        let (first, release_first) = started.recv().await.expect("a batch started");
+        assert_eq!(first, [1]);
+        // Job 3 shares job 1's key; job 2 does not and takes the free slot at once.
+        assert!(b.submit(job(2, &[8])).is_ok());
+        assert!(b.submit(job(3, &[7])).is_ok());
+        let (second, release_second) = started.recv().await.expect("a batch started");
+        assert_eq!(second, [2], "job 3 must wait for job 1's key");
+        assert!(started.try_recv().is_err(), "job 3 started beside job 1");
+        let _ = release_first.send(());
+        let (third, release_third) = started.recv().await.expect("a batch started");
+        assert_eq!(third, [3]);
+        let _ = release_second.send(());
+        let _ = release_third.send(());
+    }
+}

@@ -84,3 +84,64 @@ impl GroupCache {
         set.insert((queue.to_owned(), group.to_owned()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(n: u128, num: i64, encrypted: bool) -> Target {
+        Target {
+            id: Uuid::from_u128(n),
+            num,
+            encrypted,
+        }
+    }
+
+    #[test]
+    fn partitions_are_found_by_queue_and_name() {
+        let c = PartitionCache::default();
+        assert_eq!(c.get("q", "p"), None);
+        c.insert("q".into(), "p".into(), target(1, 10, false));
+        c.insert("q".into(), "r".into(), target(2, 11, false));
+        c.insert("other".into(), "p".into(), target(3, 12, false));
+        assert_eq!(c.get("q", "p"), Some(target(1, 10, false)));
+        assert_eq!(c.get("q", "r"), Some(target(2, 11, false)));
+        assert_eq!(c.get("other", "p"), Some(target(3, 12, false)));
+        assert_eq!(c.get("q", "missing"), None);
+    }
+
+    #[test]
+    fn the_last_insert_sets_the_queues_encryption_for_all_its_partitions() {
+        let c = PartitionCache::default();
+        c.insert("q".into(), "p".into(), target(1, 10, false));
+        c.insert("q".into(), "r".into(), target(2, 11, true));
+        assert!(c.get("q", "p").is_some_and(|t| t.encrypted));
+    }
+
+    #[test]
+    fn invalidating_a_queue_forgets_only_its_partitions() {
+        let c = PartitionCache::default();
+        c.insert("q".into(), "p".into(), target(1, 10, false));
+        c.insert("keep".into(), "p".into(), target(2, 11, false));
+        c.invalidate_queue("q");
+        assert_eq!(c.get("q", "p"), None);
+        assert_eq!(c.get("keep", "p"), Some(target(2, 11, false)));
+    }
+
+    #[test]
+    fn the_group_cache_is_bounded() {
+        let c = GroupCache::default();
+        c.insert("q", "g0");
+        assert!(c.ensured("q", "g0"));
+        assert!(!c.ensured("q", "g1"));
+        assert!(!c.ensured("other", "g0"));
+        for i in 1..GroupCache::CAP {
+            c.insert("q", &format!("g{i}"));
+        }
+        assert!(c.ensured("q", "g0"), "full, not over");
+        c.insert("q", "one-more");
+        assert!(c.ensured("q", "one-more"));
+        assert!(!c.ensured("q", "g0"), "past the cap it starts over");
+        assert_eq!(c.pairs.read().map(|s| s.len()).unwrap_or(0), 1);
+    }
+}

@@ -1,4 +1,4 @@
-//! Payload encryption at rest (semantics.md §8): AES-256-GCM under the server key
+//! Payload encryption at rest (docs/semantics.md, "Encryption"): AES-256-GCM under the server key
 //! (`QUEEN_ENCRYPTION_KEY`, 64 hex characters), a fresh random 96-bit nonce per message.
 //!
 //! Stored form: `nonce (12 bytes) || ciphertext || tag (16 bytes)` in `messages.encrypted`, with

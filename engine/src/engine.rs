@@ -43,7 +43,7 @@ pub struct EngineConfig {
     /// The payload cipher (`QUEEN_ENCRYPTION_KEY`); queues with encryption on refuse pushes
     /// without it.
     pub cipher: Option<crate::crypto::Cipher>,
-    /// How often the retention job runs (semantics.md §7); zero: never in the background (only
+    /// How often the retention job runs (docs/semantics.md, "Retention"); zero: never in the background (only
     /// through [`Engine::run_retention`]).
     pub retention_interval: Duration,
     /// Rows the retention job deletes per statement.
@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// The shared dashboard figures.
     pub analytics: crate::analytics::Analytics,
+    /// This server's view of the shared maintenance modes.
+    pub(crate) maintenance: crate::maintenance::Maintenance,
     pub buffer: Option<Arc<DiskBuffer>>,
     /// The cross-server wake-up listener, stopped with the engine.
     pub listener: Option<tokio::task::JoinHandle<()>>,
@@ -312,6 +314,7 @@ impl Engine {
                 config: config.clone(),
                 metrics: Metrics::default(),
                 analytics: crate::analytics::Analytics::new(config.analytics),
+                maintenance: crate::maintenance::Maintenance::default(),
                 buffer,
                 listener,
             }
@@ -341,7 +344,7 @@ impl Engine {
         Ok(Engine { inner })
     }
 
-    /// Pushes a batch of items atomically (api.md §2.1). With a disk buffer, a push goes to the
+    /// Pushes a batch of items atomically (docs/api.md, "Messages"). With a disk buffer, a push goes to the
     /// buffer instead of failing when the database is unreachable, and goes behind buffered
     /// records of its partitions (see [`buffer`](crate::buffer)).
     pub async fn push(&self, mut items: Vec<PushItem>) -> Result<Vec<PushOutcome>, EngineError> {
@@ -457,7 +460,7 @@ impl Engine {
         }
     }
 
-    /// Pops; with `wait`, holds until messages arrive or the time is up (api.md §2.2).
+    /// Pops; with `wait`, holds until messages arrive or the time is up (docs/api.md, "Messages").
     pub async fn pop(
         &self,
         req: &PopRequest,
@@ -466,12 +469,12 @@ impl Engine {
         pop::pop(&self.inner, req, wait).await
     }
 
-    /// Acknowledges messages (api.md §2.3); one outcome per item.
+    /// Acknowledges messages (docs/api.md, "Messages"); one outcome per item.
     pub async fn ack(&self, items: Vec<AckItem>) -> Result<Vec<AckOutcome>, EngineError> {
         ack::ack(&self.inner, items).await
     }
 
-    /// Extends a live lease (api.md §2.5).
+    /// Extends a live lease (docs/api.md, "Messages").
     pub async fn extend_lease(
         &self,
         lease_id: Uuid,
@@ -496,7 +499,7 @@ impl Engine {
         })
     }
 
-    /// Runs pushes and acks atomically (api.md §2.4).
+    /// Runs pushes and acks atomically (docs/api.md, "Messages").
     pub async fn transaction(
         &self,
         ops: Vec<TxOperation>,
@@ -505,7 +508,7 @@ impl Engine {
         transaction::run(&self.inner, ops, required_leases).await
     }
 
-    /// Creates or updates a queue (api.md §3.1).
+    /// Creates or updates a queue (docs/api.md, "Queues").
     pub async fn configure(
         &self,
         queue: &str,
@@ -586,6 +589,16 @@ impl Engine {
     /// The database pool.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    /// Whether the database answers a round trip on the hot pool within `timeout`.
+    pub async fn ping(&self, timeout: std::time::Duration) -> bool {
+        use queen_wire::Client as _;
+        let ping = self
+            .inner
+            .pool
+            .send(queen_wire::Pipeline::new().sync_owned());
+        matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 pub mod inspect;
 pub mod limits;
+pub mod maintenance;
 pub mod model;
 mod pop;
 mod push;
@@ -39,3 +40,5 @@ pub use error::EngineError;
 pub use limits::check_name;
 pub use model::*;
 pub use push::check_json_escapes;
+/// Timestamps as the engine reads and writes them (microseconds since the Unix epoch, UTC).
+pub use queen_wire::Timestamp;

@@ -1,4 +1,4 @@
-//! The engine's request and result types. They mirror the API contract (`api.md`) but carry no
+//! The engine's request and result types. They mirror the API contract (docs/api.md) but carry no
 //! HTTP or JSON machinery: payloads are JSON text, validated by the caller.
 
 use queen_wire::Timestamp;

@@ -1,4 +1,4 @@
-//! The retention job (semantics.md §7): deletes messages past `retentionSeconds`, committed
+//! The retention job (docs/semantics.md, "Retention"): deletes messages past `retentionSeconds`, committed
 //! messages past `completedRetentionSeconds`, and partitions left empty, for queues with
 //! `retentionEnabled`.
 //!

@@ -1,4 +1,4 @@
-//! Transactions: pushes and acks applied atomically (api.md §2.4).
+//! Transactions: pushes and acks applied atomically (docs/api.md, "Messages").
 //!
 //! ```text
 //!   Resolve ──(unknown partitions)──► Ensure ──► Commit ──► Done

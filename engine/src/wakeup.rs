@@ -189,3 +189,66 @@ pub(crate) fn start_listener(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_reaches_every_waiter_of_its_queue_and_no_other() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let hub = WakeHub::default();
+        let (a1, a2, b) = (hub.signal("a"), hub.signal("a"), hub.signal("b"));
+        assert_eq!(hub.queues(), 2);
+        let (w1, w2, wb) = (
+            a1.notify.notified(),
+            a2.notify.notified(),
+            b.notify.notified(),
+        );
+        tokio::pin!(w1, w2, wb);
+        // Registered before the wake, as a pop does before it looks for messages.
+        w1.as_mut().enable();
+        w2.as_mut().enable();
+        wb.as_mut().enable();
+        hub.wake("a");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(w1.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(w2.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(
+            wb.as_mut().poll(&mut cx),
+            Poll::Pending,
+            "`b` was not pushed to"
+        );
+        hub.wake_all();
+        assert_eq!(wb.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_queue_leaves_the_hub_with_its_last_holder() {
+        let hub = WakeHub::default();
+        let first = hub.signal("q");
+        let second = hub.signal("q");
+        assert_eq!(hub.queues(), 1);
+        drop(first);
+        assert_eq!(hub.queues(), 1, "still held");
+        drop(second);
+        assert_eq!(hub.queues(), 0);
+        // Made-up names leave nothing behind.
+        for i in 0..1000 {
+            drop(hub.signal(&format!("nobody-{i}")));
+        }
+        assert_eq!(hub.queues(), 0);
+    }
+
+    #[test]
+    fn waiting_counts_add_up_per_queue() {
+        let hub = WakeHub::default();
+        let (a, b) = (hub.signal("a"), hub.signal("b"));
+        a.waiting.fetch_add(2, Ordering::Relaxed);
+        b.waiting.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(hub.waiting("a"), 2);
+        assert_eq!(hub.waiting("missing"), 0);
+        assert_eq!(hub.total_waiting(), 5);
+    }
+}

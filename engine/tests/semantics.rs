@@ -1,4 +1,4 @@
-//! One test per rule of semantics.md §§2–5, against a real PostgreSQL.
+//! One test per rule of docs/semantics.md, against a real PostgreSQL.
 
 #![allow(clippy::unwrap_used)]
 

@@ -17,11 +17,11 @@ use crate::auth::{Auth, Role};
 use crate::body::{self, Resp};
 use crate::console;
 use crate::error::{ApiError, Code};
-use crate::maintenance::{Maintenance, Mode};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
 use crate::routes::{inspect, ops, queues};
 use crate::stats::{RequestStats, Throughput};
+use queen_engine::maintenance::Mode;
 
 /// HTTP settings.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,6 @@ pub struct App {
     pub(crate) requests: RequestStats,
     pub(crate) throughput: Throughput,
     pub(crate) auth: Option<Auth>,
-    pub(crate) maintenance: Maintenance,
     /// Bytes of request bodies being read or served, at most `body_budget_bytes`.
     pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
@@ -83,7 +82,6 @@ impl App {
             requests: RequestStats::default(),
             throughput: Throughput::default(),
             auth,
-            maintenance: Maintenance::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(config.body_budget_bytes)),
             ready: AtomicBool::new(true),
         });
@@ -91,7 +89,7 @@ impl App {
         tokio::spawn(async move {
             loop {
                 let Some(app) = weak.upgrade() else { return };
-                app.maintenance.refresh(&app.engine).await;
+                app.engine.refresh_maintenance().await;
                 let every = app.config.settings_refresh;
                 drop(app);
                 tokio::time::sleep(every).await;
@@ -121,7 +119,7 @@ impl App {
 
     /// Whether a maintenance mode is on on this server.
     pub(crate) fn maintenance_on(&self, mode: Mode) -> bool {
-        self.maintenance.is_on(&self.engine, mode)
+        self.engine.maintenance_on(mode)
     }
 
     /// The request statistics.

@@ -17,7 +17,6 @@ mod field;
 #[cfg(test)]
 mod fuzz;
 mod json_out;
-mod maintenance;
 pub mod query;
 mod routes;
 pub mod stats;

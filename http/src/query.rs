@@ -4,6 +4,10 @@ use crate::error::{ApiError, Code};
 
 /// Decodes `%XX` escapes (and `+` as space, as in form encoding). `None` for bad escapes,
 /// invalid UTF-8 or a NUL character (PostgreSQL text cannot hold it).
+/// Strict on purpose, which is why the `percent-encoding` crate is not used: it passes a
+/// malformed escape (`%zz`, a lone `%`) through as text, where this answers None and the caller
+/// refuses the request (`400 invalid_path` / `invalid_parameter`), and a NUL byte is refused
+/// here for PostgreSQL's sake.
 pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -72,7 +76,7 @@ impl Query {
     }
 
     /// An RFC 3339 timestamp; anything else is a 400 naming `key`.
-    pub fn timestamp(&self, key: &str) -> Result<Option<queen_wire::Timestamp>, ApiError> {
+    pub fn timestamp(&self, key: &str) -> Result<Option<queen_engine::Timestamp>, ApiError> {
         match self.get(key).filter(|s| !s.is_empty()) {
             None => Ok(None),
             Some(s) => crate::time::parse(s).map(Some).ok_or_else(|| {

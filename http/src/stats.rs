@@ -99,7 +99,7 @@ pub struct Throughput {
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
-    at: queen_wire::Timestamp,
+    at: queen_engine::Timestamp,
     counts: [u64; 3],
 }
 
@@ -115,7 +115,7 @@ impl Throughput {
             s.pop_front();
         }
         s.push_back(Sample {
-            at: queen_wire::Timestamp::now(),
+            at: queen_engine::Timestamp::now(),
             counts,
         });
     }

@@ -3,15 +3,15 @@
 //! timestamps are RFC 3339 UTC with microseconds (see [`crate::time`]).
 
 use queen_engine::QueueOptions;
+use queen_engine::Timestamp;
 use queen_engine::analytics::{Counts, GroupPartition, GroupStats, QueueStats, Snapshot};
 use queen_engine::inspect::{DeadLetter, MessagePage, MessageSummary};
-use queen_wire::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
 
 /// Timestamps as the API writes them.
 mod ts {
-    use queen_wire::Timestamp;
+    use queen_engine::Timestamp;
     use serde::Serializer;
 
     pub(super) fn one<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {

@@ -429,7 +429,7 @@ async function dlqPage(view) {
   if (page.nextCursor) next.set("before", page.nextCursor);
   view.append(
     h("h1", {}, "Dead letters"),
-    h("p", { class: "muted" }, `${fmt(page.total)} dead letters match.`),
+    h("p", { class: "muted" }, `Matching: ${fmt(page.total)}.`),
     filterForm([["queue", "Queue"], ["consumerGroup", "Consumer group"], ["partition", "Partition"]], p, "#/dlq"),
     h(
       "div",

@@ -1,5 +1,5 @@
 //! The disk buffer: pushes stay durable while PostgreSQL is unreachable and are replayed exactly
-//! once when it returns (semantics.md §6).
+//! once when it returns (docs/semantics.md, "Disk buffer").
 //!
 //! **Routing.** A push goes to the database unless (a) push maintenance is on, or (b) one of its
 //! partitions still has records in the buffer — then it goes behind them, so each partition's

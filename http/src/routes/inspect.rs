@@ -4,10 +4,10 @@
 //! answers with the shapes of [`crate::views`].
 
 use hyper::StatusCode;
+use queen_engine::Timestamp;
 use queen_engine::inspect::{
     DeadLetterFilter, MessageCursor, MessageFilter, SeekTarget, TraceEvent,
 };
-use queen_wire::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -1,5 +1,5 @@
 //! Messages: push, the three pops, ack and batch ack, transactions, lease extension
-//! (api.md §2).
+//! (docs/api.md, "Messages").
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,10 +20,10 @@ use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
 use crate::field::Text;
 use crate::json_out::Obj;
-use crate::maintenance::Mode;
 use crate::query::Query;
 use crate::time;
 use queen_engine::limits::{ACK_ITEMS_MAX, PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
+use queen_engine::maintenance::Mode;
 
 // ---- push ---------------------------------------------------------------------------------
 

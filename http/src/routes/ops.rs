@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use queen_wire::Client;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -12,17 +11,10 @@ use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
-use crate::maintenance::Mode;
+use queen_engine::maintenance::Mode;
 
 pub(crate) async fn health(app: &App) -> Resp {
-    let ping = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        app.engine
-            .pool()
-            .send(queen_wire::Pipeline::new().sync_owned()),
-    )
-    .await;
-    let ok = matches!(ping, Ok(Ok(_)));
+    let ok = app.engine.ping(std::time::Duration::from_secs(2)).await;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -209,7 +201,7 @@ pub(crate) async fn maintenance(
         let enabled = m.enabled.ok_or_else(|| {
             ApiError::bad_request(Code::InvalidRequest, "`enabled` (boolean) is required")
         })?;
-        app.maintenance.set(&app.engine, mode, enabled).await?;
+        app.engine.set_maintenance(mode, enabled).await?;
     }
     Ok(body::reply(
         StatusCode::OK,

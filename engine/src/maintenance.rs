@@ -1,4 +1,4 @@
-//! Maintenance modes (api.md §5), shared by every server through the settings table.
+//! Maintenance modes (docs/api.md, "Operations"), shared by every server through the settings table.
 //!
 //! Each server holds the modes in memory (pop maintenance here, push maintenance in the
 //! engine's disk buffer) and re-reads the settings every `settings_refresh`. A change made
@@ -9,6 +9,9 @@
 //! while it was reading — so what it read was committed after every change it could undo. The
 //! lock over the two counters is never held across an `.await`.
 //!
+//! The HTTP layer calls [`Engine::set_maintenance`], [`Engine::maintenance_on`] and, every
+//! `SETTINGS_REFRESH`, [`Engine::refresh_maintenance`].
+//!
 //! Cancel-safety: a change cancelled while storing leaves flight (a drop guard) and may leave
 //! memory ahead of the database; the next refresh reads the stored value and applies it, so
 //! every server agrees again within one refresh interval.
@@ -16,11 +19,12 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use queen_engine::{Engine, EngineError};
+use crate::engine::Engine;
+use crate::error::EngineError;
 
 /// One of the two maintenance modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Pops answer empty.
     Pop,
     /// Every push goes to the disk buffer; replay pauses.
@@ -129,5 +133,22 @@ impl Maintenance {
         self.changes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Engine {
+    /// Whether maintenance `mode` is on on this server.
+    pub fn maintenance_on(&self, mode: Mode) -> bool {
+        self.inner().maintenance.is_on(self, mode)
+    }
+
+    /// Turns maintenance `mode` on or off here and for every server attached to the database.
+    pub async fn set_maintenance(&self, mode: Mode, on: bool) -> Result<(), EngineError> {
+        self.inner().maintenance.set(self, mode, on).await
+    }
+
+    /// Re-reads the modes other servers may have changed.
+    pub async fn refresh_maintenance(&self) {
+        self.inner().maintenance.refresh(self).await;
     }
 }
