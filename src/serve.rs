@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// in milliseconds.
     #[arg(long, env = "SETTINGS_REFRESH", default_value_t = 2_000)]
     settings_refresh_ms: u64,
+    /// How old the status and analytics figures may be, in milliseconds: younger ones are served
+    /// as they are, older ones while one refresh runs behind them (docs/storage.md, "Counters").
+    #[arg(long, env = "ANALYTICS_MAX_AGE", default_value_t = 1_000)]
+    analytics_max_age_ms: u64,
 }
 
 /// Authentication flags (Queen's variables and defaults).
@@ -335,6 +339,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
+    engine_config.analytics.max_age = Duration::from_millis(args.analytics_max_age_ms);
+    engine_config.analytics.stale_limit = engine_config
+        .analytics
+        .stale_limit
+        .max(engine_config.analytics.max_age * 2);
     let pools = queen_engine::Pools {
         hot: pool.clone(),
         admin: admin_pool,
