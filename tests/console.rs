@@ -202,30 +202,40 @@ impl Browser {
 }
 
 /// A queue with three messages, one of them dead-lettered with an error.
-async fn seed(s: &Server, auth: Option<&str>) -> (String, String) {
-    let headers: Vec<(&str, String)> = auth
-        .map(|t| vec![("Authorization", format!("Bearer {t}"))])
+/// One API request with the token `auth` (if any); the answer must be a success.
+async fn api(
+    s: &Server,
+    auth: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let bearer = auth.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
         .unwrap_or_default();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = body.map(|b| b.to_string());
+    let r = support::request_with(
+        s.port,
+        method,
+        path,
+        body.as_deref().map(str::as_bytes),
+        &headers,
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.status < 300,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+async fn seed(s: &Server, auth: Option<&str>) -> (String, String) {
     let call = |method: &'static str, path: &'static str, body: Value| {
-        let headers = headers.clone();
-        async move {
-            let r = support::request_with(
-                s.port,
-                method,
-                path,
-                Some(body.to_string().as_bytes()),
-                &headers,
-            )
-            .await
-            .unwrap();
-            assert!(
-                r.status < 300,
-                "{path}: {}",
-                String::from_utf8_lossy(&r.body)
-            );
-            r.json()
-        }
+        api(s, auth, method, path, (!body.is_null()).then_some(body))
     };
     call(
         "POST",
@@ -273,15 +283,9 @@ async fn seed(s: &Server, auth: Option<&str>) -> (String, String) {
 }
 
 async fn dlq_total(s: &Server, auth: Option<&str>) -> i64 {
-    let bearer = auth.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| vec![("Authorization", b)])
-        .unwrap_or_default();
-    let r = support::request_with(s.port, "GET", "/api/v1/dlq?queue=ui-orders", None, &headers)
-        .await
-        .unwrap();
-    r.json()["total"].as_i64().unwrap()
+    api(s, auth, "GET", "/api/v1/dlq?queue=ui-orders", None).await["total"]
+        .as_i64()
+        .unwrap()
 }
 
 #[tokio::test]

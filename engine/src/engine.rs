@@ -516,10 +516,10 @@ impl Engine {
         task: Option<&str>,
         o: &QueueOptions,
     ) -> Result<QueueInfo, EngineError> {
-        crate::limits::check_name("queue", queue).map_err(EngineError::Invalid)?;
+        crate::limits::check_name("queue", queue).map_err(EngineError::InvalidName)?;
         for (what, tag) in [("namespace", namespace), ("task", task)] {
             if let Some(t) = tag {
-                crate::limits::check_name(what, t).map_err(EngineError::Invalid)?;
+                crate::limits::check_name(what, t).map_err(EngineError::InvalidName)?;
             }
         }
         let st = self.inner.st()?;

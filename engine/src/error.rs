@@ -35,6 +35,10 @@ pub enum EngineError {
     /// The request is invalid: the caller's mistake (the HTTP layer answers 400).
     #[error("{0}")]
     Invalid(String),
+    /// A queue, partition, namespace or task name breaks the naming rules (the caller's
+    /// mistake; checked once, here, for every route that takes one).
+    #[error("{0}")]
+    InvalidName(String),
     /// The request raced a change it depends on, e.g. its queue was deleted while it ran
     /// (the HTTP layer answers 409); repeating it may succeed.
     #[error("{0}")]
@@ -77,6 +81,7 @@ impl EngineError {
             EngineError::Db(e) => e.is_connection(),
             EngineError::Migration { cause, .. } => cause.is_connection(),
             EngineError::Invalid(_)
+            | EngineError::InvalidName(_)
             | EngineError::Conflict(_)
             | EngineError::Internal(_)
             | EngineError::Buffer(_)

@@ -103,9 +103,9 @@ impl Drop for Parked<'_> {
 }
 
 fn validate(req: &PopRequest) -> Result<(), EngineError> {
-    check_name("queue", &req.queue).map_err(EngineError::Invalid)?;
+    check_name("queue", &req.queue).map_err(EngineError::InvalidName)?;
     if let Some(p) = &req.partition {
-        check_name("partition", p).map_err(EngineError::Invalid)?;
+        check_name("partition", p).map_err(EngineError::InvalidName)?;
     }
     check_name("consumer group", &req.consumer_group).map_err(EngineError::Invalid)?;
     if let Some(w) = &req.worker_id {

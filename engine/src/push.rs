@@ -161,15 +161,16 @@ pub(crate) fn validate(items: &[PushItem]) -> Result<(), EngineError> {
     for (i, it) in items.iter().enumerate() {
         check_name("queue", &it.queue)
             .and_then(|()| check_name("partition", &it.partition))
-            .and_then(|()| match &it.transaction_id {
-                Some(t) => check_transaction_id("transactionId", t),
-                None => Ok(()),
-            })
-            .and_then(|()| match &it.producer_sub {
-                Some(s) => check_text("producer", s, PRODUCER_MAX),
-                None => Ok(()),
-            })
-            .map_err(|e| EngineError::Invalid(format!("item {i}: {e}")))?;
+            .map_err(|e| EngineError::InvalidName(format!("items[{i}]: {e}")))?;
+        match &it.transaction_id {
+            Some(t) => check_transaction_id("transactionId", t),
+            None => Ok(()),
+        }
+        .and_then(|()| match &it.producer_sub {
+            Some(s) => check_text("producer", s, PRODUCER_MAX),
+            None => Ok(()),
+        })
+        .map_err(|e| EngineError::Invalid(format!("items[{i}]: {e}")))?;
     }
     Ok(())
 }

@@ -21,42 +21,41 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// An asset from `http/ui/`: served at `/` for `index.html`, at `/ui/<file>` otherwise.
+macro_rules! asset {
+    ($path:literal, $file:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../ui/", $file)),
+        }
+    };
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../ui/index.html"),
-    },
-    Asset {
-        path: "/ui/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../ui/app.js"),
-    },
-    Asset {
-        path: "/ui/app.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../ui/app.css"),
-    },
-    Asset {
-        path: "/ui/favicon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../ui/favicon.svg"),
-    },
-    Asset {
-        path: "/ui/vendor/uplot/uPlot.iife.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../ui/vendor/uplot/uPlot.iife.min.js"),
-    },
-    Asset {
-        path: "/ui/vendor/uplot/uPlot.min.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../ui/vendor/uplot/uPlot.min.css"),
-    },
-    Asset {
-        path: "/ui/vendor/uplot/LICENSE",
-        content_type: "text/plain; charset=utf-8",
-        bytes: include_bytes!("../ui/vendor/uplot/LICENSE"),
-    },
+    asset!("/", "index.html", HTML),
+    asset!("/ui/app.js", "app.js", JS),
+    asset!("/ui/app.css", "app.css", CSS),
+    asset!("/ui/favicon.svg", "favicon.svg", "image/svg+xml"),
+    asset!(
+        "/ui/vendor/uplot/uPlot.iife.min.js",
+        "vendor/uplot/uPlot.iife.min.js",
+        JS
+    ),
+    asset!(
+        "/ui/vendor/uplot/uPlot.min.css",
+        "vendor/uplot/uPlot.min.css",
+        CSS
+    ),
+    asset!(
+        "/ui/vendor/uplot/LICENSE",
+        "vendor/uplot/LICENSE",
+        "text/plain; charset=utf-8"
+    ),
 ];
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \

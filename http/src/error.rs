@@ -175,6 +175,7 @@ impl From<EngineError> for ApiError {
         use StatusCode as S;
         match &e {
             EngineError::Invalid(m) => ApiError::bad_request(Code::InvalidRequest, m.clone()),
+            EngineError::InvalidName(m) => ApiError::bad_request(Code::InvalidName, m.clone()),
             EngineError::Conflict(m) => ApiError::new(S::CONFLICT, Code::Conflict, m.clone()),
             EngineError::Buffer(m) => ApiError::new(
                 S::SERVICE_UNAVAILABLE,

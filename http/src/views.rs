@@ -54,11 +54,21 @@ impl From<&Counts> for CountsView {
 }
 
 /// `{total, pending, processing}` of a queue in a list.
-#[derive(Serialize)]
+#[derive(Serialize, Default, Clone, Copy)]
 pub(crate) struct Depth {
     total: i64,
     pending: i64,
     processing: i64,
+}
+
+impl Depth {
+    fn of(c: &Counts) -> Depth {
+        Depth {
+            total: c.total,
+            pending: c.pending,
+            processing: c.processing,
+        }
+    }
 }
 
 /// A queue in `GET /resources/queues` and `/status/queues`.
@@ -87,11 +97,7 @@ impl<'a> From<&'a QueueStats> for QueueItem<'a> {
             priority: q.priority,
             created_at: q.created_at,
             partitions: q.partitions.len(),
-            messages: Depth {
-                total: q.totals.total,
-                pending: q.totals.pending,
-                processing: q.totals.processing,
-            },
+            messages: Depth::of(&q.totals),
             dead_letter: q.totals.dead_letter,
         }
     }
@@ -218,59 +224,55 @@ impl<'a> QueueDetail<'a> {
     }
 }
 
-/// Queues grouped by a tag, in `/resources/namespaces` and `/resources/tasks`.
-#[derive(Serialize)]
-pub(crate) struct TagGroup {
-    #[serde(skip)]
-    tag: String,
-    queues: usize,
-    partitions: usize,
-    messages: Depth,
-}
-
-/// The groups of one tag, keyed `namespace` or `task` in the answer.
+/// Queues grouped by a tag (`key`: `namespace` or `task`), in `/resources/namespaces` and
+/// `/resources/tasks`: one entry per tag, in the order its first queue comes.
 pub(crate) fn by_tag(
     s: &Snapshot,
     tag: impl Fn(&QueueStats) -> Option<&String>,
     key: &'static str,
 ) -> serde_json::Value {
-    let mut groups: Vec<TagGroup> = Vec::new();
+    let mut groups: Vec<(&str, usize, usize, Depth)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for q in &s.queues {
         let Some(t) = tag(q) else { continue };
-        let g = match groups.iter().position(|g| &g.tag == t) {
-            Some(i) => &mut groups[i],
-            None => {
-                groups.push(TagGroup {
-                    tag: t.clone(),
-                    queues: 0,
-                    partitions: 0,
-                    messages: Depth {
-                        total: 0,
-                        pending: 0,
-                        processing: 0,
-                    },
-                });
-                let last = groups.len() - 1;
-                &mut groups[last]
-            }
-        };
-        g.queues += 1;
-        g.partitions += q.partitions.len();
-        g.messages.total += q.totals.total;
-        g.messages.pending += q.totals.pending;
-        g.messages.processing += q.totals.processing;
+        let at = *index.entry(t.as_str()).or_insert_with(|| {
+            groups.push((t.as_str(), 0, 0, Depth::default()));
+            groups.len() - 1
+        });
+        let (_, queues, partitions, depth) = &mut groups[at];
+        *queues += 1;
+        *partitions += q.partitions.len();
+        depth.total += q.totals.total;
+        depth.pending += q.totals.pending;
+        depth.processing += q.totals.processing;
     }
     let items: Vec<serde_json::Value> = groups
         .iter()
-        .map(|g| {
-            let mut v = serde_json::to_value(g).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.insert(key.to_owned(), g.tag.clone().into());
-            }
-            v
+        .map(|(t, queues, partitions, depth)| {
+            serde_json::json!({ key: t, "queues": queues, "partitions": partitions, "messages": depth })
         })
         .collect();
     serde_json::json!({ format!("{key}s"): items, "asOf": crate::time::format(s.as_of) })
+}
+
+/// `GET /status`: the overview with the server's rates, disk buffer and uptime.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Status {
+    #[serde(flatten)]
+    pub(crate) overview: Overview,
+    pub(crate) throughput: serde_json::Value,
+    pub(crate) buffer: Option<BufferBrief>,
+    pub(crate) uptime_seconds: u64,
+}
+
+/// The disk buffer in `/status`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BufferBrief {
+    pub(crate) pending: u64,
+    pub(crate) failed: u64,
+    pub(crate) db_healthy: bool,
 }
 
 /// `GET /resources/overview` (and the base of `/status`).

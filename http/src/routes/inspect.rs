@@ -372,21 +372,16 @@ pub(crate) async fn seek(
 
 pub(crate) async fn status(app: &App) -> Result<Resp, ApiError> {
     let snap = app.engine.analytics().await?;
-    let mut v = serde_json::to_value(views::Overview::from(&*snap)).unwrap_or_default();
-    if let Value::Object(m) = &mut v {
-        m.insert("throughput".into(), app.throughput.rates());
-        m.insert(
-            "buffer".into(),
-            app.engine.buffer_status().map_or(
-                Value::Null,
-                |b| json!({"pending": b.pending, "failed": b.failed, "dbHealthy": b.db_healthy}),
-            ),
-        );
-        m.insert(
-            "uptimeSeconds".into(),
-            json!(app.started.elapsed().as_secs()),
-        );
-    }
+    let v = views::Status {
+        overview: views::Overview::from(&*snap),
+        throughput: app.throughput.rates(),
+        buffer: app.engine.buffer_status().map(|b| views::BufferBrief {
+            pending: b.pending,
+            failed: b.failed,
+            db_healthy: b.db_healthy,
+        }),
+        uptime_seconds: app.started.elapsed().as_secs(),
+    };
     Ok(body::reply(StatusCode::OK, &v))
 }
 

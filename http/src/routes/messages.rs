@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
-    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult, check_name,
+    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -128,11 +128,6 @@ pub(crate) fn parse_items(
         })?;
         let partition =
             opt_text(it.partition, "partition", i)?.unwrap_or(Cow::Borrowed(DEFAULT_PARTITION));
-        for (what, name) in [("queue", &queue), ("partition", &partition)] {
-            check_name(what, name).map_err(|e| {
-                ApiError::bad_request(Code::InvalidName, format!("items[{i}]: {e}"))
-            })?;
-        }
         let transaction_id = opt_text(it.transaction_id, "transactionId", i)?;
         match transaction_id.as_deref() {
             Some("") => {
@@ -296,7 +291,6 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
     let wait = wait.then(|| Duration::from_millis(timeout_ms));
     let result = match target {
         PopTarget::Queue(queue) => {
-            check_name("queue", &queue).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
             let req = PopRequest {
                 queue,
                 partitions: base.partitions,
@@ -305,9 +299,6 @@ pub(crate) async fn pop(app: &App, target: PopTarget, q: &Query) -> Result<Resp,
             app.engine.pop(&req, wait).await?
         }
         PopTarget::Partition(queue, partition) => {
-            check_name("queue", &queue)
-                .and_then(|()| check_name("partition", &partition))
-                .map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
             let req = PopRequest {
                 queue,
                 partition: Some(partition),

@@ -9,7 +9,6 @@ use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
 use crate::views;
-use queen_engine::check_name;
 use queen_engine::limits::option_range;
 
 #[derive(Deserialize)]
@@ -96,14 +95,8 @@ pub(crate) fn parse_configure(bytes: &[u8]) -> Result<Configure, ApiError> {
     let c: ConfigureIn = body::json(bytes)?;
     let queue = opt_str(c.queue, "queue")?
         .ok_or_else(|| ApiError::bad_request(Code::InvalidRequest, "`queue` is required"))?;
-    check_name("queue", &queue).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
     let namespace = opt_str(c.namespace, "namespace")?;
     let task = opt_str(c.task, "task")?;
-    for (what, tag) in [("namespace", &namespace), ("task", &task)] {
-        if let Some(t) = tag {
-            check_name(what, t).map_err(|e| ApiError::bad_request(Code::InvalidName, e))?;
-        }
-    }
     Ok(Configure {
         queue,
         namespace,
