@@ -339,6 +339,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
+    engine_config.settings_refresh = Duration::from_millis(args.settings_refresh_ms.max(1));
     engine_config.analytics.max_age = Duration::from_millis(args.analytics_max_age_ms);
     engine_config.analytics.stale_limit = engine_config
         .analytics
@@ -357,7 +358,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             body_budget_bytes: args.max_body_bytes_in_flight.max(args.max_body_size),
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
             max_long_poll: Duration::from_millis(args.max_poll_timeout_ms),
-            settings_refresh: Duration::from_millis(args.settings_refresh_ms.max(1)),
             default_subscription: args.default_subscription_mode.and_then(|d| d.0),
             ..HttpConfig::default()
         },

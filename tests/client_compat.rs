@@ -9,39 +9,23 @@ mod support;
 use serde_json::{Value, json};
 use support::Server;
 
-async fn push(s: &Server, queue: &str, payloads: &[Value]) -> Value {
-    let items: Vec<Value> = payloads
-        .iter()
-        .map(|p| json!({"queue": queue, "partition": "p", "payload": p}))
-        .collect();
-    let r = s.post("/api/v1/push", &json!({ "items": items })).await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json()
-}
-
 /// The payloads an autoAck pop of `group` gets (204: none).
 async fn pop_group(s: &Server, queue: &str, group: &str, mode: Option<&str>) -> Vec<Value> {
     let mut path = format!("/api/v1/pop/queue/{queue}?consumerGroup={group}&autoAck=true&batch=10");
     if let Some(m) = mode {
         path.push_str(&format!("&subscriptionMode={m}"));
     }
-    let r = s.get(&path).await.unwrap();
-    match r.status {
-        204 => Vec::new(),
-        200 => r.json()["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["data"].clone())
-            .collect(),
-        other => panic!("pop answered {other}: {}", String::from_utf8_lossy(&r.body)),
-    }
+    s.pop(&path)
+        .await
+        .iter()
+        .map(|m| m["data"].clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn every_subscription_mode_the_clients_send_is_accepted() {
     let s = Server::start("compat_submodes", &[]).await;
-    push(&s, "modes", &[json!(1), json!(2)]).await;
+    s.push("modes", "p", &[json!(1), json!(2)]).await;
     // From the first message: every mode but new / new-only (and no mode at all).
     for (group, mode) in [
         ("g-all", Some("all")),
@@ -61,7 +45,7 @@ async fn every_subscription_mode_the_clients_send_is_accepted() {
         let group = format!("g-{mode}");
         assert!(pop_group(&s, "modes", &group, Some(mode)).await.is_empty());
     }
-    push(&s, "modes", &[json!(3)]).await;
+    s.push("modes", "p", &[json!(3)]).await;
     for mode in ["new", "new-only"] {
         let group = format!("g-{mode}");
         assert_eq!(pop_group(&s, "modes", &group, None).await, vec![json!(3)]);
@@ -85,14 +69,14 @@ async fn the_server_wide_default_subscription_mode_applies_to_pops_without_one()
         &[("DEFAULT_SUBSCRIPTION_MODE", "new")],
     )
     .await;
-    push(&s, "dflt", &[json!("old")]).await;
+    s.push("dflt", "p", &[json!("old")]).await;
     assert!(pop_group(&s, "dflt", "late", None).await.is_empty());
     // A mode given by the pop wins over the default.
     assert_eq!(
         pop_group(&s, "dflt", "early", Some("from_beginning")).await,
         vec![json!("old")]
     );
-    push(&s, "dflt", &[json!("new")]).await;
+    s.push("dflt", "p", &[json!("new")]).await;
     assert_eq!(
         pop_group(&s, "dflt", "late", None).await,
         vec![json!("new")]
@@ -113,7 +97,7 @@ async fn the_server_wide_default_subscription_mode_applies_to_pops_without_one()
 #[tokio::test]
 async fn error_texts_clients_match_on() {
     let s = Server::start("compat_texts", &[]).await;
-    let pushed = push(&s, "texts", &[json!("a")]).await;
+    let pushed = s.push("texts", "p", &[json!("a")]).await;
     let pid = pushed[0]["partition_id"].as_str().unwrap();
 
     // An ack of a transactionId the partition does not hold: `unresolvable`, beside Queen's

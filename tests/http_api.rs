@@ -8,15 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Server;
-
-fn push_body(queue: &str, partition: &str, payloads: &[Value]) -> Value {
-    let items: Vec<Value> = payloads
-        .iter()
-        .map(|p| json!({"queue": queue, "partition": partition, "payload": p}))
-        .collect();
-    json!({ "items": items })
-}
+use support::{Server, push_body};
 
 #[tokio::test]
 async fn push_pop_ack_with_the_contract_shapes() {

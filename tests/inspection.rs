@@ -6,32 +6,14 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, ack_body};
 
 async fn push(s: &Server, queue: &str, partition: &str, items: &[(&str, Value)]) -> Vec<Value> {
     let items: Vec<Value> = items
         .iter()
         .map(|(tx, p)| json!({"queue": queue, "partition": partition, "transactionId": tx, "payload": p}))
         .collect();
-    let r = s.post("/api/v1/push", &json!({ "items": items })).await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json().as_array().unwrap().clone()
-}
-
-async fn get(s: &Server, path: &str) -> Value {
-    let r = s.get(path).await.unwrap();
-    assert_eq!(
-        r.status,
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json()
-}
-
-fn ack_body(m: &Value, status: &str) -> Value {
-    json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
-           "leaseId": m["leaseId"], "status": status})
+    s.push_items(&items).await
 }
 
 #[tokio::test]
@@ -52,7 +34,9 @@ async fn messages_can_be_listed_inspected_and_deleted() {
     let pid = out[0]["partition_id"].as_str().unwrap().to_owned();
 
     // a: completed, b: processing (leased), c: pending.
-    let r = get(&s, "/api/v1/pop/queue/inv/partition/eu?batch=2").await;
+    let r = s
+        .get_json("/api/v1/pop/queue/inv/partition/eu?batch=2")
+        .await;
     let msgs = r["messages"].as_array().unwrap();
     assert_eq!(
         s.post("/api/v1/ack", &ack_body(&msgs[0], "completed"))
@@ -61,9 +45,9 @@ async fn messages_can_be_listed_inspected_and_deleted() {
         200
     );
 
-    let all = get(&s, "/api/v1/messages?queue=inv").await;
+    let all = s.get_json("/api/v1/messages?queue=inv").await;
     assert_eq!(all["messages"].as_array().unwrap().len(), 4);
-    let eu = get(&s, "/api/v1/messages?queue=inv&partition=eu").await;
+    let eu = s.get_json("/api/v1/messages?queue=inv&partition=eu").await;
     let status_of = |tx: &str| {
         eu["messages"]
             .as_array()
@@ -76,7 +60,9 @@ async fn messages_can_be_listed_inspected_and_deleted() {
     assert_eq!(status_of("a"), "completed");
     assert_eq!(status_of("b"), "processing");
     assert_eq!(status_of("c"), "pending");
-    let pending = get(&s, "/api/v1/messages?queue=inv&status=pending").await;
+    let pending = s
+        .get_json("/api/v1/messages?queue=inv&status=pending")
+        .await;
     let txs: Vec<&str> = pending["messages"]
         .as_array()
         .unwrap()
@@ -86,7 +72,8 @@ async fn messages_can_be_listed_inspected_and_deleted() {
     assert_eq!(txs.len(), 2);
     assert!(txs.contains(&"c") && txs.contains(&"d"));
     assert_eq!(
-        get(&s, "/api/v1/messages?queue=inv&limit=1&offset=1").await["messages"]
+        s.get_json("/api/v1/messages?queue=inv&limit=1&offset=1")
+            .await["messages"]
             .as_array()
             .unwrap()
             .len(),
@@ -97,13 +84,13 @@ async fn messages_can_be_listed_inspected_and_deleted() {
         .unwrap()
         .assert_error(400, "invalid_parameter");
     // Keyset pages: two pages of two cover the four messages once each, newest first.
-    let first = get(&s, "/api/v1/messages?queue=inv&limit=2").await;
+    let first = s.get_json("/api/v1/messages?queue=inv&limit=2").await;
     let cursor = first["nextCursor"].as_str().unwrap().to_owned();
-    let second = get(
-        &s,
-        &format!("/api/v1/messages?queue=inv&limit=2&cursor={cursor}"),
-    )
-    .await;
+    let second = s
+        .get_json(&format!(
+            "/api/v1/messages?queue=inv&limit=2&cursor={cursor}"
+        ))
+        .await;
     let mut seen: Vec<String> = [&first, &second]
         .iter()
         .flat_map(|p| p["messages"].as_array().unwrap().clone())
@@ -113,14 +100,12 @@ async fn messages_can_be_listed_inspected_and_deleted() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 4);
-    let third = get(
-        &s,
-        &format!(
+    let third = s
+        .get_json(&format!(
             "/api/v1/messages?queue=inv&limit=2&cursor={}",
             second["nextCursor"].as_str().unwrap()
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(third["messages"].as_array().unwrap().len(), 0);
     assert!(third["nextCursor"].is_null());
     s.get("/api/v1/messages?cursor=garbage")
@@ -136,14 +121,41 @@ async fn messages_can_be_listed_inspected_and_deleted() {
         .unwrap()
         .assert_error(400, "invalid_parameter");
 
-    let d = get(&s, &format!("/api/v1/messages/{pid}/b")).await;
+    let d = s.get_json(&format!("/api/v1/messages/{pid}/b")).await;
     assert_eq!(d["payload"], json!({"n": 2}));
     assert_eq!(d["status"], "processing");
     assert_eq!(d["queue"], "inv");
     assert_eq!(d["retryCount"], 0);
     assert_eq!(d["consumerGroups"][0]["name"], "__QUEUE_MODE__");
     assert_eq!(d["consumerGroups"][0]["consumed"], false);
+    assert_eq!(
+        d["consumerGroups"][0]["leaseExpiresAt"], d["leaseExpiresAt"],
+        "the queue-mode lease covers it"
+    );
     assert!(d["leaseExpiresAt"].as_str().unwrap().ends_with('Z'));
+    let mut keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "consumerGroups",
+            "createdAt",
+            "errorMessage",
+            "id",
+            "leaseExpiresAt",
+            "namespace",
+            "partition",
+            "partitionId",
+            "payload",
+            "producerSub",
+            "queue",
+            "retryCount",
+            "status",
+            "task",
+            "traceId",
+            "transactionId"
+        ]
+    );
     s.get(&format!("/api/v1/messages/{pid}/nope"))
         .await
         .unwrap()
@@ -164,7 +176,7 @@ async fn messages_can_be_listed_inspected_and_deleted() {
         false
     );
     assert_eq!(
-        get(&s, "/api/v1/messages?queue=inv").await["messages"]
+        s.get_json("/api/v1/messages?queue=inv").await["messages"]
             .as_array()
             .unwrap()
             .len(),
@@ -193,7 +205,7 @@ async fn dead_letters_are_listed_with_totals_and_filters() {
             &[("x", json!({"q": q})), ("y", json!(2)), ("z", json!(3))],
         )
         .await;
-        let r = get(&s, &format!("/api/v1/pop/queue/{q}?batch=3")).await;
+        let r = s.get_json(&format!("/api/v1/pop/queue/{q}?batch=3")).await;
         let acks: Vec<Value> = r["messages"]
             .as_array()
             .unwrap()
@@ -211,9 +223,9 @@ async fn dead_letters_are_listed_with_totals_and_filters() {
             200
         );
     }
-    let all = get(&s, "/api/v1/dlq").await;
+    let all = s.get_json("/api/v1/dlq").await;
     assert_eq!(all["total"], 6);
-    let page = get(&s, "/api/v1/dlq?queue=d1&limit=2&offset=0").await;
+    let page = s.get_json("/api/v1/dlq?queue=d1&limit=2&offset=0").await;
     assert_eq!(page["total"], 3);
     assert_eq!(page["messages"].as_array().unwrap().len(), 2);
     assert_eq!(page["pagination"], json!({"limit": 2, "offset": 0}));
@@ -223,14 +235,16 @@ async fn dead_letters_are_listed_with_totals_and_filters() {
     assert_eq!(m["consumerGroup"], "__QUEUE_MODE__");
     assert!(m["failedAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(
-        get(&s, "/api/v1/dlq?queue=d1&partition=other").await["total"],
+        s.get_json("/api/v1/dlq?queue=d1&partition=other").await["total"],
         0
     );
     assert_eq!(
-        get(&s, "/api/v1/dlq?from=2999-01-01T00:00:00Z").await["total"],
+        s.get_json("/api/v1/dlq?from=2999-01-01T00:00:00Z").await["total"],
         0
     );
-    let dead = get(&s, "/api/v1/messages?queue=d2&status=dead_letter").await;
+    let dead = s
+        .get_json("/api/v1/messages?queue=d2&status=dead_letter")
+        .await;
     assert_eq!(dead["messages"].as_array().unwrap().len(), 3);
 }
 
@@ -264,7 +278,7 @@ async fn traces_are_recorded_and_found_by_message_and_name() {
     .await
     .assert_error(400, "invalid_request");
 
-    let t = get(&s, &format!("/api/v1/traces/{pid}/m1")).await;
+    let t = s.get_json(&format!("/api/v1/traces/{pid}/m1")).await;
     let traces = t["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 2);
     assert_eq!(traces[0]["data"], json!({"step": 1}));
@@ -272,11 +286,33 @@ async fn traces_are_recorded_and_found_by_message_and_name() {
     assert_eq!(traces[0]["worker_id"], "w1");
     assert_eq!(traces[1]["trace_names"], json!(["order-7", "eu"]));
 
-    let by = get(&s, "/api/v1/traces/by-name/eu?limit=1").await;
+    assert_eq!(traces[0]["consumer_group"], "g");
+    assert_eq!(traces[0]["transaction_id"], "m1");
+    assert_eq!(traces[0]["partition_id"], pid);
+    assert!(traces[0]["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let by = s.get_json("/api/v1/traces/by-name/eu?limit=1").await;
     assert_eq!(by["total"], 2);
     assert_eq!(by["traces"].as_array().unwrap().len(), 1);
-    let names = get(&s, "/api/v1/traces/names").await;
+    assert_eq!(by["pagination"], json!({"limit": 1, "offset": 0}));
+    // A page past the end still says how many there are.
+    let past = s
+        .get_json("/api/v1/traces/by-name/eu?limit=5&offset=5")
+        .await;
+    assert_eq!(past["traces"], json!([]));
+    assert_eq!(past["total"], 2);
+    let none = s.get_json("/api/v1/traces/by-name/never").await;
+    assert_eq!(
+        (none["traces"].clone(), none["total"].clone()),
+        (json!([]), json!(0))
+    );
+    let names = s.get_json("/api/v1/traces/names").await;
     assert_eq!(names["total"], 2);
+    let past = s.get_json("/api/v1/traces/names?offset=10").await;
+    assert_eq!(
+        (past["trace_names"].clone(), past["total"].clone()),
+        (json!([]), json!(2))
+    );
     let eu = names["trace_names"]
         .as_array()
         .unwrap()
@@ -306,11 +342,9 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
     .await;
     push(&s, "events", "b", &[("4", json!(4))]).await;
     // Group "billing" reads partition a and commits one message.
-    let r = get(
-        &s,
-        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=1",
-    )
-    .await;
+    let r = s
+        .get_json("/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=1")
+        .await;
     assert_eq!(
         s.post("/api/v1/ack", &{
             let mut a = ack_body(&r["messages"][0], "completed");
@@ -322,7 +356,7 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
         200
     );
 
-    let groups = get(&s, "/api/v1/consumer-groups").await;
+    let groups = s.get_json("/api/v1/consumer-groups").await;
     let g = groups
         .as_array()
         .unwrap()
@@ -337,7 +371,7 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
     assert_eq!(g["state"], "Stable");
     assert_eq!(g["subscriptionMode"], "all");
 
-    let detail = get(&s, "/api/v1/consumer-groups/billing").await;
+    let detail = s.get_json("/api/v1/consumer-groups/billing").await;
     let parts = detail["events"]["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0]["partition"], "a");
@@ -349,11 +383,12 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
         .unwrap()
         .assert_error(404, "not_found");
     assert_eq!(
-        get(&s, "/api/v1/consumer-groups/lagging?minLagSeconds=3600").await,
+        s.get_json("/api/v1/consumer-groups/lagging?minLagSeconds=3600")
+            .await,
         json!([])
     );
     assert_eq!(
-        get(&s, "/api/v1/consumer-groups/lagging?minLagSeconds=0")
+        s.get_json("/api/v1/consumer-groups/lagging?minLagSeconds=0")
             .await
             .as_array()
             .unwrap()
@@ -384,11 +419,9 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
         )
         .await;
     assert_eq!(r.json()["partitionsMoved"], 1);
-    let again = get(
-        &s,
-        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10",
-    )
-    .await;
+    let again = s
+        .get_json("/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10")
+        .await;
     assert_eq!(
         again["messages"].as_array().unwrap().len(),
         3,
@@ -415,7 +448,7 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["queuesUpdated"], 1);
-    let g = get(&s, "/api/v1/consumer-groups").await;
+    let g = s.get_json("/api/v1/consumer-groups").await;
     assert_eq!(g[0]["subscriptionMode"], "timestamp");
     assert_eq!(g[0]["subscriptionTimestamp"], "2030-01-01T00:00:00.000000Z");
 
@@ -424,13 +457,11 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["partitionsDeleted"], 2);
-    assert_eq!(get(&s, "/api/v1/consumer-groups").await, json!([]));
+    assert_eq!(s.get_json("/api/v1/consumer-groups").await, json!([]));
     // Gone with its subscription: a new read starts from the first message again.
-    let fresh = get(
-        &s,
-        "/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10",
-    )
-    .await;
+    let fresh = s
+        .get_json("/api/v1/pop/queue/events/partition/a?consumerGroup=billing&batch=10")
+        .await;
     assert_eq!(fresh["messages"].as_array().unwrap().len(), 3);
     assert_eq!(
         s.delete("/api/v1/consumer-groups/billing?deleteMetadata=true")
@@ -444,27 +475,30 @@ async fn consumer_groups_report_lag_and_can_be_moved_and_removed() {
 async fn status_routes_give_dashboard_figures() {
     let s = Server::start("insp_status", &[]).await;
     push(&s, "s1", "p", &[("1", json!(1)), ("2", json!(2))]).await;
-    let st = get(&s, "/api/v1/status").await;
+    let st = s.get_json("/api/v1/status").await;
     assert_eq!(st["queues"], 1);
     assert_eq!(st["messages"]["total"], 2);
     assert!(st["throughput"]["pushedPerSecond"].is_number());
     assert_eq!(st["buffer"]["dbHealthy"], true);
     assert_eq!(
-        get(&s, "/api/v1/status/queues").await["queues"][0]["name"],
+        s.get_json("/api/v1/status/queues").await["queues"][0]["name"],
         "s1"
     );
     assert_eq!(
-        get(&s, "/api/v1/status/queues/s1").await["totals"]["pending"],
+        s.get_json("/api/v1/status/queues/s1").await["totals"]["pending"],
         2
     );
     s.get("/api/v1/status/queues/none")
         .await
         .unwrap()
         .assert_error(404, "not_found");
-    let msgs = get(&s, "/api/v1/status/queues/s1/messages").await;
+    let msgs = s.get_json("/api/v1/status/queues/s1/messages").await;
     assert_eq!(msgs["messages"].as_array().unwrap().len(), 2);
-    let a = get(&s, "/api/v1/status/analytics").await;
+    let a = s.get_json("/api/v1/status/analytics").await;
     assert_eq!(a["series"]["intervalSeconds"], 10);
     assert!(a["series"]["points"].is_array());
-    assert_eq!(get(&s, "/api/v1/status/buffers").await["dbHealthy"], true);
+    assert_eq!(
+        s.get_json("/api/v1/status/buffers").await["dbHealthy"],
+        true
+    );
 }

@@ -9,90 +9,25 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, until};
 
 const KEY: &str = "8f1c0e7a5b2d4f6081a3c5e7092b4d6f8e0a2c4e6081a3c5e7092b4d6f8e0a2c";
 
-async fn configure(s: &Server, queue: &str, options: Value) {
-    let r = s
-        .post(
-            "/api/v1/configure",
-            &json!({"queue": queue, "options": options}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
-async fn push(s: &Server, queue: &str, partition: &str, payloads: &[Value]) -> support::Resp {
-    let items: Vec<Value> = payloads
-        .iter()
-        .map(|p| json!({"queue": queue, "partition": partition, "payload": p}))
-        .collect();
-    s.post("/api/v1/push", &json!({ "items": items })).await
-}
-
-async fn pop(s: &Server, path: &str) -> Vec<Value> {
-    let r = s.get(path).await.unwrap();
-    match r.status {
-        204 => Vec::new(),
-        200 => r.json()["messages"].as_array().unwrap().clone(),
-        other => panic!("pop answered {other}: {}", String::from_utf8_lossy(&r.body)),
-    }
-}
-
-/// Pops until something comes (at most 5 s).
-async fn pop_when_ready(s: &Server, path: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = pop(s, path).await;
-        if !got.is_empty() {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "nothing came from {path}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn ack(s: &Server, m: &Value, status: &str) -> Value {
-    let r = s
-        .post(
-            "/api/v1/ack",
-            &json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
-                    "leaseId": m["leaseId"], "status": status, "error": "boom"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    r.json()
-}
-
 async fn dlq(s: &Server, query: &str) -> Value {
-    let r = s.get(&format!("/api/v1/dlq?{query}")).await.unwrap();
-    assert_eq!(r.status, 200);
-    r.json()
-}
-
-/// Waits until `f` holds (checked every 50 ms), failing after `limit`.
-async fn until<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.get_json(&format!("/api/v1/dlq?{query}")).await
 }
 
 #[tokio::test]
 async fn ttl_and_max_wait_move_old_messages_to_the_dlq_and_never_deliver_them() {
     let s = Server::start("opt_ttl", &[]).await;
-    configure(&s, "ttl-q", json!({"ttl": 1})).await;
-    configure(&s, "ttl-drop", json!({"ttl": 1, "deadLetterQueue": false})).await;
-    configure(&s, "wait-q", json!({"maxWaitTimeSeconds": 1})).await;
+    s.configure("ttl-q", json!({"ttl": 1})).await;
+    s.configure("ttl-drop", json!({"ttl": 1, "deadLetterQueue": false}))
+        .await;
+    s.configure("wait-q", json!({"maxWaitTimeSeconds": 1}))
+        .await;
     for q in ["ttl-q", "ttl-drop", "wait-q"] {
         assert_eq!(
-            push(&s, q, "p", &[json!({"old": 1}), json!({"old": 2})])
+            s.try_push(q, "p", &[json!({"old": 1}), json!({"old": 2})])
                 .await
                 .status,
             201
@@ -102,19 +37,19 @@ async fn ttl_and_max_wait_move_old_messages_to_the_dlq_and_never_deliver_them() 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for q in ["ttl-q", "ttl-drop", "wait-q"] {
         assert_eq!(
-            push(&s, q, "p", &[json!({"fresh": true})]).await.status,
+            s.try_push(q, "p", &[json!({"fresh": true})]).await.status,
             201
         );
-        let got = pop(&s, &format!("/api/v1/pop/queue/{q}?batch=10")).await;
+        let got = s.pop(&format!("/api/v1/pop/queue/{q}?batch=10")).await;
         assert_eq!(
             got.len(),
             1,
             "{q}: only the fresh message is delivered: {got:?}"
         );
         assert_eq!(got[0]["data"], json!({"fresh": true}));
-        ack(&s, &got[0], "completed").await;
+        s.ack(&got[0], "completed").await;
         assert!(
-            pop(&s, &format!("/api/v1/pop/queue/{q}?batch=10"))
+            s.pop(&format!("/api/v1/pop/queue/{q}?batch=10"))
                 .await
                 .is_empty()
         );
@@ -144,7 +79,7 @@ async fn ttl_and_max_wait_move_old_messages_to_the_dlq_and_never_deliver_them() 
         dead["transactionId"].as_str().unwrap()
     );
     assert_eq!(s.post(&path, &json!({})).await.status, 200);
-    let got = pop(&s, "/api/v1/pop/queue/ttl-q?batch=10").await;
+    let got = s.pop("/api/v1/pop/queue/ttl-q?batch=10").await;
     assert_eq!(
         data_of(&got),
         [dead["data"].clone()],
@@ -160,12 +95,12 @@ fn data_of(messages: &[Value]) -> Vec<Value> {
 #[tokio::test]
 async fn max_size_refuses_whole_pushes_with_429_and_frees_room_as_messages_are_consumed() {
     let s = Server::start("opt_maxsize", &[]).await;
-    configure(&s, "small", json!({"maxSize": 3})).await;
+    s.configure("small", json!({"maxSize": 3})).await;
     assert_eq!(
-        push(&s, "small", "a", &[json!(1), json!(2)]).await.status,
+        s.try_push("small", "a", &[json!(1), json!(2)]).await.status,
         201
     );
-    let r = push(&s, "small", "b", &[json!(3), json!(4)]).await;
+    let r = s.try_push("small", "b", &[json!(3), json!(4)]).await;
     r.assert_error(429, "queue_full");
     assert_eq!(r.json()["queue"], "small");
     let q = s
@@ -177,21 +112,21 @@ async fn max_size_refuses_whole_pushes_with_429_and_frees_room_as_messages_are_c
         q["totals"]["total"], 2,
         "nothing of the refused push is stored"
     );
-    assert_eq!(push(&s, "small", "b", &[json!(3)]).await.status, 201);
-    push(&s, "small", "a", &[json!(5)])
+    assert_eq!(s.try_push("small", "b", &[json!(3)]).await.status, 201);
+    s.try_push("small", "a", &[json!(5)])
         .await
         .assert_error(429, "queue_full");
     // Consuming frees room.
-    let got = pop(&s, "/api/v1/pop/queue/small/partition/a?batch=10").await;
+    let got = s.pop("/api/v1/pop/queue/small/partition/a?batch=10").await;
     assert_eq!(got.len(), 2);
-    ack(&s, &got[1], "completed").await;
+    s.ack(&got[1], "completed").await;
     assert_eq!(
-        push(&s, "small", "a", &[json!(6), json!(7)]).await.status,
+        s.try_push("small", "a", &[json!(6), json!(7)]).await.status,
         201
     );
     // Other queues are not affected.
     assert_eq!(
-        push(&s, "other", "a", &vec![json!(1); 10]).await.status,
+        s.try_push("other", "a", &vec![json!(1); 10]).await.status,
         201
     );
 }
@@ -199,7 +134,7 @@ async fn max_size_refuses_whole_pushes_with_429_and_frees_room_as_messages_are_c
 #[tokio::test]
 async fn max_size_holds_under_concurrent_pushes_to_many_partitions() {
     let s = Server::start("opt_maxsize_race", &[]).await;
-    configure(&s, "race", json!({"maxSize": 10})).await;
+    s.configure("race", json!({"maxSize": 10})).await;
     let port = s.port;
     let tasks: Vec<_> = (0..30)
         .map(|i| {
@@ -227,11 +162,14 @@ async fn max_size_holds_under_concurrent_pushes_to_many_partitions() {
 #[tokio::test]
 async fn namespace_pops_serve_higher_priority_queues_first() {
     let s = Server::start("opt_priority", &[]).await;
-    configure(&s, "jobs.low", json!({"priority": 1})).await;
-    configure(&s, "jobs.high", json!({"priority": 10})).await;
-    configure(&s, "jobs.mid", json!({"priority": 5})).await;
+    s.configure("jobs.low", json!({"priority": 1})).await;
+    s.configure("jobs.high", json!({"priority": 10})).await;
+    s.configure("jobs.mid", json!({"priority": 5})).await;
     for q in ["jobs.low", "jobs.mid", "jobs.high"] {
-        assert_eq!(push(&s, q, "Default", &[json!({"q": q})]).await.status, 201);
+        assert_eq!(
+            s.try_push(q, "Default", &[json!({"q": q})]).await.status,
+            201
+        );
     }
     let mut order = Vec::new();
     for _ in 0..3 {
@@ -239,7 +177,7 @@ async fn namespace_pops_serve_higher_priority_queues_first() {
         assert_eq!(r.status, 200);
         let m = &r.json()["messages"][0];
         order.push(m["data"]["q"].as_str().unwrap().to_owned());
-        ack(&s, m, "completed").await;
+        s.ack(m, "completed").await;
     }
     assert_eq!(order, ["jobs.high", "jobs.mid", "jobs.low"]);
     let r = s.get("/api/v1/pop?task=low").await.unwrap();
@@ -249,23 +187,23 @@ async fn namespace_pops_serve_higher_priority_queues_first() {
 #[tokio::test]
 async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
     let s = Server::start("opt_dlq", &[]).await;
-    configure(&s, "flaky", json!({"retryLimit": 1})).await;
-    configure(
-        &s,
+    s.configure("flaky", json!({"retryLimit": 1})).await;
+    s.configure(
         "no-dlq",
         json!({"retryLimit": 0, "dlqAfterMaxRetries": false}),
     )
     .await;
-    push(&s, "flaky", "p", &[json!({"n": 1}), json!({"n": 2})]).await;
+    s.try_push("flaky", "p", &[json!({"n": 1}), json!({"n": 2})])
+        .await;
     for round in 0..2 {
-        let m = pop(&s, "/api/v1/pop/queue/flaky?batch=1").await;
+        let m = s.pop("/api/v1/pop/queue/flaky?batch=1").await;
         assert_eq!(m[0]["data"]["n"], 1, "round {round}");
-        ack(&s, &m[0], "failed").await;
+        s.ack(&m[0], "failed").await;
     }
     // Out of retries: dead-lettered, and the next message comes.
-    let m = pop(&s, "/api/v1/pop/queue/flaky?batch=1").await;
+    let m = s.pop("/api/v1/pop/queue/flaky?batch=1").await;
     assert_eq!(m[0]["data"]["n"], 2);
-    ack(&s, &m[0], "completed").await;
+    s.ack(&m[0], "completed").await;
     let d = dlq(&s, "queue=flaky&consumerGroup=__QUEUE_MODE__").await;
     assert_eq!(d["total"], 1);
     let dead = &d["messages"][0];
@@ -283,7 +221,7 @@ async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
     s.post(&path, &json!({}))
         .await
         .assert_error(404, "not_found");
-    let m = pop(&s, "/api/v1/pop/queue/flaky?batch=10").await;
+    let m = s.pop("/api/v1/pop/queue/flaky?batch=10").await;
     assert_eq!(m.len(), 1);
     assert_eq!(
         m[0]["data"],
@@ -293,10 +231,10 @@ async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
     assert_eq!(dlq(&s, "queue=flaky").await["total"], 0);
 
     // dlqAfterMaxRetries off: dropped after the limit, not dead-lettered.
-    push(&s, "no-dlq", "p", &[json!(1), json!(2)]).await;
-    let m = pop(&s, "/api/v1/pop/queue/no-dlq?batch=1").await;
-    ack(&s, &m[0], "failed").await;
-    let m = pop(&s, "/api/v1/pop/queue/no-dlq?batch=1").await;
+    s.try_push("no-dlq", "p", &[json!(1), json!(2)]).await;
+    let m = s.pop("/api/v1/pop/queue/no-dlq?batch=1").await;
+    s.ack(&m[0], "failed").await;
+    let m = s.pop("/api/v1/pop/queue/no-dlq?batch=1").await;
     assert_eq!(m[0]["data"], 2);
     assert_eq!(dlq(&s, "queue=no-dlq").await["total"], 0);
 }
@@ -306,15 +244,14 @@ async fn retries_end_in_the_dlq_and_the_retry_route_delivers_again() {
 #[tokio::test]
 async fn a_dlq_retry_goes_to_the_groups_that_did_not_settle_the_message() {
     let s = Server::start("opt_dlq_groups", &[]).await;
-    configure(&s, "fan", json!({"retryLimit": 0})).await;
-    push(&s, "fan", "p", &[json!("m1"), json!("m2")]).await;
+    s.configure("fan", json!({"retryLimit": 0})).await;
+    s.try_push("fan", "p", &[json!("m1"), json!("m2")]).await;
     let pop_group = |group: &'static str| {
         let s = &s;
         async move {
-            pop(
-                s,
-                &format!("/api/v1/pop/queue/fan?consumerGroup={group}&batch=10"),
-            )
+            s.pop(&format!(
+                "/api/v1/pop/queue/fan?consumerGroup={group}&batch=10"
+            ))
             .await
         }
     };
@@ -358,11 +295,13 @@ async fn a_dlq_retry_goes_to_the_groups_that_did_not_settle_the_message() {
         }
     };
     retry(dead).await;
-    push(&s, "fan", "p", &[json!("m3")]).await;
+    s.try_push("fan", "p", &[json!("m3")]).await;
 
     // analytics gets m1 again and dead-letters it a second time; a second retry, before billing
     // has popped again, must still leave billing out.
-    let got = pop(&s, "/api/v1/pop/queue/fan?consumerGroup=analytics&batch=1").await;
+    let got = s
+        .pop("/api/v1/pop/queue/fan?consumerGroup=analytics&batch=1")
+        .await;
     assert_eq!(
         data(&got),
         [json!("m1")],
@@ -391,16 +330,17 @@ async fn a_dlq_retry_goes_to_the_groups_that_did_not_settle_the_message() {
 #[tokio::test]
 async fn retry_delay_holds_redelivery() {
     let s = Server::start("opt_retry_delay", &[]).await;
-    configure(&s, "slow", json!({"retryDelay": 1000})).await;
-    push(&s, "slow", "p", &[json!(1)]).await;
-    let m = pop(&s, "/api/v1/pop/queue/slow").await;
+    s.configure("slow", json!({"retryDelay": 1000})).await;
+    s.try_push("slow", "p", &[json!(1)]).await;
+    let m = s.pop("/api/v1/pop/queue/slow").await;
     let failed_at = Instant::now();
-    ack(&s, &m[0], "failed").await;
+    s.ack(&m[0], "failed").await;
     assert!(
-        pop(&s, "/api/v1/pop/queue/slow").await.is_empty(),
+        s.pop("/api/v1/pop/queue/slow").await.is_empty(),
         "held for retryDelay"
     );
-    pop_when_ready(&s, "/api/v1/pop/queue/slow").await;
+    s.pop_within(Duration::from_secs(5), "/api/v1/pop/queue/slow")
+        .await;
     assert!(failed_at.elapsed() >= Duration::from_millis(1000));
 }
 
@@ -431,20 +371,24 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
         &[("QUEEN_ENCRYPTION_KEY", KEY)],
     )
     .await;
-    configure(&s, "secret", json!({"encryptionEnabled": true})).await;
-    configure(&s, "rotating", json!({"encryptionEnabled": true})).await;
+    s.configure("secret", json!({"encryptionEnabled": true}))
+        .await;
+    s.configure("rotating", json!({"encryptionEnabled": true}))
+        .await;
     assert_eq!(
-        push(&s, "rotating", "p", &[json!({"r": 1})]).await.status,
+        s.try_push("rotating", "p", &[json!({"r": 1})]).await.status,
         201
     );
-    let r = push(&s, "secret", "p", &[json!({"card": "4111"}), json!("two")]).await;
+    let r = s
+        .try_push("secret", "p", &[json!({"card": "4111"}), json!("two")])
+        .await;
     assert_eq!(r.status, 201);
     assert_eq!(
         db_payload_columns(&db).await,
         vec![(true, true), (true, true), (true, true)],
         "ciphertext only at rest"
     );
-    let got = pop(&s, "/api/v1/pop/queue/secret?batch=1").await;
+    let got = s.pop("/api/v1/pop/queue/secret?batch=1").await;
     assert_eq!(got[0]["data"], json!({"card": "4111"}));
     let detail = s
         .get(&format!(
@@ -457,7 +401,7 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
         .json();
     assert_eq!(detail["payload"], json!({"card": "4111"}));
     assert_eq!(detail["status"], "processing");
-    ack(&s, &got[0], "completed").await;
+    s.ack(&got[0], "completed").await;
     drop(s);
 
     // A server with another key cannot read them: a clear error, nothing garbled.
@@ -481,10 +425,10 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
 
     // A server with no key refuses pushes to the queue (and still serves other queues).
     let s = Server::start_on(&db, support::buffer_dir("enc3"), false, &[]).await;
-    push(&s, "secret", "p", &[json!(3)])
+    s.try_push("secret", "p", &[json!(3)])
         .await
         .assert_error(409, "encryption_key_missing");
-    assert_eq!(push(&s, "plain", "p", &[json!(3)]).await.status, 201);
+    assert_eq!(s.try_push("plain", "p", &[json!(3)]).await.status, 201);
     assert_eq!(
         db_payload_columns(&db).await.len(),
         4,
@@ -506,14 +450,14 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
     .await;
     // The failed pops above gave their claims back: the leased message is available at once
     // with no failed delivery counted, the autoAck one was not consumed.
-    let got = pop(&s, "/api/v1/pop/queue/secret?batch=10").await;
+    let got = s.pop("/api/v1/pop/queue/secret?batch=10").await;
     assert_eq!(data_of(&got), [json!("two")]);
     assert_eq!(got[0]["retryCount"], 0);
-    let got = pop(&s, "/api/v1/pop/queue/rotating?batch=10").await;
+    let got = s.pop("/api/v1/pop/queue/rotating?batch=10").await;
     assert_eq!(data_of(&got), [json!({"r": 1})]);
-    ack(&s, &got[0], "completed").await;
+    s.ack(&got[0], "completed").await;
     assert_eq!(
-        push(&s, "rotating", "p", &[json!({"r": 2})]).await.status,
+        s.try_push("rotating", "p", &[json!({"r": 2})]).await.status,
         201
     );
     drop(s);
@@ -533,44 +477,35 @@ async fn encryption_stores_ciphertext_decrypts_on_pop_and_refuses_without_the_ri
 #[tokio::test]
 async fn retention_deletes_in_the_background_without_disturbing_traffic() {
     let s = Server::start("opt_retention", &[("RETENTION_INTERVAL", "100")]).await;
-    configure(
-        &s,
+    s.configure(
         "short",
         json!({"retentionEnabled": true, "retentionSeconds": 1}),
     )
     .await;
-    configure(
-        &s,
+    s.configure(
         "done",
         json!({"retentionEnabled": true, "completedRetentionSeconds": 1}),
     )
     .await;
-    configure(&s, "kept", json!({"retentionSeconds": 1})).await; // not enabled
+    s.configure("kept", json!({"retentionSeconds": 1})).await; // not enabled
     // The traffic queue is itself under retention: committed messages are deleted from the
     // partition heads while producers append and consumers pop.
-    configure(
-        &s,
+    s.configure(
         "busy",
         json!({"retentionEnabled": true, "completedRetentionSeconds": 1}),
     )
     .await;
-    push(
-        &s,
+    s.try_push(
         "short",
         "gone",
         &(0..300).map(|i| json!(i)).collect::<Vec<_>>(),
     )
     .await;
-    push(&s, "kept", "p", &[json!(1)]).await;
-    push(
-        &s,
-        "done",
-        "p",
-        &(0..4).map(|i| json!(i)).collect::<Vec<_>>(),
-    )
-    .await;
-    let got = pop(&s, "/api/v1/pop/queue/done?batch=2").await;
-    ack(&s, &got[1], "completed").await; // commits the first two
+    s.try_push("kept", "p", &[json!(1)]).await;
+    s.try_push("done", "p", &(0..4).map(|i| json!(i)).collect::<Vec<_>>())
+        .await;
+    let got = s.pop("/api/v1/pop/queue/done?batch=2").await;
+    s.ack(&got[1], "completed").await; // commits the first two
 
     // Traffic on another queue while retention runs: every message exactly once.
     let port = s.port;
@@ -676,15 +611,15 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
     )
     .await;
     assert_eq!(total("kept").await, 1, "retention is opt-in");
-    let rest = pop(&s, "/api/v1/pop/queue/done?batch=10").await;
+    let rest = s.pop("/api/v1/pop/queue/done?batch=10").await;
     assert_eq!(data_of(&rest), [json!(2), json!(3)]);
     // A push to the removed partition re-creates it.
     assert_eq!(
-        push(&s, "short", "gone", &[json!("again")]).await.status,
+        s.try_push("short", "gone", &[json!("again")]).await.status,
         201
     );
     assert_eq!(
-        pop(&s, "/api/v1/pop/queue/short/partition/gone").await[0]["data"],
+        s.pop("/api/v1/pop/queue/short/partition/gone").await[0]["data"],
         "again"
     );
 }
@@ -692,32 +627,37 @@ async fn retention_deletes_in_the_background_without_disturbing_traffic() {
 #[tokio::test]
 async fn delayed_processing_window_buffer_and_lease_time_take_effect() {
     let s = Server::start("opt_timing", &[]).await;
-    configure(&s, "later", json!({"delayedProcessing": 1})).await;
-    configure(&s, "quiet", json!({"windowBuffer": 1})).await;
-    configure(&s, "short-lease", json!({"leaseTime": 1})).await;
+    s.configure("later", json!({"delayedProcessing": 1})).await;
+    s.configure("quiet", json!({"windowBuffer": 1})).await;
+    s.configure("short-lease", json!({"leaseTime": 1})).await;
     // Taken before the push: the message is created after this, so a delivery that respects
     // delayedProcessing comes at least a second after it.
     let before_push = Instant::now();
-    push(&s, "later", "p", &[json!("d")]).await;
-    push(&s, "quiet", "p", &[json!("w1"), json!("w2")]).await;
-    push(&s, "short-lease", "p", &[json!("l")]).await;
+    s.try_push("later", "p", &[json!("d")]).await;
+    s.try_push("quiet", "p", &[json!("w1"), json!("w2")]).await;
+    s.try_push("short-lease", "p", &[json!("l")]).await;
 
     // Not yet: the message is younger than delayedProcessing, the partition not quiet for
     // windowBuffer.
-    assert!(pop(&s, "/api/v1/pop/queue/later").await.is_empty());
-    assert!(pop(&s, "/api/v1/pop/queue/quiet?batch=10").await.is_empty());
-    let leased = pop(&s, "/api/v1/pop/queue/short-lease").await;
+    assert!(s.pop("/api/v1/pop/queue/later").await.is_empty());
+    assert!(s.pop("/api/v1/pop/queue/quiet?batch=10").await.is_empty());
+    let leased = s.pop("/api/v1/pop/queue/short-lease").await;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0]["retryCount"], 0);
 
-    pop_when_ready(&s, "/api/v1/pop/queue/later").await;
+    s.pop_within(Duration::from_secs(5), "/api/v1/pop/queue/later")
+        .await;
     assert!(before_push.elapsed() >= Duration::from_secs(1));
     // Each of the three becomes available at its own moment (its push, its last push, its
     // pop + 1 s): poll each until it comes.
-    let w = pop_when_ready(&s, "/api/v1/pop/queue/quiet?batch=10").await;
+    let w = s
+        .pop_within(Duration::from_secs(5), "/api/v1/pop/queue/quiet?batch=10")
+        .await;
     assert_eq!(w.len(), 2, "the whole backlog once the partition is quiet");
     // The lease of one second ran out without an ack: delivered again, counted as a failure.
-    let again = pop_when_ready(&s, "/api/v1/pop/queue/short-lease").await;
+    let again = s
+        .pop_within(Duration::from_secs(5), "/api/v1/pop/queue/short-lease")
+        .await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["transactionId"], leased[0]["transactionId"]);
     assert_eq!(again[0]["retryCount"], 1);
@@ -761,18 +701,19 @@ async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
         .unwrap();
     let dir = support::buffer_dir("encbuf");
     let s = Server::start_on(&db, dir.clone(), false, &[("QUEEN_ENCRYPTION_KEY", KEY)]).await;
-    configure(&s, "sealed", json!({"encryptionEnabled": true})).await;
+    s.configure("sealed", json!({"encryptionEnabled": true}))
+        .await;
     let r = s
         .post("/api/v1/system/maintenance", &json!({"enabled": true}))
         .await;
     assert_eq!(r.json()["enabled"], true);
-    let r = push(
-        &s,
-        "sealed",
-        "part-x",
-        &[json!({"card": "4111-1111"}), json!({"n": 2})],
-    )
-    .await;
+    let r = s
+        .try_push(
+            "sealed",
+            "part-x",
+            &[json!({"card": "4111-1111"}), json!({"n": 2})],
+        )
+        .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.json()[0]["status"], "buffered");
     // Acknowledged means fsynced: the records are on disk now, and nothing of them is readable.
@@ -817,7 +758,9 @@ async fn buffered_pushes_are_sealed_on_disk_and_stored_encrypted_on_replay() {
     .await;
     s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
         .await;
-    let got = pop_when_ready(&s, "/api/v1/pop/queue/sealed?batch=10").await;
+    let got = s
+        .pop_within(Duration::from_secs(5), "/api/v1/pop/queue/sealed?batch=10")
+        .await;
     assert_eq!(
         data_of(&got),
         [json!({"card": "4111-1111"}), json!({"n": 2})]

@@ -51,7 +51,7 @@ pub(crate) async fn ack(
     validate(&items)?;
     let (reply, rx) = oneshot::channel();
     inner
-        .ack_batcher
+        .ack_batcher()
         .submit(AckJob { items, reply })
         .map_err(|_| EngineError::ShuttingDown)?;
     rx.await.map_err(|_| EngineError::ShuttingDown)?
@@ -211,7 +211,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<AckJob>) {
 async fn run_items(inner: &Inner, items: &[&AckItem]) -> Result<Vec<AckOutcome>, EngineError> {
     let mut p = Pipeline::new();
     AckArrays::new(items.iter().copied()).add_to(&mut p, inner, false)?;
-    let seg = inner.pool.send_segment(p).await?;
+    let seg = inner.pool().send_segment(p).await?;
     let rows = seg.into_iter().next().map(|r| r.rows).unwrap_or_default();
     let outs = outcomes(inner.st()?.cols.ack, items, &rows)?;
     // A nack (or a released lease) makes messages available again: wake waiting pops.
@@ -226,10 +226,10 @@ async fn run_items(inner: &Inner, items: &[&AckItem]) -> Result<Vec<AckOutcome>,
         }
     }
     for q in woken {
-        inner.hub.wake(q);
+        inner.wake(q);
     }
     inner
-        .metrics
+        .metrics()
         .acked(outs.iter().filter(|o| o.success).count());
     Ok(outs)
 }

@@ -18,7 +18,7 @@ impl Engine {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let default = inner.pool.query(&st.default_partition, &[&queue]).await?;
+        let default = inner.pool().query(&st.default_partition, &[&queue]).await?;
         let default_partition_id = match default.first() {
             Some(d) => d.get(st.cols.default_partition.id)?,
             None => Uuid::nil(),
@@ -34,11 +34,11 @@ impl Engine {
     pub async fn delete_queue(&self, queue: &str) -> Result<bool, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
+            .pool()
             .query(&inner.st()?.delete_queue, &[&queue])
             .await?;
-        inner.partitions.invalidate_queue(queue);
-        inner.analytics.invalidate();
+        inner.partitions().invalidate_queue(queue);
+        inner.analytics().invalidate();
         Ok(crate::statements::first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
@@ -51,7 +51,7 @@ impl Engine {
         let inner = self.inner();
         let st = inner.st()?;
         let rows = inner
-            .pool
+            .pool()
             .query(&st.queues_by_tag, &[&namespace, &task])
             .await?;
         rows.iter()
@@ -63,7 +63,7 @@ impl Engine {
     pub async fn setting(&self, key: &str) -> Result<Option<String>, EngineError> {
         let inner = self.inner();
         let st = inner.st()?;
-        let rows = inner.pool.query(&st.get_setting, &[&key]).await?;
+        let rows = inner.pool().query(&st.get_setting, &[&key]).await?;
         Ok(rows
             .first()
             .map(|r| r.get::<Json<String>>(st.cols.get_setting.value))
@@ -75,7 +75,7 @@ impl Engine {
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), EngineError> {
         let inner = self.inner();
         inner
-            .pool
+            .pool()
             .query(&inner.st()?.set_setting, &[&key, &Json(value)])
             .await?;
         Ok(())

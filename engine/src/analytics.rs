@@ -475,7 +475,7 @@ impl Engine {
     /// The current figures, at most `max_age` old, or up to `stale_limit` old while a refresh
     /// runs in the background (see the module documentation).
     pub async fn analytics(&self) -> Result<Arc<Snapshot>, EngineError> {
-        let a = &self.inner().analytics;
+        let a = self.inner().analytics();
         let engine = self.clone();
         a.snapshot
             .get(a.config, move || {
@@ -492,7 +492,7 @@ impl Engine {
         &self,
         group: &str,
     ) -> Result<Arc<Vec<GroupPartition>>, EngineError> {
-        let a = &self.inner().analytics;
+        let a = self.inner().analytics();
         let engine = self.clone();
         let name = group.to_owned();
         a.group(group)

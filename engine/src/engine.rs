@@ -50,6 +50,9 @@ pub struct EngineConfig {
     pub retention_batch: i32,
     /// How old dashboard figures may be (see [`crate::analytics`]).
     pub analytics: crate::analytics::AnalyticsConfig,
+    /// How often shared settings (the maintenance modes other servers may change) are re-read
+    /// (see [`crate::maintenance`]).
+    pub settings_refresh: Duration,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             retention_interval: Duration::from_secs(10),
             retention_batch: 1000,
             analytics: crate::analytics::AnalyticsConfig::default(),
+            settings_refresh: Duration::from_secs(2),
         }
     }
 }
@@ -142,28 +146,28 @@ impl From<Pool> for Pools {
 /// Shared state of the engine.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub pool: Pool,
+    pool: Pool,
     /// See [`Pools::admin`].
-    pub admin: Pool,
+    admin: Pool,
     /// Prepared once the database has answered (possibly after start-up, see [`Engine::start`]).
-    pub statements: std::sync::OnceLock<Statements>,
-    pub partitions: PartitionCache,
-    pub groups: crate::cache::GroupCache,
-    pub hub: Arc<WakeHub>,
-    pub announcer: Announcer,
+    statements: std::sync::OnceLock<Statements>,
+    partitions: PartitionCache,
+    groups: crate::cache::GroupCache,
+    hub: Arc<WakeHub>,
+    announcer: Announcer,
     /// Push batches, partition-disjoint when in flight together (see [`push`](crate::push)).
-    pub push_batcher: Batcher<PushJob>,
-    pub ack_batcher: Batcher<AckJob>,
-    pub pop_batcher: Batcher<crate::pop::PopJob>,
-    pub config: EngineConfig,
-    pub metrics: Metrics,
+    push_batcher: Batcher<PushJob>,
+    ack_batcher: Batcher<AckJob>,
+    pop_batcher: Batcher<crate::pop::PopJob>,
+    config: EngineConfig,
+    metrics: Metrics,
     /// The shared dashboard figures.
-    pub analytics: crate::analytics::Analytics,
+    analytics: crate::analytics::Analytics,
     /// This server's view of the shared maintenance modes.
-    pub(crate) maintenance: crate::maintenance::Maintenance,
-    pub buffer: Option<Arc<DiskBuffer>>,
+    maintenance: crate::maintenance::Maintenance,
+    buffer: Option<Arc<DiskBuffer>>,
     /// The cross-server wake-up listener, stopped with the engine.
-    pub listener: Option<tokio::task::JoinHandle<()>>,
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
@@ -223,6 +227,92 @@ impl Inner {
         self.statements
             .get()
             .ok_or_else(|| EngineError::from(queen_wire::Error::Unavailable))
+    }
+
+    /// Creates (or finds) partitions and caches them: one round trip.
+    pub(crate) async fn ensure_partitions(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<(), EngineError> {
+        let queues: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
+        let parts: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
+        let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
+        // Random (v4) partition ids: any-partition pops walk partitions from a random id.
+        let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::new_v4()).collect();
+        let st = self.st()?;
+        let c = st.cols.ensure_partitions;
+        let rows = self
+            .pool()
+            .query(&st.ensure_partitions, &[&queues, &parts, &qids, &pids])
+            .await?;
+        for r in rows {
+            self.partitions().insert(
+                r.get(c.queue_name)?,
+                r.get(c.partition_name)?,
+                crate::cache::Target {
+                    id: r.get(c.partition_id)?,
+                    num: r.get(c.partition_num)?,
+                    encrypted: r.get(c.encrypted)?,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The hot path's pool (see [`Pools::hot`]).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) fn partitions(&self) -> &PartitionCache {
+        &self.partitions
+    }
+
+    pub(crate) fn groups(&self) -> &crate::cache::GroupCache {
+        &self.groups
+    }
+
+    pub(crate) fn hub(&self) -> &WakeHub {
+        &self.hub
+    }
+
+    /// Messages of `queue` may be deliverable now: wakes this server's waiting pops and tells
+    /// the other servers (their listeners wake theirs).
+    pub(crate) fn wake(&self, queue: &str) {
+        self.hub.wake(queue);
+        self.announcer.announce(queue);
+    }
+
+    pub(crate) fn analytics(&self) -> &crate::analytics::Analytics {
+        &self.analytics
+    }
+
+    pub(crate) fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn maintenance(&self) -> &crate::maintenance::Maintenance {
+        &self.maintenance
+    }
+
+    pub(crate) fn buffer(&self) -> Option<&Arc<DiskBuffer>> {
+        self.buffer.as_ref()
+    }
+
+    pub(crate) fn push_batcher(&self) -> &Batcher<PushJob> {
+        &self.push_batcher
+    }
+
+    pub(crate) fn ack_batcher(&self) -> &Batcher<AckJob> {
+        &self.ack_batcher
+    }
+
+    pub(crate) fn pop_batcher(&self) -> &Batcher<crate::pop::PopJob> {
+        &self.pop_batcher
     }
 }
 
@@ -341,6 +431,7 @@ impl Engine {
         sweeper::start(Arc::downgrade(&inner));
         crate::retention::start(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
+        crate::maintenance::start(Arc::downgrade(&inner));
         Ok(Engine { inner })
     }
 
@@ -599,6 +690,11 @@ impl Engine {
             .pool
             .send(queen_wire::Pipeline::new().sync_owned());
         matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
+    }
+
+    /// The engine over shared state a background task holds.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine { inner }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -2,17 +2,17 @@
 //! groups.
 //!
 //! Not on the hot path. Each operation is one prepared statement calling a function of
-//! `sql/inspection.sql` that builds its answer as JSON in the database, so the figures come
-//! straight from the tables (cursors, leases, dead letters) with no per-ack history. The engine
-//! only adds what the database cannot: payloads of encrypting queues are decrypted here.
+//! `sql/functions/inspection.sql` (or `analytics.sql` for the listings) that answers rows, so
+//! the figures come straight from the tables (cursors, leases, dead letters) with no per-ack
+//! history. The engine reads them by column name into the typed answers below (the HTTP layer
+//! owns their JSON shapes) and adds what the database cannot: payloads of encrypting queues are
+//! decrypted here.
 
-use queen_wire::{Client, Json, Row, Timestamp};
-use serde_json::Value;
+use queen_wire::{Client, Json, Timestamp};
 use uuid::Uuid;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::pop::stored_payload;
 use crate::statements::first_value;
 
 /// Filters of the message listing.
@@ -205,26 +205,85 @@ pub enum SeekTarget {
     Time(Timestamp),
 }
 
-/// A message as inspection shows it: the fields the database built (a JSON object, as text) and
-/// its payload as stored (decrypted), to be written out as it is — never parsed again.
+/// One message as inspection shows it: its listing fields, the per-group state, and its payload
+/// as stored (decrypted).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageDoc {
-    /// The JSON object of the message's fields.
-    pub fields: String,
+pub struct MessageDetail {
+    /// The fields a listing shows.
+    pub summary: MessageSummary,
+    /// Failed deliveries so far (the highest of any group).
+    pub retry_count: i32,
+    /// The latest failure's error text.
+    pub error_message: Option<String>,
+    /// Each consumer group reading its partition, by name.
+    pub groups: Vec<GroupState>,
     /// The payload's JSON text; None when the message is gone (a dead letter deleted since).
     pub payload: Option<String>,
 }
 
-fn json(v: &Json<String>) -> Result<Value, EngineError> {
-    serde_json::from_str(&v.0)
-        .map_err(|e| EngineError::Internal(format!("the database answered bad JSON: {e}")))
+/// Where one consumer group stands with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    /// The group.
+    pub name: String,
+    /// Whether the group has committed the message.
+    pub consumed: bool,
+    /// The expiry of the group's live lease covering it.
+    pub lease_expires_at: Option<Timestamp>,
 }
 
-fn first_json(rows: &[Row]) -> Result<Value, EngineError> {
-    Ok(match first_value::<Json<String>>(rows)? {
-        Some(j) => json(&j)?,
-        None => Value::Null,
-    })
+/// One trace event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// Trace id.
+    pub id: Uuid,
+    /// The traced message's transactionId.
+    pub transaction_id: String,
+    /// Its partition.
+    pub partition_id: Uuid,
+    /// What happened (`info`, `error`, ...).
+    pub event_type: String,
+    /// The event's JSON text.
+    pub data: String,
+    /// The group that recorded it.
+    pub consumer_group: Option<String>,
+    /// The worker that recorded it.
+    pub worker_id: Option<String>,
+    /// When.
+    pub created_at: Timestamp,
+    /// Its names.
+    pub names: Vec<String>,
+}
+
+/// A page of traces and how many match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TracePage {
+    /// Newest first.
+    pub traces: Vec<Trace>,
+    /// All that match.
+    pub total: i64,
+}
+
+/// A trace name and its use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceName {
+    /// The name.
+    pub name: String,
+    /// Traces carrying it.
+    pub traces: i64,
+    /// Messages with such traces.
+    pub messages: i64,
+    /// The latest such trace.
+    pub last_seen: Timestamp,
+}
+
+/// A page of trace names (latest used first) and how many there are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceNamePage {
+    /// The page.
+    pub names: Vec<TraceName>,
+    /// All names.
+    pub total: i64,
 }
 
 impl Engine {
@@ -292,7 +351,7 @@ impl Engine {
         &self,
         partition_id: Uuid,
         transaction_id: &str,
-    ) -> Result<Option<MessageDoc>, EngineError> {
+    ) -> Result<Option<MessageDetail>, EngineError> {
         let inner = self.inner();
         let st = inner.st()?;
         let c = st.cols.message_detail;
@@ -302,9 +361,43 @@ impl Engine {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        Ok(Some(MessageDoc {
-            fields: r.get::<Json<String>>(c.doc)?.0,
-            payload: stored_payload(inner, r, c.payload, c.sealed)?,
+        let names: Vec<String> = r.get(c.group_names)?;
+        let consumed: Vec<bool> = r.get(c.group_consumed)?;
+        let leases: Vec<Option<Timestamp>> = r.get(c.group_leases)?;
+        if consumed.len() != names.len() || leases.len() != names.len() {
+            return Err(EngineError::Internal(
+                "message_detail answered group arrays of different lengths".into(),
+            ));
+        }
+        let groups = names
+            .into_iter()
+            .zip(consumed)
+            .zip(leases)
+            .map(|((name, consumed), lease_expires_at)| GroupState {
+                name,
+                consumed,
+                lease_expires_at,
+            })
+            .collect();
+        Ok(Some(MessageDetail {
+            summary: MessageSummary {
+                id: r.get(c.id)?,
+                transaction_id: r.get(c.transaction_id)?,
+                partition_id: r.get(c.partition_id)?,
+                queue: r.get(c.queue_name)?,
+                partition: r.get(c.partition_name)?,
+                namespace: r.get(c.namespace)?,
+                task: r.get(c.task)?,
+                status: r.get(c.status)?,
+                trace_id: r.get(c.trace_id)?,
+                producer_sub: r.get(c.producer_sub)?,
+                created_at: r.get(c.created_at)?,
+                lease_expires_at: r.get(c.lease_expires_at)?,
+            },
+            retry_count: r.get(c.retry_count)?,
+            error_message: r.get(c.error_message)?,
+            groups,
+            payload: crate::payload::stored(inner, r, c.payload, c.sealed)?,
         }))
     }
 
@@ -316,13 +409,13 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.delete_message,
                 &[&partition_id, &transaction_id],
             )
             .await?;
-        inner.analytics.invalidate();
+        inner.analytics().invalidate();
         Ok(first_value::<bool>(&rows)?.unwrap_or(false))
     }
 
@@ -363,7 +456,7 @@ impl Engine {
                 retry_count: r.get(c.retry_count)?,
                 created_at: r.get(c.created_at)?,
                 failed_at: r.get(c.failed_at)?,
-                payload: stored_payload(inner, r, c.payload, c.sealed)?,
+                payload: crate::payload::stored(inner, r, c.payload, c.sealed)?,
             });
         }
         if rows.len() < usize::try_from(f.limit).unwrap_or(0) {
@@ -388,19 +481,18 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.retry_dead_letter,
                 &[&partition_id, &transaction_id],
             )
             .await?;
-        inner.analytics.invalidate();
+        inner.analytics().invalidate();
         // The function answers with the message's queue, to wake its waiting pops.
         let Some(queue) = first_value::<String>(&rows)? else {
             return Ok(false);
         };
-        inner.hub.wake(&queue);
-        inner.announcer.announce(&queue);
+        inner.wake(&queue);
         Ok(true)
     }
 
@@ -409,7 +501,7 @@ impl Engine {
         let inner = self.inner();
         let id = Uuid::now_v7();
         let rows = inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.add_trace,
                 &[
@@ -427,43 +519,89 @@ impl Engine {
         Ok(first_value::<bool>(&rows)?.unwrap_or(false).then_some(id))
     }
 
-    /// A message's traces, oldest first (a JSON array).
+    /// A message's traces, oldest first.
     pub async fn message_traces(
         &self,
         partition_id: Uuid,
         transaction_id: &str,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Vec<Trace>, EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
+        let c = st.cols.message_traces;
         let rows = inner
-            .inspect(
-                &inner.st()?.message_traces,
-                &[&partition_id, &transaction_id],
-            )
+            .inspect(&st.message_traces, &[&partition_id, &transaction_id])
             .await?;
-        first_json(&rows)
+        rows.iter()
+            .map(|r| {
+                Ok(Trace {
+                    id: r.get(c.id)?,
+                    transaction_id: r.get(c.transaction_id)?,
+                    partition_id: r.get(c.partition_id)?,
+                    event_type: r.get(c.event_type)?,
+                    data: r.get::<Json<String>>(c.data)?.0,
+                    consumer_group: r.get(c.consumer_group)?,
+                    worker_id: r.get(c.worker_id)?,
+                    created_at: r.get(c.created_at)?,
+                    names: r.get(c.trace_names)?,
+                })
+            })
+            .collect()
     }
 
-    /// Traces carrying a name: `{"traces", "total", "pagination"}`.
+    /// A page of the traces carrying `name`, newest first, and how many do.
     pub async fn traces_by_name(
         &self,
         name: &str,
         limit: i32,
         offset: i32,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<TracePage, EngineError> {
         let inner = self.inner();
+        let st = inner.st()?;
+        let c = st.cols.traces_by_name;
         let rows = inner
-            .inspect(&inner.st()?.traces_by_name, &[&name, &limit, &offset])
+            .inspect(&st.traces_by_name, &[&name, &limit, &offset])
             .await?;
-        first_json(&rows)
+        let mut page = TracePage::default();
+        for r in &rows {
+            page.total = r.get(c.total)?;
+            // An empty page is one row without a trace, for the total.
+            let Some(id) = r.get(c.id)? else { continue };
+            page.traces.push(Trace {
+                id,
+                transaction_id: r.get(c.transaction_id)?,
+                partition_id: r.get(c.partition_id)?,
+                event_type: r.get(c.event_type)?,
+                data: r.get::<Json<String>>(c.data)?.0,
+                consumer_group: r.get(c.consumer_group)?,
+                worker_id: r.get(c.worker_id)?,
+                created_at: r.get(c.created_at)?,
+                names: r.get(c.trace_names)?,
+            });
+        }
+        Ok(page)
     }
 
-    /// Trace names with counts: `{"trace_names", "total", "pagination"}`.
-    pub async fn trace_names(&self, limit: i32, offset: i32) -> Result<Value, EngineError> {
+    /// A page of the trace names (latest used first) with their counts, and how many there are.
+    pub async fn trace_names(&self, limit: i32, offset: i32) -> Result<TraceNamePage, EngineError> {
         let inner = self.inner();
-        let rows = inner
-            .inspect(&inner.st()?.trace_names, &[&limit, &offset])
-            .await?;
-        first_json(&rows)
+        let st = inner.st()?;
+        let c = st.cols.trace_names;
+        let rows = inner.inspect(&st.trace_names, &[&limit, &offset]).await?;
+        let mut page = TraceNamePage::default();
+        for r in &rows {
+            page.total = r.get(c.total)?;
+            // An empty page is one row without a name, for the total.
+            let Some(name) = r.get(c.trace_name)? else {
+                continue;
+            };
+            page.names.push(TraceName {
+                name,
+                traces: r.get(c.trace_count)?,
+                messages: r.get(c.message_count)?,
+                last_seen: r.get(c.last_seen)?,
+            });
+        }
+        Ok(page)
     }
 
     /// Removes a group's cursors everywhere or on one queue (and its subscriptions with
@@ -476,13 +614,13 @@ impl Engine {
     ) -> Result<i64, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.delete_consumer_group,
                 &[&group, &queue, &metadata],
             )
             .await?;
-        inner.analytics.invalidate();
+        inner.analytics().invalidate();
         Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
@@ -491,10 +629,10 @@ impl Engine {
     pub async fn set_subscription(&self, group: &str, from: Timestamp) -> Result<i64, EngineError> {
         let inner = self.inner();
         let rows = inner
-            .pool
+            .pool()
             .query(&inner.st()?.set_subscription, &[&group, &from])
             .await?;
-        inner.analytics.invalidate();
+        inner.analytics().invalidate();
         Ok(first_value::<i64>(&rows)?.unwrap_or(0))
     }
 
@@ -513,16 +651,16 @@ impl Engine {
             SeekTarget::Time(t) => (false, Some(t)),
         };
         let rows = inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.seek,
                 &[&group, &queue, &partition, &to_end, &ts],
             )
             .await?;
-        inner.analytics.invalidate();
+        inner.analytics().invalidate();
         let moved = first_value::<i64>(&rows)?;
         if moved.is_some() {
-            inner.hub.wake(queue);
+            inner.wake(queue);
         }
         Ok(moved)
     }

@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod limits;
 pub mod maintenance;
 pub mod model;
+mod payload;
 mod pop;
 mod push;
 pub mod retention;

@@ -9,17 +9,18 @@
 //! while it was reading — so what it read was committed after every change it could undo. The
 //! lock over the two counters is never held across an `.await`.
 //!
-//! The HTTP layer calls [`Engine::set_maintenance`], [`Engine::maintenance_on`] and, every
-//! `SETTINGS_REFRESH`, [`Engine::refresh_maintenance`].
+//! The HTTP layer calls [`Engine::set_maintenance`] and [`Engine::maintenance_on`]; the
+//! engine re-reads the stored modes every [`EngineConfig::settings_refresh`](crate::EngineConfig::settings_refresh) in a task of its
+//! own, which ends with the engine.
 //!
 //! Cancel-safety: a change cancelled while storing leaves flight (a drop guard) and may leave
 //! memory ahead of the database; the next refresh reads the stored value and applies it, so
 //! every server agrees again within one refresh interval.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Weak};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
 
 /// One of the two maintenance modes.
@@ -139,16 +140,30 @@ impl Maintenance {
 impl Engine {
     /// Whether maintenance `mode` is on on this server.
     pub fn maintenance_on(&self, mode: Mode) -> bool {
-        self.inner().maintenance.is_on(self, mode)
+        self.inner().maintenance().is_on(self, mode)
     }
 
     /// Turns maintenance `mode` on or off here and for every server attached to the database.
     pub async fn set_maintenance(&self, mode: Mode, on: bool) -> Result<(), EngineError> {
-        self.inner().maintenance.set(self, mode, on).await
+        self.inner().maintenance().set(self, mode, on).await
     }
 
     /// Re-reads the modes other servers may have changed.
     pub async fn refresh_maintenance(&self) {
-        self.inner().maintenance.refresh(self).await;
+        self.inner().maintenance().refresh(self).await;
     }
+}
+
+/// Starts the refresh task: re-reads the modes at once, then every `settings_refresh`.
+pub(crate) fn start(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(inner) = inner.upgrade() else { return };
+            let every = inner.config().settings_refresh;
+            let engine = Engine::from_inner(inner);
+            engine.refresh_maintenance().await;
+            drop(engine);
+            tokio::time::sleep(every).await;
+        }
+    });
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use queen_wire::{Client, ColumnIndex, Pipeline, Timestamp};
+use queen_wire::{Client, Pipeline, Timestamp};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -58,7 +58,7 @@ pub(crate) async fn pop(
 ) -> Result<Option<PopResult>, EngineError> {
     validate(req)?;
     let deadline = wait.map(|w| Instant::now() + w);
-    let signal = inner.hub.signal(&req.queue);
+    let signal = inner.hub().signal(&req.queue);
     let mut state = State::Claim;
     loop {
         // Registered before the claim, so a push that commits in between is not missed.
@@ -81,7 +81,7 @@ pub(crate) async fn pop(
                 } else {
                     // Time-based conditions (delays, windows, expiring leases) are not signalled:
                     // re-check at least this often.
-                    let recheck = (deadline - now).min(inner.config.long_poll_recheck);
+                    let recheck = (deadline - now).min(inner.config().long_poll_recheck);
                     signal.waiting.fetch_add(1, Ordering::Relaxed);
                     let _parked = Parked(&signal.waiting);
                     let _ = tokio::time::timeout(recheck, notified).await;
@@ -170,16 +170,17 @@ impl Job for PopJob {
 /// partitions without the group's cursor has them created, and claims once more if it got
 /// nothing — or, if it did, creates them in the background for the next pops.
 async fn claim(inner: &Inner, req: &PopRequest) -> Result<Option<PopResult>, EngineError> {
-    if req.consumer_group != QUEUE_MODE && !inner.groups.ensured(&req.queue, &req.consumer_group) {
+    if req.consumer_group != QUEUE_MODE && !inner.groups().ensured(&req.queue, &req.consumer_group)
+    {
         ensure_group(inner, req, &[]).await?;
-        inner.groups.insert(&req.queue, &req.consumer_group);
+        inner.groups().insert(&req.queue, &req.consumer_group);
     }
     let c = claim_once(inner, req).await?;
     if c.missing_cursors.is_empty() {
         return Ok(c.result);
     }
     if c.result.is_some() {
-        let (pool, st, req) = (inner.pool.clone(), inner.st()?.clone(), req.clone());
+        let (pool, st, req) = (inner.pool().clone(), inner.st()?.clone(), req.clone());
         tokio::spawn(async move {
             let mut p = Pipeline::new();
             let ids = c.missing_cursors;
@@ -202,7 +203,7 @@ async fn ensure_group(
 ) -> Result<(), EngineError> {
     let mut p = Pipeline::new();
     add_ensure_group(&mut p, inner.st()?, req, partitions)?;
-    inner.pool.send_segment(p).await?;
+    inner.pool().send_segment(p).await?;
     Ok(())
 }
 
@@ -214,7 +215,7 @@ async fn claim_once(inner: &Inner, req: &PopRequest) -> Result<Claimed, EngineEr
     if req.partition.is_none() && req.partitions == 1 {
         let (reply, rx) = oneshot::channel();
         inner
-            .pop_batcher
+            .pop_batcher()
             .submit(PopJob {
                 req: req.clone(),
                 lease_id,
@@ -233,7 +234,7 @@ async fn claim_once(inner: &Inner, req: &PopRequest) -> Result<Claimed, EngineEr
         false,
     )?;
     let rows = inner
-        .pool
+        .pool()
         .send_segment(p)
         .await?
         .into_iter()
@@ -334,7 +335,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
         }
     }
     inner
-        .metrics
+        .metrics()
         .pops_folded(shapes.iter().map(|(_, j)| j.len()).sum(), shapes.len());
     let mut p = Pipeline::new();
     let mut built: Result<(), EngineError> = Ok(());
@@ -347,7 +348,7 @@ pub(crate) async fn run_batch(inner: Arc<Inner>, jobs: Vec<PopJob>) {
         }
     }
     let segments = match built {
-        Ok(()) => inner.pool.send(p).await.map_err(EngineError::from),
+        Ok(()) => inner.pool().send(p).await.map_err(EngineError::from),
         Err(e) => Err(e),
     };
     match segments {
@@ -418,7 +419,7 @@ async fn result_of(
                     claimed.push(m.partition_id);
                 }
             }
-            inner.metrics.popped(messages.len());
+            inner.metrics().popped(messages.len());
             Ok(Some(PopResult {
                 queue: req.queue.clone(),
                 lease_id: (!req.auto_ack).then_some(lease_id),
@@ -467,7 +468,7 @@ async fn give_back(
             }
         }
         inner
-            .pool
+            .pool()
             .query(
                 &inner.st()?.unpop,
                 &[
@@ -499,8 +500,8 @@ fn decode(
     let mut expires: Option<Timestamp> = None;
     for r in rows {
         expires = r.get(c.lease_expires_at)?;
-        let payload =
-            stored_payload(inner, r, c.payload, c.sealed)?.unwrap_or_else(|| "null".to_owned());
+        let payload = crate::payload::stored(inner, r, c.payload, c.sealed)?
+            .unwrap_or_else(|| "null".to_owned());
         messages.push(Message {
             partition_id: r.get(c.partition_id)?,
             partition: r.get(c.partition_name)?,
@@ -516,27 +517,4 @@ fn decode(
         });
     }
     Ok((messages, expires))
-}
-
-/// The JSON text of a stored payload whose columns `payload` (the text as pushed) and `sealed`
-/// (the sealed bytes of an encrypting queue) are in row `r`, decrypted (docs/semantics.md,
-/// "Encryption"); None when both are NULL.
-pub(crate) fn stored_payload(
-    inner: &Inner,
-    r: &queen_wire::Row,
-    payload: ColumnIndex,
-    sealed: ColumnIndex,
-) -> Result<Option<String>, EngineError> {
-    let Some(sealed) = r.get::<Option<Vec<u8>>>(sealed)? else {
-        return Ok(r.get::<Option<String>>(payload)?);
-    };
-    let cipher = inner.config.cipher.as_ref().ok_or_else(|| {
-        EngineError::Decrypt("the payload is encrypted and no encryption key is configured".into())
-    })?;
-    let plain = cipher
-        .decrypt(&sealed)
-        .map_err(|e| EngineError::Decrypt(e.to_string()))?;
-    String::from_utf8(plain)
-        .map(Some)
-        .map_err(|_| EngineError::Decrypt("the plaintext is not UTF-8".into()))
 }

@@ -34,6 +34,7 @@ use crate::engine::Inner;
 use crate::error::{EngineError, raised};
 use crate::limits::{PRODUCER_MAX, PUSH_ITEMS_MAX, check_name, check_text, check_transaction_id};
 use crate::model::{PushItem, PushOutcome, PushStatus};
+use crate::payload::Body;
 use crate::txid::TxId;
 
 /// One item ready for the database.
@@ -46,33 +47,6 @@ pub(crate) struct Row {
     pub trace_id: Option<Uuid>,
     pub body: Body,
     pub producer_sub: Option<Arc<str>>,
-}
-
-/// A payload as stored: JSON text (shared, not copied, between the request and the batch), or
-/// sealed for a queue that encrypts.
-#[derive(Debug, Clone)]
-pub(crate) enum Body {
-    Json(Arc<str>),
-    Sealed(Vec<u8>),
-}
-
-impl Body {
-    /// The stored form of `payload` for a partition of `queue`: sealed when the queue encrypts
-    /// (as the partition's cache entry says).
-    pub(crate) fn for_target(
-        inner: &Inner,
-        queue: &str,
-        target: Target,
-        payload: &Arc<str>,
-    ) -> Result<Body, EngineError> {
-        if !target.encrypted {
-            return Ok(Body::Json(payload.clone()));
-        }
-        match &inner.config.cipher {
-            Some(c) => Ok(Body::Sealed(c.encrypt(payload.as_bytes()))),
-            None => Err(EngineError::EncryptionKeyMissing(queue.to_owned())),
-        }
-    }
 }
 
 /// A refusal of `queen.push` that concerns one request of a coalesced statement, not the
@@ -235,7 +209,7 @@ pub(crate) async fn push(
                             .into(),
                     ));
                 }
-                ensure_partitions(inner, &missing).await?;
+                inner.ensure_partitions(&missing).await?;
                 State::Resolve
             }
             State::Insert => match op.insert(inner).await {
@@ -254,7 +228,7 @@ pub(crate) async fn push(
                             _ => op.queue_names(),
                         };
                         for q in &queues {
-                            inner.partitions.invalidate_queue(q);
+                            inner.partitions().invalidate_queue(q);
                             op.forget_queue(q);
                         }
                         State::Resolve
@@ -326,7 +300,7 @@ impl<'a> PushOp<'a> {
                 // Consecutive items usually share their partition: one lookup for the run.
                 *pid = match prev {
                     Some((q, p, id)) if q == it.queue && p == it.partition => id,
-                    _ => inner.partitions.get(&it.queue, &it.partition),
+                    _ => inner.partitions().get(&it.queue, &it.partition),
                 };
                 prev = Some((&it.queue, &it.partition, *pid));
                 if pid.is_none() {
@@ -368,7 +342,7 @@ impl<'a> PushOp<'a> {
         }
         let (reply, rx) = oneshot::channel();
         inner
-            .push_batcher
+            .push_batcher()
             .submit(PushJob::new(rows, reply))
             .map_err(|_| EngineError::ShuttingDown)?;
         let results = rx.await.map_err(|_| EngineError::ShuttingDown)??;
@@ -437,36 +411,6 @@ impl<'a> PushOp<'a> {
             })
             .collect()
     }
-}
-
-/// Creates (or finds) partitions and caches them: one round trip.
-pub(crate) async fn ensure_partitions(
-    inner: &Inner,
-    pairs: &[(String, String)],
-) -> Result<(), EngineError> {
-    let queues: Vec<&str> = pairs.iter().map(|(q, _)| q.as_str()).collect();
-    let parts: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
-    let qids: Vec<Uuid> = pairs.iter().map(|_| Uuid::now_v7()).collect();
-    // Random (v4) partition ids: any-partition pops walk partitions from a random id.
-    let pids: Vec<Uuid> = pairs.iter().map(|_| Uuid::new_v4()).collect();
-    let st = inner.st()?;
-    let c = st.cols.ensure_partitions;
-    let rows = inner
-        .pool
-        .query(&st.ensure_partitions, &[&queues, &parts, &qids, &pids])
-        .await?;
-    for r in rows {
-        inner.partitions.insert(
-            r.get(c.queue_name)?,
-            r.get(c.partition_name)?,
-            Target {
-                id: r.get(c.partition_id)?,
-                num: r.get(c.partition_num)?,
-                encrypted: r.get(c.encrypted)?,
-            },
-        );
-    }
-    Ok(())
 }
 
 /// Column arrays of `queen.push`: the partitions touched (ascending: the lock order) with their
@@ -624,8 +568,7 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
             }
         }
         for q in woken {
-            inner.hub.wake(q);
-            inner.announcer.announce(q);
+            inner.wake(q);
         }
     }
     slot.into_iter()
@@ -654,7 +597,7 @@ async fn execute(
 ) -> Result<Vec<RowResult>, EngineError> {
     let mut p = Pipeline::new();
     arrays.add_to(&mut p, inner, false)?;
-    let answer = inner.pool.send_segment(p).await?;
+    let answer = inner.pool().send_segment(p).await?;
     let cols = inner.st()?.cols.push;
     let mut results: Vec<RowResult> = rows.iter().map(|r| RowResult::Inserted(r.id)).collect();
     for r in answer

@@ -29,7 +29,7 @@ pub struct Removed {
 pub(crate) fn start(inner: Weak<Inner>) {
     if inner
         .upgrade()
-        .is_none_or(|i| i.config.retention_interval.is_zero())
+        .is_none_or(|i| i.config().retention_interval.is_zero())
     {
         return;
     }
@@ -37,7 +37,7 @@ pub(crate) fn start(inner: Weak<Inner>) {
         loop {
             let interval = match inner.upgrade() {
                 Some(i) => {
-                    if i.statements.get().is_some() {
+                    if i.st().is_ok() {
                         match run(&i).await {
                             Ok(r) if r != Removed::default() => {
                                 tracing::info!(?r, "retention removed messages");
@@ -46,7 +46,7 @@ pub(crate) fn start(inner: Weak<Inner>) {
                             Err(e) => tracing::debug!(error = %e, "retention run failed"),
                         }
                     }
-                    i.config.retention_interval
+                    i.config().retention_interval
                 }
                 None => return,
             };
@@ -57,11 +57,11 @@ pub(crate) fn start(inner: Weak<Inner>) {
 
 /// Runs batches until one comes back short.
 pub(crate) async fn run(inner: &Arc<Inner>) -> Result<Removed, EngineError> {
-    let batch = inner.config.retention_batch.max(1);
+    let batch = inner.config().retention_batch.max(1);
     let mut total = Removed::default();
     loop {
         let st = inner.st()?;
-        let rows = inner.pool.query(&st.retention, &[&batch]).await?;
+        let rows = inner.pool().query(&st.retention, &[&batch]).await?;
         let Some(r) = rows.first() else {
             return Ok(total);
         };

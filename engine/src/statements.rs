@@ -117,7 +117,11 @@ statements! {
         message_id, transaction_id, partition_id, queue_name, partition_name, namespace, task,
         status, trace_id, producer_sub, created_at, lease_expires_at, pnum, pos,
     },
-    message_detail => "message_detail.sql" { doc, payload, sealed },
+    message_detail => "message_detail.sql" {
+        id, transaction_id, partition_id, queue_name, partition_name, namespace, task, status,
+        trace_id, producer_sub, created_at, lease_expires_at, retry_count, error_message,
+        group_names, group_consumed, group_leases, payload, sealed,
+    },
     delete_message => "delete_message.sql",
     list_dead_letters => "list_dead_letters.sql" {
         id, message_id, transaction_id, partition_id, queue_name, partition_name,
@@ -125,9 +129,15 @@ statements! {
     },
     count_dead_letters => "count_dead_letters.sql",
     add_trace => "add_trace.sql",
-    message_traces => "message_traces.sql",
-    traces_by_name => "traces_by_name.sql",
-    trace_names => "trace_names.sql",
+    message_traces => "message_traces.sql" {
+        id, transaction_id, partition_id, event_type, data, consumer_group, worker_id,
+        created_at, trace_names,
+    },
+    traces_by_name => "traces_by_name.sql" {
+        total, id, transaction_id, partition_id, event_type, data, consumer_group, worker_id,
+        created_at, trace_names,
+    },
+    trace_names => "trace_names.sql" { total, trace_name, trace_count, message_count, last_seen },
     delete_consumer_group => "delete_consumer_group.sql",
     set_subscription => "set_subscription.sql",
     seek => "seek.sql",

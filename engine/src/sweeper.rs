@@ -23,7 +23,7 @@ pub(crate) fn start(inner: Weak<Inner>) {
                     if let Err(e) = sweep(&i).await {
                         tracing::debug!(error = %e, "lease sweep failed");
                     }
-                    i.config.sweep_interval
+                    i.config().sweep_interval
                 }
                 None => return,
             };
@@ -36,13 +36,13 @@ pub(crate) fn start(inner: Weak<Inner>) {
 pub(crate) async fn sweep(inner: &Arc<Inner>) -> Result<u64, EngineError> {
     let mut total = 0u64;
     loop {
-        let rows = inner.pool.query(&inner.st()?.sweep, &[&BATCH]).await?;
+        let rows = inner.pool().query(&inner.st()?.sweep, &[&BATCH]).await?;
         let n: i32 = crate::statements::first_value(&rows)?.unwrap_or(0);
         total += u64::try_from(n).unwrap_or(0);
         if n < BATCH {
             if total > 0 {
                 // Messages are available again.
-                inner.hub.wake_all();
+                inner.hub().wake_all();
             }
             return Ok(total);
         }

@@ -21,7 +21,8 @@ use crate::engine::Inner;
 use crate::error::{EngineError, raised};
 use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
-use crate::push::{Body, PushArrays, Row, ensure_partitions, validate};
+use crate::payload::Body;
+use crate::push::{PushArrays, Row, validate};
 
 pub(crate) async fn run(
     inner: &Inner,
@@ -59,7 +60,7 @@ pub(crate) async fn run(
         if let TxOperation::Push(items) = op {
             validate(items)?;
             for it in items {
-                if inner.partitions.get(&it.queue, &it.partition).is_none() {
+                if inner.partitions().get(&it.queue, &it.partition).is_none() {
                     let key = (it.queue.clone(), it.partition.clone());
                     if !missing.contains(&key) {
                         missing.push(key);
@@ -69,7 +70,7 @@ pub(crate) async fn run(
         }
     }
     if !missing.is_empty() {
-        ensure_partitions(inner, &missing).await?;
+        inner.ensure_partitions(&missing).await?;
     }
 
     let mut p = Pipeline::new();
@@ -86,7 +87,7 @@ pub(crate) async fn run(
             for it in items {
                 if let (Some(t), Some(target)) = (
                     &it.transaction_id,
-                    inner.partitions.get(&it.queue, &it.partition),
+                    inner.partitions().get(&it.queue, &it.partition),
                 ) {
                     if !seen.insert((target.num, t)) {
                         return Ok(TxOutcome {
@@ -106,16 +107,15 @@ pub(crate) async fn run(
             TxOperation::Push(items) => {
                 let mut rows = Vec::with_capacity(items.len());
                 for it in items {
-                    let target =
-                        inner
-                            .partitions
-                            .get(&it.queue, &it.partition)
-                            .ok_or_else(|| {
-                                EngineError::Conflict(format!(
-                                    "partition {} vanished (its queue was deleted)",
-                                    it.partition
-                                ))
-                            })?;
+                    let target = inner
+                        .partitions()
+                        .get(&it.queue, &it.partition)
+                        .ok_or_else(|| {
+                            EngineError::Conflict(format!(
+                                "partition {} vanished (its queue was deleted)",
+                                it.partition
+                            ))
+                        })?;
                     rows.push(Row {
                         queue: Arc::from(it.queue.as_str()),
                         target,
@@ -140,7 +140,7 @@ pub(crate) async fn run(
     }
     p.sync();
     let seg = inner
-        .pool
+        .pool()
         .send(p)
         .await?
         .into_iter()
@@ -154,7 +154,7 @@ pub(crate) async fn run(
                     // The queue encrypts now (configured elsewhere): the next attempt re-resolves
                     // it and seals its payloads.
                     if let Some(q) = db.detail.as_deref() {
-                        inner.partitions.invalidate_queue(q);
+                        inner.partitions().invalidate_queue(q);
                     }
                 }
                 return Ok(TxOutcome {
@@ -197,8 +197,7 @@ pub(crate) async fn run(
     };
     for rows in &pushes {
         if let Some(r) = rows.first() {
-            inner.hub.wake(&r.queue);
-            inner.announcer.announce(&r.queue);
+            inner.wake(&r.queue);
         }
     }
     // Reassemble in operation order.

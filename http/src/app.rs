@@ -37,8 +37,6 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Upper bound of a long-poll's `timeout`.
     pub max_long_poll: Duration,
-    /// How often shared settings (maintenance modes) are re-read from the database.
-    pub settings_refresh: Duration,
     /// Where a named consumer group starts when a pop gives no `subscriptionMode`
     /// (`DEFAULT_SUBSCRIPTION_MODE`; none: at the first message).
     pub default_subscription: Option<queen_engine::Subscription>,
@@ -52,7 +50,6 @@ impl Default for HttpConfig {
             body_read_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_long_poll: Duration::from_secs(60),
-            settings_refresh: Duration::from_secs(2),
             default_subscription: None,
         }
     }
@@ -84,16 +81,6 @@ impl App {
             auth,
             body_budget: Arc::new(tokio::sync::Semaphore::new(config.body_budget_bytes)),
             ready: AtomicBool::new(true),
-        });
-        let weak = Arc::downgrade(&app);
-        tokio::spawn(async move {
-            loop {
-                let Some(app) = weak.upgrade() else { return };
-                app.engine.refresh_maintenance().await;
-                let every = app.config.settings_refresh;
-                drop(app);
-                tokio::time::sleep(every).await;
-            }
         });
         let weak = Arc::downgrade(&app);
         tokio::spawn(async move {

@@ -5,7 +5,10 @@
 use queen_engine::QueueOptions;
 use queen_engine::Timestamp;
 use queen_engine::analytics::{Counts, GroupPartition, GroupStats, QueueStats, Snapshot};
-use queen_engine::inspect::{DeadLetter, MessagePage, MessageSummary};
+use queen_engine::inspect::{
+    DeadLetter, GroupState, MessageDetail, MessagePage, MessageSummary, Trace, TraceName,
+    TraceNamePage, TracePage,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -492,6 +495,157 @@ impl<'a> From<&'a DeadLetter> for DeadLetterView<'a> {
             retry_count: d.retry_count,
             created_at: d.created_at,
             failed_at: d.failed_at,
+        }
+    }
+}
+
+/// A message's fields in its detail (its payload is written beside them as raw JSON).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageDetailView<'a> {
+    #[serde(flatten)]
+    summary: MessageView<'a>,
+    retry_count: i32,
+    error_message: Option<&'a str>,
+    consumer_groups: Vec<GroupStateView<'a>>,
+}
+
+impl<'a> From<&'a MessageDetail> for MessageDetailView<'a> {
+    fn from(m: &'a MessageDetail) -> MessageDetailView<'a> {
+        MessageDetailView {
+            summary: MessageView::from(&m.summary),
+            retry_count: m.retry_count,
+            error_message: m.error_message.as_deref(),
+            consumer_groups: m.groups.iter().map(GroupStateView::from).collect(),
+        }
+    }
+}
+
+/// Where a consumer group stands with a message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GroupStateView<'a> {
+    name: &'a str,
+    consumed: bool,
+    #[serde(serialize_with = "ts::opt")]
+    lease_expires_at: Option<Timestamp>,
+}
+
+impl<'a> From<&'a GroupState> for GroupStateView<'a> {
+    fn from(g: &'a GroupState) -> GroupStateView<'a> {
+        GroupStateView {
+            name: &g.name,
+            consumed: g.consumed,
+            lease_expires_at: g.lease_expires_at,
+        }
+    }
+}
+
+/// A trace event. Queen's trace routes answer snake_case keys; so do these.
+#[derive(Serialize)]
+pub(crate) struct TraceView<'a> {
+    id: Uuid,
+    transaction_id: &'a str,
+    partition_id: Uuid,
+    event_type: &'a str,
+    data: &'a serde_json::value::RawValue,
+    consumer_group: Option<&'a str>,
+    worker_id: Option<&'a str>,
+    #[serde(serialize_with = "ts::one")]
+    created_at: Timestamp,
+    trace_names: &'a [String],
+}
+
+impl<'a> From<&'a Trace> for TraceView<'a> {
+    fn from(t: &'a Trace) -> TraceView<'a> {
+        // `data` is the text of a stored jsonb value, valid JSON by construction.
+        let null = serde_json::value::RawValue::NULL;
+        TraceView {
+            id: t.id,
+            transaction_id: &t.transaction_id,
+            partition_id: t.partition_id,
+            event_type: &t.event_type,
+            data: serde_json::from_str(&t.data).unwrap_or(null),
+            consumer_group: t.consumer_group.as_deref(),
+            worker_id: t.worker_id.as_deref(),
+            created_at: t.created_at,
+            trace_names: &t.names,
+        }
+    }
+}
+
+/// The paging of a trace listing, as it was asked for.
+#[derive(Serialize)]
+pub(crate) struct Paging {
+    pub(crate) limit: i32,
+    pub(crate) offset: i32,
+}
+
+/// A message's traces: `{traces}`.
+#[derive(Serialize)]
+pub(crate) struct MessageTraces<'a> {
+    traces: Vec<TraceView<'a>>,
+}
+
+impl<'a> MessageTraces<'a> {
+    pub(crate) fn new(traces: &'a [Trace]) -> MessageTraces<'a> {
+        MessageTraces {
+            traces: traces.iter().map(TraceView::from).collect(),
+        }
+    }
+}
+
+/// A page of traces: `{traces, total, pagination}`.
+#[derive(Serialize)]
+pub(crate) struct TraceList<'a> {
+    traces: Vec<TraceView<'a>>,
+    total: i64,
+    pagination: Paging,
+}
+
+impl<'a> TraceList<'a> {
+    pub(crate) fn new(page: &'a TracePage, pagination: Paging) -> TraceList<'a> {
+        TraceList {
+            traces: page.traces.iter().map(TraceView::from).collect(),
+            total: page.total,
+            pagination,
+        }
+    }
+}
+
+/// A trace name with its counts.
+#[derive(Serialize)]
+pub(crate) struct TraceNameView<'a> {
+    trace_name: &'a str,
+    trace_count: i64,
+    message_count: i64,
+    #[serde(serialize_with = "ts::one")]
+    last_seen: Timestamp,
+}
+
+/// A page of trace names: `{trace_names, total, pagination}`.
+#[derive(Serialize)]
+pub(crate) struct TraceNameList<'a> {
+    trace_names: Vec<TraceNameView<'a>>,
+    total: i64,
+    pagination: Paging,
+}
+
+impl<'a> TraceNameList<'a> {
+    pub(crate) fn new(page: &'a TraceNamePage, pagination: Paging) -> TraceNameList<'a> {
+        TraceNameList {
+            trace_names: page
+                .names
+                .iter()
+                .map(|n: &'a TraceName| TraceNameView {
+                    trace_name: &n.name,
+                    trace_count: n.traces,
+                    message_count: n.messages,
+                    last_seen: n.last_seen,
+                })
+                .collect(),
+            total: page.total,
+            pagination,
         }
     }
 }

@@ -23,38 +23,41 @@ LANGUAGE sql STABLE AS $$
      WHERE c.partition_id = p_partition_id
 $$;
 
+-- One message with its state: a row, or none when it does not exist. The consumer groups
+-- reading its partition come as three arrays of one element a group (ordered by name): the
+-- group, whether it committed the message, and the expiry of a live lease covering it.
 CREATE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
-RETURNS TABLE (doc jsonb, payload text, sealed bytea)
+RETURNS TABLE (id uuid, transaction_id text, partition_id uuid, queue_name text,
+               partition_name text, namespace text, task text, status text, trace_id uuid,
+               producer_sub text, created_at timestamptz, lease_expires_at timestamptz,
+               retry_count integer, error_message text, group_names text[],
+               group_consumed boolean[], group_leases timestamptz[], payload text, sealed bytea)
 LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-             'id', m.id, 'transactionId', queen.txid(m.txuuid, m.txtext), 'partitionId', p.id,
-             'queue', q.name, 'partition', p.name, 'namespace', q.namespace, 'task', q.task,
-             'status', s.status, 'traceId', m.trace_id, 'producerSub', m.producer_sub,
-             'createdAt', queen.ts(m.created_at), 'leaseExpiresAt', queen.ts(s.lease_expires_at),
-             'retryCount', coalesce((SELECT max(r.failures) FROM queen.retries r
-                                      WHERE r.partition_id = p.id AND r.position = m.position),
-                                    (SELECT max(d.retry_count) FROM queen.dead_letters d
-                                      WHERE d.partition_id = p.id AND d.position = m.position), 0),
-             'errorMessage', coalesce((SELECT d.error_message FROM queen.dead_letters d
-                                        WHERE d.partition_id = p.id AND d.position = m.position
-                                        ORDER BY d.failed_at DESC LIMIT 1),
-                                      (SELECT r.last_error FROM queen.retries r
-                                        WHERE r.partition_id = p.id AND r.position = m.position
-                                        LIMIT 1)),
-             'consumerGroups', coalesce((
-                 SELECT jsonb_agg(jsonb_build_object(
-                          'name', c.consumer_group,
-                          'consumed', c.position >= m.position,
-                          'leaseExpiresAt', CASE WHEN c.lease_id IS NOT NULL AND c.lease_expires_at > now()
-                                                  AND m.position > c.position AND m.position <= c.lease_end
-                                                 THEN queen.ts(c.lease_expires_at) END)
-                          ORDER BY c.consumer_group)
-                   FROM queen.cursors c WHERE c.partition_id = p.id), '[]'::jsonb)),
+    SELECT m.id, queen.txid(m.txuuid, m.txtext), p.id, q.name, p.name, q.namespace, q.task,
+           s.status, m.trace_id, m.producer_sub, m.created_at, s.lease_expires_at,
+           coalesce((SELECT max(r.failures) FROM queen.retries r
+                      WHERE r.partition_id = p.id AND r.position = m.position),
+                    (SELECT max(d.retry_count) FROM queen.dead_letters d
+                      WHERE d.partition_id = p.id AND d.position = m.position), 0),
+           coalesce((SELECT d.error_message FROM queen.dead_letters d
+                      WHERE d.partition_id = p.id AND d.position = m.position
+                      ORDER BY d.failed_at DESC LIMIT 1),
+                    (SELECT r.last_error FROM queen.retries r
+                      WHERE r.partition_id = p.id AND r.position = m.position
+                      LIMIT 1)),
+           coalesce(g.names, '{}'), coalesce(g.consumed, '{}'), coalesce(g.leases, '{}'),
            m.payload, m.sealed
       FROM queen.partitions p
       JOIN queen.messages m ON m.pnum = p.num AND m.position = queen.find_position(p.num, p_txid)
       JOIN queen.queues q ON q.id = p.queue_id
      CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
+     CROSS JOIN LATERAL (
+           SELECT array_agg(c.consumer_group ORDER BY c.consumer_group) AS names,
+                  array_agg(c.position >= m.position ORDER BY c.consumer_group) AS consumed,
+                  array_agg(CASE WHEN c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+                                  AND m.position > c.position AND m.position <= c.lease_end
+                                 THEN c.lease_expires_at END ORDER BY c.consumer_group) AS leases
+             FROM queen.cursors c WHERE c.partition_id = p.id) g
      WHERE p.id = p_partition_id
 $$;
 
@@ -98,36 +101,35 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION queen.trace_doc(t queen.traces) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('id', t.id, 'transaction_id', t.transaction_id,
-             'partition_id', t.partition_id, 'event_type', t.event_type, 'data', t.data,
-             'consumer_group', t.consumer_group, 'worker_id', t.worker_id,
-             'created_at', queen.ts(t.created_at), 'trace_names', to_jsonb(t.trace_names))
-$$;
-
+-- Trace listings. Each answers rows of traces; the paged ones also the total count, on every
+-- row, and one row of NULL trace columns when the page is empty (so the total still comes).
 CREATE FUNCTION queen.message_traces(p_partition_id uuid, p_txid text)
-RETURNS jsonb
+RETURNS SETOF queen.traces
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_agg(queen.trace_doc(t) ORDER BY t.created_at, t.id), '[]'::jsonb)
-      FROM queen.traces t WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid
+    SELECT t.* FROM queen.traces t
+     WHERE t.partition_id = p_partition_id AND t.transaction_id = p_txid
+     ORDER BY t.created_at, t.id
 $$;
 
 CREATE FUNCTION queen.traces_by_name(p_name text, p_limit integer, p_offset integer)
-RETURNS jsonb
+RETURNS TABLE (total bigint, id uuid, transaction_id text, partition_id uuid, event_type text,
+               data jsonb, consumer_group text, worker_id text, created_at timestamptz,
+               trace_names text[])
 LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-             'traces', coalesce((SELECT jsonb_agg(queen.trace_doc(t) ORDER BY t.created_at DESC, t.id)
-                                   FROM (SELECT * FROM queen.traces t
-                                          WHERE t.trace_names @> ARRAY[p_name]
-                                          ORDER BY t.created_at DESC, t.id
-                                          LIMIT p_limit OFFSET p_offset) t), '[]'::jsonb),
-             'total', (SELECT count(*) FROM queen.traces t WHERE t.trace_names @> ARRAY[p_name]),
-             'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
+    SELECT n.total, t.id, t.transaction_id, t.partition_id, t.event_type, t.data,
+           t.consumer_group, t.worker_id, t.created_at, t.trace_names
+      FROM (SELECT count(*) AS total FROM queen.traces t WHERE t.trace_names @> ARRAY[p_name]) n
+      LEFT JOIN LATERAL (
+            SELECT * FROM queen.traces t
+             WHERE t.trace_names @> ARRAY[p_name]
+             ORDER BY t.created_at DESC, t.id
+             LIMIT p_limit OFFSET p_offset) t ON true
+     ORDER BY t.created_at DESC, t.id
 $$;
 
 CREATE FUNCTION queen.trace_names(p_limit integer, p_offset integer)
-RETURNS jsonb
+RETURNS TABLE (total bigint, trace_name text, trace_count bigint, message_count bigint,
+               last_seen timestamptz)
 LANGUAGE sql STABLE AS $$
     WITH names AS (
         SELECT n AS trace_name, count(*) AS trace_count,
@@ -135,15 +137,12 @@ LANGUAGE sql STABLE AS $$
                max(t.created_at) AS last_seen
           FROM queen.traces t CROSS JOIN LATERAL unnest(t.trace_names) n
          GROUP BY n)
-    SELECT jsonb_build_object(
-             'trace_names', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                                  'trace_name', x.trace_name, 'trace_count', x.trace_count,
-                                  'message_count', x.message_count, 'last_seen', queen.ts(x.last_seen))
-                                  ORDER BY x.last_seen DESC, x.trace_name)
-                                  FROM (SELECT * FROM names ORDER BY last_seen DESC, trace_name
-                                         LIMIT p_limit OFFSET p_offset) x), '[]'::jsonb),
-             'total', (SELECT count(*) FROM names),
-             'pagination', jsonb_build_object('limit', p_limit, 'offset', p_offset))
+    SELECT c.total, x.trace_name, x.trace_count, x.message_count, x.last_seen
+      FROM (SELECT count(*) AS total FROM names) c
+      LEFT JOIN LATERAL (
+            SELECT * FROM names ORDER BY last_seen DESC, trace_name
+             LIMIT p_limit OFFSET p_offset) x ON true
+     ORDER BY x.last_seen DESC, x.trace_name
 $$;
 
 -- Removes a group's cursors (and retry rows) on every queue, or on one; with p_metadata, or for

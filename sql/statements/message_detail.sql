@@ -1,1 +1,1 @@
-SELECT doc, payload, sealed FROM queen.message_detail($1::uuid, $2::text)
+SELECT * FROM queen.message_detail($1::uuid, $2::text)

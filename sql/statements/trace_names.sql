@@ -1,1 +1,1 @@
-SELECT queen.trace_names($1::integer, $2::integer)
+SELECT * FROM queen.trace_names($1::integer, $2::integer)

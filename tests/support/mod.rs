@@ -393,3 +393,123 @@ impl Resp {
         assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{j}");
     }
 }
+
+// The API calls the tests make again and again, written once. Each helper asserts the answer a
+// well-formed call gets; tests of refusals use `post`/`get` and `Resp::assert_error`.
+
+/// A push body: one item per payload, all to `queue`/`partition`.
+pub fn push_body(queue: &str, partition: &str, payloads: &[Value]) -> Value {
+    let items: Vec<Value> = payloads
+        .iter()
+        .map(|p| serde_json::json!({"queue": queue, "partition": partition, "payload": p}))
+        .collect();
+    serde_json::json!({ "items": items })
+}
+
+/// An ack body settling popped message `m` with `status`.
+pub fn ack_body(m: &Value, status: &str) -> Value {
+    serde_json::json!({"transactionId": m["transactionId"], "partitionId": m["partitionId"],
+                       "leaseId": m["leaseId"], "status": status})
+}
+
+impl Resp {
+    /// Asserts `status` and returns the JSON body.
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+}
+
+impl Server {
+    /// Pushes `payloads` to `queue`/`partition`, whatever the answer.
+    pub async fn try_push(&self, queue: &str, partition: &str, payloads: &[Value]) -> Resp {
+        self.post("/api/v1/push", &push_body(queue, partition, payloads))
+            .await
+    }
+
+    /// Pushes `payloads` to `queue`/`partition`; asserts 201 and returns the per-item answers.
+    pub async fn push(&self, queue: &str, partition: &str, payloads: &[Value]) -> Vec<Value> {
+        let answer = self.try_push(queue, partition, payloads).await.expect(201);
+        answer.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Pushes whole items; asserts 201 and returns the per-item answers.
+    pub async fn push_items(&self, items: &[Value]) -> Vec<Value> {
+        let answer = self
+            .post("/api/v1/push", &serde_json::json!({ "items": items }))
+            .await
+            .expect(201);
+        answer.as_array().cloned().unwrap_or_default()
+    }
+
+    /// GETs `path`; asserts 200 and returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await.unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    /// Pops with the full `path` (query included): the messages, none on 204.
+    pub async fn pop(&self, path: &str) -> Vec<Value> {
+        let r = self.get(path).await.unwrap();
+        match r.status {
+            204 => Vec::new(),
+            200 => r.json()["messages"].as_array().cloned().unwrap_or_default(),
+            other => panic!("pop answered {other}: {}", String::from_utf8_lossy(&r.body)),
+        }
+    }
+
+    /// Pops until something comes, for at most `limit`.
+    pub async fn pop_within(&self, limit: Duration, path: &str) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.pop(path).await;
+            if !got.is_empty() {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "nothing came from {path}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Settles popped message `m` with `status` (and an error text); asserts 200.
+    pub async fn ack(&self, m: &Value, status: &str) -> Value {
+        let mut body = ack_body(m, status);
+        body["error"] = Value::from("boom");
+        self.post("/api/v1/ack", &body).await.expect(200)
+    }
+
+    /// Configures `queue` with `options`; asserts 200.
+    pub async fn configure(&self, queue: &str, options: Value) -> Value {
+        self.post(
+            "/api/v1/configure",
+            &serde_json::json!({"queue": queue, "options": options}),
+        )
+        .await
+        .expect(200)
+    }
+}
+
+/// Waits until `f` holds (checked every 50 ms), failing after `limit`: for effects of
+/// background work (sweeps, retention, replays) that have no event to wait on.
+pub async fn until<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

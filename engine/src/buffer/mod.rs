@@ -497,7 +497,7 @@ struct Attempt {
 /// Refusals that pass by themselves or by configuration (a full queue, a missing key) and an
 /// unreachable database are waited out without counting. Nothing accepted is ever dropped.
 pub(crate) fn start_replayer(engine: Weak<Inner>) {
-    let buffer = match engine.upgrade().and_then(|i| i.buffer.clone()) {
+    let buffer = match engine.upgrade().and_then(|i| i.buffer().cloned()) {
         Some(b) => b,
         None => return,
     };
@@ -508,7 +508,7 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
         loop {
             let idle = buffer.pending_total.load(Ordering::Acquire) == 0 && again.is_empty();
             let connected = match engine.upgrade() {
-                Some(i) => i.pool.is_connected(),
+                Some(i) => i.pool().is_connected(),
                 None => return,
             };
             let paused = buffer.maintenance.load(Ordering::Acquire) || !connected;
@@ -560,7 +560,7 @@ pub(crate) fn start_replayer(engine: Weak<Inner>) {
             let (result, still_connected) = match engine.upgrade() {
                 Some(inner) => {
                     let r = crate::push::push(&inner, &items).await;
-                    (r, inner.pool.is_connected())
+                    (r, inner.pool().is_connected())
                 }
                 None => return,
             };
@@ -695,7 +695,7 @@ mod tests {
         .await
         .expect("engine");
         engine.set_push_maintenance(true).expect("maintenance");
-        let buffer = engine.inner().buffer.clone().expect("buffer");
+        let buffer = engine.inner().buffer().cloned().expect("buffer");
         buffer
             .append(&[
                 record("a", "1"),

@@ -103,7 +103,9 @@ pub(crate) async fn message(app: &App, pid: &str, txid: &str) -> Result<Resp, Ap
         Some(m) => {
             let mut out = Vec::new();
             let mut o = Obj::open(&mut out);
-            o.fields_of(&m.fields)
+            let fields =
+                serde_json::to_string(&views::MessageDetailView::from(&m)).unwrap_or_default();
+            o.fields_of(&fields)
                 .raw("payload", m.payload.as_deref().unwrap_or("null"));
             o.close();
             Ok(body::raw(StatusCode::OK, "application/json", out.into()))
@@ -236,19 +238,30 @@ pub(crate) async fn add_trace(app: &App, bytes: &[u8]) -> Result<Resp, ApiError>
 pub(crate) async fn message_traces(app: &App, pid: &str, txid: &str) -> Result<Resp, ApiError> {
     let pid = uuid(pid, "partitionId")?;
     let traces = app.engine.message_traces(pid, txid).await?;
-    Ok(body::reply(StatusCode::OK, &json!({ "traces": traces })))
+    Ok(body::reply(
+        StatusCode::OK,
+        &views::MessageTraces::new(&traces),
+    ))
 }
 
 pub(crate) async fn traces_by_name(app: &App, name: &str, q: &Query) -> Result<Resp, ApiError> {
     let (limit, offset) = page(q, 100)?;
-    let v = app.engine.traces_by_name(name, limit, offset).await?;
-    Ok(body::reply(StatusCode::OK, &v))
+    let page = app.engine.traces_by_name(name, limit, offset).await?;
+    let paging = views::Paging { limit, offset };
+    Ok(body::reply(
+        StatusCode::OK,
+        &views::TraceList::new(&page, paging),
+    ))
 }
 
 pub(crate) async fn trace_names(app: &App, q: &Query) -> Result<Resp, ApiError> {
     let (limit, offset) = page(q, 100)?;
-    let v = app.engine.trace_names(limit, offset).await?;
-    Ok(body::reply(StatusCode::OK, &v))
+    let page = app.engine.trace_names(limit, offset).await?;
+    let paging = views::Paging { limit, offset };
+    Ok(body::reply(
+        StatusCode::OK,
+        &views::TraceNameList::new(&page, paging),
+    ))
 }
 
 // ---- consumer groups ------------------------------------------------------------------------
