@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use queen_engine::maintenance::Mode;
 use queen_engine::{AckStatus, Engine, EngineConfig, PopRequest, PushItem};
 use queen_wire::{Client, Json, Pool, PoolConfig};
 use uuid::Uuid;
@@ -219,8 +220,6 @@ fn main() {
             }
 
             // The same pushes with push maintenance on: every push goes to the disk buffer (one
-            // group fsync per write batch). Then the replay of everything buffered is timed.
-            // The same pushes with push maintenance on: every push goes to the disk buffer (one
             // group fsync per write batch). Then the replay of everything buffered is timed. The
             // engine with a key (sealed records) runs right after, in the same round.
             for (name, e, first_slot, queue) in
@@ -229,7 +228,7 @@ fn main() {
                 if !run(name) {
                     continue;
                 }
-                e.set_push_maintenance(true).expect("maintenance");
+                e.set_maintenance(Mode::Push, true).await.expect("maintenance");
                 for (slot, tasks, n) in [(first_slot, CONCURRENCY, 100usize), (first_slot + 1, 64, 1)] {
                     let e = e.clone();
                     let r = measure(tasks, move |seed| {
@@ -241,7 +240,7 @@ fn main() {
                 }
                 let pending = e.buffer_status().expect("buffer").pending;
                 let t0 = Instant::now();
-                e.set_push_maintenance(false).expect("maintenance");
+                e.set_maintenance(Mode::Push, false).await.expect("maintenance");
                 while e.buffer_status().expect("buffer").pending > 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }

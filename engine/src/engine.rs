@@ -536,9 +536,10 @@ impl Engine {
         self.inner.buffer.as_ref().is_none_or(|b| b.caught_up())
     }
 
-    /// Push maintenance: every push goes to the buffer and replay pauses until it is turned off.
-    /// Refused without a buffer.
-    pub fn set_push_maintenance(&self, on: bool) -> Result<(), EngineError> {
+    /// Push maintenance on this server alone: every push goes to the buffer and replay pauses
+    /// until it is turned off. Refused without a buffer. The shared mode (which the settings
+    /// refresh applies) is set with [`Engine::set_maintenance`]; this is how it is applied.
+    pub(crate) fn set_push_maintenance(&self, on: bool) -> Result<(), EngineError> {
         match &self.inner.buffer {
             Some(b) => {
                 b.set_maintenance(on);

@@ -694,7 +694,10 @@ mod tests {
         )
         .await
         .expect("engine");
-        engine.set_push_maintenance(true).expect("maintenance");
+        engine
+            .set_maintenance(crate::maintenance::Mode::Push, true)
+            .await
+            .expect("maintenance");
         let buffer = engine.inner().buffer().cloned().expect("buffer");
         buffer
             .append(&[
@@ -708,7 +711,10 @@ mod tests {
             ])
             .await
             .expect("append");
-        engine.set_push_maintenance(false).expect("maintenance");
+        engine
+            .set_maintenance(crate::maintenance::Mode::Push, false)
+            .await
+            .expect("maintenance");
         let deadline = Instant::now() + Duration::from_secs(30);
         while buffer.status(true).pending > 0 {
             assert!(Instant::now() < deadline, "the replay did not finish");
