@@ -14,8 +14,9 @@
 #             target/peers/.
 #   ceiling   pgbench, 10 clients, each transaction one INSERT of 100 rows from unnest into a
 #             table of queen's message shape (as benches/ceiling.sh).
-#   queen     queen-load over HTTP, every item with its own transactionId (a UUID, as the
-#             clients make): push 100 per request with each connection on its own partitions
+#   queen     queen-load over HTTP, every item with its own transactionId (a time-ordered
+#             UUIDv7, as Queen's clients make them; the two push 100 figures also with random
+#             UUIDv4 ids, `_v4`, the worst case for the dedupe index): push 100 per request with each connection on its own partitions
 #             (10 connections, 100 partitions), push 100 per request spread over partitions all
 #             connections share (`--spread`), push 1 per request (50 connections), and pop 100
 #             + ack (10 consumers) from a prefilled queue.
@@ -129,10 +130,12 @@ run_queen() {
     FILE_BUFFER_DIR="$WORK/buffer" LOG_LEVEL=warn target/release/queen serve &
   SERVER=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$http/ready" >/dev/null 2>&1 && break; sleep 0.1; done
-  local load=(target/release/queen-load --url "127.0.0.1:$http" --duration "$SECS" --json --txids)
-  record queen_push_100_own "$("${load[@]}" push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
-  record queen_push_100_spread "$("${load[@]}" push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
-  record queen_push_1 "$("${load[@]}" push --connections 50 --batch 1 --partitions 100 | load_rate push_msgs_per_sec)"
+  local load=(target/release/queen-load --url "127.0.0.1:$http" --duration "$SECS" --json)
+  record queen_push_100_own "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
+  record queen_push_100_spread "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
+  record queen_push_100_own_v4 "$("${load[@]}" --txids=v4 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
+  record queen_push_100_spread_v4 "$("${load[@]}" --txids=v4 push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
+  record queen_push_1 "$("${load[@]}" --txids=v7 push --connections 50 --batch 1 --partitions 100 | load_rate push_msgs_per_sec)"
   record queen_pop_100_ack "$("${load[@]}" consume --consumers 10 --batch 100 --partitions 100 \
     --connections 10 --prefill $((SECS * 60000)) | load_rate consume_msgs_per_sec)"
   cleanup
@@ -163,6 +166,8 @@ def ratio(a, b, target):
 print("\n| ratio | value | target |\n|---|---:|---|")
 ratio("queen_push_100_own", "pgmq_send_batch_100", 0.8)
 ratio("queen_push_100_spread", "pgmq_send_batch_100", 0.8)
+ratio("queen_push_100_own_v4", "pgmq_send_batch_100", 0.8)
+ratio("queen_push_100_spread_v4", "pgmq_send_batch_100", 0.8)
 ratio("queen_pop_100_ack", "pgmq_read_delete_100", 2)
 ratio("queen_push_1", "pgmq_send_1", 5)
 ratio("queen_push_100_own", "ceiling_insert_100", "-")

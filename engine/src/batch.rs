@@ -270,11 +270,14 @@ mod tests {
 
     /// A batcher whose batches report their jobs and then wait for the test's go-ahead.
     fn gated(max_in_flight: usize) -> (Batcher<TestJob>, mpsc::UnboundedReceiver<Started>) {
-        let (started_tx, started) = mpsc::unbounded_channel();
-        let config = BatchConfig {
+        gated_with(BatchConfig {
             max_in_flight,
             ..BatchConfig::default()
-        };
+        })
+    }
+
+    fn gated_with(config: BatchConfig) -> (Batcher<TestJob>, mpsc::UnboundedReceiver<Started>) {
+        let (started_tx, started) = mpsc::unbounded_channel();
         let b = Batcher::start(config, move |jobs: Vec<TestJob>| {
             let started_tx = started_tx.clone();
             async move {
@@ -318,5 +321,53 @@ mod tests {
         assert_eq!(third, [3]);
         let _ = release_second.send(());
         let _ = release_third.send(());
+    }
+
+    /// With paused time: the clock moves only when every task waits, so the instants a batch
+    /// starts at are exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_is_not_full_waits_max_hold_for_more_jobs_and_no_longer() {
+        let hold = Duration::from_millis(10);
+        let (b, mut started) = gated_with(BatchConfig {
+            max_hold: hold,
+            max_in_flight: 2,
+            ..BatchConfig::default()
+        });
+        let t0 = tokio::time::Instant::now();
+        assert!(b.submit(job(1, &[])).is_ok());
+        // The collector takes job 1 now (the hold starts at t0), then time moves on.
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_millis(4)).await;
+        assert!(b.submit(job(2, &[])).is_ok());
+        let (first, release_first) = started.recv().await.expect("a batch started");
+        assert_eq!(first, [1, 2], "job 2 came within the hold");
+        assert_eq!(
+            t0.elapsed(),
+            hold,
+            "the batch started when the hold ran out"
+        );
+        // A job after the hold starts a batch of its own, held again.
+        assert!(b.submit(job(3, &[])).is_ok());
+        let (second, release_second) = started.recv().await.expect("a batch started");
+        assert_eq!(second, [3]);
+        assert_eq!(t0.elapsed(), hold * 2);
+        let _ = release_first.send(());
+        let _ = release_second.send(());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_does_not_wait_for_the_hold() {
+        let (b, mut started) = gated_with(BatchConfig {
+            max_hold: Duration::from_secs(1),
+            max_items: 2,
+            max_in_flight: 1,
+        });
+        let t0 = tokio::time::Instant::now();
+        assert!(b.submit(job(1, &[])).is_ok());
+        assert!(b.submit(job(2, &[])).is_ok());
+        let (first, release) = started.recv().await.expect("a batch started");
+        assert_eq!(first, [1, 2]);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        let _ = release.send(());
     }
 }

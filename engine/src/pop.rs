@@ -45,8 +45,10 @@ use crate::model::{Message, PopRequest, PopResult, QUEUE_MODE, Subscription};
 use crate::statements::columns;
 
 enum State {
+    /// One `queen.pop` round trip.
     Claim,
-    Wait,
+    /// Parked until woken, the next re-check, or this deadline (the long poll's end).
+    Wait(Instant),
     Done(Option<PopResult>),
 }
 
@@ -66,15 +68,12 @@ pub(crate) async fn pop(
         tokio::pin!(notified);
         notified.as_mut().enable();
         state = match state {
-            State::Claim => match claim(inner, req).await? {
-                Some(r) => State::Done(Some(r)),
-                None if deadline.is_some() => State::Wait,
-                None => State::Done(None),
+            State::Claim => match (claim(inner, req).await?, deadline) {
+                (Some(r), _) => State::Done(Some(r)),
+                (None, Some(deadline)) => State::Wait(deadline),
+                (None, None) => State::Done(None),
             },
-            State::Wait => {
-                let Some(deadline) = deadline else {
-                    return Ok(None);
-                };
+            State::Wait(deadline) => {
                 let now = Instant::now();
                 if now >= deadline {
                     State::Done(None)

@@ -64,6 +64,15 @@ struct Args {
     /// Messages per push request, or per pop.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Messages per pop, when it should differ from `--batch`.
+    #[arg(long)]
+    pop_batch: Option<usize>,
+    /// Also print the figures of every interval of this many seconds (0: only the totals):
+    /// messages pushed and consumed in it, the backlog at its end, and the push→pop latency of
+    /// the messages consumed in it (p50, p99, max). For soaks: whether the consumers keep up
+    /// and whether the latency drifts as the stored data grows.
+    #[arg(long, default_value_t = 0)]
+    report_every: u64,
     /// Partitions the producers spread over (round robin over all of them, across connections).
     #[arg(long, default_value_t = 50)]
     partitions: usize,
@@ -72,10 +81,12 @@ struct Args {
     /// to its own few partitions.
     #[arg(long)]
     spread: bool,
-    /// Give every item its own transactionId (a UUID, as Queen's clients generate), instead
-    /// of letting the server generate one.
-    #[arg(long)]
-    txids: bool,
+    /// Give every item its own transactionId, instead of letting the server generate one:
+    /// `v7` (time-ordered UUIDs, what Queen's clients generate; the default of a bare
+    /// `--txids`) or `v4` (random UUIDs: the worst case for the dedupe index, as random
+    /// application keys are).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "v7")]
+    txids: Option<TxIds>,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
@@ -214,6 +225,8 @@ struct Stats {
     duplicates: AtomicU64,
     request_latency: Mutex<Option<Histogram<u64>>>,
     e2e_latency: Mutex<Option<Histogram<u64>>>,
+    /// The push→pop latency of the current `--report-every` interval.
+    e2e_interval: Mutex<Option<Histogram<u64>>>,
     /// Message ids seen, as 128-bit numbers.
     seen: Mutex<HashSet<u128>>,
 }
@@ -247,6 +260,15 @@ fn quantiles(h: &Mutex<Option<Histogram<u64>>>) -> Value {
     }
 }
 
+/// The kind of client-chosen transactionIds (see `--txids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TxIds {
+    /// Time-ordered UUIDs (UUIDv7).
+    V7,
+    /// Random UUIDs (UUIDv4).
+    V4,
+}
+
 /// Where the items of a push request go and what they carry (see [`push_body`]).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -254,7 +276,7 @@ struct Shape {
     connections: usize,
     partitions: usize,
     spread: bool,
-    txids: bool,
+    txids: Option<TxIds>,
 }
 
 impl Shape {
@@ -297,8 +319,14 @@ fn push_body(queue: &str, shape: Shape, batch: usize, n: usize, c: usize, filler
             shape.partition(n + i, c),
             now_us()
         );
-        if shape.txids {
-            let _ = write!(body, r#","transactionId":"{}""#, uuid::Uuid::new_v4());
+        match shape.txids {
+            Some(TxIds::V7) => {
+                let _ = write!(body, r#","transactionId":"{}""#, uuid::Uuid::now_v7());
+            }
+            Some(TxIds::V4) => {
+                let _ = write!(body, r#","transactionId":"{}""#, uuid::Uuid::new_v4());
+            }
+            None => {}
         }
         body.push('}');
     }
@@ -347,6 +375,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
     let stats = Arc::new(Stats {
         request_latency: Mutex::new(new_histogram()),
         e2e_latency: Mutex::new(new_histogram()),
+        e2e_interval: Mutex::new(new_histogram()),
         ..Stats::default()
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -415,7 +444,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 addr.to_owned(),
                 queue.to_owned(),
             );
-            let batch = args.batch;
+            let batch = args.pop_batch.unwrap_or(args.batch).max(1);
             let e2e = args.mode == Mode::E2e;
             tasks.push(tokio::spawn(async move {
                 let Ok(mut conn) = Conn::open(&addr).await else {
@@ -453,7 +482,9 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                             }
                             if e2e {
                                 if let Some(t) = m.data.t {
-                                    record(&stats.e2e_latency, received.saturating_sub(t));
+                                    let waited = received.saturating_sub(t);
+                                    record(&stats.e2e_latency, waited);
+                                    record(&stats.e2e_interval, waited);
                                 }
                             }
                         }
@@ -494,8 +525,21 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
     if args.json {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let mut interval = Interval::new(args.report_every, started);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(line) = interval.due(&stats) {
+            progress.suspend(|| {
+                println!(
+                    "{}",
+                    if args.json {
+                        line.to_string()
+                    } else {
+                        interval_human(&line)
+                    }
+                )
+            });
+        }
         let secs = started.elapsed().as_secs_f64().max(0.001);
         progress.set_position(started.elapsed().as_secs().min(args.duration));
         progress.set_message(format!(
@@ -526,6 +570,69 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
         "request_latency": quantiles(&stats.request_latency),
         "e2e_latency": quantiles(&stats.e2e_latency),
     })
+}
+
+/// The `--report-every` intervals: counters at the last report, to print differences.
+struct Interval {
+    every: Option<Duration>,
+    next: Instant,
+    started: Instant,
+    pushed: u64,
+    consumed: u64,
+}
+
+impl Interval {
+    fn new(every_secs: u64, started: Instant) -> Interval {
+        let every = (every_secs > 0).then(|| Duration::from_secs(every_secs));
+        Interval {
+            every,
+            next: started + every.unwrap_or_default(),
+            started,
+            pushed: 0,
+            consumed: 0,
+        }
+    }
+
+    /// The figures of the interval that just ended, if one did.
+    fn due(&mut self, stats: &Stats) -> Option<Value> {
+        let every = self.every?;
+        if Instant::now() < self.next {
+            return None;
+        }
+        self.next += every;
+        let (pushed, consumed) = (
+            stats.pushed.load(Ordering::Relaxed),
+            stats.consumed.load(Ordering::Relaxed),
+        );
+        let latency = {
+            let mut g = stats.e2e_interval.lock().unwrap_or_else(|e| e.into_inner());
+            let h = std::mem::replace(&mut *g, new_histogram());
+            h.filter(|h| !h.is_empty()).map(|h| {
+                json!({
+                    "p50_ms": h.value_at_quantile(0.5) as f64 / 1000.0,
+                    "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+                    "max_ms": h.max() as f64 / 1000.0,
+                })
+            })
+        };
+        let line = json!({
+            "at_s": self.started.elapsed().as_secs(),
+            "pushed": pushed - self.pushed,
+            "consumed": consumed - self.consumed,
+            "backlog": pushed.saturating_sub(consumed),
+            "e2e_latency": latency,
+        });
+        (self.pushed, self.consumed) = (pushed, consumed);
+        Some(line)
+    }
+}
+
+fn interval_human(v: &Value) -> String {
+    let l = &v["e2e_latency"];
+    format!(
+        "{:>6} s: pushed {}, consumed {}, backlog {}, push->pop p50 {} ms, p99 {} ms, max {} ms",
+        v["at_s"], v["pushed"], v["consumed"], v["backlog"], l["p50_ms"], l["p99_ms"], l["max_ms"]
+    )
 }
 
 fn human(v: &Value) -> String {

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Does the hot path's cost grow with stored data? A fixed offered push rate with consumers for a
+# long run on a fresh, durable PostgreSQL, with retention off (as by default), so completed
+# messages accumulate; every minute it prints what queen-load saw in that minute (pushed,
+# consumed, backlog, push->pop p50/p99/max) beside the CPU time PostgreSQL spent per 1,000
+# messages pushed in it and the database size.
+#
+#   benches/storage-soak.sh [minutes, default 30] [rate msg/s, default 2000] [extra queen-load args]
+#
+# Shape (the operator's run this bench answers): 4 producer connections pushing 20 messages per
+# request over 100 partitions, 4 consumers popping up to 50 with long polls and batch-acking
+# with the lease. Offer more than the consumers can take (a higher rate, or fewer consumers via
+# the extra args) to see whether any message waits far longer than the median (fairness).
+# Needs the PostgreSQL server binaries and python3; run as root, PostgreSQL runs as `postgres`.
+set -euo pipefail
+MINUTES=${1:-30}
+RATE=${2:-2000}
+shift $(( $# > 2 ? 2 : $# ))
+cd "$(dirname "$0")/.."
+BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WORK=$(mktemp -d /tmp/queen-storage-soak.XXXXXX)
+chmod 755 "$WORK"
+if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+PORT=$(free_port)
+HTTP=$(free_port)
+cleanup() {
+  [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null || true
+  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+  as_pg "$BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cargo build --release --workspace --bins >/dev/null 2>&1
+as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
+as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$WORK/pg.log" -w start >/dev/null
+PM=$(head -1 "$WORK/pg/postmaster.pid")
+DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$HTTP HOST=127.0.0.1 \
+  LOG_LEVEL=warn target/release/queen serve &
+SERVER=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# CPU seconds of the whole cluster (postmaster and every backend, live or exited: the
+# postmaster's cumulative children times count the exited ones), and the database size.
+cpu() {
+  python3 - "$PM" <<'PY'
+import os, sys
+pm = sys.argv[1]
+tck = os.sysconf("SC_CLK_TCK")
+def times(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+own, children = times(pm)
+total = own + children
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            if f[1] == pm:
+                total += times(p)[0]
+        except (OSError, IndexError):
+            pass
+print(total / tck)
+PY
+}
+(while true; do
+   echo "$(date +%s) $(cpu) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -c "select pg_database_size('postgres')/1048576" postgres)"
+   sleep 60
+ done) > "$WORK/cpu" &
+SAMPLER=$!
+
+target/release/queen-load e2e --url "127.0.0.1:$HTTP" --queue soak --rate "$RATE" \
+  --connections 4 --consumers 4 --batch 20 --pop-batch 50 --partitions 100 \
+  --duration $((MINUTES * 60)) --report-every 60 --json "$@" > "$WORK/load"
+kill "$SAMPLER" 2>/dev/null || true
+echo "$(date +%s) $(cpu) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -c "select pg_database_size('postgres')/1048576" postgres)" >> "$WORK/cpu"
+
+python3 - "$WORK/load" "$WORK/cpu" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+minutes = [l for l in lines if "at_s" in l]
+total = [l for l in lines if "runs" in l][-1]["runs"][0][0]
+cpu = [tuple(map(float, l.split())) for l in open(sys.argv[2]) if len(l.split()) == 3]
+print("| minute | pushed | consumed | backlog | push→pop p50 ms | p99 ms | max ms | PG CPU s / 1,000 msgs | DB MiB |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+per = []
+for i, m in enumerate(minutes):
+    lat = m["e2e_latency"] or {}
+    c = (cpu[i + 1][1] - cpu[i][1]) / max(m["pushed"], 1) * 1000 if i + 1 < len(cpu) else None
+    per.append(c)
+    size = int(cpu[i + 1][2]) if i + 1 < len(cpu) else "-"
+    print(f"| {i + 1} | {m['pushed']} | {m['consumed']} | {m['backlog']} | {lat.get('p50_ms', '-')} | {lat.get('p99_ms', '-')} | {lat.get('max_ms', '-')} | {c if c is None else round(c, 3)} | {size} |")
+known = [c for c in per if c is not None]
+if len(known) >= 10:
+    first, last = sum(known[:5]) / 5, sum(known[-5:]) / 5
+    print(f"\nPostgreSQL CPU per 1,000 messages: first 5 minutes {first:.3f} s, last 5 {last:.3f} s: {last / first:.2f}x")
+lat = total["e2e_latency"] or {}
+print(f"whole run: pushed {total['pushed']}, consumed {total['consumed']}, errors {total['errors']}, duplicates {total['duplicates']}, push->pop p50 {lat.get('p50_ms')} ms, p99.9 {lat.get('p999_ms')} ms")
+PY
