@@ -67,6 +67,9 @@ struct Args {
     /// Messages per pop, when it should differ from `--batch`.
     #[arg(long)]
     pop_batch: Option<usize>,
+    /// Partitions one pop may claim (the pop's `partitions` parameter).
+    #[arg(long, default_value_t = 1)]
+    pop_partitions: usize,
     /// Also print the figures of every interval of this many seconds (0: only the totals):
     /// messages pushed and consumed in it, the backlog at its end, and the push→pop latency of
     /// the messages consumed in it (p50, p99, max). For soaks: whether the consumers keep up
@@ -445,13 +448,14 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 queue.to_owned(),
             );
             let batch = args.pop_batch.unwrap_or(args.batch).max(1);
+            let claim = args.pop_partitions.max(1);
             let e2e = args.mode == Mode::E2e;
             tasks.push(tokio::spawn(async move {
                 let Ok(mut conn) = Conn::open(&addr).await else {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&wait=true&timeout=500&autoAck={auto}");
+                let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&partitions={claim}&wait=true&timeout=500&autoAck={auto}");
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let t0 = Instant::now();
                     let (status, body) = match conn.request("GET", &path, b"").await {
