@@ -286,6 +286,49 @@ pub struct TraceNamePage {
     pub total: i64,
 }
 
+/// A [`MessageSummary`] from a row of a statement with the listing's column names
+/// (`list_messages`, `message_detail`): one field list for both.
+macro_rules! message_summary {
+    ($r:expr, $c:expr) => {
+        MessageSummary {
+            id: $r.get($c.message_id)?,
+            transaction_id: $r.get($c.transaction_id)?,
+            partition_id: $r.get($c.partition_id)?,
+            queue: $r.get($c.queue_name)?,
+            partition: $r.get($c.partition_name)?,
+            namespace: $r.get($c.namespace)?,
+            task: $r.get($c.task)?,
+            status: $r.get($c.status)?,
+            trace_id: $r.get($c.trace_id)?,
+            producer_sub: $r.get($c.producer_sub)?,
+            created_at: $r.get($c.created_at)?,
+            lease_expires_at: $r.get($c.lease_expires_at)?,
+        }
+    };
+}
+
+/// A [`Trace`] from a row of `message_traces` or `traces_by_name` (same columns).
+fn trace_from(
+    r: &queen_wire::Row,
+    c: crate::statements::columns::traces_by_name,
+) -> Result<Option<Trace>, EngineError> {
+    // A paged listing's empty page is one row without a trace, for the total.
+    let Some(id) = r.get(c.id)? else {
+        return Ok(None);
+    };
+    Ok(Some(Trace {
+        id,
+        transaction_id: r.get(c.transaction_id)?,
+        partition_id: r.get(c.partition_id)?,
+        event_type: r.get(c.event_type)?,
+        data: r.get::<Json<String>>(c.data)?.0,
+        consumer_group: r.get(c.consumer_group)?,
+        worker_id: r.get(c.worker_id)?,
+        created_at: r.get(c.created_at)?,
+        names: r.get(c.trace_names)?,
+    }))
+}
+
 impl Engine {
     /// A page of the messages matching the filter, newest first, without payloads.
     pub async fn list_messages(&self, f: &MessageFilter) -> Result<MessagePage, EngineError> {
@@ -318,26 +361,13 @@ impl Engine {
             .await?;
         let mut page = MessagePage::default();
         for r in rows.iter().skip(usize::try_from(skip).unwrap_or(0)) {
-            let created_at: Timestamp = r.get(c.created_at)?;
+            let summary = message_summary!(r, c);
             page.next = Some(MessageCursor {
-                created_at,
+                created_at: summary.created_at,
                 pnum: r.get(c.pnum)?,
                 position: r.get(c.pos)?,
             });
-            page.messages.push(MessageSummary {
-                id: r.get(c.message_id)?,
-                transaction_id: r.get(c.transaction_id)?,
-                partition_id: r.get(c.partition_id)?,
-                queue: r.get(c.queue_name)?,
-                partition: r.get(c.partition_name)?,
-                namespace: r.get(c.namespace)?,
-                task: r.get(c.task)?,
-                status: r.get(c.status)?,
-                trace_id: r.get(c.trace_id)?,
-                producer_sub: r.get(c.producer_sub)?,
-                created_at,
-                lease_expires_at: r.get(c.lease_expires_at)?,
-            });
+            page.messages.push(summary);
         }
         if rows.len() < usize::try_from(fetch).unwrap_or(0) {
             page.next = None;
@@ -380,20 +410,7 @@ impl Engine {
             })
             .collect();
         Ok(Some(MessageDetail {
-            summary: MessageSummary {
-                id: r.get(c.id)?,
-                transaction_id: r.get(c.transaction_id)?,
-                partition_id: r.get(c.partition_id)?,
-                queue: r.get(c.queue_name)?,
-                partition: r.get(c.partition_name)?,
-                namespace: r.get(c.namespace)?,
-                task: r.get(c.task)?,
-                status: r.get(c.status)?,
-                trace_id: r.get(c.trace_id)?,
-                producer_sub: r.get(c.producer_sub)?,
-                created_at: r.get(c.created_at)?,
-                lease_expires_at: r.get(c.lease_expires_at)?,
-            },
+            summary: message_summary!(r, c),
             retry_count: r.get(c.retry_count)?,
             error_message: r.get(c.error_message)?,
             groups,
@@ -531,21 +548,11 @@ impl Engine {
         let rows = inner
             .inspect(&st.message_traces, &[&partition_id, &transaction_id])
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Trace {
-                    id: r.get(c.id)?,
-                    transaction_id: r.get(c.transaction_id)?,
-                    partition_id: r.get(c.partition_id)?,
-                    event_type: r.get(c.event_type)?,
-                    data: r.get::<Json<String>>(c.data)?.0,
-                    consumer_group: r.get(c.consumer_group)?,
-                    worker_id: r.get(c.worker_id)?,
-                    created_at: r.get(c.created_at)?,
-                    names: r.get(c.trace_names)?,
-                })
-            })
-            .collect()
+        let mut traces = Vec::with_capacity(rows.len());
+        for r in &rows {
+            traces.extend(trace_from(r, c)?);
+        }
+        Ok(traces)
     }
 
     /// A page of the traces carrying `name`, newest first, and how many do.
@@ -564,19 +571,7 @@ impl Engine {
         let mut page = TracePage::default();
         for r in &rows {
             page.total = r.get(c.total)?;
-            // An empty page is one row without a trace, for the total.
-            let Some(id) = r.get(c.id)? else { continue };
-            page.traces.push(Trace {
-                id,
-                transaction_id: r.get(c.transaction_id)?,
-                partition_id: r.get(c.partition_id)?,
-                event_type: r.get(c.event_type)?,
-                data: r.get::<Json<String>>(c.data)?.0,
-                consumer_group: r.get(c.consumer_group)?,
-                worker_id: r.get(c.worker_id)?,
-                created_at: r.get(c.created_at)?,
-                names: r.get(c.trace_names)?,
-            });
+            page.traces.extend(trace_from(r, c)?);
         }
         Ok(page)
     }

@@ -118,7 +118,7 @@ statements! {
         status, trace_id, producer_sub, created_at, lease_expires_at, pnum, pos,
     },
     message_detail => "message_detail.sql" {
-        id, transaction_id, partition_id, queue_name, partition_name, namespace, task, status,
+        message_id, transaction_id, partition_id, queue_name, partition_name, namespace, task, status,
         trace_id, producer_sub, created_at, lease_expires_at, retry_count, error_message,
         group_names, group_consumed, group_leases, payload, sealed,
     },
@@ -129,10 +129,7 @@ statements! {
     },
     count_dead_letters => "count_dead_letters.sql",
     add_trace => "add_trace.sql",
-    message_traces => "message_traces.sql" {
-        id, transaction_id, partition_id, event_type, data, consumer_group, worker_id,
-        created_at, trace_names,
-    },
+    message_traces => "message_traces.sql" like traces_by_name,
     traces_by_name => "traces_by_name.sql" {
         total, id, transaction_id, partition_id, event_type, data, consumer_group, worker_id,
         created_at, trace_names,

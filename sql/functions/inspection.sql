@@ -27,7 +27,7 @@ $$;
 -- reading its partition come as three arrays of one element a group (ordered by name): the
 -- group, whether it committed the message, and the expiry of a live lease covering it.
 CREATE FUNCTION queen.message_detail(p_partition_id uuid, p_txid text)
-RETURNS TABLE (id uuid, transaction_id text, partition_id uuid, queue_name text,
+RETURNS TABLE (message_id uuid, transaction_id text, partition_id uuid, queue_name text,
                partition_name text, namespace text, task text, status text, trace_id uuid,
                producer_sub text, created_at timestamptz, lease_expires_at timestamptz,
                retry_count integer, error_message text, group_names text[],
