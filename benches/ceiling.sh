@@ -18,23 +18,16 @@
 set -euo pipefail
 SECS=${1:-10}
 cd "$(dirname "$0")/.."
-BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /tmp/queen-ceiling.XXXXXX)
-chmod 755 "$WORK"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HTTP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+. benches/pg.sh
+HTTP=$(free_port)
 cleanup() {
   [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  as_pg "$BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  stop_cluster
 }
 trap cleanup EXIT
 
 cargo build --release --workspace --bins >/dev/null 2>&1
-as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$WORK/pg.log" -w start >/dev/null
+start_cluster queen-ceiling
 PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -v ON_ERROR_STOP=1 postgres)
 PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -M prepared -c 10 -j 2 -T "$SECS" postgres)
 PAYLOAD=$(python3 -c 'print("{\"f\": \"" + "x" * 190 + "\"}")')

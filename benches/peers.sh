@@ -28,25 +28,18 @@ set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-2}
 cd "$(dirname "$0")/.."
-BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGMQ_VERSION=1.11.1     # the SQL inside pgmq crate 0.33.7
 PGMQ_CRATE=0.33.7
 CACHE=target/peers
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/pg.sh
 tps() { grep -Eo 'tps = [0-9.]+' | head -1 | cut -d' ' -f3; }
 load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 RESULTS=$(mktemp /tmp/queen-peers.XXXXXX)
-WORK=""
 SERVER=""
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
   SERVER=""
-  if [ -n "$WORK" ]; then
-    as_pg "$BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-  fi
-  WORK=""
+  stop_cluster
 }
 trap 'cleanup; rm -f "$RESULTS"' EXIT
 
@@ -61,13 +54,7 @@ cargo build --release --workspace --bins >/dev/null 2>&1
 
 # A fresh cluster in $WORK; sets PORT and the PSQL / PGBENCH commands.
 fresh_cluster() {
-  WORK=$(mktemp -d /tmp/queen-peers-pg.XXXXXX)
-  chmod 755 "$WORK"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
-  PORT=$(free_port)
-  as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
-  as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" \
-    -l "$WORK/pg.log" -w start >/dev/null
+  start_cluster queen-peers-pg
   PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -v ON_ERROR_STOP=1 postgres)
   PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -M prepared -j 2 -T "$SECS" postgres)
 }

@@ -17,25 +17,17 @@ MINUTES=${1:-30}
 RATE=${2:-2000}
 shift $(( $# > 2 ? 2 : $# ))
 cd "$(dirname "$0")/.."
-BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-WORK=$(mktemp -d /tmp/queen-storage-soak.XXXXXX)
-chmod 755 "$WORK"
-if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
-PORT=$(free_port)
-HTTP=$(free_port)
+. benches/pg.sh
 cleanup() {
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null || true
   [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  as_pg "$BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  stop_cluster
 }
 trap cleanup EXIT
 
 cargo build --release --workspace --bins >/dev/null 2>&1
-as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" -l "$WORK/pg.log" -w start >/dev/null
+start_cluster queen-storage-soak
+HTTP=$(free_port)
 PM=$(head -1 "$WORK/pg/postmaster.pid")
 DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$HTTP HOST=127.0.0.1 \
   LOG_LEVEL=warn target/release/queen serve &

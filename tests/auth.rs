@@ -115,19 +115,7 @@ async fn call(
     body: Option<&Value>,
     token: Option<&str>,
 ) -> u16 {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let body = body.map(Value::to_string);
-    request_with(
-        s.port,
-        method,
-        path,
-        body.as_deref().map(str::as_bytes),
-        &headers,
-    )
-    .await
-    .unwrap()
-    .status
+    s.call_as(method, path, body, token).await.status
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -201,7 +201,6 @@ impl Browser {
     }
 }
 
-/// A queue with three messages, one of them dead-lettered with an error.
 /// One API request with the token `auth` (if any); the answer must be a success.
 async fn api(
     s: &Server,
@@ -210,21 +209,7 @@ async fn api(
     path: &str,
     body: Option<Value>,
 ) -> Value {
-    let bearer = auth.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| vec![("Authorization", b)])
-        .unwrap_or_default();
-    let body = body.map(|b| b.to_string());
-    let r = support::request_with(
-        s.port,
-        method,
-        path,
-        body.as_deref().map(str::as_bytes),
-        &headers,
-    )
-    .await
-    .unwrap();
+    let r = s.call_as(method, path, body.as_ref(), auth).await;
     assert!(
         r.status < 300,
         "{path}: {}",
@@ -233,6 +218,7 @@ async fn api(
     r.json()
 }
 
+/// A queue with three messages, one of them dead-lettered with an error.
 async fn seed(s: &Server, auth: Option<&str>) -> (String, String) {
     let call = |method: &'static str, path: &'static str, body: Value| {
         api(s, auth, method, path, (!body.is_null()).then_some(body))

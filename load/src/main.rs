@@ -71,7 +71,9 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     pop_partitions: usize,
     /// Also print the figures of every interval of this many seconds (0: only the totals):
-    /// messages pushed and consumed in it, the backlog at its end, and the push→pop latency of
+    /// messages pushed and consumed in it, the backlog at its end (messages whose push was
+    /// answered minus messages consumed; 0 when consumers got messages before their producer
+    /// heard the push's answer), and the push→pop latency of
     /// the messages consumed in it (p50, p99, max). For soaks: whether the consumers keep up
     /// and whether the latency drifts as the stored data grows.
     #[arg(long, default_value_t = 0)]
@@ -248,16 +250,18 @@ fn new_histogram() -> Option<Histogram<u64>> {
 
 fn quantiles(h: &Mutex<Option<Histogram<u64>>>) -> Value {
     let g = h.lock().ok();
-    match g
-        .as_ref()
-        .and_then(|g| g.as_ref())
-        .filter(|h| !h.is_empty())
-    {
+    quantiles_of(g.as_ref().and_then(|g| g.as_ref()))
+}
+
+/// p50/p90/p99/p99.9 and max in milliseconds; null without samples.
+fn quantiles_of(h: Option<&Histogram<u64>>) -> Value {
+    match h.filter(|h| !h.is_empty()) {
         Some(h) => json!({
             "p50_ms": h.value_at_quantile(0.5) as f64 / 1000.0,
             "p90_ms": h.value_at_quantile(0.9) as f64 / 1000.0,
             "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
             "p999_ms": h.value_at_quantile(0.999) as f64 / 1000.0,
+            "max_ms": h.max() as f64 / 1000.0,
         }),
         None => Value::Null,
     }
@@ -610,14 +614,7 @@ impl Interval {
         );
         let latency = {
             let mut g = stats.e2e_interval.lock().unwrap_or_else(|e| e.into_inner());
-            let h = std::mem::replace(&mut *g, new_histogram());
-            h.filter(|h| !h.is_empty()).map(|h| {
-                json!({
-                    "p50_ms": h.value_at_quantile(0.5) as f64 / 1000.0,
-                    "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
-                    "max_ms": h.max() as f64 / 1000.0,
-                })
-            })
+            quantiles_of(std::mem::replace(&mut *g, new_histogram()).as_ref())
         };
         let line = json!({
             "at_s": self.started.elapsed().as_secs(),

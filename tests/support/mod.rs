@@ -489,6 +489,29 @@ impl Server {
         self.post("/api/v1/ack", &body).await.expect(200)
     }
 
+    /// A request with a JSON body (if any) and a bearer token (if any), whatever the answer.
+    pub async fn call_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let body = body.map(Value::to_string);
+        request_with(
+            self.port,
+            method,
+            path,
+            body.as_deref().map(str::as_bytes),
+            &headers,
+        )
+        .await
+        .unwrap()
+    }
+
     /// Configures `queue` with `options`; asserts 200.
     pub async fn configure(&self, queue: &str, options: Value) -> Value {
         self.post(

@@ -1,0 +1,29 @@
+# Sourced by the shell benches: a private, durable PostgreSQL per run (initdb defaults: fsync on,
+# synchronous_commit on), run as the `postgres` user when the bench runs as root.
+#
+#   start_cluster <prefix>   a fresh cluster in a new directory /tmp/<prefix>.XXXXXX: sets WORK
+#                            (its directory; the data in $WORK/pg, the log in $WORK/pg.log) and
+#                            PORT (TCP on 127.0.0.1, the socket in $WORK)
+#   stop_cluster             stops it and removes $WORK (nothing when none is running)
+#   free_port                a free TCP port
+#   as_pg <cmd…>             runs a command as `postgres` when root
+BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+WORK=""
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_cluster() {
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$WORK"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+  PORT=$(free_port)
+  as_pg "$BIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
+  as_pg "$BIN/pg_ctl" -D "$WORK/pg" -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    -l "$WORK/pg.log" -w start >/dev/null
+}
+stop_cluster() {
+  if [ -n "$WORK" ]; then
+    as_pg "$BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+  fi
+  WORK=""
+}
