@@ -9,8 +9,10 @@
 #
 # Shape (the operator's run this bench answers): 4 producer connections pushing 20 messages per
 # request over 100 partitions, 4 consumers popping up to 50 with long polls and batch-acking
-# with the lease. Offer more than the consumers can take (a higher rate, or fewer consumers via
-# the extra args) to see whether any message waits far longer than the median (fairness).
+# with the lease; extra args override any of these. Offer more than the consumers can take (a
+# higher rate, or fewer consumers via the extra args) to see whether any message waits far longer
+# than the median: the table's "oldest waiting" is the age of the oldest message not yet
+# delivered, sampled every 5 s, against the median push->pop wait of the run (fairness).
 # Needs the PostgreSQL server binaries and python3; run as root, PostgreSQL runs as `postgres`.
 set -euo pipefail
 MINUTES=${1:-30}
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 . benches/pg.sh
 cleanup() {
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null || true
+  [ -n "${OLDEST:-}" ] && kill "$OLDEST" 2>/dev/null || true
   [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
   stop_cluster
 }
@@ -62,32 +65,56 @@ PY
    sleep 60
  done) > "$WORK/cpu" &
 SAMPLER=$!
+# Fairness: every 5 s, the age of the oldest message still waiting for its first delivery (the
+# message after the queue-mode cursor of each partition; a message under a live lease counts as
+# waiting until acked, a bound above) and how many partitions have one waiting over 60 s.
+(while true; do
+   echo "$(date +%s) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -F ' ' postgres -c "
+     SELECT coalesce(round(extract(epoch FROM max(now() - m.created_at))::numeric, 2), 0),
+            count(*) FILTER (WHERE m.created_at < now() - interval '60 s')
+       FROM queen.partitions p
+       JOIN queen.queues q ON q.id = p.queue_id AND q.name = 'soak'
+       JOIN queen.cursors c ON c.partition_id = p.id AND c.consumer_group = '__QUEUE_MODE__'
+       JOIN queen.messages m ON m.pnum = p.num AND m.position = c.position + 1")"
+   sleep 5
+ done) > "$WORK/oldest" &
+OLDEST=$!
 
 target/release/queen-load e2e --url "127.0.0.1:$HTTP" --queue soak --rate "$RATE" \
   --connections 4 --consumers 4 --batch 20 --pop-batch 50 --partitions 100 \
   --duration $((MINUTES * 60)) --report-every 60 --json "$@" > "$WORK/load"
-kill "$SAMPLER" 2>/dev/null || true
+kill "$SAMPLER" "$OLDEST" 2>/dev/null || true
 echo "$(date +%s) $(cpu) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -c "select pg_database_size('postgres')/1048576" postgres)" >> "$WORK/cpu"
 
-python3 - "$WORK/load" "$WORK/cpu" <<'PY'
+python3 - "$WORK/load" "$WORK/cpu" "$WORK/oldest" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 minutes = [l for l in lines if "at_s" in l]
 total = [l for l in lines if "runs" in l][-1]["runs"][0][0]
 cpu = [tuple(map(float, l.split())) for l in open(sys.argv[2]) if len(l.split()) == 3]
-print("| minute | pushed | consumed | backlog | push→pop p50 ms | p99 ms | max ms | PG CPU s / 1,000 msgs | DB MiB |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+oldest = [tuple(map(float, l.split())) for l in open(sys.argv[3]) if len(l.split()) == 3]
+start = cpu[0][0]
+def waiting(i):
+    """The oldest waiting message's age (s) and partitions waiting > 60 s, worst in minute i."""
+    w = [o for o in oldest if i * 60 <= o[0] - start < (i + 1) * 60]
+    return (max(o[1] for o in w), int(max(o[2] for o in w))) if w else ("-", "-")
+print("| minute | pushed | consumed | backlog | push→pop p50 ms | p99 ms | max ms | oldest waiting s | partitions waiting > 60 s | PG CPU s / 1,000 msgs | DB MiB |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 per = []
 for i, m in enumerate(minutes):
     lat = m["e2e_latency"] or {}
     c = (cpu[i + 1][1] - cpu[i][1]) / max(m["pushed"], 1) * 1000 if i + 1 < len(cpu) else None
     per.append(c)
     size = int(cpu[i + 1][2]) if i + 1 < len(cpu) else "-"
-    print(f"| {i + 1} | {m['pushed']} | {m['consumed']} | {m['backlog']} | {lat.get('p50_ms', '-')} | {lat.get('p99_ms', '-')} | {lat.get('max_ms', '-')} | {c if c is None else round(c, 3)} | {size} |")
+    old, starved = waiting(i)
+    print(f"| {i + 1} | {m['pushed']} | {m['consumed']} | {m['backlog']} | {lat.get('p50_ms', '-')} | {lat.get('p99_ms', '-')} | {lat.get('max_ms', '-')} | {old} | {starved} | {c if c is None else round(c, 3)} | {size} |")
 known = [c for c in per if c is not None]
 if len(known) >= 10:
     first, last = sum(known[:5]) / 5, sum(known[-5:]) / 5
     print(f"\nPostgreSQL CPU per 1,000 messages: first 5 minutes {first:.3f} s, last 5 {last:.3f} s: {last / first:.2f}x")
 lat = total["e2e_latency"] or {}
+if oldest and lat.get("p50_ms"):
+    worst = max(o[1] for o in oldest)
+    print(f"oldest waiting message over the run: {worst:.2f} s = {worst * 1000 / lat['p50_ms']:.1f}x the median push->pop wait ({lat['p50_ms']} ms)")
 print(f"whole run: pushed {total['pushed']}, consumed {total['consumed']}, errors {total['errors']}, duplicates {total['duplicates']}, push->pop p50 {lat.get('p50_ms')} ms, p99.9 {lat.get('p999_ms')} ms")
 PY

@@ -41,7 +41,8 @@ enum Mode {
 
 /// Drive a queen server over HTTP.
 #[derive(Debug, Parser, Clone)]
-#[command(name = "queen-load", version)]
+// A flag given twice takes its last value: scripts pass a default shape and let callers override it.
+#[command(name = "queen-load", version, args_override_self = true)]
 struct Args {
     /// What to run.
     #[arg(value_enum)]

@@ -12,12 +12,12 @@
 -- got nothing, pops again.
 --
 -- Which partition: a specific-partition pop takes that one. An any-partition pop looks at a
--- bounded window of the queue's partitions from a random point of their (random) ids, those
--- with messages beyond the group's cursor and no live lease, and tries them least recently
--- served first; only when none of them can be claimed does it fall back to every candidate,
--- least recently served first. The window bounds the cost whatever the number of partitions;
--- serving the least recently served of it keeps every partition served (docs/storage.md,
--- "Fairness").
+-- bounded window of the queue's partitions from a random point of their (random) ids, wrapping
+-- around (32 candidates per partition wanted: those with messages beyond the group's cursor
+-- and no live lease), and tries them least recently served first; only when none of them can
+-- be claimed does it fall back to every candidate, least recently served first. The window
+-- bounds the cost whatever the number of partitions; serving the least recently served of it
+-- keeps every partition served (docs/storage.md, "Fairness").
 CREATE FUNCTION queen.pop(
     p_queue text,
     p_partition text,          -- NULL: any partition
@@ -58,7 +58,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    v_window := 8 * v_max;
+    -- A partition passed over waits past its turn about ln(pops)/32 of a round (docs/storage.md).
+    v_window := 32 * v_max;
     v_expires := now() + make_interval(secs => coalesce(p_lease_seconds, q.lease_time));
     -- No ttl, maxWaitTimeSeconds or delayedProcessing: messages are read with one set-based
     -- statement per partition. Otherwise queen.pop_scan looks at them one by one.
@@ -73,7 +74,10 @@ BEGIN
     END IF;
 
     FOR cand IN
-        (SELECT w.* FROM (
+        -- The window: the first v_window candidates from v_start on, wrapping around to the
+        -- lowest ids (the LIMIT over the two ordered halves stops before the second when the
+        -- first fills it, so no partition is in every window).
+        (SELECT w.* FROM ((
             (SELECT p.id AS pid, p.num, p.name AS pname, p.last_position AS last,
                     c.partition_id IS NOT NULL AS has_cursor, c.last_consumed_at AS served
                FROM queen.partitions p
@@ -98,7 +102,7 @@ BEGIN
                 AND (q.window_buffer = 0
                      OR p.last_message_at <= now() - make_interval(secs => q.window_buffer))
               ORDER BY p.id
-              LIMIT v_window)) w
+              LIMIT v_window)) LIMIT v_window) w
           ORDER BY w.served NULLS FIRST, w.pid)
         UNION ALL
         (SELECT p.id, p.num, p.name, p.last_position, c.partition_id IS NOT NULL,
