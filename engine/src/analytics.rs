@@ -472,6 +472,11 @@ fn group_from(c: columns::group_stats, r: &Row) -> Result<GroupStats, EngineErro
 }
 
 impl Engine {
+    /// How old the figures may be when served.
+    pub fn analytics_config(&self) -> AnalyticsConfig {
+        self.inner().analytics().config
+    }
+
     /// The current figures, at most `max_age` old, or up to `stale_limit` old while a refresh
     /// runs in the background (see the module documentation).
     pub async fn analytics(&self) -> Result<Arc<Snapshot>, EngineError> {

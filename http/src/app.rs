@@ -64,6 +64,8 @@ pub struct App {
     pub(crate) requests: RequestStats,
     pub(crate) throughput: Throughput,
     pub(crate) auth: Option<Auth>,
+    /// Queue details rendered once per analytics snapshot.
+    pub(crate) details: Arc<crate::rendered::RenderedDetails>,
     /// Bytes of request bodies being read or served, at most `body_budget_bytes`.
     pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
@@ -79,6 +81,7 @@ impl App {
             requests: RequestStats::default(),
             throughput: Throughput::default(),
             auth,
+            details: Arc::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(config.body_budget_bytes)),
             ready: AtomicBool::new(true),
         });

@@ -160,6 +160,16 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, message)
     }
 
+    /// A 500: a fault of this server; the cause goes to the log, not to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            "internal error",
+        )
+    }
+
     /// A 503: the database is unreachable and the route cannot be buffered.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(
@@ -220,10 +230,7 @@ impl From<EngineError> for ApiError {
                 )
             }
             _ if e.is_unavailable() => ApiError::unavailable(format!("database unavailable: {e}")),
-            _ => {
-                tracing::error!(error = %e, "internal error");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, Code::Internal, "internal error")
-            }
+            _ => ApiError::internal(&e),
         }
     }
 }

@@ -18,6 +18,7 @@ mod field;
 mod fuzz;
 mod json_out;
 pub mod query;
+mod rendered;
 mod routes;
 pub mod stats;
 pub mod time;

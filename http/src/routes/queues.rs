@@ -140,10 +140,9 @@ pub(crate) async fn get_queue(app: &App, name: &str) -> Result<Resp, ApiError> {
         return Err(ApiError::not_found(format!("queue `{name}` not found")));
     };
     let snap = app.engine.analytics().await?;
-    Ok(body::reply(
-        StatusCode::OK,
-        &views::QueueDetail::new(&info, snap.queue(name), snap.as_of),
-    ))
+    let stale_limit = app.engine.analytics_config().stale_limit;
+    let bytes = app.details.get(info, snap, stale_limit).await?;
+    Ok(body::raw(StatusCode::OK, "application/json", bytes))
 }
 
 pub(crate) async fn delete_queue(app: &App, name: &str) -> Result<Resp, ApiError> {
