@@ -60,8 +60,11 @@ for p in os.listdir("/proc"):
 print(total / tck)
 PY
 }
+PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -F ' ' postgres)
+# One line of the CPU file: time, cluster CPU seconds, database MiB.
+sample() { echo "$(date +%s) $(cpu) $("${PSQL[@]}" -c "select pg_database_size('postgres')/1048576")"; }
 (while true; do
-   echo "$(date +%s) $(cpu) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -c "select pg_database_size('postgres')/1048576" postgres)"
+   sample
    sleep 60
  done) > "$WORK/cpu" &
 SAMPLER=$!
@@ -69,7 +72,7 @@ SAMPLER=$!
 # message after the queue-mode cursor of each partition; a message under a live lease counts as
 # waiting until acked, a bound above) and how many partitions have one waiting over 60 s.
 (while true; do
-   echo "$(date +%s) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -F ' ' postgres -c "
+   echo "$(date +%s) $("${PSQL[@]}" -c "
      SELECT coalesce(round(extract(epoch FROM max(now() - m.created_at))::numeric, 2), 0),
             count(*) FILTER (WHERE m.created_at < now() - interval '60 s')
        FROM queen.partitions p
@@ -84,7 +87,7 @@ target/release/queen-load e2e --url "127.0.0.1:$HTTP" --queue soak --rate "$RATE
   --connections 4 --consumers 4 --batch 20 --pop-batch 50 --partitions 100 \
   --duration $((MINUTES * 60)) --report-every 60 --json "$@" > "$WORK/load"
 kill "$SAMPLER" "$OLDEST" 2>/dev/null || true
-echo "$(date +%s) $(cpu) $("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -c "select pg_database_size('postgres')/1048576" postgres)" >> "$WORK/cpu"
+sample >> "$WORK/cpu"
 
 python3 - "$WORK/load" "$WORK/cpu" "$WORK/oldest" <<'PY'
 import json, sys

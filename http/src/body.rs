@@ -166,18 +166,23 @@ pub fn cors(resp: &mut Resp) {
     );
 }
 
+/// A value as JSON; one that cannot be serialised is a fault of this server (logged).
+pub fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format_args!("response serialisation failed: {e}")))
+}
+
 /// A JSON response.
 pub fn reply<T: Serialize>(status: StatusCode, value: &T) -> Resp {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => raw(status, "application/json", Bytes::from(bytes)),
-        Err(e) => {
-            tracing::error!(error = %e, "response serialisation failed");
-            raw(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "application/json",
-                Bytes::from_static(br#"{"error":"internal error","code":"internal"}"#),
-            )
-        }
+    match json_bytes(value) {
+        Ok(bytes) => raw(status, "application/json", bytes),
+        // Built here, not by `error`, which replies through this function.
+        Err(_) => raw(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            Bytes::from_static(br#"{"error":"internal error","code":"internal"}"#),
+        ),
     }
 }
 

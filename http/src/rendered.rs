@@ -13,7 +13,8 @@
 //!   while refreshing it); its `asOf` says when they were read. Readers never wait for a render
 //!   another reader already started;
 //! * nothing kept, kept figures past `stale_limit`, or the options changed (a configure): the
-//!   reader renders, on the blocking pool.
+//!   reader renders, on the blocking pool (readers arriving together then each render; the
+//!   last render stored is kept).
 //!
 //! Bodies past `stale_limit` are dropped whenever one is stored, so memory follows the queues
 //! viewed lately, not every queue ever viewed. Cancel-safety: a reader that goes away leaves a
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use queen_engine::analytics::Snapshot;
 use queen_engine::{QueueInfo, Timestamp};
 
+use crate::body;
 use crate::error::ApiError;
 use crate::views;
 
@@ -49,10 +51,11 @@ pub(crate) struct RenderedDetails {
 
 /// Renders one queue's detail.
 fn render(info: &QueueInfo, snap: &Snapshot) -> Result<Bytes, ApiError> {
-    let view = views::QueueDetail::new(info, snap.queue(&info.name), snap.as_of);
-    serde_json::to_vec(&view)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(format_args!("queue detail serialisation failed: {e}")))
+    body::json_bytes(&views::QueueDetail::new(
+        info,
+        snap.queue(&info.name),
+        snap.as_of,
+    ))
 }
 
 /// How long ago `t` was, saturating at zero for a clock that stepped back.
