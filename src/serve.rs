@@ -83,10 +83,15 @@ pub struct ServeArgs {
     /// busy one is judged by whether the server keeps answering.
     #[arg(long, env = "DB_HEALTH_TIMEOUT", default_value_t = 1_000)]
     health_timeout_ms: u64,
-    /// Connections of the inspection pool: listings, status and analytics run there, each on a
+    /// Connections of the inspection pool: listings, details and traces run there, each on a
     /// connection of its own, never in front of pushes, pops and acks.
     #[arg(long, env = "DB_ADMIN_POOL_SIZE", default_value_t = 2)]
     admin_pool_size: usize,
+    /// Connections of the analytics refreshes (the figures of the status and resources routes,
+    /// read at most once per `--analytics-max-age`): with one, the snapshot's two statements run
+    /// one after the other; with two, side by side.
+    #[arg(long, env = "DB_ANALYTICS_POOL_SIZE", default_value_t = 1)]
+    analytics_pool_size: usize,
     /// Statement timeout of the inspection pool, in milliseconds (0 = none).
     #[arg(long, env = "DB_ADMIN_STATEMENT_TIMEOUT", default_value_t = 10_000)]
     admin_statement_timeout_ms: u64,
@@ -293,15 +298,19 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         statement_timeout: ms(args.admin_statement_timeout_ms),
         ..config.clone()
     };
-    let admin_pool = Pool::new(
-        admin_config.clone(),
-        PoolConfig {
-            size: args.admin_pool_size.max(1),
-            acquire_timeout: Duration::from_secs(5),
-            stall_timeout: stall(admin_config.statement_timeout),
-            ..pool_config
-        },
-    );
+    let side_pool = |size: usize| {
+        Pool::new(
+            admin_config.clone(),
+            PoolConfig {
+                size: size.max(1),
+                acquire_timeout: Duration::from_secs(5),
+                stall_timeout: stall(admin_config.statement_timeout),
+                ..pool_config
+            },
+        )
+    };
+    let admin_pool = side_pool(args.admin_pool_size);
+    let analytics_pool = side_pool(args.analytics_pool_size);
     let pool = if args.no_file_buffer {
         Pool::connect(config, pool_config)
             .await
@@ -348,6 +357,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let pools = queen_engine::Pools {
         hot: pool.clone(),
         admin: admin_pool,
+        analytics: analytics_pool,
     };
     let engine = Engine::start(pools, engine_config).await?;
     tracing::info!("schema is up to date");

@@ -21,6 +21,11 @@
 //! One consumer group's detail (a row per partition it reads) is kept by the same policy, for
 //! the last few groups read.
 //!
+//! Refreshes read on a pool of their own ([`Pools::analytics`](crate::Pools::analytics)), not
+//! the inspection pool: a refresh holds its connection for the length of a scan of every
+//! partition's counters, and a listing that waited for a connection behind it took that long
+//! on top of its own work.
+//!
 //! Changes made through this server's admin routes (configure, deletes, seeks) drop the
 //! snapshot and the group details, so the next read shows them. Pushes, pops and acks do not: their figures are at
 //! most `max_age` (plus the poll interval) old, as `asOf` in each answer says.
@@ -345,14 +350,14 @@ impl Analytics {
     }
 }
 
-/// Reads the figures from the database (two statements on the admin pool).
+/// Reads the figures from the database (two statements on the analytics pool).
 async fn take(inner: &Inner) -> Result<Snapshot, EngineError> {
     let st = inner.st()?;
     let as_of = Timestamp::now();
-    // Two connections of the inspection pool, side by side.
+    // Side by side when the analytics pool has two connections, one after the other with one.
     let (partition_rows, rows) = tokio::try_join!(
-        inner.inspect(&st.partition_stats, &[]),
-        inner.inspect(&st.group_stats, &[]),
+        inner.refresh_read(&st.partition_stats, &[]),
+        inner.refresh_read(&st.group_stats, &[]),
     )?;
     let queues = queues_from(st.cols.partition_stats, &partition_rows)?;
     let groups = rows
@@ -513,7 +518,7 @@ impl Engine {
 async fn read_group(inner: &Inner, group: &str) -> Result<Vec<GroupPartition>, EngineError> {
     let st = inner.st()?;
     let c = st.cols.group_partitions;
-    let rows = inner.inspect(&st.group_partitions, &[&group]).await?;
+    let rows = inner.refresh_read(&st.group_partitions, &[&group]).await?;
     let mut out = rows
         .iter()
         .map(|r| {

@@ -121,24 +121,29 @@ impl Metrics {
     }
 }
 
-/// The engine's connections: the hot path's (push, pop, ack; pipelined and shared), and a small
-/// pool of their own for inspection and analytics, whose statements may run long: a listing
-/// never queues in front of a push on a shared connection, and each runs on a connection of its
-/// own, so a caller that stops waiting can cancel it (docs/architecture.md, "Pools").
+/// The engine's connections: the hot path's (push, pop, ack; pipelined and shared), a small
+/// pool of their own for inspection reads, whose statements may run long: a listing never
+/// queues in front of a push on a shared connection, and each runs on a connection of its own,
+/// so a caller that stops waiting can cancel it; and the analytics refreshes' own, so a listing
+/// never waits for a connection behind a refresh (docs/architecture.md, "Pools").
 #[derive(Debug, Clone)]
 pub struct Pools {
     /// Push, pop, ack, transactions, leases and every write.
     pub hot: Pool,
-    /// Inspection and analytics reads.
+    /// Inspection reads asked for by a request: listings, details, traces.
     pub admin: Pool,
+    /// The analytics refreshes (the snapshot and the group details): background reads that
+    /// keep up to two connections busy for the length of a scan of every partition's counters.
+    pub analytics: Pool,
 }
 
 impl From<Pool> for Pools {
-    /// One pool for both (tests, tools).
+    /// One pool for all three (tests, tools).
     fn from(pool: Pool) -> Pools {
         Pools {
             hot: pool.clone(),
-            admin: pool,
+            admin: pool.clone(),
+            analytics: pool,
         }
     }
 }
@@ -149,6 +154,8 @@ pub(crate) struct Inner {
     pool: Pool,
     /// See [`Pools::admin`].
     admin: Pool,
+    /// See [`Pools::analytics`].
+    analytics_pool: Pool,
     /// Prepared once the database has answered (possibly after start-up, see [`Engine::start`]).
     statements: std::sync::OnceLock<Statements>,
     partitions: PartitionCache,
@@ -206,20 +213,39 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Runs a statement on a connection of `pool` checked out for it alone, so that dropping this
+/// future (the caller went away) cancels the statement on the server rather than leaving it
+/// running (`CancelRequest`).
+async fn checked_out(
+    pool: &Pool,
+    statement: &queen_wire::Statement,
+    params: &[&dyn queen_wire::ToSql],
+) -> Result<Vec<queen_wire::Row>, EngineError> {
+    let conn = pool.acquire().await?;
+    let mut guard = CancelOnDrop(Some(conn.cancel_token()));
+    let rows = conn.query(statement, params).await;
+    guard.0 = None;
+    Ok(rows?)
+}
+
 impl Inner {
-    /// Runs an inspection statement on a connection of the admin pool, checked out for it alone,
-    /// so that dropping this future (the caller went away) cancels the statement on the server
-    /// rather than leaving it running (`CancelRequest`).
+    /// Runs an inspection statement on a connection of the admin pool (see [`checked_out`]).
     pub(crate) async fn inspect(
         &self,
         statement: &queen_wire::Statement,
         params: &[&dyn queen_wire::ToSql],
     ) -> Result<Vec<queen_wire::Row>, EngineError> {
-        let conn = self.admin.acquire().await?;
-        let mut guard = CancelOnDrop(Some(conn.cancel_token()));
-        let rows = conn.query(statement, params).await;
-        guard.0 = None;
-        Ok(rows?)
+        checked_out(&self.admin, statement, params).await
+    }
+
+    /// Runs an analytics refresh's statement on a connection of the analytics pool (see
+    /// [`checked_out`]).
+    pub(crate) async fn refresh_read(
+        &self,
+        statement: &queen_wire::Statement,
+        params: &[&dyn queen_wire::ToSql],
+    ) -> Result<Vec<queen_wire::Row>, EngineError> {
+        checked_out(&self.analytics_pool, statement, params).await
     }
 
     /// The prepared statements, or "unavailable" while the database has not answered yet.
@@ -327,7 +353,11 @@ impl Engine {
         pools: impl Into<Pools>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let Pools { hot: pool, admin } = pools.into();
+        let Pools {
+            hot: pool,
+            admin,
+            analytics: analytics_pool,
+        } = pools.into();
         let buffer = match &config.buffer {
             Some(b) => {
                 let b = b.clone();
@@ -393,6 +423,7 @@ impl Engine {
             Inner {
                 pool,
                 admin,
+                analytics_pool,
                 statements: cell,
                 partitions: PartitionCache::default(),
                 groups: crate::cache::GroupCache::default(),
