@@ -8,7 +8,9 @@
 //! * `e2e` — producers and consumers together; each message carries its send time, so the
 //!   consumers measure push → pop latency, and lost or duplicated messages are counted;
 //! * `routes` — the analytics routes' latency on a large data set under an e2e load, and the
-//!   load's figures with and without that traffic (see `routes.rs`).
+//!   load's figures with and without that traffic (see `routes.rs`);
+//! * `pgmq-send`, `pgmq-consume` — the peer queue pgmq over SQL (`--database-url`), driven as
+//!   an application drives it, for side-by-side figures (see `pgmq.rs`).
 //!
 //! Given `--compare URL`, the same workload runs against both servers, alternating, and the
 //! ratios are printed. `--json` prints the results as JSON.
@@ -17,6 +19,7 @@
 
 #![allow(clippy::print_stdout)] // A command-line tool reports on stdout.
 
+mod pgmq;
 mod routes;
 
 use std::collections::HashSet;
@@ -37,6 +40,8 @@ enum Mode {
     Autoack,
     E2e,
     Routes,
+    PgmqSend,
+    PgmqConsume,
 }
 
 /// Drive a queen server over HTTP.
@@ -119,6 +124,9 @@ struct Args {
     /// Runs per server with --compare; routes: rounds of load alone and load with routes.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// pgmq-send / pgmq-consume: the PostgreSQL holding pgmq (a URL or key=value string).
+    #[arg(long)]
+    database_url: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -694,10 +702,26 @@ fn main() -> std::process::ExitCode {
             .queue
             .clone()
             .unwrap_or_else(|| format!("load-{}", now_us()));
-        if args.mode == Mode::Routes {
-            return match routes::run(&args, &addr_of(&args.url), &queue).await {
+        let peer = matches!(args.mode, Mode::PgmqSend | Mode::PgmqConsume);
+        if args.mode == Mode::Routes || peer {
+            let answer = if peer {
+                let url = args.database_url.as_deref().unwrap_or_default();
+                pgmq::run(&args, url).await
+            } else {
+                routes::run(&args, &addr_of(&args.url), &queue).await
+            };
+            return match answer {
+                // The peer's runs read as the HTTP modes' do.
+                Ok(v) if args.json && peer => {
+                    println!("{}", json!({ "runs": [[v]] }));
+                    std::process::ExitCode::SUCCESS
+                }
                 Ok(v) if args.json => {
                     println!("{v}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Ok(v) if peer => {
+                    println!("{}", human(&v));
                     std::process::ExitCode::SUCCESS
                 }
                 Ok(v) => {

@@ -195,3 +195,81 @@ async fn compare_consume_prefills_each_run() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--prefill"));
 }
+
+/// The pgmq modes count what the database did: every message `pgmq-send` reports is a row of
+/// the queue, and `pgmq-consume` reports exactly the rows it deleted. The schema here has
+/// pgmq's call signatures over one table (the released pgmq SQL is fetched by the peers bench,
+/// not kept in the repository); what is tested is the tool's side of those calls.
+#[tokio::test]
+async fn pgmq_modes_count_what_the_database_stored_and_deleted() {
+    use queen_wire::{Client, Connection};
+    let db = queen_wire::embedded::test_config("load_tool_pgmq")
+        .await
+        .unwrap();
+    let conn = Connection::connect(&db).await.unwrap();
+    conn.batch_execute(
+        "CREATE SCHEMA pgmq;
+         CREATE TABLE pgmq.q_bench (msg_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                    message jsonb NOT NULL);
+         CREATE FUNCTION pgmq.send_batch(q text, msgs jsonb[]) RETURNS SETOF bigint
+           LANGUAGE sql AS $$ INSERT INTO pgmq.q_bench (message)
+                              SELECT unnest(msgs) RETURNING msg_id $$;
+         CREATE FUNCTION pgmq.send(q text, msg jsonb) RETURNS SETOF bigint
+           LANGUAGE sql AS $$ INSERT INTO pgmq.q_bench (message) VALUES (msg)
+                              RETURNING msg_id $$;
+         CREATE FUNCTION pgmq.read(q text, vt integer, qty integer)
+           RETURNS TABLE (msg_id bigint)
+           LANGUAGE sql AS $$ SELECT msg_id FROM pgmq.q_bench ORDER BY msg_id LIMIT qty
+                              FOR UPDATE SKIP LOCKED $$;
+         CREATE FUNCTION pgmq.delete(q text, ids bigint[]) RETURNS SETOF bigint
+           LANGUAGE sql AS $$ DELETE FROM pgmq.q_bench WHERE msg_id = ANY (ids)
+                              RETURNING msg_id $$;",
+    )
+    .await
+    .unwrap();
+    let url = db.to_key_values();
+    let count = || async {
+        let rows = conn
+            .query_sql("SELECT count(*) AS n FROM pgmq.q_bench", &[])
+            .await
+            .unwrap();
+        rows[0].get::<i64>("n").unwrap() as u64
+    };
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            load(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let common = |mode: &str, extra: &[&str]| -> Vec<String> {
+        [mode, "--database-url", &url, "--duration", "1"]
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let batch = run(common(
+        "pgmq-send",
+        &["--connections", "3", "--batch", "20"],
+    ))
+    .await
+    .unwrap();
+    let single = run(common("pgmq-send", &["--connections", "3", "--batch", "1"]))
+        .await
+        .unwrap();
+    let pushed = batch["pushed"].as_u64().unwrap() + single["pushed"].as_u64().unwrap();
+    assert!(batch["pushed"].as_u64().unwrap() >= 20, "{batch}");
+    assert!(single["pushed"].as_u64().unwrap() >= 1, "{single}");
+    assert_eq!(batch["errors"], 0, "{batch}");
+    assert_eq!(count().await, pushed);
+    let consumed = run(common(
+        "pgmq-consume",
+        &["--consumers", "2", "--batch", "7"],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(consumed["errors"], 0, "{consumed}");
+    assert_eq!(
+        count().await,
+        pushed - consumed["consumed"].as_u64().unwrap()
+    );
+}
