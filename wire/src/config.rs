@@ -38,6 +38,9 @@ pub struct Config {
     pub statement_timeout: Option<Duration>,
     /// TCP keepalive idle time; `None` disables keepalive probes.
     pub keepalive_idle: Option<Duration>,
+    /// Further run-time parameters set at connect (`work_mem`, say), as (name, value): sent
+    /// in the startup message, so they hold for the session and every reconnect.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
             keepalive_idle: Some(Duration::from_secs(10)),
+            settings: Vec::new(),
         }
     }
 }

@@ -287,6 +287,26 @@ async fn statement_timeout_is_set_at_connect() {
 }
 
 #[tokio::test]
+async fn settings_are_set_at_connect_and_a_bad_one_is_refused() {
+    let mut cfg = test_config("settings").await.unwrap();
+    cfg.settings = vec![
+        ("work_mem".into(), "16MB".into()),
+        ("max_parallel_workers_per_gather".into(), "0".into()),
+    ];
+    let c = Connection::connect(&cfg).await.unwrap();
+    for (name, want) in [
+        ("work_mem", "16MB"),
+        ("max_parallel_workers_per_gather", "0"),
+    ] {
+        let rows = c.query_sql(&format!("SHOW {name}"), &[]).await.unwrap();
+        assert_eq!(rows[0].get::<&str>(0).unwrap(), want);
+    }
+    cfg.settings = vec![("work_mem".into(), "lots".into())];
+    let err = Connection::connect(&cfg).await.err().unwrap();
+    assert_eq!(err.code(), Some("22023"), "{err}");
+}
+
+#[tokio::test]
 async fn cancel_request_stops_a_running_statement() {
     let c = connect("cancel").await;
     let token = c.cancel_token();

@@ -40,6 +40,7 @@ where
     if let Some(t) = config.statement_timeout {
         params.push(("statement_timeout", t.as_millis().to_string()));
     }
+    params.extend(config.settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
     let mut out = BytesMut::new();
     frontend::startup_message(params.iter().map(|(k, v)| (*k, v.as_str())), &mut out)
         .map_err(Error::Io)?;
