@@ -285,6 +285,13 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// The age policy in force for this value: `config` stretched by its last read's length.
+    fn policy(&self, config: AnalyticsConfig) -> AnalyticsConfig {
+        let last_read =
+            Duration::from_micros(self.last_read_us.load(std::sync::atomic::Ordering::Relaxed));
+        config.spaced(last_read)
+    }
+
     /// The value: fresh ones as they are; stale ones too, with one refresh started behind them;
     /// none or too old ones read now, by one caller for all (single flight). `load` makes the
     /// future that reads a new value; it is polled only by the caller that refreshes.
@@ -297,9 +304,7 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
     {
-        let last_read =
-            Duration::from_micros(self.last_read_us.load(std::sync::atomic::Ordering::Relaxed));
-        let config = config.spaced(last_read);
+        let config = self.policy(config);
         if let Some((taken, v)) = self.peek() {
             let age = taken.elapsed();
             if age < config.max_age {
@@ -508,9 +513,12 @@ fn group_from(c: columns::group_stats, r: &Row) -> Result<GroupStats, EngineErro
 }
 
 impl Engine {
-    /// How old the figures may be when served.
-    pub fn analytics_config(&self) -> AnalyticsConfig {
-        self.inner().analytics().config
+    /// How old the snapshot's figures may be when served: the configured ages, stretched by
+    /// the length of the last refresh (see the module documentation). What the engine applies
+    /// to its snapshot, for caches built on it.
+    pub fn analytics_policy(&self) -> AnalyticsConfig {
+        let a = self.inner().analytics();
+        a.snapshot.policy(a.config)
     }
 
     /// The current figures, at most `max_age` old, or up to `stale_limit` old while a refresh

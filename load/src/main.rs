@@ -571,22 +571,49 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
         let _ = t.await;
     }
     progress.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let pushed = stats.pushed.load(Ordering::Relaxed);
-    let consumed = stats.consumed.load(Ordering::Relaxed);
-    json!({
-        "server": addr,
-        "mode": format!("{:?}", args.mode).to_lowercase(),
-        "seconds": secs,
-        "pushed": pushed,
-        "consumed": consumed,
-        "push_msgs_per_sec": pushed as f64 / secs,
-        "consume_msgs_per_sec": consumed as f64 / secs,
-        "errors": stats.errors.load(Ordering::Relaxed),
-        "duplicates": stats.duplicates.load(Ordering::Relaxed),
-        "request_latency": quantiles(&stats.request_latency),
-        "e2e_latency": quantiles(&stats.e2e_latency),
-    })
+    RunFigures {
+        server: addr,
+        mode: &format!("{:?}", args.mode).to_lowercase(),
+        seconds: started.elapsed().as_secs_f64(),
+        pushed: stats.pushed.load(Ordering::Relaxed),
+        consumed: stats.consumed.load(Ordering::Relaxed),
+        errors: stats.errors.load(Ordering::Relaxed),
+        duplicates: stats.duplicates.load(Ordering::Relaxed),
+        request_latency: quantiles(&stats.request_latency),
+        e2e_latency: quantiles(&stats.e2e_latency),
+    }
+    .json()
+}
+
+/// What one run measured; its JSON is what every mode but `routes` answers (and `human` reads).
+struct RunFigures<'a> {
+    server: &'a str,
+    mode: &'a str,
+    seconds: f64,
+    pushed: u64,
+    consumed: u64,
+    errors: u64,
+    duplicates: u64,
+    request_latency: Value,
+    e2e_latency: Value,
+}
+
+impl RunFigures<'_> {
+    fn json(self) -> Value {
+        json!({
+            "server": self.server,
+            "mode": self.mode,
+            "seconds": self.seconds,
+            "pushed": self.pushed,
+            "consumed": self.consumed,
+            "push_msgs_per_sec": self.pushed as f64 / self.seconds,
+            "consume_msgs_per_sec": self.consumed as f64 / self.seconds,
+            "errors": self.errors,
+            "duplicates": self.duplicates,
+            "request_latency": self.request_latency,
+            "e2e_latency": self.e2e_latency,
+        })
+    }
 }
 
 /// The `--report-every` intervals: counters at the last report, to print differences.

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use queen_wire::{Client, Config, Connection, Json};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::{Args, Mode, new_histogram, quantiles, record};
+use crate::{Args, Mode, RunFigures, new_histogram, quantiles, record};
 
 /// Runs one pgmq mode; an error when the database cannot be reached or the queue is missing.
 pub async fn run(args: &Args, url: &str) -> Result<Value, String> {
@@ -100,20 +100,18 @@ pub async fn run(args: &Args, url: &str) -> Result<Value, String> {
     for t in tasks {
         let _ = t.await;
     }
-    let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     let (pushed, consumed) = if send { (n, 0) } else { (0, n) };
-    Ok(json!({
-        "server": url,
-        "mode": if send { "pgmq-send" } else { "pgmq-consume" },
-        "seconds": secs,
-        "pushed": pushed,
-        "consumed": consumed,
-        "push_msgs_per_sec": pushed as f64 / secs,
-        "consume_msgs_per_sec": consumed as f64 / secs,
-        "errors": errors.load(Ordering::Relaxed),
-        "duplicates": 0,
-        "request_latency": quantiles(&latency),
-        "e2e_latency": Value::Null,
-    }))
+    Ok(RunFigures {
+        server: url,
+        mode: if send { "pgmq-send" } else { "pgmq-consume" },
+        seconds: started.elapsed().as_secs_f64(),
+        pushed,
+        consumed,
+        errors: errors.load(Ordering::Relaxed),
+        duplicates: 0,
+        request_latency: quantiles(&latency),
+        e2e_latency: Value::Null,
+    }
+    .json())
 }

@@ -140,7 +140,7 @@ pub(crate) async fn get_queue(app: &App, name: &str) -> Result<Resp, ApiError> {
         return Err(ApiError::not_found(format!("queue `{name}` not found")));
     };
     let snap = app.engine.analytics().await?;
-    let stale_limit = app.engine.analytics_config().stale_limit;
+    let stale_limit = app.engine.analytics_policy().stale_limit;
     let bytes = app.details.get(info, snap, stale_limit).await?;
     Ok(body::raw(StatusCode::OK, "application/json", bytes))
 }
