@@ -21,7 +21,14 @@
 //!   (`max_age` and `stale_limit` stretch to that): on a large data set kept read by pollers,
 //!   refreshes take at most a twentieth of a connection's time, and the figures' `asOf` says
 //!   how old they are (a refresh of 10,000 partitions and 100,000 cursors, ~80 ms, makes
-//!   them at most ~1.6 s old).
+//!   them at most ~1.6 s old);
+//! * a value read in the last [`WATCHED_FOR`] is kept warm: a task refreshes it when it is
+//!   half way to `stale_limit`, so a reader that pauses (a dashboard polling every few
+//!   seconds, an operator's `curl` now and then) finds figures it need not wait for. Kept
+//!   warm, a value costs one refresh per half `stale_limit` (5 s by default; at most a
+//!   fortieth of a connection's time, by the spacing above); nobody reading, nothing runs.
+//!   Only the first read after a quiet spell (or after an admin change dropped the
+//!   figures) waits for the database.
 //!
 //! One consumer group's detail (a row per partition it reads) is kept by the same policy, for
 //! the last few groups read.
@@ -39,10 +46,14 @@
 //!
 //! A caller waiting for a refresh may be dropped: the refresh it started is dropped with it
 //! (the statement is cancelled on the server) and the next caller starts another. Background
-//! refreshes run on their own task and store their snapshot when they finish.
+//! refreshes run on their own task and store their snapshot when they finish. Keepers hold
+//! the value and the engine weakly: dropping the engine ends them at their next wake-up.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use queen_wire::{Row, Timestamp};
 use uuid::Uuid;
@@ -239,6 +250,9 @@ impl Snapshot {
 /// core's) time, however large the data they scan.
 const REFRESH_SPACING: u32 = 20;
 
+/// A value read within this long is kept warm (see the module documentation).
+const WATCHED_FOR: Duration = Duration::from_secs(300);
+
 /// One value read from the database and shared, with the age policy of the module
 /// documentation.
 #[derive(Debug)]
@@ -248,7 +262,11 @@ struct Fresh<T> {
     /// Held while a refresh runs: one at a time.
     refresh: tokio::sync::Mutex<()>,
     /// How long the last read took, in microseconds (see [`REFRESH_SPACING`]).
-    last_read_us: std::sync::atomic::AtomicU64,
+    last_read_us: AtomicU64,
+    /// When the value was last asked for (see [`WATCHED_FOR`]).
+    wanted: std::sync::Mutex<Option<Instant>>,
+    /// A keeper task runs for the value.
+    kept: AtomicBool,
 }
 
 impl<T> Default for Fresh<T> {
@@ -256,7 +274,9 @@ impl<T> Default for Fresh<T> {
         Fresh {
             current: std::sync::Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
-            last_read_us: std::sync::atomic::AtomicU64::new(0),
+            last_read_us: AtomicU64::new(0),
+            wanted: std::sync::Mutex::new(None),
+            kept: AtomicBool::new(false),
         }
     }
 }
@@ -287,9 +307,28 @@ impl<T: Send + Sync + 'static> Fresh<T> {
 
     /// The age policy in force for this value: `config` stretched by its last read's length.
     fn policy(&self, config: AnalyticsConfig) -> AnalyticsConfig {
-        let last_read =
-            Duration::from_micros(self.last_read_us.load(std::sync::atomic::Ordering::Relaxed));
+        let last_read = Duration::from_micros(self.last_read_us.load(Ordering::Relaxed));
         config.spaced(last_read)
+    }
+
+    /// Asked for within [`WATCHED_FOR`].
+    fn watched(&self) -> bool {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < WATCHED_FOR)
+    }
+
+    /// Notes a read, and starts a keeper for the value unless one runs.
+    fn want<F, Fut>(self: &Arc<Self>, config: AnalyticsConfig, load: &F)
+    where
+        F: Fn() -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        if !self.kept.swap(true, Ordering::SeqCst) {
+            tokio::spawn(keep_warm(Arc::downgrade(self), config, load.clone()));
+        }
     }
 
     /// The value: fresh ones as they are; stale ones too, with one refresh started behind them;
@@ -301,9 +340,10 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         load: F,
     ) -> Result<Arc<T>, EngineError>
     where
-        F: Fn() -> Fut,
+        F: Fn() -> Fut + Clone + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
     {
+        self.want(config, &load);
         let config = self.policy(config);
         if let Some((taken, v)) = self.peek() {
             let age = taken.elapsed();
@@ -341,10 +381,43 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         let taken = Instant::now();
         let v = Arc::new(read.await?);
         let took = u64::try_from(taken.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.last_read_us
-            .store(took, std::sync::atomic::Ordering::Relaxed);
+        self.last_read_us.store(took, Ordering::Relaxed);
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((taken, v.clone()));
         Ok(v)
+    }
+}
+
+/// Keeps one value warm while it is watched: refreshes it when it is half way to its stale
+/// limit, and ends when nobody asked for it within [`WATCHED_FOR`] or the value is gone.
+async fn keep_warm<T, F, Fut>(me: Weak<Fresh<T>>, config: AnalyticsConfig, load: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+{
+    loop {
+        let Some(fresh) = me.upgrade() else { return };
+        if !fresh.watched() {
+            fresh.kept.store(false, Ordering::SeqCst);
+            // A read between the check and the store saw a keeper running: carry on for it.
+            if !fresh.watched() || fresh.kept.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+        let policy = fresh.policy(config);
+        let keep = policy.stale_limit / 2;
+        if let Some((taken, _)) = fresh.peek() {
+            if taken.elapsed() < keep {
+                drop(fresh);
+                tokio::time::sleep_until(taken + keep).await;
+                continue;
+            }
+        }
+        if let Err(e) = fresh.refresh(policy.max_age, load()).await {
+            tracing::warn!(error = %e, "analytics refresh failed");
+            drop(fresh);
+            tokio::time::sleep(policy.max_age).await;
+        }
     }
 }
 
@@ -525,11 +598,11 @@ impl Engine {
     /// runs in the background (see the module documentation).
     pub async fn analytics(&self) -> Result<Arc<Snapshot>, EngineError> {
         let a = self.inner().analytics();
-        let engine = self.clone();
+        let engine = self.weak();
         a.snapshot
             .get(a.config, move || {
                 let engine = engine.clone();
-                async move { take(engine.inner()).await }
+                async move { take(&*running(&engine)?).await }
             })
             .await
     }
@@ -542,15 +615,21 @@ impl Engine {
         group: &str,
     ) -> Result<Arc<Vec<GroupPartition>>, EngineError> {
         let a = self.inner().analytics();
-        let engine = self.clone();
+        let engine = self.weak();
         let name = group.to_owned();
         a.group(group)
             .get(a.config, move || {
                 let (engine, name) = (engine.clone(), name.clone());
-                async move { read_group(engine.inner(), &name).await }
+                async move { read_group(&*running(&engine)?, &name).await }
             })
             .await
     }
+}
+
+/// The engine a refresh reads through, unless it was dropped (refreshes and keepers hold it
+/// weakly).
+fn running(engine: &Weak<Inner>) -> Result<Arc<Inner>, EngineError> {
+    engine.upgrade().ok_or(EngineError::ShuttingDown)
 }
 
 /// Reads one group's cursors.
@@ -583,7 +662,8 @@ mod tests {
     use super::{AnalyticsConfig, Fresh, counts};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     /// A value read `age` ago whose read took `read`; `get` with a 1 ms `max_age`: how many
     /// reads it starts.
@@ -627,6 +707,46 @@ mod tests {
             reads_started(Duration::from_millis(2_100), Duration::from_millis(100)).await,
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watched_value_is_kept_warm_until_nobody_reads_it() {
+        let fresh: Arc<Fresh<usize>> = Arc::default();
+        let config = AnalyticsConfig {
+            max_age: Duration::from_secs(1),
+            stale_limit: Duration::from_secs(10),
+        };
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = reads.clone();
+        let load = move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok(n) }
+        };
+        let first = fresh.get(config, load).await.ok();
+        assert_eq!(first.as_deref(), Some(&1));
+
+        // Nobody reads for a minute, then for a few minutes more: the value never gets near its
+        // stale limit while watched (without the keeper it would be 60 s old here).
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(61)).await;
+            let (taken, _) = fresh.peek().expect("a value is kept");
+            assert!(
+                taken.elapsed() <= Duration::from_secs(5),
+                "{:?}",
+                taken.elapsed()
+            );
+        }
+        // One refresh every 5 s, half the stale limit: 48 in the 244 s so far.
+        let kept = reads.load(Ordering::SeqCst);
+        assert!((48..=50).contains(&kept), "{kept} reads");
+
+        // Past WATCHED_FOR since the one read, the keeper stops and nothing runs.
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        let stopped = reads.load(Ordering::SeqCst);
+        assert!(!fresh.kept.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(reads.load(Ordering::SeqCst), stopped);
+        assert!(stopped <= 62, "{stopped} reads");
     }
 
     #[test]

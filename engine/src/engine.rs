@@ -733,6 +733,11 @@ impl Engine {
         &self.inner
     }
 
+    /// The engine's state, held weakly: for background tasks that must not keep it alive.
+    pub(crate) fn weak(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
     /// True once the schema is applied and the statements are prepared.
     pub fn is_initialised(&self) -> bool {
         self.inner.statements.get().is_some()
