@@ -22,7 +22,7 @@
 //!   refreshes take at most a twentieth of a connection's time, and the figures' `asOf` says
 //!   how old they are (a refresh of 10,000 partitions and 100,000 cursors, ~80 ms, makes
 //!   them at most ~1.6 s old);
-//! * a value read in the last [`WATCHED_FOR`] is kept warm: a task refreshes it when it is
+//! * a value read in the last [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) is kept warm: a task refreshes it when it is
 //!   half way to `stale_limit`, so a reader that pauses (a dashboard polling every few
 //!   seconds, an operator's `curl` now and then) finds figures it need not wait for. Kept
 //!   warm, a value costs one refresh per half `stale_limit` (5 s by default; at most a
@@ -60,6 +60,7 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
+use crate::jobs::Watched;
 use crate::statements::columns;
 
 /// How old figures may be (see the module documentation).
@@ -250,9 +251,6 @@ impl Snapshot {
 /// core's) time, however large the data they scan.
 const REFRESH_SPACING: u32 = 20;
 
-/// A value read within this long is kept warm (see the module documentation).
-const WATCHED_FOR: Duration = Duration::from_secs(300);
-
 /// One value read from the database and shared, with the age policy of the module
 /// documentation.
 #[derive(Debug)]
@@ -263,8 +261,8 @@ struct Fresh<T> {
     refresh: tokio::sync::Mutex<()>,
     /// How long the last read took, in microseconds (see [`REFRESH_SPACING`]).
     last_read_us: AtomicU64,
-    /// When the value was last asked for (see [`WATCHED_FOR`]).
-    wanted: std::sync::Mutex<Option<Instant>>,
+    /// When the value was last asked for.
+    wanted: Watched,
     /// A keeper task runs for the value.
     kept: AtomicBool,
 }
@@ -275,7 +273,7 @@ impl<T> Default for Fresh<T> {
             current: std::sync::Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             last_read_us: AtomicU64::new(0),
-            wanted: std::sync::Mutex::new(None),
+            wanted: Watched::default(),
             kept: AtomicBool::new(false),
         }
     }
@@ -311,21 +309,13 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         config.spaced(last_read)
     }
 
-    /// Asked for within [`WATCHED_FOR`].
-    fn watched(&self) -> bool {
-        self.wanted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|at| at.elapsed() < WATCHED_FOR)
-    }
-
     /// Notes a read, and starts a keeper for the value unless one runs.
     fn want<F, Fut>(self: &Arc<Self>, config: AnalyticsConfig, load: &F)
     where
         F: Fn() -> Fut + Clone + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
     {
-        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.wanted.touch();
         if !self.kept.swap(true, Ordering::SeqCst) {
             tokio::spawn(keep_warm(Arc::downgrade(self), config, load.clone()));
         }
@@ -388,7 +378,7 @@ impl<T: Send + Sync + 'static> Fresh<T> {
 }
 
 /// Keeps one value warm while it is watched: refreshes it when it is half way to its stale
-/// limit, and ends when nobody asked for it within [`WATCHED_FOR`] or the value is gone.
+/// limit, and ends when nobody asked for it within [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) or the value is gone.
 async fn keep_warm<T, F, Fut>(me: Weak<Fresh<T>>, config: AnalyticsConfig, load: F)
 where
     T: Send + Sync + 'static,
@@ -397,10 +387,10 @@ where
 {
     loop {
         let Some(fresh) = me.upgrade() else { return };
-        if !fresh.watched() {
+        if !fresh.wanted.watched() {
             fresh.kept.store(false, Ordering::SeqCst);
             // A read between the check and the store saw a keeper running: carry on for it.
-            if !fresh.watched() || fresh.kept.swap(true, Ordering::SeqCst) {
+            if !fresh.wanted.watched() || fresh.kept.swap(true, Ordering::SeqCst) {
                 return;
             }
         }

@@ -48,6 +48,10 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// Rows the retention job deletes per statement.
     pub retention_batch: i32,
+    /// How often the filled page ranges of the messages' time index are summarised for the
+    /// listings (see `queen.summarize_time_index`); zero: never (autovacuum does it, a
+    /// minute or so late).
+    pub summarize_interval: Duration,
     /// How old dashboard figures may be (see [`crate::analytics`]).
     pub analytics: crate::analytics::AnalyticsConfig,
     /// How often shared settings (the maintenance modes other servers may change) are re-read
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
             cipher: None,
             retention_interval: Duration::from_secs(10),
             retention_batch: 1000,
+            summarize_interval: Duration::from_secs(2),
             analytics: crate::analytics::AnalyticsConfig::default(),
             settings_refresh: Duration::from_secs(2),
         }
@@ -170,6 +175,8 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// The shared dashboard figures.
     analytics: crate::analytics::Analytics,
+    /// When messages were last listed (see [`crate::jobs::start_summaries`]).
+    listings: crate::jobs::Watched,
     /// This server's view of the shared maintenance modes.
     maintenance: crate::maintenance::Maintenance,
     buffer: Option<Arc<DiskBuffer>>,
@@ -313,6 +320,10 @@ impl Inner {
         &self.analytics
     }
 
+    pub(crate) fn listings(&self) -> &crate::jobs::Watched {
+        &self.listings
+    }
+
     pub(crate) fn config(&self) -> &EngineConfig {
         &self.config
     }
@@ -435,6 +446,7 @@ impl Engine {
                 config: config.clone(),
                 metrics: Metrics::default(),
                 analytics: crate::analytics::Analytics::new(config.analytics),
+                listings: crate::jobs::Watched::default(),
                 maintenance: crate::maintenance::Maintenance::default(),
                 buffer,
                 listener,
@@ -461,6 +473,7 @@ impl Engine {
         }
         sweeper::start(Arc::downgrade(&inner));
         crate::retention::start(Arc::downgrade(&inner));
+        crate::jobs::start_summaries(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         crate::maintenance::start(Arc::downgrade(&inner));
         Ok(Engine { inner })

@@ -333,6 +333,8 @@ impl Engine {
     /// A page of the messages matching the filter, newest first, without payloads.
     pub async fn list_messages(&self, f: &MessageFilter) -> Result<MessagePage, EngineError> {
         let inner = self.inner();
+        // Keeps the time index the listing walks summarised while messages are listed.
+        inner.listings().touch();
         let st = inner.st()?;
         let c = st.cols.list_messages;
         let (ts, pnum, pos) = match f.after {

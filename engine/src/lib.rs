@@ -19,6 +19,7 @@ pub mod crypto;
 mod engine;
 pub mod error;
 pub mod inspect;
+mod jobs;
 pub mod limits;
 pub mod maintenance;
 pub mod model;

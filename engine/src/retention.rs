@@ -33,26 +33,18 @@ pub(crate) fn start(inner: Weak<Inner>) {
     {
         return;
     }
-    tokio::spawn(async move {
-        loop {
-            let interval = match inner.upgrade() {
-                Some(i) => {
-                    if i.st().is_ok() {
-                        match run(&i).await {
-                            Ok(r) if r != Removed::default() => {
-                                tracing::info!(?r, "retention removed messages");
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!(error = %e, "retention run failed"),
-                        }
-                    }
-                    i.config().retention_interval
-                }
-                None => return,
-            };
-            tokio::time::sleep(interval).await;
-        }
-    });
+    crate::jobs::every(
+        inner,
+        "retention",
+        |c| c.retention_interval,
+        |i| async move {
+            let r = run(&i).await?;
+            if r != Removed::default() {
+                tracing::info!(?r, "retention removed messages");
+            }
+            Ok(())
+        },
+    );
 }
 
 /// Runs batches until one comes back short.

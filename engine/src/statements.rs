@@ -86,6 +86,7 @@ statements! {
     },
     require_leases => "require_leases.sql",
     sweep => "sweep_expired_leases.sql",
+    summarize_time_index => "summarize_time_index.sql",
     retention => "retention.sql" { deleted, completed, partitions },
     retry_dead_letter => "retry_dead_letter.sql",
     configure => "configure.sql" {

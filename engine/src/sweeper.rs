@@ -16,20 +16,12 @@ use crate::error::EngineError;
 const BATCH: i32 = 200;
 
 pub(crate) fn start(inner: Weak<Inner>) {
-    tokio::spawn(async move {
-        loop {
-            let interval = match inner.upgrade() {
-                Some(i) => {
-                    if let Err(e) = sweep(&i).await {
-                        tracing::debug!(error = %e, "lease sweep failed");
-                    }
-                    i.config().sweep_interval
-                }
-                None => return,
-            };
-            tokio::time::sleep(interval).await;
-        }
-    });
+    crate::jobs::every(
+        inner,
+        "lease sweep",
+        |c| c.sweep_interval,
+        |i| async move { sweep(&i).await.map(drop) },
+    );
 }
 
 /// Settles every expired lease, in batches.

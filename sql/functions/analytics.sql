@@ -110,6 +110,37 @@ BEGIN
 END
 $$;
 
+-- Summarises the page ranges of the time index (messages_created_at, 16 pages a range) that
+-- filled since the last call, newest first, stopping at the first one already summarised;
+-- returns how many it summarised. A range not summarised matches every window of the listing
+-- above, so until autovacuum gets to it (its naptime, a minute by default) every listing reads
+-- it whole: ~1,100 pages after 30 s at 1,000 msg/s, which took a listing from ~8 to ~20 ms.
+-- The server calls this every few seconds. The range being filled is left alone: a summarised
+-- range makes each insert into it widen its summary. The table lock the summaries take (SHARE
+-- UPDATE EXCLUSIVE, as VACUUM's) is asked for without waiting, so a running vacuum or analyze
+-- is neither waited for nor cancelled: the call returns 0 and the next one catches up.
+CREATE FUNCTION queen.summarize_time_index(p_max_ranges integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pages constant bigint := 16;
+    v_full bigint := pg_relation_size('queen.messages')
+                     / current_setting('block_size')::bigint / v_pages;
+    v_done integer := 0;
+BEGIN
+    BEGIN
+        LOCK TABLE queen.messages IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN 0;
+    END;
+    FOR r IN REVERSE v_full - 1 .. greatest(v_full - p_max_ranges, 0) LOOP
+        EXIT WHEN brin_summarize_range('queen.messages_created_at', r * v_pages) = 0;
+        v_done := v_done + 1;
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+
 -- Dead letters matching the filters, newest first (by id), after p_before_id when given. An
 -- offset is honoured for clients that page by it (each page then reads the rows it skips).
 CREATE FUNCTION queen.list_dead_letters(

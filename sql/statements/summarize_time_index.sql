@@ -1,0 +1,1 @@
+SELECT queen.summarize_time_index($1::integer)
