@@ -47,6 +47,11 @@ wait "$TRICKLE"
 echo "trickle: status counts"
 awk '{print $1}' "$WORK/trickle" | sort | uniq -c
 echo "trickle: slowest answers (s)"
-sort -k2 -n -r "$WORK/trickle" | head -5
+# awk, not head: head closing the pipe early fails the pipeline under pipefail.
+sort -k2 -n -r "$WORK/trickle" | awk 'NR <= 5'
+awk '{print $2 * 1000}' "$WORK/trickle" | sort -n | awk '{v[NR] = $1}
+  END {if (NR) {p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+       printf "trickle: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d answers)\n",
+              v[int((NR + 1) / 2)], v[p99], v[NR], NR}}'
 awk '{print $2}' "$WORK/rss" | sort -n | awk 'NR==1 {min=$1} {max=$1} END {print "server RSS KiB: min " min ", max " max}'
 rm -rf "$WORK"

@@ -68,18 +68,20 @@ pub(crate) fn every<F, Fut>(
     });
 }
 
-/// Page ranges summarised at most per run, newest first (16 pages each: 1,000 ranges are
-/// about 125 MB of messages, a few seconds of pushes at 100,000 msg/s). Older ranges a run
-/// does not reach are left to autovacuum; the listings walk from the newest.
-const SUMMARIZE_MAX_RANGES: i32 = 1_000;
+/// Page ranges a run of the summaries looks at, at most, each way (16 pages each: 1,000 ranges
+/// are about 125 MB of messages, a few seconds of pushes at 100,000 msg/s, or a bulk load of
+/// ~400,000 messages; a summary reads its 16 pages, a range already summarised costs a look-up).
+const SUMMARIZE_BUDGET: i32 = 1_000;
 
-/// Keeps the page ranges of the messages' time index summarised as they fill, on the
-/// analytics pool, while messages were listed within [`WATCHED_FOR`]. The queue-wide listings
-/// walk that index by time window, and a range not summarised yet matches every window:
-/// without this, every listing read every page written since autovacuum last summarised (its
-/// naptime, a minute by default), which under a 1,000 msg/s load doubled a listing's time
-/// (`queen.summarize_time_index` has the figures). Summarising reads each new page once, the
-/// work autovacuum would do later; with nobody listing it is left to autovacuum.
+/// Keeps the page ranges of the messages' time index summarised, on the analytics pool, while
+/// messages were listed within [`WATCHED_FOR`]. The queue-wide listings walk that index by time
+/// window, and a range not summarised yet matches every window: without this, every listing
+/// read every page written since autovacuum last summarised (its naptime, a minute by default;
+/// after a bulk load, the end of its vacuum), which under a 1,000 msg/s load doubled a
+/// listing's time (`queen.summarize_time_index` has the figures). Each run summarises the ranges filled since
+/// the last and walks a little further down the older ones it has not seen (the walk's state
+/// is kept here between runs), so a large table is walked once. Summarising reads each page
+/// once, the work autovacuum would do later; with nobody listing it is left to autovacuum.
 pub(crate) fn start_summaries(inner: Weak<Inner>) {
     if inner
         .upgrade()
@@ -87,23 +89,34 @@ pub(crate) fn start_summaries(inner: Weak<Inner>) {
     {
         return;
     }
+    // (top, low): ranges below `top` and from `low` up have been seen.
+    let walk: Arc<std::sync::Mutex<(Option<i64>, Option<i64>)>> = Arc::default();
     every(
         inner,
         "time index summaries",
         |c| c.summarize_interval,
-        |i| async move {
-            if !i.listings().watched() {
-                return Ok(());
+        move |i| {
+            let walk = walk.clone();
+            async move {
+                if !i.listings().watched() {
+                    return Ok(());
+                }
+                let st = i.st()?;
+                let (top, low) = *walk.lock().unwrap_or_else(|e| e.into_inner());
+                let rows = i
+                    .refresh_read(&st.summarize_time_index, &[&top, &low, &SUMMARIZE_BUDGET])
+                    .await?;
+                let c = st.cols.summarize_time_index;
+                if let Some(r) = rows.first() {
+                    let n: i32 = r.get(c.summarised)?;
+                    *walk.lock().unwrap_or_else(|e| e.into_inner()) =
+                        (r.get(c.top)?, r.get(c.low)?);
+                    if n > 0 {
+                        tracing::trace!(ranges = n, "time index summarised");
+                    }
+                }
+                Ok(())
             }
-            let st = i.st()?;
-            let rows = i
-                .refresh_read(&st.summarize_time_index, &[&SUMMARIZE_MAX_RANGES])
-                .await?;
-            let n: i32 = crate::statements::first_value(&rows)?.unwrap_or(0);
-            if n > 0 {
-                tracing::trace!(ranges = n, "time index summarised");
-            }
-            Ok(())
         },
     );
 }

@@ -86,7 +86,7 @@ statements! {
     },
     require_leases => "require_leases.sql",
     sweep => "sweep_expired_leases.sql",
-    summarize_time_index => "summarize_time_index.sql",
+    summarize_time_index => "summarize_time_index.sql" { top, low, summarised },
     retention => "retention.sql" { deleted, completed, partitions },
     retry_dead_letter => "retry_dead_letter.sql",
     configure => "configure.sql" {

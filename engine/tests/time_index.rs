@@ -12,13 +12,23 @@ use queen_engine::EngineConfig;
 use queen_engine::inspect::MessageFilter;
 use queen_wire::Client;
 
-async fn summarize(e: &queen_engine::Engine) -> i32 {
-    e.pool()
-        .query_sql("SELECT queen.summarize_time_index(1000)", &[])
+/// One call of the summaries from the walk's state `(top, low)`; returns the new state and how
+/// many ranges it summarised.
+async fn summarize(
+    e: &queen_engine::Engine,
+    walk: (Option<i64>, Option<i64>),
+    budget: i32,
+) -> ((Option<i64>, Option<i64>), i32) {
+    let rows = e
+        .pool()
+        .query_sql(
+            "SELECT top, low, summarised FROM queen.summarize_time_index($1, $2, $3)",
+            &[&walk.0, &walk.1, &budget],
+        )
         .await
-        .unwrap()[0]
-        .single()
-        .unwrap()
+        .unwrap();
+    let r = &rows[0];
+    ((r.get(0).unwrap(), r.get(1).unwrap()), r.get(2).unwrap())
 }
 
 #[tokio::test]
@@ -57,19 +67,56 @@ async fn filled_ranges_are_summarised_once_without_waiting_for_a_vacuum() {
         .batch_execute("BEGIN; LOCK TABLE queen.messages IN SHARE UPDATE EXCLUSIVE MODE")
         .await
         .unwrap();
-    let none = tokio::time::timeout(Duration::from_secs(30), summarize(&e))
-        .await
-        .expect("the call does not wait for the lock");
-    assert_eq!(none, 0);
+    let (held, none) =
+        tokio::time::timeout(Duration::from_secs(30), summarize(&e, (None, None), 1000))
+            .await
+            .expect("the call does not wait for the lock");
+    assert_eq!(
+        (held, none),
+        ((None, None), 0),
+        "nothing done, the state handed back"
+    );
     push(&e, "timed", "p0", &["\"beside the lock\""]).await;
     pushed += 1;
     vacuum.batch_execute("COMMIT").await.unwrap();
     drop(vacuum);
 
-    // Every filled range once (autovacuum may have done some of the oldest), then nothing.
-    let first = summarize(&e).await;
-    assert!(first >= 1 && i64::from(first) <= full_ranges, "{first}");
-    assert_eq!(summarize(&e).await, 0);
+    // The walk goes down from the newest full range, two ranges a call here: every filled
+    // range once (autovacuum may have done some of the oldest), then nothing.
+    let (mut walk, mut total) = ((None, None), 0);
+    let mut calls = 0;
+    loop {
+        let (next, n) = summarize(&e, walk, 2).await;
+        calls += 1;
+        total += n;
+        assert!(n <= 2, "{n} ranges in one call of budget 2");
+        if next == walk {
+            break;
+        }
+        walk = next;
+    }
+    assert_eq!(walk, (Some(full_ranges), Some(0)), "every full range seen");
+    assert!(total >= 1 && i64::from(total) <= full_ranges, "{total}");
+    assert!(i64::from(calls) > full_ranges / 2, "{calls} calls");
+    let (_, again) = summarize(&e, (None, None), 1000).await;
+    assert_eq!(again, 0, "nothing left to summarise");
+
+    // Ranges filled after the walk: the next call takes them from where it left off.
+    for round in 0..4 {
+        push(&e, "timed", &format!("p{}", round % 3), &payloads).await;
+        pushed += payloads.len();
+    }
+    let (after, n) = summarize(&e, walk, 1000).await;
+    let now_full: i64 = e
+        .pool()
+        .query_sql("SELECT pg_relation_size('queen.messages') / 8192 / 16", &[])
+        .await
+        .unwrap()[0]
+        .single()
+        .unwrap();
+    assert!(now_full > full_ranges, "{now_full} full ranges");
+    assert_eq!(after, (Some(now_full), Some(0)));
+    assert!(n >= 1, "{n}");
 
     // The listing over summarised ranges still finds every message, newest first.
     let mut seen = 0;
