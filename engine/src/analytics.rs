@@ -22,8 +22,8 @@
 //!   refreshes take at most a twentieth of a connection's time, and the figures' `asOf` says
 //!   how old they are (a refresh of 10,000 partitions and 100,000 cursors, ~80 ms, makes
 //!   them at most ~1.6 s old);
-//! * a value read in the last [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) is kept warm: a task refreshes it when it is
-//!   half way to `stale_limit`, so a reader that pauses (a dashboard polling every few
+//! * a value read in the last [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) is kept warm: a
+//!   task refreshes it when it is half way to `stale_limit`, so a reader that pauses (a dashboard polling every few
 //!   seconds, an operator's `curl` now and then) finds figures it need not wait for. Kept
 //!   warm, a value costs one refresh per half `stale_limit` (5 s by default; at most a
 //!   fortieth of a connection's time, by the spacing above); nobody reading, nothing runs.
@@ -378,7 +378,8 @@ impl<T: Send + Sync + 'static> Fresh<T> {
 }
 
 /// Keeps one value warm while it is watched: refreshes it when it is half way to its stale
-/// limit, and ends when nobody asked for it within [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) or the value is gone.
+/// limit, and ends when nobody asked for it within [`WATCHED_FOR`](crate::jobs::WATCHED_FOR)
+/// or the value is gone.
 async fn keep_warm<T, F, Fut>(me: Weak<Fresh<T>>, config: AnalyticsConfig, load: F)
 where
     T: Send + Sync + 'static,

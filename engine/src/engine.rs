@@ -32,7 +32,8 @@ pub struct EngineConfig {
     pub ack_batch: BatchConfig,
     /// Coalescing of any-partition pops.
     pub pop_batch: BatchConfig,
-    /// How often expired leases are settled.
+    /// How often expired leases are settled; zero: never in the background (pops still settle
+    /// the expired leases they find).
     pub sweep_interval: Duration,
     /// Window in which pushed queues are gathered into one NOTIFY.
     pub notify_debounce: Duration,

@@ -41,7 +41,7 @@ impl Watched {
 }
 
 /// Runs `job` every `interval` (read from the engine's configuration before each run) until
-/// the engine is dropped.
+/// the engine is dropped. A zero interval means never: no task is started.
 pub(crate) fn every<F, Fut>(
     inner: Weak<Inner>,
     what: &'static str,
@@ -51,6 +51,12 @@ pub(crate) fn every<F, Fut>(
     F: Fn(Arc<Inner>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), EngineError>> + Send + 'static,
 {
+    if inner
+        .upgrade()
+        .is_none_or(|i| interval(i.config()).is_zero())
+    {
+        return;
+    }
     tokio::spawn(async move {
         loop {
             let pause = match inner.upgrade() {
@@ -83,12 +89,6 @@ const SUMMARIZE_BUDGET: i32 = 1_000;
 /// is kept here between runs), so a large table is walked once. Summarising reads each page
 /// once, the work autovacuum would do later; with nobody listing it is left to autovacuum.
 pub(crate) fn start_summaries(inner: Weak<Inner>) {
-    if inner
-        .upgrade()
-        .is_none_or(|i| i.config().summarize_interval.is_zero())
-    {
-        return;
-    }
     // (top, low): ranges below `top` and from `low` up have been seen.
     let walk: Arc<std::sync::Mutex<(Option<i64>, Option<i64>)>> = Arc::default();
     every(

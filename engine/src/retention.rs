@@ -27,12 +27,6 @@ pub struct Removed {
 }
 
 pub(crate) fn start(inner: Weak<Inner>) {
-    if inner
-        .upgrade()
-        .is_none_or(|i| i.config().retention_interval.is_zero())
-    {
-        return;
-    }
     crate::jobs::every(
         inner,
         "retention",

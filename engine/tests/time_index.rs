@@ -31,6 +31,16 @@ async fn summarize(
     ((r.get(0).unwrap(), r.get(1).unwrap()), r.get(2).unwrap())
 }
 
+/// Full page ranges of the messages (16 pages each).
+async fn full_ranges(e: &queen_engine::Engine) -> i64 {
+    e.pool()
+        .query_sql("SELECT pg_relation_size('queen.messages') / 8192 / 16", &[])
+        .await
+        .unwrap()[0]
+        .single()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn filled_ranges_are_summarised_once_without_waiting_for_a_vacuum() {
     // No background runs: the test drives the summaries itself.
@@ -51,14 +61,8 @@ async fn filled_ranges_are_summarised_once_without_waiting_for_a_vacuum() {
         pushed += payloads.len();
     }
     // ~3,000 rows of ~500 bytes: over 150 pages, several ranges of 16.
-    let full_ranges: i64 = e
-        .pool()
-        .query_sql("SELECT pg_relation_size('queen.messages') / 8192 / 16", &[])
-        .await
-        .unwrap()[0]
-        .single()
-        .unwrap();
-    assert!(full_ranges >= 5, "{full_ranges} full ranges");
+    let filled = full_ranges(&e).await;
+    assert!(filled >= 5, "{filled} full ranges");
 
     // Someone holds the lock the summaries take (a vacuum, say): the call neither waits nor
     // fails, and pushes go on beside it.
@@ -95,9 +99,9 @@ async fn filled_ranges_are_summarised_once_without_waiting_for_a_vacuum() {
         }
         walk = next;
     }
-    assert_eq!(walk, (Some(full_ranges), Some(0)), "every full range seen");
-    assert!(total >= 1 && i64::from(total) <= full_ranges, "{total}");
-    assert!(i64::from(calls) > full_ranges / 2, "{calls} calls");
+    assert_eq!(walk, (Some(filled), Some(0)), "every full range seen");
+    assert!(total >= 1 && i64::from(total) <= filled, "{total}");
+    assert!(i64::from(calls) > filled / 2, "{calls} calls");
     let (_, again) = summarize(&e, (None, None), 1000).await;
     assert_eq!(again, 0, "nothing left to summarise");
 
@@ -107,14 +111,8 @@ async fn filled_ranges_are_summarised_once_without_waiting_for_a_vacuum() {
         pushed += payloads.len();
     }
     let (after, n) = summarize(&e, walk, 1000).await;
-    let now_full: i64 = e
-        .pool()
-        .query_sql("SELECT pg_relation_size('queen.messages') / 8192 / 16", &[])
-        .await
-        .unwrap()[0]
-        .single()
-        .unwrap();
-    assert!(now_full > full_ranges, "{now_full} full ranges");
+    let now_full = full_ranges(&e).await;
+    assert!(now_full > filled, "{now_full} full ranges");
     assert_eq!(after, (Some(now_full), Some(0)));
     assert!(n >= 1, "{n}");
 

@@ -10,8 +10,8 @@
 //! * a newer snapshot, same options: the kept body is still the answer while one render of the
 //!   new snapshot runs on the blocking pool, as long as the kept figures are younger than the
 //!   snapshot policy's `stale_limit` (the age up to which the engine itself serves a snapshot
-//!   while refreshing it, as `Engine::analytics_policy` gives it); its `asOf` says when they were read. Readers never wait for a render
-//!   another reader already started;
+//!   while refreshing it, as `Engine::analytics_policy` gives it); its `asOf` says when they
+//!   were read. Readers never wait for a render another reader already started;
 //! * nothing kept, kept figures past `stale_limit`, or the options changed (a configure): the
 //!   reader renders, on the blocking pool (readers arriving together then each render; the
 //!   last render stored is kept).
