@@ -13,8 +13,8 @@
 //! milliseconds at 10,000 partitions and 100,000 cursors), too much to repeat for every request
 //! of a dashboard that polls. So the figures are a [`Snapshot`] taken on demand and shared:
 //! * a snapshot younger than `max_age` is served as it is;
-//! * an older one (up to `stale_limit`) is served too, and one refresh starts in the
-//!   background: pollers never wait for the database;
+//! * an older one (up to `stale_limit`) is served too, and the value's keeper (below) is woken
+//!   to refresh it in the background: pollers never wait for the database;
 //! * with no snapshot, or one past `stale_limit`, the caller waits for a refresh; concurrent
 //!   callers share it (single flight);
 //! * a refresh starts at the soonest twenty times the length of the last one after it
@@ -22,11 +22,13 @@
 //!   refreshes take at most a twentieth of a connection's time, and the figures' `asOf` says
 //!   how old they are (a refresh of 10,000 partitions and 100,000 cursors, ~80 ms, makes
 //!   them at most ~1.6 s old);
-//! * a value read in the last [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) is kept warm: a
-//!   task refreshes it when it is half way to `stale_limit`, so a reader that pauses (a dashboard polling every few
-//!   seconds, an operator's `curl` now and then) finds figures it need not wait for. Kept
-//!   warm, a value costs one refresh per half `stale_limit` (5 s by default; at most a
-//!   fortieth of a connection's time, by the spacing above); nobody reading, nothing runs.
+//! * a value read in the last [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) has a keeper: one
+//!   task that does every background refresh of it, when a reader found it past `max_age`
+//!   and, with nobody reading, when it is half way to `stale_limit`, so a reader that pauses
+//!   (a dashboard polling every few seconds, an operator's `curl` now and then) finds figures
+//!   it need not wait for. Kept warm, a value costs one refresh per half `stale_limit` (5 s by
+//!   default; at most a fortieth of a connection's time, by the spacing above); nobody
+//!   reading, nothing runs.
 //!   Only the first read after a quiet spell (or after an admin change dropped the
 //!   figures) waits for the database.
 //!
@@ -39,15 +41,17 @@
 //! on top of its own work.
 //!
 //! Changes made through this server's admin routes (configure, deletes, seeks) drop the
-//! snapshot and the group details, so the next read shows them. Pushes, pops and acks do not: their figures are at
-//! most `max_age` (plus the poll interval) old, as `asOf` in each answer says.
+//! snapshot and the group details, so the next read shows them. Pushes, pops and acks do not:
+//! their figures are at most `max_age` (plus the poll interval) old, as `asOf` in each answer
+//! says.
 //!
 //! # Cancel safety
 //!
 //! A caller waiting for a refresh may be dropped: the refresh it started is dropped with it
 //! (the statement is cancelled on the server) and the next caller starts another. Background
-//! refreshes run on their own task and store their snapshot when they finish. Keepers hold
-//! the value and the engine weakly: dropping the engine ends them at their next wake-up.
+//! refreshes run on the value's keeper task and store their snapshot when they finish.
+//! Keepers hold the value and the engine weakly: dropping the engine ends them at their next
+//! wake-up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -265,6 +269,8 @@ struct Fresh<T> {
     wanted: Watched,
     /// A keeper task runs for the value.
     kept: AtomicBool,
+    /// Readers that found the value past `max_age` wake its keeper with this.
+    stale: Arc<tokio::sync::Notify>,
 }
 
 impl<T> Default for Fresh<T> {
@@ -275,6 +281,7 @@ impl<T> Default for Fresh<T> {
             last_read_us: AtomicU64::new(0),
             wanted: Watched::default(),
             kept: AtomicBool::new(false),
+            stale: Arc::default(),
         }
     }
 }
@@ -321,9 +328,9 @@ impl<T: Send + Sync + 'static> Fresh<T> {
         }
     }
 
-    /// The value: fresh ones as they are; stale ones too, with one refresh started behind them;
-    /// none or too old ones read now, by one caller for all (single flight). `load` makes the
-    /// future that reads a new value; it is polled only by the caller that refreshes.
+    /// The value: fresh ones as they are; stale ones too, with the keeper woken to refresh them
+    /// behind the answer; none or too old ones read now, by one caller for all (single flight).
+    /// `load` makes the future that reads a new value.
     async fn get<F, Fut>(
         self: &Arc<Self>,
         config: AnalyticsConfig,
@@ -341,15 +348,8 @@ impl<T: Send + Sync + 'static> Fresh<T> {
                 return Ok(v);
             }
             if age < config.stale_limit {
-                if let Ok(guard) = self.refresh.try_lock() {
-                    drop(guard);
-                    let (me, read) = (self.clone(), load());
-                    tokio::spawn(async move {
-                        if let Err(e) = me.refresh(config.max_age, read).await {
-                            tracing::warn!(error = %e, "analytics refresh failed");
-                        }
-                    });
-                }
+                // Stored as a permit while the keeper is busy: it looks again when done.
+                self.stale.notify_one();
                 return Ok(v);
             }
         }
@@ -377,15 +377,18 @@ impl<T: Send + Sync + 'static> Fresh<T> {
     }
 }
 
-/// Keeps one value warm while it is watched: refreshes it when it is half way to its stale
-/// limit, and ends when nobody asked for it within [`WATCHED_FOR`](crate::jobs::WATCHED_FOR)
-/// or the value is gone.
+/// The one background task of a value while it is watched: refreshes it when a reader found
+/// it past `max_age` (that reader was answered with it) and, with nobody reading, when it is half
+/// way to its stale limit. Ends when nobody asked for it within
+/// [`WATCHED_FOR`](crate::jobs::WATCHED_FOR) or the value is gone.
 async fn keep_warm<T, F, Fut>(me: Weak<Fresh<T>>, config: AnalyticsConfig, load: F)
 where
     T: Send + Sync + 'static,
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
 {
+    // Whether a reader woke the keeper.
+    let mut asked = false;
     loop {
         let Some(fresh) = me.upgrade() else { return };
         if !fresh.wanted.watched() {
@@ -396,14 +399,22 @@ where
             }
         }
         let policy = fresh.policy(config);
-        let keep = policy.stale_limit / 2;
-        if let Some((taken, _)) = fresh.peek() {
-            if taken.elapsed() < keep {
-                drop(fresh);
-                tokio::time::sleep_until(taken + keep).await;
-                continue;
-            }
+        let wait = match fresh.peek().map(|(taken, _)| taken.elapsed()) {
+            Some(age) if asked && age >= policy.max_age => Duration::ZERO,
+            Some(age) => (policy.stale_limit / 2).saturating_sub(age),
+            None => Duration::ZERO,
+        };
+        if !wait.is_zero() {
+            // Waits without holding the value: dropped, the task ends at its next turn.
+            let stale = fresh.stale.clone();
+            drop(fresh);
+            asked = tokio::select! {
+                () = tokio::time::sleep(wait) => false,
+                () = stale.notified() => true,
+            };
+            continue;
         }
+        asked = false;
         if let Err(e) = fresh.refresh(policy.max_age, load()).await {
             tracing::warn!(error = %e, "analytics refresh failed");
             drop(fresh);
@@ -656,9 +667,9 @@ mod tests {
     use std::time::Duration;
     use tokio::time::Instant;
 
-    /// A value read `age` ago whose read took `read`; `get` with a 1 ms `max_age`: how many
-    /// reads it starts.
-    async fn reads_started(age: Duration, read: Duration) -> usize {
+    /// A value read `age` ago whose read took `read`; `readers` calls of `get` with a 1 ms
+    /// `max_age`: how many reads they start (in the background, within the next 100 ms).
+    async fn reads_started(age: Duration, read: Duration, readers: usize) -> usize {
         let fresh: Arc<Fresh<u32>> = Arc::default();
         let taken = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         *fresh.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((taken, Arc::new(1)));
@@ -671,31 +682,43 @@ mod tests {
             stale_limit: Duration::from_secs(10),
         };
         let counter = started.clone();
-        let v = fresh
-            .get(config, move || {
-                counter.fetch_add(1, Ordering::Relaxed);
-                async { Ok(2) }
-            })
-            .await;
-        // Both ways the kept value answers: a refresh, when one starts, runs behind it.
-        assert_eq!(v.ok().as_deref(), Some(&1));
+        let load = move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Ok(2) }
+        };
+        let answers =
+            futures_util::future::join_all((0..readers).map(|_| fresh.get(config, load.clone())))
+                .await;
+        // Every way the kept value answers: a refresh, when one starts, runs behind it.
+        for v in answers {
+            assert_eq!(v.ok().as_deref(), Some(&1));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         started.load(Ordering::Relaxed)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refreshes_are_spaced_by_the_length_of_the_last_read() {
         // A cheap last read: 50 ms is past the 1 ms max_age, a refresh starts.
         assert_eq!(
-            reads_started(Duration::from_millis(50), Duration::ZERO).await,
+            reads_started(Duration::from_millis(50), Duration::ZERO, 1).await,
             1
         );
         // A 100 ms read: the next may start 2 s after it, not before.
         assert_eq!(
-            reads_started(Duration::from_millis(50), Duration::from_millis(100)).await,
+            reads_started(Duration::from_millis(50), Duration::from_millis(100), 1).await,
             0
         );
         assert_eq!(
-            reads_started(Duration::from_millis(2_100), Duration::from_millis(100)).await,
+            reads_started(Duration::from_millis(2_100), Duration::from_millis(100), 1).await,
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readers_of_a_stale_value_share_one_background_refresh() {
+        assert_eq!(
+            reads_started(Duration::from_millis(50), Duration::ZERO, 10).await,
             1
         );
     }
