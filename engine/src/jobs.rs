@@ -84,9 +84,9 @@ const SUMMARIZE_BUDGET: i32 = 1_000;
 /// window, and a range not summarised yet matches every window: without this, every listing
 /// read every page written since autovacuum last summarised (its naptime, a minute by default;
 /// after a bulk load, the end of its vacuum), which under a 1,000 msg/s load doubled a
-/// listing's time (`queen.summarize_time_index` has the figures). Each run summarises the ranges filled since
-/// the last and walks a little further down the older ones it has not seen (the walk's state
-/// is kept here between runs), so a large table is walked once. Summarising reads each page
+/// listing's time (`queen.summarize_time_index` has the figures). Each run summarises the
+/// ranges filled since the last and walks a little further down the older ones it has not seen
+/// (the walk's state is kept here between runs), so a large table is walked once. Summarising reads each page
 /// once, the work autovacuum would do later; with nobody listing it is left to autovacuum.
 pub(crate) fn start_summaries(inner: Weak<Inner>) {
     // (top, low): ranges below `top` and from `low` up have been seen.

@@ -28,13 +28,20 @@ async fn summarize(
         .await
         .unwrap();
     let r = &rows[0];
-    ((r.get(0).unwrap(), r.get(1).unwrap()), r.get(2).unwrap())
+    (
+        (r.get("top").unwrap(), r.get("low").unwrap()),
+        r.get("summarised").unwrap(),
+    )
 }
 
-/// Full page ranges of the messages (16 pages each).
+/// Full page ranges of the messages (16 pages each), counted as the summaries count them.
 async fn full_ranges(e: &queen_engine::Engine) -> i64 {
     e.pool()
-        .query_sql("SELECT pg_relation_size('queen.messages') / 8192 / 16", &[])
+        .query_sql(
+            "SELECT pg_relation_size('queen.messages')
+                    / current_setting('block_size')::bigint / 16",
+            &[],
+        )
         .await
         .unwrap()[0]
         .single()
