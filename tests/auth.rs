@@ -268,6 +268,18 @@ async fn every_route_class_needs_queens_role() {
         ("GET", "/api/v1/status/buffers".into(), None, Need::ReadOnly),
         (
             "POST",
+            "/api/v1/fetch".into(),
+            Some(json!({"entries": [{"queue": "sec", "partition": "Default"}]})),
+            Need::ReadOnly,
+        ),
+        (
+            "POST",
+            "/api/v1/partitions/changed".into(),
+            Some(json!({"entries": [{"queue": "sec"}]})),
+            Need::ReadOnly,
+        ),
+        (
+            "POST",
             "/api/v1/push".into(),
             Some(json!({"items": []})),
             Need::ReadWrite,

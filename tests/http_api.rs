@@ -574,3 +574,276 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         "no longer listening"
     );
 }
+
+/// `(offset, transactionId, payload)` of a fetched record.
+type Record = (i64, String, Value);
+
+/// The reads of one fetch entry: its records, the high watermark, the log start and the error.
+fn fetched(entry: &Value) -> (Vec<Record>, i64, i64, Option<String>) {
+    let records = entry["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["offset"].as_i64().unwrap(),
+                r["transactionId"].as_str().unwrap().to_owned(),
+                r["payload"].clone(),
+            )
+        })
+        .collect();
+    (
+        records,
+        entry["highWatermark"].as_i64().unwrap(),
+        entry["logStartOffset"].as_i64().unwrap(),
+        entry["error"].as_str().map(str::to_owned),
+    )
+}
+
+#[tokio::test]
+async fn reads_by_offset_follow_positions_and_take_nothing() {
+    let key = "5a".repeat(32);
+    let s = Server::start("e2e_reads", &[("QUEEN_ENCRYPTION_KEY", key.as_str())]).await;
+    s.post(
+        "/api/v1/configure",
+        &json!({"queue": "reads-sealed", "options": {"encryptionEnabled": true}}),
+    )
+    .await
+    .expect(200);
+    let pushed = s
+        .push_items(&[
+            json!({"queue": "reads", "partition": "a", "payload": {"n": 0}, "transactionId": "t0"}),
+            json!({"queue": "reads", "partition": "a", "payload": [1, 2.50, "x"], "transactionId": "t1"}),
+            json!({"queue": "reads", "partition": "a", "payload": "third", "transactionId": "t2"}),
+            json!({"queue": "reads-sealed", "partition": "s", "payload": {"secret": true}, "transactionId": "s0"}),
+        ])
+        .await;
+    let pid = pushed[0]["partition_id"].as_str().unwrap().to_owned();
+    let fetch = |entries: Value| {
+        let s = &s;
+        async move {
+            s.post("/api/v1/fetch", &json!({ "entries": entries }))
+                .await
+                .expect(200)["entries"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+
+    // Every record from offset 0, payloads as pushed (decrypted for the sealed queue).
+    let e = fetch(json!([
+        {"queue": "reads", "partition": "a"},
+        {"queue": "reads-sealed", "partition": "s", "offset": 0},
+        {"queue": "reads", "partition": "a", "offset": 2},
+    ]))
+    .await;
+    let all = vec![
+        (0, "t0".to_owned(), json!({"n": 0})),
+        (1, "t1".to_owned(), json!([1, 2.50, "x"])),
+        (2, "t2".to_owned(), json!("third")),
+    ];
+    assert_eq!(fetched(&e[0]), (all.clone(), 3, 0, None));
+    assert_eq!(
+        fetched(&e[1]),
+        (
+            vec![(0, "s0".to_owned(), json!({"secret": true}))],
+            1,
+            0,
+            None
+        )
+    );
+    assert_eq!(fetched(&e[2]), (all[2..].to_vec(), 3, 0, None));
+    assert_eq!(e[0]["queue"], "reads");
+    assert_eq!(e[0]["partition"], "a");
+
+    // Byte budgets: an entry's own, and the call's (the first record always goes).
+    let r = s
+        .post(
+            "/api/v1/fetch",
+            &json!({"entries": [{"queue": "reads", "partition": "a", "maxBytes": 1},
+                                {"queue": "reads-sealed", "partition": "s"}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(fetched(&r["entries"][0]).0, all[..1].to_vec());
+    assert_eq!(fetched(&r["entries"][1]).0.len(), 1);
+    let r = s
+        .post(
+            "/api/v1/fetch",
+            &json!({"entries": [{"queue": "reads", "partition": "a"},
+                                {"queue": "reads-sealed", "partition": "s"}], "maxBytes": 1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(fetched(&r["entries"][0]).0, all[..1].to_vec());
+    assert_eq!(fetched(&r["entries"][1]).0, vec![]);
+
+    // The head deleted: the log starts at 1; below it and past the end are out of range, the
+    // end itself is just empty; unknown queues and partitions say so.
+    s.delete(&format!("/api/v1/messages/{pid}/t0"))
+        .await
+        .expect(200);
+    let e = fetch(json!([
+        {"queue": "reads", "partition": "a", "offset": 0},
+        {"queue": "reads", "partition": "a", "offset": 1},
+        {"queue": "reads", "partition": "a", "offset": 3},
+        {"queue": "reads", "partition": "a", "offset": 4},
+        {"queue": "reads", "partition": "nope"},
+        {"queue": "reads-nope", "partition": "a"},
+    ]))
+    .await;
+    let oor = Some("OFFSET_OUT_OF_RANGE".to_owned());
+    let unknown = Some("UNKNOWN_TOPIC_OR_PARTITION".to_owned());
+    assert_eq!(fetched(&e[0]), (vec![], 3, 1, oor.clone()));
+    assert_eq!(fetched(&e[1]), (all[1..].to_vec(), 3, 1, None));
+    assert_eq!(fetched(&e[2]), (vec![], 3, 1, None));
+    assert_eq!(fetched(&e[3]), (vec![], 3, 1, oor));
+    assert_eq!(fetched(&e[4]).3, unknown);
+    assert_eq!(fetched(&e[5]).3, unknown);
+
+    // Nothing was leased or committed: a pop still gets both remaining messages.
+    let popped = s
+        .get("/api/v1/pop/queue/reads/partition/a?batch=10")
+        .await
+        .unwrap()
+        .expect(200);
+    assert_eq!(popped["messages"].as_array().unwrap().len(), 2);
+
+    // Bad requests name what is wrong; nothing else is touched.
+    let bad = |body: Value, status: u16, code: &'static str| {
+        let s = &s;
+        async move {
+            s.post("/api/v1/fetch", &body)
+                .await
+                .assert_error(status, code);
+        }
+    };
+    bad(json!({}), 400, "invalid_request").await;
+    bad(json!({"entries": []}), 400, "invalid_request").await;
+    bad(json!({"entries": [1]}), 400, "invalid_request").await;
+    bad(
+        json!({"entries": [{"queue": "reads"}]}),
+        400,
+        "invalid_request",
+    )
+    .await;
+    bad(
+        json!({"entries": [{"queue": "", "partition": "a"}]}),
+        400,
+        "invalid_name",
+    )
+    .await;
+    bad(
+        json!({"entries": [{"queue": "reads", "partition": "a", "offset": -1}]}),
+        400,
+        "invalid_request",
+    )
+    .await;
+    bad(
+        json!({"entries": [{"queue": "reads", "partition": "a", "offset": "0"}]}),
+        400,
+        "invalid_request",
+    )
+    .await;
+    bad(
+        json!({"entries": [{"queue": "reads", "partition": "a"}], "maxBytes": 0}),
+        400,
+        "invalid_request",
+    )
+    .await;
+    let many: Vec<Value> = (0..1025)
+        .map(|_| json!({"queue": "reads", "partition": "a"}))
+        .collect();
+    bad(json!({ "entries": many }), 413, "too_many_items").await;
+    s.get("/api/v1/fetch")
+        .await
+        .unwrap()
+        .assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn partition_discovery_pages_in_creation_order_from_a_safe_time() {
+    let s = Server::start("e2e_changed", &[]).await;
+    let parts = ["p0", "p1", "p2"];
+    for p in parts {
+        s.push("changed", p, &[json!({"p": p})]).await;
+    }
+    let changed = |entry: Value| {
+        let s = &s;
+        async move {
+            s.post("/api/v1/partitions/changed", &json!({ "entries": [entry] }))
+                .await
+                .expect(200)
+        }
+    };
+    let names = |r: &Value| -> Vec<String> {
+        r["entries"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Pages of two, in creation order, until `next` is null.
+    let first = changed(json!({"queue": "changed", "limit": 2})).await;
+    assert_eq!(names(&first), ["p0", "p1"]);
+    let p0 = &first["entries"][0]["partitions"][0];
+    assert_eq!(
+        (p0["lastOffset"].as_i64(), p0["logStart"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(p0["id"].is_string() && p0["lastWriteAt"].is_string());
+    let next = first["entries"][0]["next"].clone();
+    assert!(next.is_string());
+    let second = changed(json!({"queue": "changed", "limit": 2, "after": next})).await;
+    assert_eq!(names(&second), ["p2"]);
+    assert!(second["entries"][0]["next"].is_null());
+
+    // From a pass's safeTime on: what was written after it, and nothing written before it.
+    let safe = first["safeTime"].as_str().unwrap().to_owned();
+    s.push("changed", "p1", &[json!({"again": true})]).await;
+    let after = changed(json!({"queue": "changed", "since": safe})).await;
+    let listed = after["entries"][0]["partitions"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|p| p["name"] == "p1" && p["lastOffset"] == 1),
+        "{after}"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|p| p["lastWriteAt"].as_str().unwrap() >= safe.as_str()),
+        "{after}"
+    );
+    let future = changed(json!({"queue": "changed", "since": "2999-01-01T00:00:00Z"})).await;
+    assert_eq!(names(&future), Vec::<String>::new());
+    assert!(future["safeTime"].is_string());
+
+    let unknown = changed(json!({"queue": "changed-nope"})).await;
+    assert_eq!(unknown["entries"][0]["error"], "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(names(&unknown), Vec::<String>::new());
+
+    for (entry, code) in [
+        (
+            json!({"queue": "changed", "since": "yesterday"}),
+            "invalid_request",
+        ),
+        (
+            json!({"queue": "changed", "after": "-1"}),
+            "invalid_request",
+        ),
+        (
+            json!({"queue": "changed", "limit": 1001}),
+            "invalid_request",
+        ),
+        (json!({"queue": "changed", "limit": 0}), "invalid_request"),
+        (json!({"queue": 7}), "invalid_request"),
+    ] {
+        s.post("/api/v1/partitions/changed", &json!({ "entries": [entry] }))
+            .await
+            .assert_error(400, code);
+    }
+}

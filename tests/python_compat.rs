@@ -2,8 +2,9 @@
 //! binary:
 //!
 //! * the client's **own test files** for the core features — push, pop, consume, queue,
-//!   transaction, subscription, dlq, complete, auth, plus its ack-window, ack-commit and
-//!   lease-fencing contracts — taken from the package's source distribution, with our
+//!   transaction, subscription, dlq, complete, auth, reads by offset, its documentation
+//!   examples, plus its ack-window, ack-commit and lease-fencing contracts — taken from the
+//!   package's source distribution, with our
 //!   `tests/compat/conftest.py` (the `client` fixture) beside them; `test_auth.py` runs a second
 //!   time against a server with JWT on, as its docstring says;
 //! * our walk-through script `tests/compat/python_client.py`.
@@ -26,9 +27,10 @@ const CLIENT: &str = "queen-mq==2.6.0";
 const SDIST_DIR: &str = "queen_mq-2.6.0";
 const TOOLS: [&str; 2] = ["pytest==9.2.0", "pytest-asyncio==1.5.0"];
 
-/// The client's test files run here (the others test client-side features: streams, KV,
-/// locks, timers, reads).
-const SUITE: [&str; 12] = [
+/// The client's test files run here. The others test features queen-rs does not serve (the
+/// key-value store, locks, timers, ephemeral queues: docs/differences.md), the client's streams
+/// (built on those).
+const SUITE: [&str; 14] = [
     "test_push.py",
     "test_pop.py",
     "test_consume.py",
@@ -41,6 +43,8 @@ const SUITE: [&str; 12] = [
     "test_ack_window.py",
     "test_ack_commit.py",
     "test_transaction_lease_fencing.py",
+    "test_reads.py",
+    "test_docs.py",
 ];
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {

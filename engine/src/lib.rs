@@ -26,6 +26,7 @@ pub mod model;
 mod payload;
 mod pop;
 mod push;
+pub mod reads;
 pub mod retention;
 pub mod schema;
 mod statements;

@@ -59,6 +59,7 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/dead_letters.sql"),
     include_str!("../../sql/functions/retention.sql"),
     include_str!("../../sql/functions/inspection.sql"),
+    include_str!("../../sql/functions/reads.sql"),
     include_str!("../../sql/functions/analytics.sql"),
     include_str!("../../sql/functions/counters.sql"),
 );

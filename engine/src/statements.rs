@@ -139,6 +139,13 @@ statements! {
     delete_consumer_group => "delete_consumer_group.sql",
     set_subscription => "set_subscription.sql",
     seek => "seek.sql",
+    fetch => "fetch.sql" {
+        ord, found, high_watermark, log_start, record_offset, transaction_id, payload, sealed,
+        created_at,
+    },
+    changed_partitions => "changed_partitions.sql" {
+        queue_found, safe_time, num, id, name, last_position, log_start, last_message_at,
+    },
 }
 
 /// The first column of the first row of an answer (None for no row or NULL): the shape of every

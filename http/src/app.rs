@@ -19,7 +19,7 @@ use crate::console;
 use crate::error::{ApiError, Code};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
-use crate::routes::{inspect, ops, queues};
+use crate::routes::{inspect, ops, queues, reads};
 use crate::stats::{RequestStats, Throughput};
 use queen_engine::maintenance::Mode;
 
@@ -252,6 +252,14 @@ impl App {
                         allow(post)?;
                         messages::extend_lease(self, id, &bytes).await
                     }
+                    ["fetch"] => {
+                        allow(post)?;
+                        reads::fetch(self, &bytes).await
+                    }
+                    ["partitions", "changed"] => {
+                        allow(post)?;
+                        reads::changed(self, &bytes).await
+                    }
                     ["configure"] => {
                         allow(post)?;
                         queues::configure(self, &bytes).await
@@ -410,7 +418,9 @@ fn required_role(m: &Method, rest: &[&str]) -> Role {
         (_, ["system", ..])
         | (&Method::DELETE, ["consumer-groups", ..] | ["resources", "queues", ..]) => Role::Admin,
         (&Method::GET, ["pop", ..]) => Role::ReadWrite,
-        (&Method::GET, _) => Role::ReadOnly,
+        (&Method::GET, _) | (&Method::POST, ["fetch"] | ["partitions", "changed"]) => {
+            Role::ReadOnly
+        }
         _ => Role::ReadWrite,
     }
 }

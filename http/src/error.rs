@@ -150,6 +150,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A `413 too_many_items`: the array `what` holds `got` elements, more than `max`.
+    pub fn too_many_items(what: &str, max: usize, got: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::TooManyItems,
+            format!("`{what}` may hold at most {max} elements, got {got}"),
+        )
+    }
+
     /// The JSON error response.
     pub fn into_response(self) -> crate::body::Resp {
         crate::body::error(&self)

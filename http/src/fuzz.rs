@@ -1,6 +1,6 @@
 //! Property tests of every parser of request input — query strings, path segments, JSON bodies,
-//! push items, acknowledgements, transactions, configure options: arbitrary input never panics,
-//! and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
+//! push items, acknowledgements, transactions, configure options, reads by offset and partition
+//! discovery: arbitrary input never panics, and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
 
 use proptest::prelude::*;
 use serde_json::value::RawValue;
@@ -9,6 +9,7 @@ use crate::body;
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
 use crate::routes::queues::parse_configure;
+use crate::routes::reads::{parse_changed, parse_fetch};
 
 /// JSON-looking text: fragments of the API's shapes, mixed with anything.
 fn jsonish() -> impl Strategy<Value = String> {
@@ -43,6 +44,12 @@ fn jsonish() -> impl Strategy<Value = String> {
         "leaseTime",
         "maxSize",
         "namespace",
+        "entries",
+        "offset",
+        "maxBytes",
+        "since",
+        "after",
+        "limit",
     ]);
     atom.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
@@ -96,6 +103,26 @@ proptest! {
             }
             if let Err(e) = parse_configure(input) {
                 prop_assert!(client_error(&e));
+            }
+            match parse_fetch(input) {
+                Ok((entries, max_bytes)) => {
+                    prop_assert!(max_bytes >= 1);
+                    for e in &entries {
+                        prop_assert!(e.offset >= 0 && e.max_bytes >= 1);
+                        prop_assert!(queen_engine::check_name("q", &e.queue).is_ok());
+                        prop_assert!(queen_engine::check_name("p", &e.partition).is_ok());
+                    }
+                }
+                Err(e) => prop_assert!(client_error(&e)),
+            }
+            match parse_changed(input) {
+                Ok(queries) => {
+                    for q in &queries {
+                        prop_assert!((1..=1000).contains(&q.limit));
+                        prop_assert!(q.after.is_none_or(|a| a >= 0));
+                    }
+                }
+                Err(e) => prop_assert!(client_error(&e)),
             }
         }
         if let Ok(items) = serde_json::from_str::<&RawValue>(&text) {

@@ -60,14 +60,7 @@ fn objects<'a>(raw: &'a RawValue, what: &str, max: usize) -> Result<Vec<&'a RawV
         )
     })?;
     if items.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::TooManyItems,
-            format!(
-                "`{what}` may hold at most {max} elements, got {}",
-                items.len()
-            ),
-        ));
+        return Err(ApiError::too_many_items(what, max, items.len()));
     }
     if let Some(i) = items.iter().position(|it| !it.get().starts_with('{')) {
         return Err(ApiError::bad_request(

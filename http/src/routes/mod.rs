@@ -4,3 +4,4 @@ pub(crate) mod inspect;
 pub(crate) mod messages;
 pub(crate) mod ops;
 pub(crate) mod queues;
+pub(crate) mod reads;
