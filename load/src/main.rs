@@ -42,6 +42,9 @@ enum Mode {
     Routes,
     PgmqSend,
     PgmqConsume,
+    /// Reads by offset (`POST /api/v1/fetch`): `--consumers` readers, each call one partition
+    /// from a random offset, about `--batch` records (counted as consumed).
+    Fetch,
 }
 
 /// Drive a queen server over HTTP.
@@ -107,8 +110,9 @@ struct Args {
     /// Offered push rate in messages per second for e2e (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// consume / autoack: push this many messages into each run's queue first (not timed). With
-    /// --compare every run drains a fresh queue, so these modes need it there.
+    /// consume / autoack / fetch: push this many messages into each run's queue first (not
+    /// timed). With --compare every run drains a fresh queue, so consume and autoack need it
+    /// there.
     #[arg(long, default_value_t = 0)]
     prefill: usize,
     /// routes: messages to fill the queue with first (0: use the queue as it is).
@@ -537,6 +541,24 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             }));
         }
     }
+    if args.mode == Mode::Fetch {
+        for r in 0..args.consumers.max(1) {
+            tasks.push(tokio::spawn(read_by_offset(
+                Reader {
+                    first: r,
+                    step: args.consumers.max(1),
+                    partitions: args.partitions.max(1),
+                    records: args.batch.max(1),
+                    max_bytes: args.batch.max(1) * args.payload_bytes.max(1),
+                },
+                stats.clone(),
+                stop.clone(),
+                deadline,
+                addr.to_owned(),
+                queue.to_owned(),
+            )));
+        }
+    }
     // Progress while it runs.
     let progress = indicatif::ProgressBar::new(args.duration);
     if args.json {
@@ -583,6 +605,88 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
         e2e_latency: quantiles(&stats.e2e_latency),
     }
     .json()
+}
+
+/// What one fetch reader reads: partitions `first`, `first + step`, … in turn, each call about
+/// `records` records (`max_bytes` of payload) from a random offset below the partition's high
+/// watermark (learnt from its first answer, read from offset 0).
+#[derive(Debug, Clone, Copy)]
+struct Reader {
+    first: usize,
+    step: usize,
+    partitions: usize,
+    records: usize,
+    max_bytes: usize,
+}
+
+/// What a fetch reader reads of an answer.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FetchAnswer {
+    entries: Vec<FetchedEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FetchedEntry {
+    records: Vec<serde::de::IgnoredAny>,
+    high_watermark: u64,
+}
+
+async fn read_by_offset(
+    reader: Reader,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    addr: String,
+    queue: String,
+) {
+    let Ok(mut conn) = Conn::open(&addr).await else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut high = vec![None::<u64>; reader.partitions];
+    let mut i = reader.first;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let p = i % reader.partitions;
+        i += reader.step;
+        // A random offset from which `records` records remain (0 until the end is known).
+        let offset = high[p].map_or(0, |h| {
+            let room = h.saturating_sub(reader.records as u64).max(1);
+            uuid::Uuid::new_v4().as_u128() as u64 % room
+        });
+        let body = format!(
+            r#"{{"entries":[{{"queue":"{queue}","partition":"p{p}","offset":{offset},"maxBytes":{}}}]}}"#,
+            reader.max_bytes
+        );
+        let t0 = Instant::now();
+        match conn.request("POST", "/api/v1/fetch", body.as_bytes()).await {
+            Ok((200, answer)) => match serde_json::from_slice::<FetchAnswer>(&answer) {
+                Ok(a) => {
+                    for e in &a.entries {
+                        stats
+                            .consumed
+                            .fetch_add(e.records.len() as u64, Ordering::Relaxed);
+                        high[p] = Some(e.high_watermark);
+                    }
+                    record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+                }
+                Err(_) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Ok(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                match Conn::open(&addr).await {
+                    Ok(c) => conn = c,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
 }
 
 /// What one run measured; its JSON is what every mode but `routes` answers (and `human` reads).
@@ -779,7 +883,9 @@ fn main() -> std::process::ExitCode {
                 } else {
                     q
                 };
-                if args.prefill > 0 && matches!(args.mode, Mode::Consume | Mode::Autoack) {
+                if args.prefill > 0
+                    && matches!(args.mode, Mode::Consume | Mode::Autoack | Mode::Fetch)
+                {
                     if let Err(e) = prefill(&args, t, &q).await {
                         eprintln!("{t}: {e}");
                         return std::process::ExitCode::FAILURE;
