@@ -50,7 +50,8 @@ $$;
 -- A page of the partitions of a queue written at or after p_since (all of them when NULL), in
 -- the order they were created (their number), after the number p_after. The answer's safe_time
 -- is a time up to which every push is counted in it: one second before the start of the oldest
--- transaction of the database in progress when the call began (or before the call itself), so
+-- client transaction of the database in progress when the call began (or before the call
+-- itself; autovacuum and other workers push nothing, and a long vacuum must not hold it back), so
 -- a push that started earlier — its partition's last_message_at is its transaction's start —
 -- has committed before the partitions are read, and is in the page. Passed back as the next
 -- p_since, it lists again at most what was written in that second. Up to p_limit rows; when
@@ -69,7 +70,8 @@ BEGIN
     -- Read before the partitions, in a statement (and snapshot) of its own.
     SELECT least(statement_timestamp(), min(a.xact_start)) - interval '1 second' INTO v_safe
       FROM pg_stat_activity a
-     WHERE a.datname = current_database() AND a.state IS DISTINCT FROM 'idle';
+     WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+       AND a.state IS DISTINCT FROM 'idle';
     SELECT qq.id INTO v_qid FROM queen.queues qq WHERE qq.name = p_queue;
     IF FOUND THEN
         RETURN QUERY
