@@ -122,20 +122,23 @@ fn rows_per_entry(entries: usize) -> i32 {
     i32::try_from(rows).unwrap_or(1)
 }
 
-/// Trims the entries' records to the call's byte ceiling, in entry order: a record that would
-/// take the call past `max_bytes` is left for the next call with the rest of its entry (the
-/// reader asks again from its next offset); a later entry's smaller records may still fit. The
-/// first record of the call is kept whatever its size.
-fn trim_to_call_budget(entries: &mut [FetchedEntry], max_bytes: i64) {
+/// Trims the records read to the byte budgets, in entry order. An entry keeps records while the
+/// payload bytes before them are under its own budget (`budgets`, one per entry: its first
+/// record always). A record that would take the call past `max_bytes` is left for the next call
+/// with the rest of its entry (the reader asks again from its next offset); a later entry's
+/// smaller records may still fit. The first record of the call is kept whatever its size.
+fn trim_to_budgets(entries: &mut [FetchedEntry], budgets: &[i64], max_bytes: i64) {
     let mut spent: i64 = 0;
     let mut kept_any = false;
-    for e in entries.iter_mut() {
+    for (e, &budget) in entries.iter_mut().zip(budgets) {
+        let mut own: i64 = 0;
         let mut keep = 0;
         for r in &e.records {
             let size = i64::try_from(r.payload.len()).unwrap_or(i64::MAX);
-            if kept_any && spent.saturating_add(size) > max_bytes {
+            if own >= budget || (kept_any && spent.saturating_add(size) > max_bytes) {
                 break;
             }
+            own = own.saturating_add(size);
             spent = spent.saturating_add(size);
             kept_any = true;
             keep += 1;
@@ -159,10 +162,6 @@ impl Engine {
         let queues: Vec<&str> = entries.iter().map(|e| e.queue.as_str()).collect();
         let partitions: Vec<&str> = entries.iter().map(|e| e.partition.as_str()).collect();
         let offsets: Vec<i64> = entries.iter().map(|e| e.offset).collect();
-        let budgets: Vec<i64> = entries
-            .iter()
-            .map(|e| e.max_bytes.clamp(1, FETCH_BYTES_MAX))
-            .collect();
         let rows = inner
             .inspect(
                 &st.fetch,
@@ -170,7 +169,6 @@ impl Engine {
                     &queues,
                     &partitions,
                     &offsets,
-                    &budgets,
                     &rows_per_entry(entries.len()),
                 ],
             )
@@ -209,7 +207,11 @@ impl Engine {
                 created_at: r.get(c.created_at)?,
             });
         }
-        trim_to_call_budget(&mut out, max_bytes.clamp(1, FETCH_BYTES_MAX));
+        let budgets: Vec<i64> = entries
+            .iter()
+            .map(|e| e.max_bytes.clamp(1, FETCH_BYTES_MAX))
+            .collect();
+        trim_to_budgets(&mut out, &budgets, max_bytes.clamp(1, FETCH_BYTES_MAX));
         Ok(out)
     }
 
@@ -284,18 +286,32 @@ mod tests {
         entries.iter().map(|e| e.records.len()).collect()
     }
 
+    /// Trims with every entry's own budget unbounded.
+    fn trim_call(entries: &mut [FetchedEntry], max_bytes: i64) {
+        let budgets = vec![i64::MAX; entries.len()];
+        trim_to_budgets(entries, &budgets, max_bytes);
+    }
+
     #[test]
     fn the_call_budget_keeps_each_entrys_records_up_to_the_first_that_does_not_fit() {
         let mut es = vec![entry(&[4, 4]), entry(&[4, 4]), entry(&[1, 1, 1])];
-        trim_to_call_budget(&mut es, 10);
+        trim_call(&mut es, 10);
         assert_eq!(kept(&es), [2, 0, 2]);
     }
 
     #[test]
     fn the_first_record_of_a_call_is_kept_whatever_its_size() {
         let mut es = vec![entry(&[]), entry(&[100, 1]), entry(&[1])];
-        trim_to_call_budget(&mut es, 10);
+        trim_call(&mut es, 10);
         assert_eq!(kept(&es), [0, 1, 0]);
+    }
+
+    #[test]
+    fn an_entry_reads_while_the_bytes_before_a_record_are_under_its_budget() {
+        let mut es = vec![entry(&[3, 3, 3]), entry(&[50, 1]), entry(&[2, 2, 2])];
+        trim_to_budgets(&mut es, &[5, 1, 4], 1_000);
+        // 0 < 5 and 3 < 5: two records (6 bytes); the first always; 0 and 2 under 4.
+        assert_eq!(kept(&es), [2, 1, 2]);
     }
 
     #[test]

@@ -9,14 +9,13 @@
 -- watermark when nothing is stored. Retention, message deletes and dead-letter retries leave
 -- gaps: offsets there are simply absent.
 
--- Up to p_rows records per entry from its offset on, while the entry's byte budget lasts (the
--- first record always, so a record larger than the budget does not stall its reader). An entry
--- whose queue or partition does not exist answers one row with found = false; an entry whose
--- offset is outside [log start, high watermark], or that has nothing past its offset, one row
--- with no record. Rows come in entry order, records in offset order.
+-- Up to p_rows records per entry from its offset on, in offset order, read from the primary
+-- key's range (the server trims them to the byte budgets). An entry whose queue or partition
+-- does not exist answers one row with found = false; an entry whose offset is outside [log
+-- start, high watermark], or that has nothing past its offset, one row with no record. Rows
+-- come in entry order, records in offset order.
 CREATE FUNCTION queen.fetch(
-    p_queues text[], p_partitions text[], p_offsets bigint[], p_budgets bigint[],
-    p_rows integer)
+    p_queues text[], p_partitions text[], p_offsets bigint[], p_rows integer)
 RETURNS TABLE (
     ord integer, found boolean, high_watermark bigint, log_start bigint, record_offset bigint,
     transaction_id text, payload text, sealed bytea, created_at timestamptz)
@@ -24,26 +23,20 @@ LANGUAGE sql STABLE AS $$
     SELECT e.o::integer, p.num IS NOT NULL, coalesce(p.last_position, 0),
            coalesce(h.pos - 1, p.last_position, 0),
            r.position - 1, queen.txid(r.txuuid, r.txtext), r.payload, r.sealed, r.created_at
-      FROM unnest(p_queues, p_partitions, p_offsets, p_budgets)
-           WITH ORDINALITY AS e(queue, partition, off, budget, o)
+      FROM unnest(p_queues, p_partitions, p_offsets) WITH ORDINALITY AS e(queue, partition, off, o)
       LEFT JOIN queen.queues q ON q.name = e.queue
       LEFT JOIN queen.partitions p ON p.queue_id = q.id AND p.name = e.partition
       LEFT JOIN LATERAL (
             SELECT ms.position AS pos FROM queen.messages ms
              WHERE ms.pnum = p.num ORDER BY ms.position LIMIT 1) h ON true
       LEFT JOIN LATERAL (
-            SELECT x.* FROM (
-                SELECT ms.position, ms.txuuid, ms.txtext, ms.payload, ms.sealed, ms.created_at,
-                       sum(coalesce(octet_length(ms.payload), octet_length(ms.sealed), 0))
-                           OVER (ORDER BY ms.position) AS upto,
-                       coalesce(octet_length(ms.payload), octet_length(ms.sealed), 0) AS size
-                  FROM queen.messages ms
-                 WHERE ms.pnum = p.num AND ms.position > e.off
-                   AND e.off >= coalesce(h.pos - 1, p.last_position)
-                   AND e.off <= p.last_position
-                 ORDER BY ms.position
-                 LIMIT p_rows) x
-             WHERE x.upto - x.size < e.budget) r ON true
+            SELECT ms.position, ms.txuuid, ms.txtext, ms.payload, ms.sealed, ms.created_at
+              FROM queen.messages ms
+             WHERE ms.pnum = p.num AND ms.position > e.off
+               AND e.off >= coalesce(h.pos - 1, p.last_position)
+               AND e.off <= p.last_position
+             ORDER BY ms.position
+             LIMIT p_rows) r ON true
      ORDER BY e.o, r.position
 $$;
 
