@@ -1,5 +1,5 @@
-//! Reads by offset and partition discovery (docs/api.md, "Reads"): what Queen's clients call
-//! `queue.fetch` and `queue.changed_since`.
+//! Reads by offset and partition discovery (docs/api.md, "Reads by offset"): what Queen's
+//! clients call `queue.fetch` and `queue.changed_since`.
 //!
 //! Neither takes a lease, moves a cursor or needs an ack. A partition's offsets are its
 //! positions less one, so they follow commit order, as pops do: a reader that goes on from one

@@ -1,6 +1,6 @@
--- Reads by offset and partition discovery (docs/api.md, "Reads"): reads that take no lease,
--- move no cursor and need no ack, so every reader asking the same question gets the same answer
--- and no consumer group notices them.
+-- Reads by offset and partition discovery (docs/api.md, "Reads by offset"): reads that take no
+-- lease, move no cursor and need no ack, so every reader asking the same question gets the same
+-- answer and no consumer group notices them.
 --
 -- Offsets are positions less one: a partition's first message has offset 0, and positions follow
 -- commit order, so a reader that goes on from one past the last offset it read never misses a

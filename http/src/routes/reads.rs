@@ -1,5 +1,5 @@
 //! Reads by offset (`POST /api/v1/fetch`) and partition discovery (`POST
-//! /api/v1/partitions/changed`), as Queen's clients call them (docs/api.md, "Reads").
+//! /api/v1/partitions/changed`), as Queen's clients call them (docs/api.md, "Reads by offset").
 //!
 //! Both bodies are a list of `entries` answered in order. A problem of one entry's data (a
 //! partition that does not exist, an offset retention removed) is that entry's `error`, as the
