@@ -19,7 +19,6 @@ set -euo pipefail
 SECS=${1:-10}
 cd "$(dirname "$0")/.."
 . benches/pg.sh
-HTTP=$(free_port)
 cleanup() {
   [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
   stop_cluster
@@ -64,10 +63,7 @@ echo "machine: $(nproc) cores; PostgreSQL $("${PSQL[@]}" -c 'SHOW server_version
 INSERT_TPS=$("${PGBENCH[@]}" -f "$WORK/insert.sql" 2>&1 | tps)
 INSERT_MSGS=$(python3 -c "print(round($INSERT_TPS * 100))")
 
-DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$HTTP HOST=127.0.0.1 \
-  FILE_BUFFER_DIR="$WORK/buffer" LOG_LEVEL=warn target/release/queen serve &
-SERVER=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+start_queen FILE_BUFFER_DIR="$WORK/buffer"
 LOAD=(target/release/queen-load --url "127.0.0.1:$HTTP" --duration "$SECS" --json)
 PUSH100=$("${LOAD[@]}" push --queue ceil --connections 10 --batch 100 --partitions 10 | load_rate push_msgs_per_sec)
 

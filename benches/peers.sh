@@ -121,13 +121,8 @@ SQL
 
 run_queen() {
   fresh_cluster
-  local http
-  http=$(free_port)
-  DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$http HOST=127.0.0.1 \
-    FILE_BUFFER_DIR="$WORK/buffer" LOG_LEVEL=warn target/release/queen serve &
-  SERVER=$!
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$http/ready" >/dev/null 2>&1 && break; sleep 0.1; done
-  local load=(target/release/queen-load --url "127.0.0.1:$http" --duration "$SECS" --json)
+  start_queen FILE_BUFFER_DIR="$WORK/buffer"
+  local load=(target/release/queen-load --url "127.0.0.1:$HTTP" --duration "$SECS" --json)
   record queen_push_100_own "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
   record queen_push_100_spread "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
   record queen_push_100_own_v4 "$("${load[@]}" --txids=v4 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"

@@ -5,6 +5,9 @@
 #                            (its directory; the data in $WORK/pg, the log in $WORK/pg.log) and
 #                            PORT (TCP on 127.0.0.1, the socket in $WORK)
 #   stop_cluster             stops it and removes $WORK (nothing when none is running)
+#   start_queen [ENV=VALUE…] `queen serve` (the release build) on that cluster, with the
+#                            settings given: sets HTTP (its port) and SERVER (its pid) and
+#                            returns once it answers /ready
 #   free_port                a free TCP port
 #   as_pg <cmd…>             runs a command as `postgres` when root
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -26,4 +29,11 @@ stop_cluster() {
     rm -rf "$WORK"
   fi
   WORK=""
+}
+start_queen() {
+  HTTP=$(free_port)
+  env "$@" DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT="$HTTP" \
+    HOST=127.0.0.1 LOG_LEVEL=warn target/release/queen serve &
+  SERVER=$!
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 }

@@ -23,11 +23,7 @@ cleanup() {
 trap cleanup EXIT
 cargo build --release --workspace --bins >/dev/null 2>&1
 start_cluster queen-reads
-HTTP=$(free_port)
-DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$HTTP HOST=127.0.0.1 \
-  FILE_BUFFER_DIR="$WORK/buffer" LOG_LEVEL=warn target/release/queen serve &
-SERVER=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+start_queen FILE_BUFFER_DIR="$WORK/buffer"
 PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qAt -v ON_ERROR_STOP=1 postgres)
 LOAD=(target/release/queen-load --url "127.0.0.1:$HTTP" --json fetch --consumers 2 --batch 500
       --partitions 100 --connections 10)

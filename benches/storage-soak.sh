@@ -30,12 +30,8 @@ trap cleanup EXIT
 
 cargo build --release --workspace --bins >/dev/null 2>&1
 start_cluster queen-storage-soak
-HTTP=$(free_port)
 PM=$(head -1 "$WORK/pg/postmaster.pid")
-DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT=$HTTP HOST=127.0.0.1 \
-  LOG_LEVEL=warn target/release/queen serve &
-SERVER=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+start_queen
 
 # CPU seconds of the whole cluster (postmaster and every backend, live or exited: the
 # postmaster's cumulative children times count the exited ones), and the database size.

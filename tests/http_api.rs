@@ -818,6 +818,15 @@ async fn partition_discovery_pages_in_creation_order_from_a_safe_time() {
             .all(|p| p["lastWriteAt"].as_str().unwrap() >= safe.as_str()),
         "{after}"
     );
+    // From the time of p1's last write: p1 alone (the others were written before it).
+    let p1_at = listed
+        .iter()
+        .find(|p| p["name"] == "p1")
+        .and_then(|p| p["lastWriteAt"].as_str())
+        .unwrap()
+        .to_owned();
+    let since_p1 = changed(json!({"queue": "changed", "since": p1_at})).await;
+    assert_eq!(names(&since_p1), ["p1"], "{since_p1}");
     let future = changed(json!({"queue": "changed", "since": "2999-01-01T00:00:00Z"})).await;
     assert_eq!(names(&future), Vec::<String>::new());
     assert!(future["safeTime"].is_string());

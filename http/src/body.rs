@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use std::sync::Arc;
 
@@ -147,6 +148,31 @@ pub fn json_keeping_escapes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> R
         }
     })?;
     Ok(parsed)
+}
+
+/// The elements of a JSON array of objects, at most `max` of them (`413 too_many_items`
+/// beyond), each still unparsed: a large array costs a slice per element, not a structure.
+pub(crate) fn objects<'a>(
+    raw: &'a RawValue,
+    what: &str,
+    max: usize,
+) -> Result<Vec<&'a RawValue>, ApiError> {
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("`{what}` must be an array of objects"),
+        )
+    })?;
+    if items.len() > max {
+        return Err(ApiError::too_many_items(what, max, items.len()));
+    }
+    if let Some(i) = items.iter().position(|it| !it.get().starts_with('{')) {
+        return Err(ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("{what}[{i}] must be an object"),
+        ));
+    }
+    Ok(items)
 }
 
 /// Adds the permissive CORS headers of the contract.

@@ -195,6 +195,22 @@ impl Conn {
     }
 }
 
+/// A worker's connection; a server it cannot reach counts as one error.
+async fn connect(stats: &Stats, addr: &str) -> Option<Conn> {
+    let conn = Conn::open(addr).await.ok();
+    if conn.is_none() {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    conn
+}
+
+/// After a request that failed on the wire: counts it and opens a new connection (None: the
+/// server is gone, and the worker stops).
+async fn reconnect(stats: &Stats, addr: &str) -> Option<Conn> {
+    stats.errors.fetch_add(1, Ordering::Relaxed);
+    Conn::open(addr).await.ok()
+}
+
 /// What a consumer reads of a pop: the fields it acks with and counts by (the payload only
 /// for its send time).
 #[derive(serde::Deserialize)]
@@ -419,8 +435,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             );
             let shape = Shape::of(args);
             tasks.push(tokio::spawn(async move {
-                let Ok(mut conn) = Conn::open(&addr).await else {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                let Some(mut conn) = connect(&stats, &addr).await else {
                     return;
                 };
                 let mut n = 0usize;
@@ -444,11 +459,10 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(_) => {
-                            stats.errors.fetch_add(1, Ordering::Relaxed);
-                            match Conn::open(&addr).await {
-                                Ok(c) => conn = c,
-                                Err(_) => return,
-                            }
+                            let Some(c) = reconnect(&stats, &addr).await else {
+                                return;
+                            };
+                            conn = c;
                         }
                     }
                 }
@@ -468,8 +482,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             let claim = args.pop_partitions.max(1);
             let e2e = args.mode == Mode::E2e;
             tasks.push(tokio::spawn(async move {
-                let Ok(mut conn) = Conn::open(&addr).await else {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                let Some(mut conn) = connect(&stats, &addr).await else {
                     return;
                 };
                 let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&partitions={claim}&wait=true&timeout=500&autoAck={auto}");
@@ -478,11 +491,10 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                     let (status, body) = match conn.request("GET", &path, b"").await {
                         Ok(r) => r,
                         Err(_) => {
-                            stats.errors.fetch_add(1, Ordering::Relaxed);
-                            match Conn::open(&addr).await {
-                                Ok(c) => conn = c,
-                                Err(_) => return,
-                            }
+                            let Some(c) = reconnect(&stats, &addr).await else {
+                                return;
+                            };
+                            conn = c;
                             continue;
                         }
                     };
@@ -641,8 +653,7 @@ async fn read_by_offset(
     addr: String,
     queue: String,
 ) {
-    let Ok(mut conn) = Conn::open(&addr).await else {
-        stats.errors.fetch_add(1, Ordering::Relaxed);
+    let Some(mut conn) = connect(&stats, &addr).await else {
         return;
     };
     let mut high = vec![None::<u64>; reader.partitions];
@@ -679,11 +690,10 @@ async fn read_by_offset(
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                match Conn::open(&addr).await {
-                    Ok(c) => conn = c,
-                    Err(_) => return,
-                }
+                let Some(c) = reconnect(&stats, &addr).await else {
+                    return;
+                };
+                conn = c;
             }
         }
     }

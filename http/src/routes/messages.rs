@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::body::{self, Resp};
+use crate::body::{self, Resp, objects};
 use crate::error::{ApiError, Code};
 use crate::field::Text;
 use crate::json_out::Obj;
@@ -48,27 +48,6 @@ struct ItemIn<'a> {
     transaction_id: Option<Text<'a>>,
     #[serde(borrow)]
     trace_id: Option<Text<'a>>,
-}
-
-/// The elements of a JSON array of objects, at most `max` of them (`413 too_many_items`
-/// beyond), each still unparsed: a large array costs a slice per element, not a structure.
-fn objects<'a>(raw: &'a RawValue, what: &str, max: usize) -> Result<Vec<&'a RawValue>, ApiError> {
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
-        ApiError::bad_request(
-            Code::InvalidRequest,
-            format!("`{what}` must be an array of objects"),
-        )
-    })?;
-    if items.len() > max {
-        return Err(ApiError::too_many_items(what, max, items.len()));
-    }
-    if let Some(i) = items.iter().position(|it| !it.get().starts_with('{')) {
-        return Err(ApiError::bad_request(
-            Code::InvalidRequest,
-            format!("{what}[{i}] must be an object"),
-        ));
-    }
-    Ok(items)
 }
 
 /// A field that is present, whatever its value (`Option<&RawValue>` alone reads `null` as

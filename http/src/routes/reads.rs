@@ -12,9 +12,10 @@ use queen_engine::reads::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::body::{self, Resp};
+use crate::body::{self, Resp, objects};
 use crate::error::{ApiError, Code};
 use crate::json_out::Obj;
 use crate::time;
@@ -32,8 +33,9 @@ fn error_name(e: FetchError) -> &'static str {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Call {
-    entries: Option<Value>,
+struct Call<'a> {
+    #[serde(borrow)]
+    entries: Option<&'a RawValue>,
     max_bytes: Option<Value>,
 }
 
@@ -42,22 +44,23 @@ fn invalid(message: String) -> ApiError {
 }
 
 /// The `entries` array: 1 to `max` objects.
-fn entries(v: Option<Value>, max: usize) -> Result<Vec<serde_json::Map<String, Value>>, ApiError> {
-    let Some(Value::Array(items)) = v else {
+fn entries(
+    raw: Option<&RawValue>,
+    max: usize,
+) -> Result<Vec<serde_json::Map<String, Value>>, ApiError> {
+    let Some(raw) = raw else {
         return Err(invalid("`entries` must be an array of objects".into()));
     };
+    let items = objects(raw, "entries", max)?;
     if items.is_empty() {
         return Err(invalid("`entries` must not be empty".into()));
     }
-    if items.len() > max {
-        return Err(ApiError::too_many_items("entries", max, items.len()));
-    }
     items
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(i, e)| match e {
-            Value::Object(o) => Ok(o),
-            _ => Err(invalid(format!("entries[{i}] must be an object"))),
+        .map(|(i, e)| {
+            serde_json::from_str(e.get())
+                .map_err(|_| invalid(format!("entries[{i}] must be an object")))
         })
         .collect()
 }
@@ -89,7 +92,7 @@ fn int(v: Option<&Value>, what: &str, min: i64, default: i64) -> Result<i64, Api
 
 /// A fetch body: its entries and the call's byte ceiling.
 pub(crate) fn parse_fetch(bytes: &[u8]) -> Result<(Vec<FetchEntry>, i64), ApiError> {
-    let call: Call = body::json(bytes)?;
+    let call: Call<'_> = body::json(bytes)?;
     let max_bytes = int(call.max_bytes.as_ref(), "maxBytes", 1, FETCH_BYTES_MAX)?;
     let asked = entries(call.entries, FETCH_ENTRIES_MAX)?
         .iter()
@@ -138,7 +141,7 @@ pub(crate) async fn fetch(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
 
 /// A discovery body: one page query per entry.
 pub(crate) fn parse_changed(bytes: &[u8]) -> Result<Vec<ChangedQuery>, ApiError> {
-    let call: Call = body::json(bytes)?;
+    let call: Call<'_> = body::json(bytes)?;
     entries(call.entries, CHANGED_ENTRIES_MAX)?
         .iter()
         .enumerate()
