@@ -27,10 +27,10 @@ const CLIENT: &str = "queen-mq==2.6.0";
 const SDIST_DIR: &str = "queen_mq-2.6.0";
 const TOOLS: [&str; 2] = ["pytest==9.2.0", "pytest-asyncio==1.5.0"];
 
-/// The client's test files run here. The others test features queen-rs does not serve (the
-/// key-value store, locks, timers, ephemeral queues: docs/differences.md), the client's streams
-/// (built on those).
-const SUITE: [&str; 14] = [
+/// The client's test files (or single tests, `file::test`) run here. The others test features
+/// queen-rs does not serve (locks, timers, ephemeral queues: docs/differences.md), the client's
+/// streams (built on those).
+const SUITE: [&str; 19] = [
     "test_push.py",
     "test_pop.py",
     "test_consume.py",
@@ -45,6 +45,12 @@ const SUITE: [&str; 14] = [
     "test_transaction_lease_fencing.py",
     "test_reads.py",
     "test_docs.py",
+    "test_kv.py",
+    // The key/value riders of a transaction; the file's two timer tests are not run.
+    "test_transaction_kv_timers.py::test_the_gate_and_the_push_are_one_transaction",
+    "test_transaction_kv_timers.py::test_a_kv_write_shares_the_fate_of_its_ack",
+    "test_transaction_kv_timers.py::test_a_kv_only_bundle_commits",
+    "test_transaction_kv_timers.py::test_get_prefix_is_refused_inside_a_bundle",
 ];
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
@@ -91,7 +97,8 @@ fn python_with_client() -> Result<PathBuf, String> {
 fn client_tests(python: &Path) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("queen-mq-tests");
     let dir = root.join(SDIST_DIR).join("tests");
-    if !SUITE.iter().all(|f| dir.join(f).exists()) {
+    let file = |f: &&str| f.split("::").next().unwrap_or(f).to_owned();
+    if !SUITE.iter().all(|f| dir.join(file(f)).exists()) {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
         run(

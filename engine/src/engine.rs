@@ -474,6 +474,7 @@ impl Engine {
         }
         sweeper::start(Arc::downgrade(&inner));
         crate::retention::start(Arc::downgrade(&inner));
+        crate::kv::start_pruning(Arc::downgrade(&inner));
         crate::jobs::start_summaries(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         crate::maintenance::start(Arc::downgrade(&inner));
@@ -642,7 +643,18 @@ impl Engine {
         ops: Vec<TxOperation>,
         required_leases: Vec<Uuid>,
     ) -> Result<TxOutcome, EngineError> {
-        transaction::run(&self.inner, ops, required_leases).await
+        transaction::run(&self.inner, ops, required_leases, None).await
+    }
+
+    /// A transaction with key/value operations riding on it (docs/kv.md): they run after the
+    /// pushes and acks, in the same transaction.
+    pub async fn transaction_with_kv(
+        &self,
+        ops: Vec<TxOperation>,
+        required_leases: Vec<Uuid>,
+        kv: &crate::kv::KvBatch,
+    ) -> Result<TxOutcome, EngineError> {
+        transaction::run(&self.inner, ops, required_leases, Some(kv)).await
     }
 
     /// Creates or updates a queue (docs/api.md, "Queues").

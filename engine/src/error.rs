@@ -15,6 +15,8 @@ pub(crate) mod raised {
     pub(crate) const QUEUE_FULL: &str = "QU005";
     /// A partition of the push no longer exists (the server's cache is stale).
     pub(crate) const PARTITION_GONE: &str = "QU006";
+    /// A key/value operation marked `required` did not apply (DETAIL: a JSON object).
+    pub(crate) const KV_PRECONDITION: &str = "QU007";
 }
 
 /// Errors of the queue engine. Cheap to clone: one failed coalesced statement is reported to
@@ -63,6 +65,12 @@ pub enum EngineError {
     /// A stored payload could not be decrypted (wrong key or damaged data).
     #[error("message payload cannot be decrypted: {0}")]
     Decrypt(String),
+    /// A key/value batch was refused before it ran (the caller's mistake).
+    #[error(transparent)]
+    Kv(#[from] crate::kv::KvRefusal),
+    /// A key/value operation marked `required` did not apply: the batch was rolled back.
+    #[error(transparent)]
+    KvPrecondition(crate::kv::KvFailed),
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -88,7 +96,9 @@ impl EngineError {
             | EngineError::BufferFull(_)
             | EngineError::QueueFull(_)
             | EngineError::EncryptionKeyMissing(_)
-            | EngineError::Decrypt(_) => false,
+            | EngineError::Decrypt(_)
+            | EngineError::Kv(_)
+            | EngineError::KvPrecondition(_) => false,
             EngineError::ShuttingDown => true,
         }
     }

@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 pub mod inspect;
 mod jobs;
+pub mod kv;
 pub mod limits;
 pub mod maintenance;
 pub mod model;

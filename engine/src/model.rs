@@ -283,6 +283,11 @@ pub struct TxOutcome {
     pub error: Option<String>,
     /// Per operation, in order: pushes' outcomes, acks' outcomes (empty when it failed).
     pub results: Vec<TxResult>,
+    /// The results of the key/value operations riding on it (JSON text: an array, one element
+    /// per operation), when it had some and committed.
+    pub kv_results: Option<String>,
+    /// The key/value operation marked `required` that did not apply, when that rolled it back.
+    pub kv_failed: Option<crate::kv::KvFailed>,
 }
 
 /// The result of one transaction operation.

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_analytics_counters.sql",
         sql: include_str!("../../sql/migrations/0004_analytics_counters.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_kv.sql",
+        sql: include_str!("../../sql/migrations/0005_kv.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after
@@ -62,6 +67,7 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/reads.sql"),
     include_str!("../../sql/functions/analytics.sql"),
     include_str!("../../sql/functions/counters.sql"),
+    include_str!("../../sql/functions/kv.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

@@ -146,6 +146,8 @@ statements! {
     changed_partitions => "changed_partitions.sql" {
         queue_found, safe_time, num, id, name, last_position, log_start, last_message_at,
     },
+    kv => "kv.sql" { results },
+    kv_prune => "kv_prune.sql" { pruned },
 }
 
 /// The first column of the first row of an answer (None for no row or NULL): the shape of every

@@ -6,19 +6,22 @@
 //! ```
 //!
 //! `Commit` is one round trip: a single pipeline segment (one implicit transaction) holding the
-//! lease check, one strict `queen.push` per push operation and one strict `queen.ack` for all
-//! acks. Any failure — a lease that is not live, a duplicate transactionId, an ack that cannot
-//! be applied — raises inside the segment, so nothing is applied. `Ensure` (creating partitions
+//! lease check, one strict `queen.push` per push operation, one strict `queen.ack` for all
+//! acks and the key/value operations riding on it (`queen.kv_apply`, docs/kv.md). Any failure
+//! — a lease that is not live, a duplicate transactionId, an ack that cannot be applied, a
+//! `required` key/value operation that did not apply — raises inside the segment, so nothing
+//! is applied. `Ensure` (creating partitions
 //! seen for the first time) happens before and is idempotent.
 
 use std::sync::Arc;
 
-use queen_wire::{Client, Pipeline};
+use queen_wire::{Client, Json, Pipeline};
 use uuid::Uuid;
 
 use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::{EngineError, raised};
+use crate::kv::KvBatch;
 use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::payload::Body;
@@ -28,7 +31,9 @@ pub(crate) async fn run(
     inner: &Inner,
     ops: Vec<TxOperation>,
     required_leases: Vec<Uuid>,
+    kv: Option<&KvBatch>,
 ) -> Result<TxOutcome, EngineError> {
+    let kv = kv.filter(|k| !k.is_empty());
     if ops.len() > TX_OPERATIONS_MAX {
         return Err(EngineError::Invalid(format!(
             "a transaction may hold at most {TX_OPERATIONS_MAX} operations"
@@ -96,6 +101,8 @@ pub(crate) async fn run(
                                 "transaction rolled back: duplicate transactionId {t}"
                             )),
                             results: Vec::new(),
+                            kv_results: None,
+                            kv_failed: None,
                         });
                     }
                 }
@@ -138,6 +145,9 @@ pub(crate) async fn run(
     if !acks.is_empty() {
         AckArrays::new(acks.iter().copied()).add_to(&mut p, inner, true)?;
     }
+    if let Some(kv) = kv {
+        p.query(&inner.st()?.kv, &[&kv.param()])?;
+    }
     p.sync();
     let seg = inner
         .pool()
@@ -149,6 +159,15 @@ pub(crate) async fn run(
     let results = match seg {
         Ok(r) => r,
         Err(e) => {
+            if let Some(f) = e.as_db().and_then(crate::kv::failed) {
+                return Ok(TxOutcome {
+                    success: false,
+                    error: Some(format!("transaction rolled back: {f}")),
+                    results: Vec::new(),
+                    kv_results: None,
+                    kv_failed: Some(f),
+                });
+            }
             if let Some(db) = e.as_db().filter(|d| d.code.starts_with(raised::CLASS)) {
                 if db.code == raised::PLAINTEXT_FOR_ENCRYPTED_QUEUE {
                     // The queue encrypts now (configured elsewhere): the next attempt re-resolves
@@ -161,6 +180,8 @@ pub(crate) async fn run(
                     success: false,
                     error: Some(format!("transaction rolled back: {}", db.message)),
                     results: Vec::new(),
+                    kv_results: None,
+                    kv_failed: None,
                 });
             }
             return Err(e.into());
@@ -191,9 +212,24 @@ pub(crate) async fn run(
         debug_assert!(res.is_empty());
         push_out.push(outs);
     }
-    let ack_out = match it.next() {
-        Some(r) if !acks.is_empty() => outcomes(inner.st()?.cols.ack, &acks, &r.rows)?,
-        _ => Vec::new(),
+    let ack_out = if acks.is_empty() {
+        Vec::new()
+    } else {
+        match it.next() {
+            Some(r) => outcomes(inner.st()?.cols.ack, &acks, &r.rows)?,
+            None => Vec::new(),
+        }
+    };
+    let kv_results = match (kv, it.next()) {
+        (Some(_), Some(r)) => {
+            let row = r
+                .rows
+                .first()
+                .ok_or_else(|| EngineError::Internal("queen.kv_apply answered no row".into()))?;
+            let Json(results): Json<String> = row.get(inner.st()?.cols.kv.results)?;
+            Some(results)
+        }
+        _ => None,
     };
     for rows in &pushes {
         if let Some(r) = rows.first() {
@@ -224,5 +260,7 @@ pub(crate) async fn run(
         success: true,
         error: None,
         results,
+        kv_results,
+        kv_failed: None,
     })
 }

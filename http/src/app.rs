@@ -19,7 +19,7 @@ use crate::console;
 use crate::error::{ApiError, Code};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
-use crate::routes::{inspect, ops, queues, reads};
+use crate::routes::{inspect, kv, ops, queues, reads};
 use crate::stats::{RequestStats, Throughput};
 use queen_engine::maintenance::Mode;
 
@@ -259,6 +259,10 @@ impl App {
                     ["partitions", "changed"] => {
                         allow(post)?;
                         reads::changed(self, &bytes).await
+                    }
+                    ["kv"] => {
+                        allow(post)?;
+                        kv::apply(self, &bytes).await
                     }
                     ["configure"] => {
                         allow(post)?;

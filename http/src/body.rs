@@ -237,6 +237,8 @@ pub fn error(e: &ApiError) -> Resp {
         code: Code,
         #[serde(skip_serializing_if = "Option::is_none")]
         queue: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
     }
     let mut r = reply(
         e.status,
@@ -244,6 +246,7 @@ pub fn error(e: &ApiError) -> Resp {
             error: &e.message,
             code: e.code,
             queue: e.queue.as_deref(),
+            reason: e.reason.as_deref(),
         },
     );
     if let Some(secs) = e.retry_after {

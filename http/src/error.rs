@@ -3,6 +3,7 @@
 
 use hyper::StatusCode;
 use queen_engine::EngineError;
+use queen_engine::kv::KvRefusal;
 
 /// The stable error codes of the API, one per kind of refusal. A code never changes once
 /// released; `docs/api.md` lists them with their statuses.
@@ -34,6 +35,12 @@ pub enum Code {
     InvalidTraceId,
     /// The body is over the size limit (413).
     BodyTooLarge,
+    /// A key/value operation is malformed (400).
+    KvBadRequest,
+    /// A key/value write without exactly one of `ttlSeconds` and `forever` (400).
+    KvExpiryNotSpecified,
+    /// A key/value operation marked `required` did not apply; nothing was written (409).
+    KvPreconditionFailed,
     /// The body did not arrive in time (408).
     BodyTimeout,
     /// A transfer or content coding the server does not decode (501, 415).
@@ -94,6 +101,9 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
+            Code::KvBadRequest => "kv_bad_request",
+            Code::KvExpiryNotSpecified => "kv_expiry_not_specified",
+            Code::KvPreconditionFailed => "kv_precondition_failed",
             Code::QueueFull => "queue_full",
             Code::EncryptionKeyMissing => "encryption_key_missing",
             Code::BufferFull => "buffer_full",
@@ -128,6 +138,9 @@ pub struct ApiError {
     pub message: String,
     /// The queue a refusal is about (`queue_full`), sent as `"queue"` beside the error.
     pub queue: Option<String>,
+    /// A stable identifier of why a condition failed (`kv_precondition_failed`: `absent`,
+    /// `exists`, `version`, `limit`, `type`), sent as `"reason"`.
+    pub reason: Option<String>,
     /// Seconds after which a retry may succeed (a `Retry-After` header): a full queue or a
     /// full buffer frees room as consumers and the replay catch up. Queen's clients honour it.
     pub retry_after: Option<u32>,
@@ -141,6 +154,7 @@ impl ApiError {
             code,
             message: message.into(),
             queue: None,
+            reason: None,
             retry_after: None,
         }
     }
@@ -196,6 +210,16 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(m) => ApiError::bad_request(Code::InvalidRequest, m.clone()),
             EngineError::InvalidName(m) => ApiError::bad_request(Code::InvalidName, m.clone()),
             EngineError::Conflict(m) => ApiError::new(S::CONFLICT, Code::Conflict, m.clone()),
+            EngineError::Kv(KvRefusal::BadRequest(m)) => {
+                ApiError::bad_request(Code::KvBadRequest, m.clone())
+            }
+            EngineError::Kv(KvRefusal::ExpiryNotSpecified(m)) => {
+                ApiError::bad_request(Code::KvExpiryNotSpecified, m.clone())
+            }
+            EngineError::KvPrecondition(f) => ApiError {
+                reason: Some(f.reason.clone()),
+                ..ApiError::new(S::CONFLICT, Code::KvPreconditionFailed, e.to_string())
+            },
             EngineError::Buffer(m) => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 Code::BufferUnavailable,

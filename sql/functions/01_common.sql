@@ -13,6 +13,7 @@
 --   QU004 a plaintext payload for a queue with encryptionEnabled (DETAIL: the queue)
 --   QU005 the push would exceed the queue's maxSize (DETAIL: the queue)
 --   QU006 a partition of the push no longer exists (the server's cache is stale)
+--   QU007 a key/value operation marked required did not apply (DETAIL: JSON, see kv.sql)
 
 -- RFC 3339 UTC with microseconds, as every API timestamp.
 CREATE FUNCTION queen.ts(t timestamptz) RETURNS text

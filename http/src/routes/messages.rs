@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
+use queen_engine::EngineError;
+use queen_engine::kv::{KvBatch, KvRefusal};
 use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
     PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
@@ -527,7 +529,16 @@ struct TxIn<'a> {
     #[serde(borrow)]
     operations: Option<&'a RawValue>,
     required_leases: Option<Vec<String>>,
+    /// Key/value operations riding on the transaction (docs/kv.md).
+    kv: Option<Value>,
+    /// Timers riding on the transaction: not served, refused rather than ignored.
+    #[serde(borrow)]
+    timers: Option<&'a RawValue>,
 }
+
+/// A parsed transaction: its operations, the leases it requires, and the key/value operations
+/// riding on it.
+pub(crate) type TxCall = (Vec<TxOperation>, Vec<Uuid>, Option<KvBatch>);
 
 #[derive(Deserialize)]
 struct TxOpType {
@@ -542,10 +553,7 @@ struct TxPushIn<'a> {
 }
 
 /// The operations and required leases of `POST /api/v1/transaction`.
-pub(crate) fn parse_transaction(
-    bytes: &[u8],
-    sub: Option<&str>,
-) -> Result<(Vec<TxOperation>, Vec<Uuid>), ApiError> {
+pub(crate) fn parse_transaction(bytes: &[u8], sub: Option<&str>) -> Result<TxCall, ApiError> {
     // Push payloads inside are stored as sent; acks check their own strings (`ack_item`).
     let t: TxIn<'_> = body::json_keeping_escapes(bytes)?;
     let raw_ops = t
@@ -584,7 +592,25 @@ pub(crate) fn parse_transaction(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((ops, leases))
+    if t.timers.is_some() {
+        return Err(ApiError::bad_request(
+            Code::InvalidRequest,
+            "timers riding on a transaction are not served by this server (docs/differences.md); \
+             nothing was applied",
+        ));
+    }
+    let kv = match t.kv {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(k)) => {
+            Some(KvBatch::parse_rider(&k).map_err(|e| ApiError::from(EngineError::from(e)))?)
+        }
+        Some(_) => {
+            return Err(ApiError::from(EngineError::from(KvRefusal::BadRequest(
+                "`kv` must be an array of key/value operations".into(),
+            ))));
+        }
+    };
+    Ok((ops, leases, kv))
 }
 
 pub(crate) async fn transaction(
@@ -592,8 +618,20 @@ pub(crate) async fn transaction(
     bytes: &[u8],
     sub: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    let (ops, leases) = parse_transaction(bytes, sub)?;
-    let out = app.engine.transaction(ops, leases).await?;
+    let (ops, leases, kv) = parse_transaction(bytes, sub)?;
+    // Results are numbered in one flat space: each push item, each ack, then each key/value
+    // operation.
+    let kv_base: usize = ops
+        .iter()
+        .map(|op| match op {
+            TxOperation::Push(items) => items.len(),
+            TxOperation::Ack(_) => 1,
+        })
+        .sum();
+    let out = match &kv {
+        Some(kv) => app.engine.transaction_with_kv(ops, leases, kv).await?,
+        None => app.engine.transaction(ops, leases).await?,
+    };
     let mut results = Vec::new();
     let mut index = 0;
     for r in &out.results {
@@ -617,6 +655,15 @@ pub(crate) async fn transaction(
             }
         }
     }
+    // The key/value results follow the operations' in one flat index space.
+    if let Some(kv) = out.kv_results.as_deref() {
+        let kv: Vec<Value> = serde_json::from_str(kv).map_err(ApiError::internal)?;
+        for (i, mut r) in kv.into_iter().enumerate() {
+            r["index"] = (kv_base + i).into();
+            r["type"] = "kv".into();
+            results.push(r);
+        }
+    }
     let mut v = serde_json::json!({
         "transactionId": Uuid::now_v7(),
         "success": out.success,
@@ -624,6 +671,18 @@ pub(crate) async fn transaction(
     });
     if let Some(e) = out.error {
         v["error"] = Value::String(e);
+    }
+    // A lost key/value precondition is an answer, not an error: the caller (a redelivery that
+    // lost its gate) finds what it needs here. Its index is in the flat space above.
+    if let Some(f) = out.kv_failed {
+        v["reason"] = "kv_precondition".into();
+        v["failedIndex"] = (kv_base + f.index).into();
+        v["kvReason"] = f.reason.into();
+        v["version"] = f.version.into();
+        v["value"] = match f.value {
+            Some(text) => serde_json::from_str(&text).map_err(ApiError::internal)?,
+            None => Value::Null,
+        };
     }
     Ok(body::reply(StatusCode::OK, &v))
 }

@@ -1,6 +1,7 @@
 //! Route handlers, by area of the contract.
 
 pub(crate) mod inspect;
+pub(crate) mod kv;
 pub(crate) mod messages;
 pub(crate) mod ops;
 pub(crate) mod queues;

@@ -1,0 +1,1 @@
+SELECT queen.kv_apply($1::jsonb) AS results

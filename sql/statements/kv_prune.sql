@@ -1,0 +1,1 @@
+SELECT queen.kv_prune($1::integer) AS pruned

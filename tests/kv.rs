@@ -1,0 +1,334 @@
+//! The key/value store (`POST /api/v1/kv`) end to end: the real binary, a real PostgreSQL.
+//! Queen's client runs its own KV tests in `python_compat.rs`; these count what concurrency
+//! and hostile input must not break.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use queen_wire::{Client, Connection};
+use serde_json::{Value, json};
+use support::Server;
+
+const NS: &str = "kv-tests";
+
+async fn kv(s: &Server, ops: Value) -> Vec<Value> {
+    s.post("/api/v1/kv", &json!({ "operations": ops }))
+        .await
+        .expect(200)["results"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Concurrent writers of one key are judged one after the other: exactly one `putIfAbsent`
+/// wins, a bounded counter admits exactly its bound, and batches that lock the same keys in
+/// opposite orders never deadlock.
+#[tokio::test]
+async fn concurrent_writers_are_judged_one_after_the_other() {
+    let s = Server::start("kv_concurrency", &[]).await;
+
+    let claims = join_all((0..40).map(|i| {
+        let s = &s;
+        async move {
+            kv(
+                s,
+                json!([{"op": "putIfAbsent", "ns": NS, "key": "claim", "value": {"by": i},
+                        "ttlSeconds": 60}]),
+            )
+            .await
+            .remove(0)
+        }
+    }))
+    .await;
+    let winners: Vec<&Value> = claims.iter().filter(|r| r["applied"] == true).collect();
+    assert_eq!(winners.len(), 1, "{claims:?}");
+    for r in claims.iter().filter(|r| r["applied"] == false) {
+        assert_eq!(r["reason"], "exists");
+        assert_eq!(r["value"], winners[0]["value"]);
+        assert_eq!(r["version"], winners[0]["version"]);
+    }
+
+    // 200 increments against a ceiling of 150: exactly 150 admitted, none spent past it.
+    let admitted = join_all((0..200).map(|_| {
+        let s = &s;
+        async move {
+            kv(
+                s,
+                json!([{"op": "incr", "ns": NS, "key": "quota", "delta": 1, "max": 150,
+                        "forever": true}]),
+            )
+            .await
+            .remove(0)["applied"]
+                == true
+        }
+    }))
+    .await;
+    assert_eq!(admitted.iter().filter(|a| **a).count(), 150);
+    let got = kv(&s, json!([{"op": "get", "ns": NS, "key": "quota"}])).await;
+    assert_eq!(got[0]["value"], 150);
+
+    // Two keys written in opposite orders by concurrent batches.
+    let batches = join_all((0..40).map(|i| {
+        let s = &s;
+        let (a, b) = if i % 2 == 0 { ("x", "y") } else { ("y", "x") };
+        async move {
+            s.post(
+                "/api/v1/kv",
+                &json!({"operations": [
+                    {"op": "incr", "ns": NS, "key": a, "forever": true},
+                    {"op": "incr", "ns": NS, "key": b, "forever": true},
+                ]}),
+            )
+            .await
+            .status
+        }
+    }))
+    .await;
+    assert!(batches.iter().all(|st| *st == 200), "{batches:?}");
+    let got = kv(&s, json!([{"op": "getMany", "ns": NS, "keys": ["x", "y"]}])).await;
+    let rows = got[0]["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["value"] == 40), "{rows:?}");
+}
+
+/// An operation marked `required` that does not apply rolls back everything before it, and
+/// says which and why; without `required` the same refusal is only that operation's answer.
+#[tokio::test]
+async fn a_required_refusal_rolls_the_whole_batch_back() {
+    let s = Server::start("kv_required", &[]).await;
+    let lock = kv(
+        &s,
+        json!([{"op": "put", "ns": NS, "key": "lock", "value": "me", "ttlSeconds": 60}]),
+    )
+    .await;
+    let version = lock[0]["version"].as_i64().unwrap();
+
+    let r = s
+        .post(
+            "/api/v1/kv",
+            &json!({"operations": [
+                {"op": "put", "ns": NS, "key": "step", "value": 1, "forever": true},
+                {"op": "incr", "ns": NS, "key": "steps", "forever": true},
+                {"op": "check", "ns": NS, "key": "lock", "expect": version + 1000, "required": true},
+            ]}),
+        )
+        .await;
+    r.assert_error(409, "kv_precondition_failed");
+    assert_eq!(r.json()["reason"], "version");
+    let got = kv(
+        &s,
+        json!([{"op": "getMany", "ns": NS, "keys": ["step", "steps"]}]),
+    )
+    .await;
+    assert_eq!(got[0]["missing"], json!(["step", "steps"]));
+
+    // The same batch with the right version, and the same refusal not required.
+    let ok = kv(
+        &s,
+        json!([
+            {"op": "put", "ns": NS, "key": "step", "value": 1, "forever": true},
+            {"op": "check", "ns": NS, "key": "lock", "expect": version, "required": true},
+            {"op": "check", "ns": NS, "key": "lock", "expect": 0},
+        ]),
+    )
+    .await;
+    assert_eq!(ok[0]["applied"], true);
+    assert_eq!(ok[1]["applied"], true);
+    assert_eq!(ok[2]["applied"], false);
+    assert_eq!(ok[2]["reason"], "exists");
+    assert_eq!(ok[2]["value"], "me");
+}
+
+/// Malformed batches get a 400 with a stable code (never a 500, never a partial write) while
+/// innocent writers beside them lose nothing.
+#[tokio::test]
+async fn hostile_batches_are_refused_beside_innocent_ones() {
+    let s = Server::start("kv_hostile", &[]).await;
+    let long_key = "k".repeat(513);
+    let big_value = "v".repeat(64 * 1024 + 1);
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"op": "get", "ns": NS, "key": format!("k{i}")}))
+        .collect();
+    let hostile: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "invalid_json"),
+        (b"{\"operations\": 5}".to_vec(), 400, "kv_bad_request"),
+        (json!({"operations": [5]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "drop", "ns": NS, "key": "k"}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "get", "ns": "a b", "key": "k"}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "get", "ns": NS, "key": long_key}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (br#"{"operations": [{"op": "get", "ns": "n", "key": "a\u0000b"}]}"#.to_vec(), 400, "invalid_string"),
+        (br#"{"operations": [{"op": "put", "ns": "n", "key": "k", "value": "\u0000", "forever": true}]}"#.to_vec(), 400, "invalid_string"),
+        (json!({"operations": [{"op": "put", "ns": NS, "key": "k", "value": big_value, "forever": true}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "put", "ns": NS, "key": "k", "value": 1}]}).to_string().into_bytes(), 400, "kv_expiry_not_specified"),
+        (json!({"operations": [{"op": "put", "ns": NS, "key": "k", "value": 1, "forever": true, "expect": null}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "incr", "ns": NS, "key": "k", "delta": true, "forever": true}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": [{"op": "incr", "ns": NS, "key": "k", "delta": 1e300, "forever": true}, {"op": "incr", "ns": NS, "key": "k", "delta": "1", "forever": true}]}).to_string().into_bytes(), 400, "kv_bad_request"),
+        (json!({"operations": too_many}).to_string().into_bytes(), 400, "kv_bad_request"),
+    ];
+    let innocent = join_all((0..60).map(|_| {
+        let s = &s;
+        async move {
+            kv(
+                s,
+                json!([{"op": "incr", "ns": NS, "key": "innocent", "forever": true}]),
+            )
+            .await
+            .remove(0)["applied"]
+                == true
+        }
+    }));
+    let refused = join_all(hostile.iter().map(|(body, status, code)| {
+        let s = &s;
+        async move {
+            let r = s.post_raw("/api/v1/kv", body).await;
+            r.assert_error(*status, code);
+        }
+    }));
+    let (innocent, _) = tokio::join!(innocent, refused);
+    assert!(innocent.iter().all(|a| *a));
+    let got = kv(
+        &s,
+        json!([{"op": "getMany", "ns": NS, "keys": ["innocent", "k"]}]),
+    )
+    .await;
+    assert_eq!(got[0]["rows"][0]["value"], 60);
+    assert_eq!(
+        got[0]["missing"],
+        json!(["k"]),
+        "a refused batch wrote nothing"
+    );
+}
+
+/// A key past its expiry is absent at once, and the server deletes its row later (the prune
+/// runs on the retention interval, here 100 ms).
+#[tokio::test]
+async fn expired_keys_are_absent_at_once_and_pruned_later() {
+    let db = queen_wire::embedded::test_config("kv_expiry")
+        .await
+        .unwrap();
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("kv_expiry"),
+        false,
+        &[("RETENTION_INTERVAL", "100")],
+    )
+    .await;
+    kv(
+        &s,
+        json!([
+            {"op": "put", "ns": NS, "key": "short", "value": 1, "ttlSeconds": 1},
+            {"op": "put", "ns": NS, "key": "kept", "value": 2, "forever": true},
+        ]),
+    )
+    .await;
+    let c = Connection::connect(&db).await.unwrap();
+    // Poll, bounded: absent through the API once past the expiry, then gone from the table.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = kv(&s, json!([{"op": "get", "ns": NS, "key": "short"}])).await;
+        if got[0]["found"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the key never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    loop {
+        let keys = stored_keys(&c).await;
+        if keys == ["kept"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expired row was never pruned: {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stored_keys(c: &Connection) -> Vec<String> {
+    c.query_sql("SELECT key FROM queen.kv ORDER BY key", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String>("key").unwrap())
+        .collect()
+}
+
+/// Key/value operations ride on a transaction: a lost `required` gate rolls back its pushes
+/// and answers where and why (in the flat index space: push items, acks, then the riders);
+/// timers, which this server does not serve, are refused, never silently dropped.
+#[tokio::test]
+async fn riders_share_the_transaction_and_unserved_riders_are_refused() {
+    let s = Server::start("kv_riders", &[]).await;
+    let bundle = |n: i64| {
+        json!({
+            "operations": [{"type": "push", "items": [
+                {"queue": "riders", "payload": {"n": n}},
+                {"queue": "riders", "payload": {"n": n + 1}},
+            ]}],
+            "kv": [
+                {"op": "incr", "ns": NS, "key": "bundles", "forever": true},
+                {"op": "putIfAbsent", "ns": NS, "key": "gate", "value": n, "ttlSeconds": 60,
+                 "required": true},
+            ],
+        })
+    };
+    let first = s.post("/api/v1/transaction", &bundle(0)).await.expect(200);
+    assert_eq!(first["success"], true, "{first}");
+    let kinds: Vec<&str> = first["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["push", "push", "kv", "kv"]);
+    assert_eq!(first["results"][3]["index"], 3);
+
+    let second = s.post("/api/v1/transaction", &bundle(10)).await.expect(200);
+    assert_eq!(second["success"], false);
+    assert_eq!(second["reason"], "kv_precondition");
+    assert_eq!(second["kvReason"], "exists");
+    assert_eq!(second["failedIndex"], 3);
+    assert_eq!(second["value"], 0);
+    // Nothing of the second bundle: two messages, one counted bundle.
+    let popped = s
+        .get("/api/v1/pop/queue/riders?batch=10&wait=false")
+        .await
+        .unwrap()
+        .json();
+    let ns: Vec<&Value> = popped["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["data"]["n"])
+        .collect();
+    assert_eq!(ns, [&json!(0), &json!(1)]);
+    let got = kv(&s, json!([{"op": "get", "ns": NS, "key": "bundles"}])).await;
+    assert_eq!(got[0]["value"], 1);
+
+    let timers = s
+        .post(
+            "/api/v1/transaction",
+            &json!({
+                "operations": [{"type": "push", "items": [{"queue": "riders", "payload": 1}]}],
+                "timers": [{"op": "schedule", "key": "t"}],
+            }),
+        )
+        .await;
+    timers.assert_error(400, "invalid_request");
+    let prefix = s
+        .post(
+            "/api/v1/transaction",
+            &json!({"operations": [], "kv": [{"op": "getPrefix", "ns": NS, "prefix": "g"}]}),
+        )
+        .await;
+    prefix.assert_error(400, "kv_bad_request");
+    let after = s
+        .get("/api/v1/pop/queue/riders?batch=10&wait=false")
+        .await
+        .unwrap();
+    assert_eq!(after.status, 204, "a refused bundle pushed nothing");
+}
