@@ -332,3 +332,89 @@ async fn riders_share_the_transaction_and_unserved_riders_are_refused() {
         .unwrap();
     assert_eq!(after.status, 204, "a refused bundle pushed nothing");
 }
+
+async fn locks(s: &Server, ops: Value) -> Vec<Value> {
+    s.post("/api/v1/locks", &json!({ "operations": ops }))
+        .await
+        .expect(200)["results"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A semaphore of 5 grants exactly 5 of 50 concurrent acquires, one per slot; a guard of a
+/// released permit stops the transaction it rides on; malformed lock operations are named
+/// 400s.
+#[tokio::test]
+async fn a_semaphore_grants_exactly_its_limit_and_its_guard_fences() {
+    let s = Server::start("kv_locks", &[]).await;
+    let got = join_all((0..50).map(|i| {
+        let s = &s;
+        async move {
+            locks(
+                s,
+                json!([{"op": "acquire", "name": "crowd", "ttlSeconds": 60, "limit": 5,
+                        "owner": format!("o{i}")}]),
+            )
+            .await
+            .remove(0)
+        }
+    }))
+    .await;
+    let mut slots: Vec<i64> = got
+        .iter()
+        .filter(|r| r["acquired"] == true)
+        .map(|r| r["slot"].as_i64().unwrap())
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2, 3, 4], "{got:?}");
+    let held = locks(&s, json!([{"op": "get", "name": "crowd"}])).await;
+    assert_eq!(held[0]["holders"].as_array().unwrap().len(), 5);
+
+    // The holder of slot 0 releases; its guard no longer holds.
+    let first = got
+        .iter()
+        .find(|r| r["acquired"] == true && r["slot"] == 0)
+        .unwrap();
+    let guard = first["guard"].clone();
+    let guarded = |guard: &Value| {
+        json!({"operations": [{"type": "push", "items": [{"queue": "fenced", "payload": 1}]}],
+               "kv": [guard]})
+    };
+    let ok = s
+        .post("/api/v1/transaction", &guarded(&guard))
+        .await
+        .expect(200);
+    assert_eq!(ok["success"], true, "{ok}");
+    let released = locks(
+        &s,
+        json!([{"op": "release", "name": "crowd", "token": first["token"], "slot": 0}]),
+    )
+    .await;
+    assert_eq!(released[0]["released"], true);
+    let fenced = s
+        .post("/api/v1/transaction", &guarded(&guard))
+        .await
+        .expect(200);
+    assert_eq!(fenced["success"], false);
+    assert_eq!(fenced["kvReason"], "absent");
+    let again = locks(
+        &s,
+        json!([{"op": "release", "name": "crowd", "token": first["token"], "slot": 0}]),
+    )
+    .await;
+    assert_eq!(again[0]["released"], false);
+    assert_eq!(again[0]["reason"], "lost");
+
+    for bad in [
+        json!({"operations": [{"op": "acquire", "name": "a#b", "ttlSeconds": 5}]}),
+        json!({"operations": [{"op": "acquire", "name": "a"}]}),
+        json!({"operations": [{"op": "renew", "name": "a", "ttlSeconds": 5}]}),
+        json!({"operations": [{"op": "acquire", "name": "a", "ttlSeconds": 5, "limit": 5000}]}),
+        json!({"operations": "acquire"}),
+    ] {
+        s.post("/api/v1/locks", &bad)
+            .await
+            .assert_error(400, "lock_bad_request");
+    }
+}

@@ -28,9 +28,9 @@ const SDIST_DIR: &str = "queen_mq-2.6.0";
 const TOOLS: [&str; 2] = ["pytest==9.2.0", "pytest-asyncio==1.5.0"];
 
 /// The client's test files (or single tests, `file::test`) run here. The others test features
-/// queen-rs does not serve (locks, timers, ephemeral queues: docs/differences.md), the client's
+/// queen-rs does not serve (timers, ephemeral queues: docs/differences.md), the client's
 /// streams (built on those).
-const SUITE: [&str; 19] = [
+const SUITE: [&str; 20] = [
     "test_push.py",
     "test_pop.py",
     "test_consume.py",
@@ -46,6 +46,7 @@ const SUITE: [&str; 19] = [
     "test_reads.py",
     "test_docs.py",
     "test_kv.py",
+    "test_locks.py",
     // The key/value riders of a transaction; the file's two timer tests are not run.
     "test_transaction_kv_timers.py::test_the_gate_and_the_push_are_one_transaction",
     "test_transaction_kv_timers.py::test_a_kv_write_shares_the_fate_of_its_ack",

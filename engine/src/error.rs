@@ -68,6 +68,9 @@ pub enum EngineError {
     /// A key/value batch was refused before it ran (the caller's mistake).
     #[error(transparent)]
     Kv(#[from] crate::kv::KvRefusal),
+    /// A lock operation was refused before it ran (the caller's mistake).
+    #[error(transparent)]
+    Lock(#[from] crate::locks::LockRefusal),
     /// A key/value operation marked `required` did not apply: the batch was rolled back.
     #[error(transparent)]
     KvPrecondition(crate::kv::KvFailed),
@@ -98,6 +101,7 @@ impl EngineError {
             | EngineError::EncryptionKeyMissing(_)
             | EngineError::Decrypt(_)
             | EngineError::Kv(_)
+            | EngineError::Lock(_)
             | EngineError::KvPrecondition(_) => false,
             EngineError::ShuttingDown => true,
         }

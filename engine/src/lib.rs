@@ -22,6 +22,7 @@ pub mod inspect;
 mod jobs;
 pub mod kv;
 pub mod limits;
+pub mod locks;
 pub mod maintenance;
 pub mod model;
 mod payload;

@@ -68,6 +68,7 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/analytics.sql"),
     include_str!("../../sql/functions/counters.sql"),
     include_str!("../../sql/functions/kv.sql"),
+    include_str!("../../sql/functions/locks.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

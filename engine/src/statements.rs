@@ -148,6 +148,7 @@ statements! {
     },
     kv => "kv.sql" { results },
     kv_prune => "kv_prune.sql" { pruned },
+    locks => "locks.sql" { results },
 }
 
 /// The first column of the first row of an answer (None for no row or NULL): the shape of every

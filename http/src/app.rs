@@ -264,6 +264,10 @@ impl App {
                         allow(post)?;
                         kv::apply(self, &bytes).await
                     }
+                    ["locks"] => {
+                        allow(post)?;
+                        kv::locks(self, &bytes).await
+                    }
                     ["configure"] => {
                         allow(post)?;
                         queues::configure(self, &bytes).await

@@ -39,6 +39,8 @@ pub enum Code {
     KvBadRequest,
     /// A key/value write without exactly one of `ttlSeconds` and `forever` (400).
     KvExpiryNotSpecified,
+    /// A lock operation is malformed (400).
+    LockBadRequest,
     /// A key/value operation marked `required` did not apply; nothing was written (409).
     KvPreconditionFailed,
     /// The body did not arrive in time (408).
@@ -104,6 +106,7 @@ impl Code {
             Code::KvBadRequest => "kv_bad_request",
             Code::KvExpiryNotSpecified => "kv_expiry_not_specified",
             Code::KvPreconditionFailed => "kv_precondition_failed",
+            Code::LockBadRequest => "lock_bad_request",
             Code::QueueFull => "queue_full",
             Code::EncryptionKeyMissing => "encryption_key_missing",
             Code::BufferFull => "buffer_full",
@@ -216,6 +219,7 @@ impl From<EngineError> for ApiError {
             EngineError::Kv(KvRefusal::ExpiryNotSpecified(m)) => {
                 ApiError::bad_request(Code::KvExpiryNotSpecified, m.clone())
             }
+            EngineError::Lock(m) => ApiError::bad_request(Code::LockBadRequest, m.to_string()),
             EngineError::KvPrecondition(f) => ApiError {
                 reason: Some(f.reason.clone()),
                 ..ApiError::new(S::CONFLICT, Code::KvPreconditionFailed, e.to_string())

@@ -1,5 +1,14 @@
 -- The key/value store (docs/kv.md).
 --
+-- The advisory lock that serialises the writers of a key: (hashtext('queen.kv'), this). A
+-- lock's permits (namespace queen-locks, keys "<name>#<slot>", sql/functions/locks.sql) all
+-- share their lock name's, so an acquire that looks at every slot of a semaphore takes one lock.
+CREATE FUNCTION queen.kv_lock_key(p_ns text, p_key text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT hashtext(p_ns || '/' || CASE WHEN p_ns = 'queen-locks' AND strpos(p_key, '#') > 0
+                                        THEN split_part(p_key, '#', 1) ELSE p_key END)
+$$;
+
 -- queen.kv_apply runs a batch of operations in order, in one transaction, and answers one
 -- result per operation, index-aligned. The server has validated every operation (names, the
 -- expiry rule, types), so what reaches here is well formed:
@@ -48,7 +57,7 @@ DECLARE
     v_k record;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('queen.kv'), h)
-       FROM (SELECT DISTINCT hashtext((o->>'ns') || '/' || (o->>'key')) AS h
+       FROM (SELECT DISTINCT queen.kv_lock_key(o->>'ns', o->>'key') AS h
                FROM jsonb_array_elements(p_ops) AS o
               WHERE o->>'op' IN ('put', 'delete', 'check', 'incr')) l
       ORDER BY h;

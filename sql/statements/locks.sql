@@ -1,0 +1,1 @@
+SELECT queen.locks_apply($1::jsonb) AS results
