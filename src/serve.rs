@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// How often the retention job runs, in milliseconds.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = 10_000)]
     retention_interval_ms: u64,
+    /// How often due timers are fired into their queues, in milliseconds: a timer is delivered
+    /// at the soonest this long after its time.
+    #[arg(long, env = "TIMER_INTERVAL", default_value_t = 250)]
+    timer_interval_ms: u64,
     /// Where a consumer group starts reading when its first pop names no `subscriptionMode`:
     /// `all` / `from_beginning` (the first message) or `new` / `new-only` (messages pushed
     /// from then on). Empty: `all`.
@@ -359,6 +363,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.ack_batch.max_in_flight = (args.pool_size / 2).max(1);
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
+    engine_config.timer_interval = Duration::from_millis(args.timer_interval_ms.max(10));
     engine_config.settings_refresh = Duration::from_millis(args.settings_refresh_ms.max(1));
     engine_config.analytics.max_age = Duration::from_millis(args.analytics_max_age_ms);
     engine_config.analytics.stale_limit = engine_config

@@ -1,6 +1,7 @@
-//! The key/value store (`POST /api/v1/kv`) end to end: the real binary, a real PostgreSQL.
-//! Queen's client runs its own KV tests in `python_compat.rs`; these count what concurrency
-//! and hostile input must not break.
+//! The key/value store, locks and timers (`/api/v1/kv`, `/locks`, `/timers`) end to end: the
+//! real binary, a real PostgreSQL. Queen's client runs its own tests of them in
+//! `python_compat.rs`; these count what concurrency, repeated fires and hostile input must not
+//! break.
 
 #![allow(clippy::unwrap_used)]
 
@@ -259,9 +260,9 @@ async fn stored_keys(c: &Connection) -> Vec<String> {
 
 /// Key/value operations ride on a transaction: a lost `required` gate rolls back its pushes
 /// and answers where and why (in the flat index space: push items, acks, then the riders);
-/// timers, which this server does not serve, are refused, never silently dropped.
+/// malformed riders refuse the whole transaction.
 #[tokio::test]
-async fn riders_share_the_transaction_and_unserved_riders_are_refused() {
+async fn riders_share_the_transaction_and_malformed_riders_refuse_it() {
     let s = Server::start("kv_riders", &[]).await;
     let bundle = |n: i64| {
         json!({
@@ -314,11 +315,12 @@ async fn riders_share_the_transaction_and_unserved_riders_are_refused() {
             "/api/v1/transaction",
             &json!({
                 "operations": [{"type": "push", "items": [{"queue": "riders", "payload": 1}]}],
-                "timers": [{"op": "schedule", "key": "t"}],
+                "timers": [{"op": "schedule", "queue": "riders", "timerKey": "t",
+                            "payload": "MQ==", "delayMs": 0, "deliverAt": "now"}],
             }),
         )
         .await;
-    timers.assert_error(400, "invalid_request");
+    timers.assert_error(400, "timers_bad_request");
     let prefix = s
         .post(
             "/api/v1/transaction",
@@ -416,5 +418,91 @@ async fn a_semaphore_grants_exactly_its_limit_and_its_guard_fences() {
         s.post("/api/v1/locks", &bad)
             .await
             .assert_error(400, "lock_bad_request");
+    }
+}
+
+/// Base64 of a JSON document, as timer payloads travel.
+fn b64(json: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(json.to_string())
+}
+
+/// Each timer is delivered once: 200 due timers fired by two servers sharing the database
+/// arrive once each, with the transactionId and message id promised at schedule time; a timer
+/// whose earlier fire pushed but did not delete it (a server stopped between the two) is not
+/// delivered twice.
+#[tokio::test]
+async fn each_timer_is_delivered_once_with_the_ids_promised() {
+    let db = queen_wire::embedded::test_config("kv_timers")
+        .await
+        .unwrap();
+    let a = Server::start_on(&db, support::buffer_dir("kv_timers_a"), false, &[]).await;
+    let b = Server::start_on(&db, support::buffer_dir("kv_timers_b"), false, &[]).await;
+    // The earlier fire of timer 0 pushed its message (same txn), then its server stopped.
+    a.post(
+        "/api/v1/push",
+        &json!({"items": [{"queue": "fired", "payload": {"n": 0}, "transactionId": "txn-0"}]}),
+    )
+    .await
+    .expect(201);
+    let mut promised = std::collections::HashMap::new();
+    for chunk in (0..200).collect::<Vec<i64>>().chunks(100) {
+        let ops: Vec<Value> = chunk
+            .iter()
+            .map(|n| {
+                json!({"op": "schedule", "queue": "fired", "timerKey": format!("t{n}"),
+                       "payload": b64(&json!({"n": n})), "delayMs": -1,
+                       "txn": format!("txn-{n}")})
+            })
+            .collect();
+        let r = a
+            .post("/api/v1/timers", &json!({ "operations": ops }))
+            .await
+            .expect(200);
+        for t in r["results"].as_array().unwrap() {
+            assert_eq!(t["status"], "scheduled", "{t}");
+            promised.insert(
+                t["txn"].as_str().unwrap().to_owned(),
+                t["messageId"].clone(),
+            );
+        }
+    }
+    let c = Connection::connect(&db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = c
+            .query_sql("SELECT count(*) AS n FROM queen.timers", &[])
+            .await
+            .unwrap()[0]
+            .get::<i64>("n")
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} timers never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut seen = std::collections::HashMap::new();
+    loop {
+        let r = b
+            .get("/api/v1/pop/queue/fired?batch=100&wait=false&autoAck=true")
+            .await
+            .unwrap();
+        if r.status == 204 {
+            break;
+        }
+        for m in r.json()["messages"].as_array().unwrap() {
+            let txn = m["transactionId"].as_str().unwrap().to_owned();
+            assert!(
+                seen.insert(txn, m["id"].clone()).is_none(),
+                "delivered twice: {m}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    for (txn, id) in &seen {
+        if txn != "txn-0" {
+            assert_eq!(&promised[txn], id, "the message id promised for {txn}");
+        }
     }
 }

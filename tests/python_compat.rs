@@ -1,10 +1,11 @@
 //! Queen's published Python client (`queen-mq` from PyPI, pinned), unchanged, against the real
 //! binary:
 //!
-//! * the client's **own test files** for the core features — push, pop, consume, queue,
+//! * the client's **own test files**, every one it ships — push, pop, consume, queue,
 //!   transaction, subscription, dlq, complete, auth, reads by offset, its documentation
-//!   examples, plus its ack-window, ack-commit and lease-fencing contracts — taken from the
-//!   package's source distribution, with our
+//!   examples, its ack-window, ack-commit and lease-fencing contracts, the key-value store,
+//!   locks, timers and their transaction riders — taken from the package's source
+//!   distribution, with our
 //!   `tests/compat/conftest.py` (the `client` fixture) beside them; `test_auth.py` runs a second
 //!   time against a server with JWT on, as its docstring says;
 //! * our walk-through script `tests/compat/python_client.py`.
@@ -27,10 +28,9 @@ const CLIENT: &str = "queen-mq==2.6.0";
 const SDIST_DIR: &str = "queen_mq-2.6.0";
 const TOOLS: [&str; 2] = ["pytest==9.2.0", "pytest-asyncio==1.5.0"];
 
-/// The client's test files (or single tests, `file::test`) run here. The others test features
-/// queen-rs does not serve (timers, ephemeral queues: docs/differences.md), the client's
-/// streams (built on those).
-const SUITE: [&str; 20] = [
+/// The client's test files: every one its source distribution ships. (Its ephemeral queues,
+/// which queen-rs does not serve — docs/differences.md — have no test file there.)
+const SUITE: [&str; 18] = [
     "test_push.py",
     "test_pop.py",
     "test_consume.py",
@@ -47,11 +47,8 @@ const SUITE: [&str; 20] = [
     "test_docs.py",
     "test_kv.py",
     "test_locks.py",
-    // The key/value riders of a transaction; the file's two timer tests are not run.
-    "test_transaction_kv_timers.py::test_the_gate_and_the_push_are_one_transaction",
-    "test_transaction_kv_timers.py::test_a_kv_write_shares_the_fate_of_its_ack",
-    "test_transaction_kv_timers.py::test_a_kv_only_bundle_commits",
-    "test_transaction_kv_timers.py::test_get_prefix_is_refused_inside_a_bundle",
+    "test_timers.py",
+    "test_transaction_kv_timers.py",
 ];
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
@@ -98,8 +95,7 @@ fn python_with_client() -> Result<PathBuf, String> {
 fn client_tests(python: &Path) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("queen-mq-tests");
     let dir = root.join(SDIST_DIR).join("tests");
-    let file = |f: &&str| f.split("::").next().unwrap_or(f).to_owned();
-    if !SUITE.iter().all(|f| dir.join(file(f)).exists()) {
+    if !SUITE.iter().all(|f| dir.join(f).exists()) {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
         run(

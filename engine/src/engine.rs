@@ -14,7 +14,7 @@ use crate::cache::PartitionCache;
 use crate::error::EngineError;
 use crate::model::{
     AckItem, AckOutcome, LeaseExtension, PopRequest, PopResult, PushItem, PushOutcome, PushStatus,
-    QueueInfo, QueueOptions, TxOperation, TxOutcome,
+    QueueInfo, QueueOptions, Riders, TxOperation, TxOutcome,
 };
 use crate::push::{self, PushJob};
 use crate::statements::Statements;
@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// Rows the retention job deletes per statement.
     pub retention_batch: i32,
+    /// How often due timers are fired into their queues (see [`crate::timers`]); zero: never.
+    pub timer_interval: Duration,
     /// How often the filled page ranges of the messages' time index are summarised for the
     /// listings (see `queen.summarize_time_index`); zero: never (autovacuum does it, a
     /// minute or so late).
@@ -77,6 +79,7 @@ impl Default for EngineConfig {
             cipher: None,
             retention_interval: Duration::from_secs(10),
             retention_batch: 1000,
+            timer_interval: Duration::from_millis(250),
             summarize_interval: Duration::from_secs(2),
             analytics: crate::analytics::AnalyticsConfig::default(),
             settings_refresh: Duration::from_secs(2),
@@ -475,6 +478,7 @@ impl Engine {
         sweeper::start(Arc::downgrade(&inner));
         crate::retention::start(Arc::downgrade(&inner));
         crate::kv::start_pruning(Arc::downgrade(&inner));
+        crate::timers::start_firing(Arc::downgrade(&inner));
         crate::jobs::start_summaries(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         crate::maintenance::start(Arc::downgrade(&inner));
@@ -643,18 +647,18 @@ impl Engine {
         ops: Vec<TxOperation>,
         required_leases: Vec<Uuid>,
     ) -> Result<TxOutcome, EngineError> {
-        transaction::run(&self.inner, ops, required_leases, None).await
+        transaction::run(&self.inner, ops, required_leases, &Riders::default()).await
     }
 
-    /// A transaction with key/value operations riding on it (docs/kv.md): they run after the
-    /// pushes and acks, in the same transaction.
-    pub async fn transaction_with_kv(
+    /// A transaction with key/value and timer operations riding on it (docs/kv.md): they run
+    /// after the pushes and acks, in the same transaction.
+    pub async fn transaction_with_riders(
         &self,
         ops: Vec<TxOperation>,
         required_leases: Vec<Uuid>,
-        kv: &crate::kv::KvBatch,
+        riders: &Riders,
     ) -> Result<TxOutcome, EngineError> {
-        transaction::run(&self.inner, ops, required_leases, Some(kv)).await
+        transaction::run(&self.inner, ops, required_leases, riders).await
     }
 
     /// Creates or updates a queue (docs/api.md, "Queues").

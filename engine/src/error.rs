@@ -71,6 +71,9 @@ pub enum EngineError {
     /// A lock operation was refused before it ran (the caller's mistake).
     #[error(transparent)]
     Lock(#[from] crate::locks::LockRefusal),
+    /// A timer operation was refused before it ran (the caller's mistake).
+    #[error(transparent)]
+    Timer(#[from] crate::timers::TimerRefusal),
     /// A key/value operation marked `required` did not apply: the batch was rolled back.
     #[error(transparent)]
     KvPrecondition(crate::kv::KvFailed),
@@ -102,6 +105,7 @@ impl EngineError {
             | EngineError::Decrypt(_)
             | EngineError::Kv(_)
             | EngineError::Lock(_)
+            | EngineError::Timer(_)
             | EngineError::KvPrecondition(_) => false,
             EngineError::ShuttingDown => true,
         }

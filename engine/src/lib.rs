@@ -33,6 +33,7 @@ pub mod retention;
 pub mod schema;
 mod statements;
 mod sweeper;
+pub mod timers;
 mod transaction;
 mod txid;
 pub mod wakeup;

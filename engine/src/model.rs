@@ -288,6 +288,18 @@ pub struct TxOutcome {
     pub kv_results: Option<String>,
     /// The key/value operation marked `required` that did not apply, when that rolled it back.
     pub kv_failed: Option<crate::kv::KvFailed>,
+    /// The results of the timer operations riding on it (JSON text), when it committed.
+    pub timer_results: Option<String>,
+}
+
+/// Work riding on a transaction beside its pushes and acks, applied in the same transaction
+/// after them (docs/kv.md).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Riders {
+    /// Key/value operations (a lock's guard among them).
+    pub kv: Option<crate::kv::KvBatch>,
+    /// Timers scheduled or cancelled.
+    pub timers: Option<crate::timers::TimerBatch>,
 }
 
 /// The result of one transaction operation.

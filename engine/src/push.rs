@@ -192,7 +192,28 @@ pub(crate) async fn push(
     inner: &Inner,
     items: &[PushItem],
 ) -> Result<Vec<PushOutcome>, EngineError> {
-    let mut op = PushOp::new(items);
+    run(inner, PushOp::new(items, None)).await
+}
+
+/// Pushes items whose message ids were fixed before (a timer's, promised when it was
+/// scheduled), one per item; checks the items first.
+pub(crate) async fn push_with_ids(
+    inner: &Inner,
+    items: &[PushItem],
+    ids: &[Uuid],
+) -> Result<Vec<PushOutcome>, EngineError> {
+    validate(items)?;
+    if ids.len() != items.len() {
+        return Err(EngineError::Internal(format!(
+            "{} message ids for {} items",
+            ids.len(),
+            items.len()
+        )));
+    }
+    run(inner, PushOp::new(items, Some(ids))).await
+}
+
+async fn run(inner: &Inner, mut op: PushOp<'_>) -> Result<Vec<PushOutcome>, EngineError> {
     let mut state = State::Resolve;
     let mut ensures = 0;
     loop {
@@ -257,7 +278,8 @@ struct PushOp<'a> {
 }
 
 impl<'a> PushOp<'a> {
-    fn new(items: &'a [PushItem]) -> PushOp<'a> {
+    /// The request's data; message ids are `ids` when given (one per item), else generated.
+    fn new(items: &'a [PushItem], ids: Option<&[Uuid]>) -> PushOp<'a> {
         let n = items.len();
         let txids: Vec<Arc<str>> = items
             .iter()
@@ -280,7 +302,10 @@ impl<'a> PushOp<'a> {
         }
         let payloads = items.iter().map(|it| it.payload.clone()).collect();
         PushOp {
-            ids: (0..n).map(|_| Uuid::now_v7()).collect(),
+            ids: match ids {
+                Some(ids) => ids.to_vec(),
+                None => (0..n).map(|_| Uuid::now_v7()).collect(),
+            },
             txids,
             queues,
             payloads,

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_kv.sql",
         sql: include_str!("../../sql/migrations/0005_kv.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_timers.sql",
+        sql: include_str!("../../sql/migrations/0006_timers.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after
@@ -69,6 +74,7 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/counters.sql"),
     include_str!("../../sql/functions/kv.sql"),
     include_str!("../../sql/functions/locks.sql"),
+    include_str!("../../sql/functions/timers.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

@@ -7,7 +7,8 @@
 //!
 //! `Commit` is one round trip: a single pipeline segment (one implicit transaction) holding the
 //! lease check, one strict `queen.push` per push operation, one strict `queen.ack` for all
-//! acks and the key/value operations riding on it (`queen.kv_apply`, docs/kv.md). Any failure
+//! acks and the key/value and timer operations riding on it (`queen.kv_apply`,
+//! `queen.timers_apply`, docs/kv.md). Any failure
 //! — a lease that is not live, a duplicate transactionId, an ack that cannot be applied, a
 //! `required` key/value operation that did not apply — raises inside the segment, so nothing
 //! is applied. `Ensure` (creating partitions
@@ -21,8 +22,8 @@ use uuid::Uuid;
 use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::{EngineError, raised};
-use crate::kv::KvBatch;
 use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
+use crate::model::Riders;
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::payload::Body;
 use crate::push::{PushArrays, Row, validate};
@@ -31,9 +32,10 @@ pub(crate) async fn run(
     inner: &Inner,
     ops: Vec<TxOperation>,
     required_leases: Vec<Uuid>,
-    kv: Option<&KvBatch>,
+    riders: &Riders,
 ) -> Result<TxOutcome, EngineError> {
-    let kv = kv.filter(|k| !k.is_empty());
+    let kv = riders.kv.as_ref().filter(|k| !k.is_empty());
+    let timers = riders.timers.as_ref().filter(|t| !t.is_empty());
     if ops.len() > TX_OPERATIONS_MAX {
         return Err(EngineError::Invalid(format!(
             "a transaction may hold at most {TX_OPERATIONS_MAX} operations"
@@ -103,6 +105,7 @@ pub(crate) async fn run(
                             results: Vec::new(),
                             kv_results: None,
                             kv_failed: None,
+                            timer_results: None,
                         });
                     }
                 }
@@ -148,6 +151,9 @@ pub(crate) async fn run(
     if let Some(kv) = kv {
         p.query(&inner.st()?.kv, &[&kv.param()])?;
     }
+    if let Some(timers) = timers {
+        p.query(&inner.st()?.timers, &[&timers.param()])?;
+    }
     p.sync();
     let seg = inner
         .pool()
@@ -166,6 +172,7 @@ pub(crate) async fn run(
                     results: Vec::new(),
                     kv_results: None,
                     kv_failed: Some(f),
+                    timer_results: None,
                 });
             }
             if let Some(db) = e.as_db().filter(|d| d.code.starts_with(raised::CLASS)) {
@@ -182,6 +189,7 @@ pub(crate) async fn run(
                     results: Vec::new(),
                     kv_results: None,
                     kv_failed: None,
+                    timer_results: None,
                 });
             }
             return Err(e.into());
@@ -220,16 +228,22 @@ pub(crate) async fn run(
             None => Vec::new(),
         }
     };
-    let kv_results = match (kv, it.next()) {
-        (Some(_), Some(r)) => {
-            let row = r
-                .rows
-                .first()
-                .ok_or_else(|| EngineError::Internal("queen.kv_apply answered no row".into()))?;
-            let Json(results): Json<String> = row.get(inner.st()?.cols.kv.results)?;
-            Some(results)
-        }
-        _ => None,
+    let st = inner.st()?;
+    let kv_results = match kv {
+        Some(_) => Some(json_results(
+            it.next(),
+            st.cols.kv.results,
+            "queen.kv_apply",
+        )?),
+        None => None,
+    };
+    let timer_results = match timers {
+        Some(_) => Some(json_results(
+            it.next(),
+            st.cols.timers.results,
+            "queen.timers_apply",
+        )?),
+        None => None,
     };
     for rows in &pushes {
         if let Some(r) = rows.first() {
@@ -262,5 +276,19 @@ pub(crate) async fn run(
         results,
         kv_results,
         kv_failed: None,
+        timer_results,
     })
+}
+
+/// The JSON text in the one row of a rider's answer.
+fn json_results(
+    answer: Option<queen_wire::QueryResult>,
+    column: queen_wire::ColumnIndex,
+    function: &str,
+) -> Result<String, EngineError> {
+    let row = answer
+        .and_then(|r| r.rows.into_iter().next())
+        .ok_or_else(|| EngineError::Internal(format!("{function} answered no row")))?;
+    let Json(results): Json<String> = row.get(column)?;
+    Ok(results)
 }

@@ -268,6 +268,17 @@ impl App {
                         allow(post)?;
                         kv::locks(self, &bytes).await
                     }
+                    ["timers"] => {
+                        allow(post)?;
+                        kv::timers(self, &bytes).await
+                    }
+                    ["timers", q, key @ ..] if delete && !key.is_empty() => {
+                        kv::cancel_timer(self, q, key, &query).await
+                    }
+                    ["timers", q, key @ ..] => {
+                        allow(get)?;
+                        kv::read_timers(self, q, key, &query).await
+                    }
                     ["configure"] => {
                         allow(post)?;
                         queues::configure(self, &bytes).await

@@ -41,6 +41,8 @@ pub enum Code {
     KvExpiryNotSpecified,
     /// A lock operation is malformed (400).
     LockBadRequest,
+    /// A timer operation is malformed (400).
+    TimersBadRequest,
     /// A key/value operation marked `required` did not apply; nothing was written (409).
     KvPreconditionFailed,
     /// The body did not arrive in time (408).
@@ -107,6 +109,7 @@ impl Code {
             Code::KvExpiryNotSpecified => "kv_expiry_not_specified",
             Code::KvPreconditionFailed => "kv_precondition_failed",
             Code::LockBadRequest => "lock_bad_request",
+            Code::TimersBadRequest => "timers_bad_request",
             Code::QueueFull => "queue_full",
             Code::EncryptionKeyMissing => "encryption_key_missing",
             Code::BufferFull => "buffer_full",
@@ -220,6 +223,7 @@ impl From<EngineError> for ApiError {
                 ApiError::bad_request(Code::KvExpiryNotSpecified, m.clone())
             }
             EngineError::Lock(m) => ApiError::bad_request(Code::LockBadRequest, m.to_string()),
+            EngineError::Timer(m) => ApiError::bad_request(Code::TimersBadRequest, m.to_string()),
             EngineError::KvPrecondition(f) => ApiError {
                 reason: Some(f.reason.clone()),
                 ..ApiError::new(S::CONFLICT, Code::KvPreconditionFailed, e.to_string())

@@ -8,9 +8,10 @@ use std::time::Duration;
 use hyper::StatusCode;
 use queen_engine::EngineError;
 use queen_engine::kv::{KvBatch, KvRefusal};
+use queen_engine::timers::{TimerBatch, TimerRefusal};
 use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
-    PushOutcome, PushStatus, QUEUE_MODE, Subscription, TxOperation, TxResult,
+    PushOutcome, PushStatus, QUEUE_MODE, Riders, Subscription, TxOperation, TxResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -531,14 +532,12 @@ struct TxIn<'a> {
     required_leases: Option<Vec<String>>,
     /// Key/value operations riding on the transaction (docs/kv.md).
     kv: Option<Value>,
-    /// Timers riding on the transaction: not served, refused rather than ignored.
-    #[serde(borrow)]
-    timers: Option<&'a RawValue>,
+    /// Timer operations riding on the transaction (docs/kv.md).
+    timers: Option<Value>,
 }
 
-/// A parsed transaction: its operations, the leases it requires, and the key/value operations
-/// riding on it.
-pub(crate) type TxCall = (Vec<TxOperation>, Vec<Uuid>, Option<KvBatch>);
+/// A parsed transaction: its operations, the leases it requires, and the work riding on it.
+pub(crate) type TxCall = (Vec<TxOperation>, Vec<Uuid>, Riders);
 
 #[derive(Deserialize)]
 struct TxOpType {
@@ -592,13 +591,15 @@ pub(crate) fn parse_transaction(bytes: &[u8], sub: Option<&str>) -> Result<TxCal
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if t.timers.is_some() {
-        return Err(ApiError::bad_request(
-            Code::InvalidRequest,
-            "timers riding on a transaction are not served by this server (docs/differences.md); \
-             nothing was applied",
-        ));
-    }
+    let timers = match t.timers {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(ops)) => Some(TimerBatch::parse(&ops).map_err(EngineError::from)?),
+        Some(_) => {
+            return Err(ApiError::from(EngineError::from(TimerRefusal(
+                "`timers` must be an array of timer operations".into(),
+            ))));
+        }
+    };
     let kv = match t.kv {
         None | Some(Value::Null) => None,
         Some(Value::Array(k)) => {
@@ -610,7 +611,7 @@ pub(crate) fn parse_transaction(bytes: &[u8], sub: Option<&str>) -> Result<TxCal
             ))));
         }
     };
-    Ok((ops, leases, kv))
+    Ok((ops, leases, Riders { kv, timers }))
 }
 
 pub(crate) async fn transaction(
@@ -618,7 +619,7 @@ pub(crate) async fn transaction(
     bytes: &[u8],
     sub: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    let (ops, leases, kv) = parse_transaction(bytes, sub)?;
+    let (ops, leases, riders) = parse_transaction(bytes, sub)?;
     // Results are numbered in one flat space: each push item, each ack, then each key/value
     // operation.
     let kv_base: usize = ops
@@ -628,10 +629,10 @@ pub(crate) async fn transaction(
             TxOperation::Ack(_) => 1,
         })
         .sum();
-    let out = match &kv {
-        Some(kv) => app.engine.transaction_with_kv(ops, leases, kv).await?,
-        None => app.engine.transaction(ops, leases).await?,
-    };
+    let out = app
+        .engine
+        .transaction_with_riders(ops, leases, &riders)
+        .await?;
     let mut results = Vec::new();
     let mut index = 0;
     for r in &out.results {
@@ -655,13 +656,19 @@ pub(crate) async fn transaction(
             }
         }
     }
-    // The key/value results follow the operations' in one flat index space.
-    if let Some(kv) = out.kv_results.as_deref() {
-        let kv: Vec<Value> = serde_json::from_str(kv).map_err(ApiError::internal)?;
-        for (i, mut r) in kv.into_iter().enumerate() {
-            r["index"] = (kv_base + i).into();
-            r["type"] = "kv".into();
+    // The riders' results follow the operations' in one flat index space: key/value, then
+    // timers.
+    let mut next = kv_base;
+    for (kind, rider) in [("kv", &out.kv_results), ("timer", &out.timer_results)] {
+        let Some(rider) = rider.as_deref() else {
+            continue;
+        };
+        let rider: Vec<Value> = serde_json::from_str(rider).map_err(ApiError::internal)?;
+        for mut r in rider {
+            r["index"] = next.into();
+            r["type"] = kind.into();
             results.push(r);
+            next += 1;
         }
     }
     let mut v = serde_json::json!({

@@ -1,0 +1,1 @@
+SELECT queen.timers_apply($1::jsonb) AS results
