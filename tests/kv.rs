@@ -16,13 +16,22 @@ use support::Server;
 
 const NS: &str = "kv-tests";
 
-async fn kv(s: &Server, ops: Value) -> Vec<Value> {
-    s.post("/api/v1/kv", &json!({ "operations": ops }))
+/// The results of a call of `route` (`kv`, `locks`) with `ops`, which must answer 200.
+async fn call(s: &Server, route: &str, ops: Value) -> Vec<Value> {
+    s.post(&format!("/api/v1/{route}"), &json!({ "operations": ops }))
         .await
         .expect(200)["results"]
         .as_array()
         .unwrap()
         .clone()
+}
+
+async fn kv(s: &Server, ops: Value) -> Vec<Value> {
+    call(s, "kv", ops).await
+}
+
+async fn locks(s: &Server, ops: Value) -> Vec<Value> {
+    call(s, "locks", ops).await
 }
 
 /// Concurrent writers of one key are judged one after the other: exactly one `putIfAbsent`
@@ -333,15 +342,6 @@ async fn riders_share_the_transaction_and_malformed_riders_refuse_it() {
         .await
         .unwrap();
     assert_eq!(after.status, 204, "a refused bundle pushed nothing");
-}
-
-async fn locks(s: &Server, ops: Value) -> Vec<Value> {
-    s.post("/api/v1/locks", &json!({ "operations": ops }))
-        .await
-        .expect(200)["results"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// A semaphore of 5 grants exactly 5 of 50 concurrent acquires, one per slot; a guard of a

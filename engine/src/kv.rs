@@ -367,12 +367,36 @@ impl Engine {
             .query(&st.kv, &[&batch.param()])
             .await
             .map_err(|e| precondition(e.into()))?;
-        let row = rows
-            .first()
-            .ok_or_else(|| EngineError::Internal("queen.kv_apply answered no row".into()))?;
-        let Json(results): Json<String> = row.get(st.cols.kv.results)?;
-        Ok(results)
+        json_answer(
+            rows.into_iter().next(),
+            st.cols.kv.results,
+            "queen.kv_apply",
+        )
     }
+}
+
+/// Runs one of the batch functions of the store, its locks and timers (one jsonb parameter,
+/// one jsonb answer: the results array's text).
+pub(crate) async fn run_batch_function(
+    inner: &Inner,
+    statement: &queen_wire::Statement,
+    column: queen_wire::ColumnIndex,
+    param: &Json<String>,
+    function: &str,
+) -> Result<String, EngineError> {
+    let rows = inner.pool().query(statement, &[param]).await?;
+    json_answer(rows.into_iter().next(), column, function)
+}
+
+/// The JSON text in the answer's row of a batch function (`None`: it answered no row).
+pub(crate) fn json_answer(
+    row: Option<queen_wire::Row>,
+    column: queen_wire::ColumnIndex,
+    function: &str,
+) -> Result<String, EngineError> {
+    let row = row.ok_or_else(|| EngineError::Internal(format!("{function} answered no row")))?;
+    let Json(results): Json<String> = row.get(column)?;
+    Ok(results)
 }
 
 /// A `required` operation that did not apply, as `queen.kv_apply` raises it (QU007, DETAIL: a

@@ -11,13 +11,13 @@
 //! Cancel-safety: a batch is one statement; a caller that goes away leaves it to commit or roll
 //! back whole. An acquire whose answer is lost is safe to send again with the same `owner`.
 
-use queen_wire::{Client, Json};
+use queen_wire::Json;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::kv::KV_TTL_MAX;
+use crate::kv::{KV_TTL_MAX, run_batch_function};
 
 /// Operations in one call at most.
 pub const LOCK_OPS_MAX: usize = 100;
@@ -151,12 +151,14 @@ impl Engine {
         let inner = self.inner();
         let st = inner.st()?;
         let ops = Json(Value::Array(batch.ops.clone()).to_string());
-        let rows = inner.pool().query(&st.locks, &[&ops]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| EngineError::Internal("queen.locks_apply answered no row".into()))?;
-        let Json(results): Json<String> = row.get(st.cols.locks.results)?;
-        Ok(results)
+        run_batch_function(
+            inner,
+            &st.locks,
+            st.cols.locks.results,
+            &ops,
+            "queen.locks_apply",
+        )
+        .await
     }
 }
 

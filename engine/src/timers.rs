@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
+use crate::kv::run_batch_function;
 use crate::limits::{check_name, check_transaction_id};
 use crate::model::{DEFAULT_PARTITION, PushItem};
 
@@ -252,12 +253,14 @@ impl Engine {
         }
         let inner = self.inner();
         let st = inner.st()?;
-        let rows = inner.pool().query(&st.timers, &[&batch.param()]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| EngineError::Internal("queen.timers_apply answered no row".into()))?;
-        let Json(results): Json<String> = row.get(st.cols.timers.results)?;
-        Ok(results)
+        run_batch_function(
+            inner,
+            &st.timers,
+            st.cols.timers.results,
+            &batch.param(),
+            "queen.timers_apply",
+        )
+        .await
     }
 
     /// Pending timers of a queue by key: one (`key`), or a page after `after` (exclusive) of at

@@ -16,12 +16,13 @@
 
 use std::sync::Arc;
 
-use queen_wire::{Client, Json, Pipeline};
+use queen_wire::{Client, Pipeline};
 use uuid::Uuid;
 
 use crate::ack::{AckArrays, outcomes};
 use crate::engine::Inner;
 use crate::error::{EngineError, raised};
+use crate::kv::json_answer;
 use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 use crate::model::Riders;
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
@@ -230,7 +231,7 @@ pub(crate) async fn run(
     };
     let st = inner.st()?;
     let kv_results = match kv {
-        Some(_) => Some(json_results(
+        Some(_) => Some(rider_answer(
             it.next(),
             st.cols.kv.results,
             "queen.kv_apply",
@@ -238,7 +239,7 @@ pub(crate) async fn run(
         None => None,
     };
     let timer_results = match timers {
-        Some(_) => Some(json_results(
+        Some(_) => Some(rider_answer(
             it.next(),
             st.cols.timers.results,
             "queen.timers_apply",
@@ -280,15 +281,15 @@ pub(crate) async fn run(
     })
 }
 
-/// The JSON text in the one row of a rider's answer.
-fn json_results(
+/// The results of a rider's statement.
+fn rider_answer(
     answer: Option<queen_wire::QueryResult>,
     column: queen_wire::ColumnIndex,
     function: &str,
 ) -> Result<String, EngineError> {
-    let row = answer
-        .and_then(|r| r.rows.into_iter().next())
-        .ok_or_else(|| EngineError::Internal(format!("{function} answered no row")))?;
-    let Json(results): Json<String> = row.get(column)?;
-    Ok(results)
+    json_answer(
+        answer.and_then(|r| r.rows.into_iter().next()),
+        column,
+        function,
+    )
 }

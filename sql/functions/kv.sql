@@ -44,6 +44,8 @@ DECLARE
     v_row queen.kv;
     v_live boolean;
     v_expect bigint;
+    v_held boolean;
+    v_missed text;
     v_applied boolean;
     v_reason text;
     v_version bigint;
@@ -73,7 +75,18 @@ BEGIN
             SELECT * INTO v_row FROM queen.kv k WHERE k.ns = v_ns AND k.key = v_key;
             v_live := FOUND AND (v_row.expires_at IS NULL OR v_row.expires_at > now());
         END IF;
+        -- The condition an `expect` states (put, delete, check), judged against the row.
         v_expect := (v_op->>'expect')::bigint;
+        IF v_expect = 0 THEN
+            v_held := NOT v_live;
+            v_missed := 'exists';
+        ELSIF v_expect IS NOT NULL THEN
+            v_held := v_live AND v_row.version = v_expect;
+            v_missed := CASE WHEN v_live THEN 'version' ELSE 'absent' END;
+        ELSE
+            v_held := true;
+            v_missed := NULL;
+        END IF;
         v_expires := now() + make_interval(secs => (v_op->>'ttl')::bigint);
 
         CASE v_op->>'op'
@@ -131,15 +144,8 @@ BEGIN
                 'nextAfter', CASE WHEN v_more THEN v_rows->(v_n - 1)->'key' END);
 
         WHEN 'put' THEN
-            IF v_expect IS NULL THEN
-                v_applied := true;
-            ELSIF v_expect = 0 THEN
-                v_applied := NOT v_live;
-                v_reason := 'exists';
-            ELSE
-                v_applied := v_live AND v_row.version = v_expect;
-                v_reason := CASE WHEN v_live THEN 'version' ELSE 'absent' END;
-            END IF;
+            v_applied := v_held;
+            v_reason := v_missed;
             IF v_applied THEN
                 v_version := nextval('queen.kv_versions');
                 INSERT INTO queen.kv (ns, key, value, version, expires_at, updated_at)
@@ -152,13 +158,8 @@ BEGIN
             END IF;
 
         WHEN 'delete' THEN
-            IF NOT v_live THEN
-                v_applied := false;
-                v_reason := 'absent';
-            ELSE
-                v_applied := v_expect IS NULL OR v_row.version = v_expect;
-                v_reason := 'version';
-            END IF;
+            v_applied := v_live AND v_held;
+            v_reason := CASE WHEN v_live THEN v_missed ELSE 'absent' END;
             -- A live row that applies goes; so does an expired one nobody can see.
             IF v_row.key IS NOT NULL AND (v_applied OR NOT v_live) THEN
                 DELETE FROM queen.kv k WHERE k.ns = v_ns AND k.key = v_key;
@@ -169,13 +170,8 @@ BEGIN
             END IF;
 
         WHEN 'check' THEN
-            IF v_expect = 0 THEN
-                v_applied := NOT v_live;
-                v_reason := 'exists';
-            ELSE
-                v_applied := v_live AND v_row.version = v_expect;
-                v_reason := CASE WHEN v_live THEN 'version' ELSE 'absent' END;
-            END IF;
+            v_applied := v_held;
+            v_reason := v_missed;
             IF v_applied THEN
                 v_r := jsonb_build_object('applied', true, 'key', v_key,
                     'version', CASE WHEN v_live THEN v_row.version ELSE 0 END);
