@@ -9,6 +9,7 @@
 //!   consumers measure push → pop latency, and lost or duplicated messages are counted;
 //! * `routes` — the analytics routes' latency on a large data set under an e2e load, and the
 //!   load's figures with and without that traffic (see `routes.rs`);
+//! * `fetch` — reads by offset; `kv` — increments of the key/value store;
 //! * `pgmq-send`, `pgmq-consume` — the peer queue pgmq over SQL (`--database-url`), driven as
 //!   an application drives it, for side-by-side figures (see `pgmq.rs`).
 //!
@@ -45,6 +46,9 @@ enum Mode {
     /// Reads by offset (`POST /api/v1/fetch`): `--consumers` readers, each call one partition
     /// from a random offset, about `--batch` records (counted as consumed).
     Fetch,
+    /// The key/value store (`POST /api/v1/kv`): `--connections` clients, each call `--batch`
+    /// `incr` operations on random keys of `--partitions` keys (operations counted as pushed).
+    Kv,
 }
 
 /// Drive a queen server over HTTP.
@@ -553,6 +557,19 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             }));
         }
     }
+    if args.mode == Mode::Kv {
+        for _ in 0..args.connections.max(1) {
+            tasks.push(tokio::spawn(increment(
+                args.batch.max(1),
+                args.partitions.max(1),
+                stats.clone(),
+                stop.clone(),
+                deadline,
+                addr.to_owned(),
+                queue.to_owned(),
+            )));
+        }
+    }
     if args.mode == Mode::Fetch {
         for r in 0..args.consumers.max(1) {
             tasks.push(tokio::spawn(read_by_offset(
@@ -686,6 +703,47 @@ async fn read_by_offset(
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
             },
+            Ok(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let Some(c) = reconnect(&stats, &addr).await else {
+                    return;
+                };
+                conn = c;
+            }
+        }
+    }
+}
+
+/// One key/value client: calls of `ops` increments of random keys among `keys` (the namespace
+/// is the run's queue name), counting the operations applied.
+async fn increment(
+    ops: usize,
+    keys: usize,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    addr: String,
+    ns: String,
+) {
+    let Some(mut conn) = connect(&stats, &addr).await else {
+        return;
+    };
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let batch: Vec<Value> = (0..ops)
+            .map(|_| {
+                let k = uuid::Uuid::new_v4().as_u128() % keys as u128;
+                json!({"op": "incr", "ns": ns, "key": format!("k{k}"), "forever": true})
+            })
+            .collect();
+        let body = json!({ "operations": batch }).to_string();
+        let t0 = Instant::now();
+        match conn.request("POST", "/api/v1/kv", body.as_bytes()).await {
+            Ok((200, _)) => {
+                stats.pushed.fetch_add(ops as u64, Ordering::Relaxed);
+                record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+            }
             Ok(_) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             }
