@@ -506,3 +506,57 @@ async fn each_timer_is_delivered_once_with_the_ids_promised() {
         }
     }
 }
+
+/// On a server with an encryption key a timer's payload waits sealed (peek says so and shows
+/// the envelope), and is delivered as it was sent.
+#[tokio::test]
+async fn timer_payloads_wait_sealed_on_a_server_with_a_key() {
+    let key = "7c".repeat(32);
+    let db = queen_wire::embedded::test_config("kv_timers_sealed")
+        .await
+        .unwrap();
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("kv_timers_sealed"),
+        false,
+        &[("QUEEN_ENCRYPTION_KEY", key.as_str())],
+    )
+    .await;
+    let payload = json!({"card": "4111-1111"});
+    let later = json!({"op": "schedule", "queue": "sealed", "timerKey": "later",
+                       "payload": b64(&payload), "delayMs": 600_000});
+    s.post("/api/v1/timers", &json!({ "operations": [later] }))
+        .await
+        .expect(200);
+    let peek = s.get("/api/v1/timers/sealed/later").await.unwrap().json();
+    assert_eq!(peek["encrypted"], true, "{peek}");
+    assert_ne!(peek["payload"], b64(&payload));
+    let c = Connection::connect(&db).await.unwrap();
+    let stored = c
+        .query_sql(
+            "SELECT payload IS NULL AND sealed IS NOT NULL AS sealed FROM queen.timers",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(stored[0].get::<bool>("sealed").unwrap());
+
+    let now = json!({"op": "schedule", "queue": "sealed", "timerKey": "now",
+                     "payload": b64(&payload), "delayMs": 0});
+    s.post("/api/v1/timers", &json!({ "operations": [now] }))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .get("/api/v1/pop/queue/sealed?batch=1&wait=false")
+            .await
+            .unwrap();
+        if r.status == 200 {
+            assert_eq!(r.json()["messages"][0]["data"], payload);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the timer never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -150,9 +150,11 @@ statements! {
     kv_prune => "kv_prune.sql" { pruned },
     locks => "locks.sql" { results },
     timers => "timers.sql" { results },
-    timers_claim => "timers_claim.sql" { queue, timer_key, partition, txn, message_id, payload },
+    timers_claim => "timers_claim.sql" {
+        queue, timer_key, partition, txn, message_id, payload, sealed,
+    },
     timers_settle => "timers_settle.sql",
-    timers_read => "timers_read.sql" { timer, payload },
+    timers_read => "timers_read.sql" { timer, payload, sealed },
 }
 
 /// The first column of the first row of an answer (None for no row or NULL): the shape of every

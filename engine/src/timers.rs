@@ -117,9 +117,27 @@ impl TimerBatch {
         self.ops.is_empty()
     }
 
-    /// The batch as `queen.timers_apply`'s parameter.
-    pub(crate) fn param(&self) -> Json<String> {
-        Json(Value::Array(self.ops.clone()).to_string())
+    /// The batch as `queen.timers_apply`'s parameter. With a cipher (the server's encryption
+    /// key), every payload is sealed with it: a timer's queue may encrypt, and its payload is
+    /// not kept in the clear while it waits.
+    pub(crate) fn param(&self, cipher: Option<&crate::crypto::Cipher>) -> Json<String> {
+        let Some(cipher) = cipher else {
+            return Json(Value::Array(self.ops.clone()).to_string());
+        };
+        let ops: Vec<Value> = self
+            .ops
+            .iter()
+            .map(|op| {
+                let mut op = op.clone();
+                if let Some(text) = op.get("payload").and_then(Value::as_str) {
+                    let sealed = cipher.encrypt(text.as_bytes());
+                    op["sealed"] = payload_base64(&sealed).into();
+                    op["payload"] = Value::Null;
+                }
+                op
+            })
+            .collect();
+        Json(Value::Array(ops).to_string())
     }
 }
 
@@ -229,19 +247,21 @@ fn payload(v: Option<&Value>) -> Result<String, String> {
     Ok(text.trim().to_owned())
 }
 
-/// A stored payload as the API shows it: base64 of its JSON text, as it was sent.
-pub fn payload_base64(payload: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(payload)
+/// Bytes as base64, as timer payloads travel.
+pub fn payload_base64(bytes: impl AsRef<[u8]>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// One stored timer as a read answers it: its fields, and its payload (JSON text).
+/// One stored timer as a read answers it: its fields, and its payload exactly as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTimer {
     /// `{queue, timerKey, partition, txn, messageId, deliverAt, attempts, lastError, createdAt,
     /// updatedAt}` as JSON text.
     pub fields: String,
-    /// The payload the fire will push.
-    pub payload: String,
+    /// The stored payload: the JSON text's bytes, or its sealed envelope when `encrypted`.
+    pub payload: Vec<u8>,
+    /// Whether the payload is sealed with the server's key (peek does not open it).
+    pub encrypted: bool,
 }
 
 impl Engine {
@@ -257,7 +277,7 @@ impl Engine {
             inner,
             &st.timers,
             st.cols.timers.results,
-            &batch.param(),
+            &batch.param(inner.config().cipher.as_ref()),
             "queen.timers_apply",
         )
         .await
@@ -282,9 +302,19 @@ impl Engine {
         rows.iter()
             .map(|r| {
                 let Json(fields): Json<String> = r.get(c.timer)?;
+                let (payload, encrypted) = match r.get::<Option<Vec<u8>>>(c.sealed)? {
+                    Some(sealed) => (sealed, true),
+                    None => (
+                        r.get::<Option<String>>(c.payload)?
+                            .unwrap_or_default()
+                            .into_bytes(),
+                        false,
+                    ),
+                };
                 Ok(StoredTimer {
                     fields,
-                    payload: r.get(c.payload)?,
+                    payload,
+                    encrypted,
                 })
             })
             .collect()
@@ -311,10 +341,23 @@ async fn fire(inner: Arc<Inner>) -> Result<(), EngineError> {
         let c = st.cols.timers_claim;
         // Per queue, so that a queue that refuses (full) holds back only its own timers.
         let mut by_queue: BTreeMap<String, Vec<(String, PushItem, Uuid)>> = BTreeMap::new();
+        let (mut queues, mut keys, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         for r in &rows {
             let queue: String = r.get(c.queue)?;
             let key: String = r.get(c.timer_key)?;
-            let payload: String = r.get(c.payload)?;
+            // Opened here (sealed at rest on a server with a key); the push seals it again
+            // when its queue encrypts. One that does not open (another key) is its own
+            // timer's error, not the fire's.
+            let payload = match crate::payload::stored(&inner, r, c.payload, c.sealed) {
+                Ok(p) => p.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(queue, key, error = %e, "a timer's payload does not open");
+                    queues.push(queue);
+                    keys.push(key);
+                    errors.push(Some(e.to_string()));
+                    continue;
+                }
+            };
             let item = PushItem {
                 queue: queue.clone(),
                 partition: r.get(c.partition)?,
@@ -326,7 +369,6 @@ async fn fire(inner: Arc<Inner>) -> Result<(), EngineError> {
             let id: Uuid = r.get(c.message_id)?;
             by_queue.entry(queue).or_default().push((key, item, id));
         }
-        let (mut queues, mut keys, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         for (queue, timers) in by_queue {
             let items: Vec<PushItem> = timers.iter().map(|(_, it, _)| it.clone()).collect();
             let ids: Vec<Uuid> = timers.iter().map(|(_, _, id)| *id).collect();

@@ -153,7 +153,10 @@ pub(crate) async fn run(
         p.query(&inner.st()?.kv, &[&kv.param()])?;
     }
     if let Some(timers) = timers {
-        p.query(&inner.st()?.timers, &[&timers.param()])?;
+        p.query(
+            &inner.st()?.timers,
+            &[&timers.param(inner.config().cipher.as_ref())],
+        )?;
     }
     p.sync();
     let seg = inner

@@ -12,7 +12,8 @@ $$;
 -- Runs schedule and cancel operations in order, in one transaction; the server has checked
 -- them, and no (queue, timerKey) appears twice in one call:
 --   {"op": "schedule", "queue", "timerKey", "partition", "txn", "messageId", "payload" (JSON
---    text), "delayMs", "reschedule"}
+--    text) or "sealed" (base64 of it sealed, on a server with an encryption key), "delayMs",
+--    "reschedule"}
 --   {"op": "cancel", "queue", "timerKey", "txn"?}
 -- Schedule is an upsert: a timer already there is replaced (status "rescheduled", its attempts
 -- back to 0), unless a fire has claimed it (status "too_late": the message is being delivered).
@@ -33,14 +34,16 @@ BEGIN
         v_r := NULL;
         IF v_op->>'op' = 'schedule' THEN
             INSERT INTO queen.timers AS t (queue, timer_key, partition, txn, message_id, payload,
-                                           deliver_at, created_at, updated_at)
+                                           sealed, deliver_at, created_at, updated_at)
             VALUES (v_op->>'queue', v_op->>'timerKey', v_op->>'partition', v_op->>'txn',
                     (v_op->>'messageId')::uuid, v_op->>'payload',
+                    decode(v_op->>'sealed', 'base64'),
                     now() + make_interval(secs => (v_op->>'delayMs')::double precision / 1000),
                     now(), now())
             ON CONFLICT (queue, timer_key) DO UPDATE
                SET partition = excluded.partition, txn = excluded.txn,
                    message_id = excluded.message_id, payload = excluded.payload,
+                   sealed = excluded.sealed,
                    deliver_at = excluded.deliver_at, attempts = 0, last_error = NULL,
                    claim_token = NULL, claimed_until = NULL, updated_at = now()
              WHERE t.claimed_until IS NULL OR t.claimed_until < now()
@@ -116,9 +119,9 @@ $$;
 
 -- One timer, or one page of a queue's timers by key (after: exclusive).
 CREATE FUNCTION queen.timers_read(p_queue text, p_key text, p_after text, p_limit integer)
-RETURNS TABLE (timer jsonb, payload text)
+RETURNS TABLE (timer jsonb, payload text, sealed bytea)
 LANGUAGE sql STABLE AS $$
-    SELECT queen.timer_json(t), t.payload FROM queen.timers t
+    SELECT queen.timer_json(t), t.payload, t.sealed FROM queen.timers t
      WHERE t.queue = p_queue
        AND (p_key IS NULL OR t.timer_key = p_key COLLATE "C")
        AND (p_after IS NULL OR t.timer_key > p_after COLLATE "C")

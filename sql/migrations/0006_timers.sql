@@ -7,6 +7,8 @@
 -- * claim_token / claimed_until: a fire in progress. While claimed, a cancel or reschedule
 --   answers too_late; a claim that outlives claimed_until (its server died) is taken again.
 -- * attempts / last_error: fires the queue refused (full, say), retried with a backoff.
+-- * payload / sealed: the JSON text to push, or — on a server with an encryption key — that
+--   text sealed with it (a timer's queue may encrypt; its payload is not kept in the clear).
 
 CREATE TABLE queen.timers (
     queue text NOT NULL,
@@ -14,7 +16,8 @@ CREATE TABLE queen.timers (
     partition text NOT NULL,
     txn text NOT NULL,
     message_id uuid NOT NULL,
-    payload text NOT NULL,
+    payload text,
+    sealed bytea,
     deliver_at timestamptz NOT NULL,
     attempts integer NOT NULL DEFAULT 0,
     last_error text,

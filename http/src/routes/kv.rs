@@ -126,7 +126,7 @@ pub(crate) async fn read_timers(
                 let mut v: Value = serde_json::from_str(&t.fields).map_err(ApiError::internal)?;
                 v["found"] = true.into();
                 v["payload"] = queen_engine::timers::payload_base64(&t.payload).into();
-                v["encrypted"] = false.into();
+                v["encrypted"] = t.encrypted.into();
                 v
             }
             None => serde_json::json!({"found": false, "queue": queue, "timerKey": key}),
