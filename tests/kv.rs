@@ -560,3 +560,33 @@ async fn timer_payloads_wait_sealed_on_a_server_with_a_key() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// While pushes go to the disk buffer (push maintenance), due timers wait rather than overtake
+/// them, and fire once it ends. The fire runs every 10 ms here: a second of waiting is a
+/// hundred fires that must all hold back.
+#[tokio::test]
+async fn timers_wait_while_pushes_go_to_the_buffer() {
+    let s = Server::start("kv_timers_maintenance", &[("TIMER_INTERVAL", "10")]).await;
+    s.post("/api/v1/system/maintenance", &json!({"enabled": true}))
+        .await
+        .expect(200);
+    let op = json!({"op": "schedule", "queue": "held", "timerKey": "t",
+                    "payload": b64(&json!(1)), "delayMs": 0});
+    s.post("/api/v1/timers", &json!({ "operations": [op] }))
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let peek = s.get("/api/v1/timers/held/t").await.unwrap().json();
+    assert_eq!(peek["found"], true, "a timer fired during push maintenance");
+    s.post("/api/v1/system/maintenance", &json!({"enabled": false}))
+        .await
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/api/v1/timers/held/t").await.unwrap().json()["found"] == true {
+        assert!(
+            Instant::now() < deadline,
+            "the timer never fired after maintenance"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -16,6 +16,9 @@
 //! leaves a claim that lapses; the next fire pushes again and the push is a duplicate of the
 //! first by transactionId: each timer is delivered once.
 //!
+//! While the disk buffer holds pushes (push maintenance, or pushes accepted while the database
+//! was away and not yet replayed), the fire waits: it would overtake them.
+//!
 //! Cancel-safety: every step is one statement; a fire interrupted anywhere is finished by a
 //! later one as above.
 
@@ -328,6 +331,13 @@ pub(crate) fn start_firing(inner: Weak<Inner>) {
 
 /// One fire: claims due timers and pushes them, a batch at a time while batches come back full.
 async fn fire(inner: Arc<Inner>) -> Result<(), EngineError> {
+    // While pushes go to the disk buffer (push maintenance) or buffered pushes wait for their
+    // replay, timers wait too: a fire would overtake buffered messages of its partition.
+    if let Some(b) = inner.buffer()
+        && (b.must_buffer(std::iter::empty()) || !b.caught_up() || b.has_pending())
+    {
+        return Ok(());
+    }
     loop {
         let st = inner.st()?;
         let claim = Uuid::new_v4();

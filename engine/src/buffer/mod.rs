@@ -350,6 +350,11 @@ impl DiskBuffer {
         self.caught_up.load(Ordering::Acquire)
     }
 
+    /// Whether buffered pushes wait for their replay.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending_total.load(Ordering::Acquire) > 0
+    }
+
     pub(crate) fn status(&self, db_healthy: bool) -> BufferStatus {
         BufferStatus {
             pending: self.pending_total.load(Ordering::Acquire),
