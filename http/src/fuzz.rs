@@ -1,12 +1,14 @@
 //! Property tests of every parser of request input — query strings, path segments, JSON bodies,
-//! push items, acknowledgements, transactions, configure options, reads by offset and partition
-//! discovery: arbitrary input never panics, and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
+//! push items, acknowledgements, transactions (with their key/value and timer riders), configure
+//! options, reads by offset and partition discovery, key/value, lock and timer batches:
+//! arbitrary input never panics, and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
 
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 
 use crate::body;
 use crate::query::{Query, percent_decode};
+use crate::routes::kv::{parse, parse_locks, parse_timers};
 use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
 use crate::routes::queues::parse_configure;
 use crate::routes::reads::{parse_changed, parse_fetch};
@@ -23,6 +25,24 @@ fn jsonish() -> impl Strategy<Value = String> {
         Just("1e400".to_owned()),
         Just("\"\\u0000\"".to_owned()),
         Just("\"\\ud800\"".to_owned()),
+        // Operation names of the key/value, lock and timer batches.
+        prop::sample::select(vec![
+            "get",
+            "getMany",
+            "getPrefix",
+            "put",
+            "putIfAbsent",
+            "delete",
+            "check",
+            "incr",
+            "acquire",
+            "renew",
+            "release",
+            "schedule",
+            "reschedule",
+            "cancel"
+        ])
+        .prop_map(|op| format!("\"{op}\"")),
     ];
     let keys = prop::sample::select(vec![
         "items",
@@ -50,6 +70,24 @@ fn jsonish() -> impl Strategy<Value = String> {
         "since",
         "after",
         "limit",
+        "op",
+        "ns",
+        "key",
+        "keys",
+        "value",
+        "ttlSeconds",
+        "forever",
+        "expect",
+        "required",
+        "delta",
+        "name",
+        "token",
+        "owner",
+        "timerKey",
+        "delayMs",
+        "txn",
+        "kv",
+        "timers",
     ]);
     atom.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
@@ -102,6 +140,15 @@ proptest! {
                 prop_assert!(client_error(&e));
             }
             if let Err(e) = parse_configure(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_locks(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_timers(input) {
                 prop_assert!(client_error(&e));
             }
             match parse_fetch(input) {
