@@ -14,11 +14,7 @@ SECS=${1:-10}
 ROUNDS=${2:-2}
 cd "$(dirname "$0")/.."
 . benches/pg.sh
-cleanup() {
-  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  stop_cluster
-}
-trap cleanup EXIT
+trap stop_all EXIT
 cargo build --release --workspace --bins >/dev/null 2>&1
 start_cluster queen-kv
 start_queen FILE_BUFFER_DIR="$WORK/buffer"

@@ -41,12 +41,7 @@ tps() { grep -Eo 'tps = [0-9.]+' | head -1 | cut -d' ' -f3; }
 load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 RESULTS=$(mktemp /tmp/queen-peers.XXXXXX)
 SERVER=""
-cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  SERVER=""
-  stop_cluster
-}
-trap 'cleanup; rm -f "$RESULTS"' EXIT
+trap 'stop_all; rm -f "$RESULTS"' EXIT
 
 mkdir -p "$CACHE"
 if [ ! -f "$CACHE/pgmq-$PGMQ_VERSION.sql" ]; then
@@ -96,7 +91,7 @@ SQL
   "${PGBENCH[@]}" -c 10 -f "$WORK/read.sql" >/dev/null 2>&1
   after=$("${PSQL[@]}" -c "SELECT count(*) FROM pgmq.q_bench")
   record pgmq_read_delete_100_pgbench "$(python3 -c "print(($before - $after) / $SECS)")"
-  cleanup
+  stop_all
 }
 
 run_ceiling() {
@@ -116,7 +111,7 @@ SQL
   local t
   t=$("${PGBENCH[@]}" -c 10 -f "$WORK/insert.sql" 2>&1 | tps)
   record ceiling_insert_100 "$(python3 -c "print($t * 100)")"
-  cleanup
+  stop_all
 }
 
 run_queen() {
@@ -139,7 +134,7 @@ run_queen() {
     exit 1
   fi
   record queen_pop_100_ack "$(echo "$out" | load_rate consume_msgs_per_sec)"
-  cleanup
+  stop_all
 }
 
 echo "machine: $(nproc) cores; PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'); fsync and synchronous_commit on; payload ~200 bytes; ${SECS} s per figure; $ROUNDS rounds"

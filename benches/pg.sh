@@ -8,6 +8,8 @@
 #   start_queen [ENV=VALUE…] `queen serve` (the release build) on that cluster, with the
 #                            settings given: sets HTTP (its port) and SERVER (its pid) and
 #                            returns once it answers /ready
+#   stop_all                 stops the server start_queen started (if any), then the cluster:
+#                            what a bench's EXIT trap runs
 #   free_port                a free TCP port
 #   as_pg <cmd…>             runs a command as `postgres` when root
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -36,4 +38,11 @@ start_queen() {
     HOST=127.0.0.1 LOG_LEVEL=warn target/release/queen serve &
   SERVER=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop_all() {
+  if [ -n "${SERVER:-}" ]; then
+    kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+  fi
+  SERVER=""
+  stop_cluster
 }

@@ -23,8 +23,7 @@ cd "$(dirname "$0")/.."
 cleanup() {
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null || true
   [ -n "${OLDEST:-}" ] && kill "$OLDEST" 2>/dev/null || true
-  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  stop_cluster
+  stop_all
 }
 trap cleanup EXIT
 

@@ -17,6 +17,7 @@ use std::sync::Weak;
 
 use crate::engine::{Engine, Inner};
 use crate::error::{EngineError, raised};
+use crate::limits::check_key;
 use crate::push::check_json_escapes;
 
 /// Operations in one batch at most.
@@ -258,16 +259,7 @@ fn namespace(v: Option<&Value>) -> Result<&str, KvRefusal> {
 
 /// A key (or prefix): 1 to [`KV_KEY_MAX`] bytes with no control character.
 fn key<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a str, KvRefusal> {
-    match v {
-        Some(Value::String(s))
-            if !s.is_empty() && s.len() <= KV_KEY_MAX && !s.chars().any(char::is_control) =>
-        {
-            Ok(s)
-        }
-        _ => Err(bad(format!(
-            "`{what}` must be a string of 1 to {KV_KEY_MAX} bytes without control characters"
-        ))),
-    }
+    check_key(v, what, KV_KEY_MAX, None).map_err(bad)
 }
 
 /// A value: any JSON (null included) PostgreSQL can store, at most [`KV_VALUE_MAX`] bytes.

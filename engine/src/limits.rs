@@ -60,6 +60,30 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A key-like string in a JSON body (a key of the key/value store, a lock's name or owner, a
+/// timer's key): 1 to `max` bytes, no control characters, and not `forbidden` when given. The
+/// error names the field `what`.
+pub fn check_key<'a>(
+    v: Option<&'a serde_json::Value>,
+    what: &str,
+    max: usize,
+    forbidden: Option<char>,
+) -> Result<&'a str, String> {
+    match v {
+        Some(serde_json::Value::String(s))
+            if !s.is_empty()
+                && s.len() <= max
+                && !s.chars().any(|c| c.is_control() || Some(c) == forbidden) =>
+        {
+            Ok(s)
+        }
+        _ => Err(format!(
+            "`{what}` must be a string of 1 to {max} bytes without control characters{}",
+            forbidden.map(|c| format!(" or '{c}'")).unwrap_or_default()
+        )),
+    }
+}
+
 /// Text the server stores as given: at most `max` bytes and no NUL (PostgreSQL text cannot
 /// hold it).
 pub fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::kv::{KV_TTL_MAX, run_batch_function};
+use crate::limits::check_key;
 
 /// Operations in one call at most.
 pub const LOCK_OPS_MAX: usize = 100;
@@ -63,6 +64,11 @@ impl LockBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// The batch as `queen.locks_apply`'s parameter.
+    fn param(&self) -> Json<String> {
+        Json(Value::Array(self.ops.clone()).to_string())
+    }
 }
 
 fn operation(o: &Map<String, Value>) -> Result<Value, String> {
@@ -98,18 +104,7 @@ fn operation(o: &Map<String, Value>) -> Result<Value, String> {
 fn text<'a>(v: Option<&'a Value>, what: &str, name: bool) -> Result<Option<&'a str>, String> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s))
-            if !s.is_empty()
-                && s.len() <= LOCK_NAME_MAX
-                && !s.chars().any(|c| c.is_control() || (name && c == '#')) =>
-        {
-            Ok(Some(s))
-        }
-        _ => Err(format!(
-            "`{what}` must be a string of 1 to {LOCK_NAME_MAX} bytes without control \
-             characters{}",
-            if name { " or '#'" } else { "" }
-        )),
+        v => check_key(v, what, LOCK_NAME_MAX, name.then_some('#')).map(Some),
     }
 }
 
@@ -150,12 +145,11 @@ impl Engine {
         }
         let inner = self.inner();
         let st = inner.st()?;
-        let ops = Json(Value::Array(batch.ops.clone()).to_string());
         run_batch_function(
             inner,
             &st.locks,
             st.cols.locks.results,
-            &ops,
+            &batch.param(),
             "queen.locks_apply",
         )
         .await

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
 use crate::kv::run_batch_function;
-use crate::limits::{check_name, check_transaction_id};
+use crate::limits::{check_key, check_name, check_transaction_id};
 use crate::model::{DEFAULT_PARTITION, PushItem};
 
 /// Operations in one call at most.
@@ -216,16 +216,7 @@ fn name(v: Option<&Value>, what: &str) -> Result<String, String> {
 
 /// A timer key: 1 to [`TIMER_KEY_MAX`] bytes without control characters.
 pub fn timer_key(v: Option<&Value>) -> Result<String, String> {
-    match v {
-        Some(Value::String(s))
-            if !s.is_empty() && s.len() <= TIMER_KEY_MAX && !s.chars().any(char::is_control) =>
-        {
-            Ok(s.clone())
-        }
-        _ => Err(format!(
-            "`timerKey` must be a string of 1 to {TIMER_KEY_MAX} bytes without control characters"
-        )),
-    }
+    check_key(v, "timerKey", TIMER_KEY_MAX, None).map(str::to_owned)
 }
 
 /// The payload: base64 of a JSON document (what the fired message carries), checked to be one
@@ -333,9 +324,7 @@ pub(crate) fn start_firing(inner: Weak<Inner>) {
 async fn fire(inner: Arc<Inner>) -> Result<(), EngineError> {
     // While pushes go to the disk buffer (push maintenance) or buffered pushes wait for their
     // replay, timers wait too: a fire would overtake buffered messages of its partition.
-    if let Some(b) = inner.buffer()
-        && (b.must_buffer(std::iter::empty()) || !b.caught_up() || b.has_pending())
-    {
+    if inner.buffer().is_some_and(|b| b.holds_pushes()) {
         return Ok(());
     }
     loop {

@@ -350,9 +350,12 @@ impl DiskBuffer {
         self.caught_up.load(Ordering::Acquire)
     }
 
-    /// Whether buffered pushes wait for their replay.
-    pub(crate) fn has_pending(&self) -> bool {
-        self.pending_total.load(Ordering::Acquire) > 0
+    /// Whether pushes go through the buffer now, or pushes it holds still wait for their
+    /// replay: a write that bypasses the buffer would overtake them.
+    pub(crate) fn holds_pushes(&self) -> bool {
+        self.maintenance.load(Ordering::Acquire)
+            || self.pending_total.load(Ordering::Acquire) > 0
+            || !self.caught_up()
     }
 
     pub(crate) fn status(&self, db_healthy: bool) -> BufferStatus {

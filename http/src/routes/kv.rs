@@ -23,29 +23,37 @@ struct Call {
     operations: Option<Value>,
 }
 
-/// The `operations` array of a body; `None` when it is missing or not an array.
-fn operations(bytes: &[u8]) -> Result<Option<Vec<Value>>, ApiError> {
+/// The `operations` array of a body, checked by the engine's `parse` of its kind; a body
+/// without one is refused with `refusal` (the kind's own code).
+fn checked<B, R>(
+    bytes: &[u8],
+    parse: fn(&[Value]) -> Result<B, R>,
+    refusal: fn(String) -> R,
+) -> Result<B, ApiError>
+where
+    EngineError: From<R>,
+{
     let call: Call = body::json(bytes)?;
-    Ok(match call.operations {
-        Some(Value::Array(ops)) => Some(ops),
-        _ => None,
-    })
+    let Some(Value::Array(ops)) = call.operations else {
+        let refused = refusal("`operations` must be an array of operations".into());
+        return Err(EngineError::from(refused).into());
+    };
+    Ok(parse(&ops).map_err(EngineError::from)?)
 }
-
-const NOT_AN_ARRAY: &str = "`operations` must be an array of operations";
 
 /// The key/value operations of a body, checked.
 pub(crate) fn parse(bytes: &[u8]) -> Result<KvBatch, ApiError> {
-    let ops = operations(bytes)?
-        .ok_or_else(|| EngineError::from(KvRefusal::BadRequest(NOT_AN_ARRAY.into())))?;
-    Ok(KvBatch::parse(&ops).map_err(EngineError::from)?)
+    checked(bytes, KvBatch::parse, KvRefusal::BadRequest)
 }
 
 /// The lock operations of a body, checked.
 pub(crate) fn parse_locks(bytes: &[u8]) -> Result<LockBatch, ApiError> {
-    let ops =
-        operations(bytes)?.ok_or_else(|| EngineError::from(LockRefusal(NOT_AN_ARRAY.into())))?;
-    Ok(LockBatch::parse(&ops).map_err(EngineError::from)?)
+    checked(bytes, LockBatch::parse, LockRefusal)
+}
+
+/// The timer operations of a body, checked.
+pub(crate) fn parse_timers(bytes: &[u8]) -> Result<TimerBatch, ApiError> {
+    checked(bytes, TimerBatch::parse, TimerRefusal)
 }
 
 /// `{"results": <results>}`, the results being a JSON array's text.
@@ -67,13 +75,6 @@ pub(crate) async fn apply(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
 pub(crate) async fn locks(app: &App, bytes: &[u8]) -> Result<Resp, ApiError> {
     let batch = parse_locks(bytes)?;
     Ok(answer(&app.engine.locks(&batch).await?))
-}
-
-/// The timer operations of a body, checked.
-pub(crate) fn parse_timers(bytes: &[u8]) -> Result<TimerBatch, ApiError> {
-    let ops =
-        operations(bytes)?.ok_or_else(|| EngineError::from(TimerRefusal(NOT_AN_ARRAY.into())))?;
-    Ok(TimerBatch::parse(&ops).map_err(EngineError::from)?)
 }
 
 /// `POST /api/v1/timers`.
