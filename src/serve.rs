@@ -112,6 +112,16 @@ pub struct ServeArgs {
     /// at the soonest this long after its time.
     #[arg(long, env = "TIMER_INTERVAL", default_value_t = 250)]
     timer_interval_ms: u64,
+    /// Payload bytes all ephemeral queues of this server may hold together (docs/ephemeral.md);
+    /// a push past it answers 503 `ephemeral_unavailable`.
+    #[arg(long, env = "EPHEMERAL_MAX_BYTES", default_value_t = 256 << 20)]
+    ephemeral_max_bytes: u64,
+    /// Ephemeral queues this server may hold.
+    #[arg(long, env = "EPHEMERAL_MAX_QUEUES", default_value_t = 100_000)]
+    ephemeral_max_queues: usize,
+    /// Seconds after which an ephemeral queue nobody configured, holding nothing, is forgotten.
+    #[arg(long, env = "EPHEMERAL_IDLE_SECONDS", default_value_t = 300)]
+    ephemeral_idle_seconds: u64,
     /// Where a consumer group starts reading when its first pop names no `subscriptionMode`:
     /// `all` / `from_beginning` (the first message) or `new` / `new-only` (messages pushed
     /// from then on). Empty: `all`.
@@ -364,6 +374,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
     engine_config.timer_interval = Duration::from_millis(args.timer_interval_ms.max(10));
+    engine_config.ephemeral.max_bytes = args.ephemeral_max_bytes.max(1);
+    engine_config.ephemeral.max_queues = args.ephemeral_max_queues.max(1);
+    engine_config.ephemeral.idle = Duration::from_secs(args.ephemeral_idle_seconds);
+    engine_config.ephemeral.defaults.max_bytes = engine_config
+        .ephemeral
+        .defaults
+        .max_bytes
+        .min(engine_config.ephemeral.max_bytes);
     engine_config.settings_refresh = Duration::from_millis(args.settings_refresh_ms.max(1));
     engine_config.analytics.max_age = Duration::from_millis(args.analytics_max_age_ms);
     engine_config.analytics.stale_limit = engine_config

@@ -8,6 +8,8 @@
 //!   distribution, with our
 //!   `tests/compat/conftest.py` (the `client` fixture) beside them; `test_auth.py` runs a second
 //!   time against a server with JWT on, as its docstring says;
+//! * our `tests/compat/test_ephemeral.py`: the client's ephemeral queues, for which its
+//!   distribution ships no test file;
 //! * our walk-through script `tests/compat/python_client.py`.
 //!
 //! Python, the client and pytest are installed into a virtualenv under the target directory
@@ -28,8 +30,7 @@ const CLIENT: &str = "queen-mq==2.6.0";
 const SDIST_DIR: &str = "queen_mq-2.6.0";
 const TOOLS: [&str; 2] = ["pytest==9.2.0", "pytest-asyncio==1.5.0"];
 
-/// The client's test files: every one its source distribution ships. (Its ephemeral queues,
-/// which queen-rs does not serve — docs/differences.md — have no test file there.)
+/// The client's test files: every one its source distribution ships.
 const SUITE: [&str; 18] = [
     "test_push.py",
     "test_pop.py",
@@ -50,6 +51,10 @@ const SUITE: [&str; 18] = [
     "test_timers.py",
     "test_transaction_kv_timers.py",
 ];
+
+/// Our test files for the client's surfaces its distribution has none for (its ephemeral
+/// queues), run with the client's own, with the same fixture.
+const OURS: [&str; 1] = ["test_ephemeral.py"];
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd
@@ -127,7 +132,7 @@ fn client_tests(python: &Path) -> Result<PathBuf, String> {
         )?;
     }
     let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
-    for f in ["conftest.py", "pytest.ini"] {
+    for f in ["conftest.py", "pytest.ini"].iter().chain(&OURS) {
         std::fs::copy(ours.join(f), dir.join(f)).map_err(|e| e.to_string())?;
     }
     Ok(dir)
@@ -190,7 +195,8 @@ async fn queens_python_client_test_suite_passes() {
     // database configures one.
     let key = "5e".repeat(32);
     let s = Server::start("python_suite", &[("QUEEN_ENCRYPTION_KEY", key.as_str())]).await;
-    pytest(&python, &dir, s.port, &SUITE, &[]).await;
+    let files: Vec<&str> = SUITE.iter().chain(&OURS).copied().collect();
+    pytest(&python, &dir, s.port, &files, &[]).await;
 }
 
 #[tokio::test]

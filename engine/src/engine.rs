@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// How often shared settings (the maintenance modes other servers may change) are re-read
     /// (see [`crate::maintenance`]).
     pub settings_refresh: Duration,
+    /// Bounds and defaults of the ephemeral queues (see [`crate::ephemeral`]).
+    pub ephemeral: crate::ephemeral::Limits,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +85,7 @@ impl Default for EngineConfig {
             summarize_interval: Duration::from_secs(2),
             analytics: crate::analytics::AnalyticsConfig::default(),
             settings_refresh: Duration::from_secs(2),
+            ephemeral: crate::ephemeral::Limits::default(),
         }
     }
 }
@@ -184,6 +187,8 @@ pub(crate) struct Inner {
     /// This server's view of the shared maintenance modes.
     maintenance: crate::maintenance::Maintenance,
     buffer: Option<Arc<DiskBuffer>>,
+    /// The ephemeral queues (in memory).
+    ephemeral: crate::ephemeral::Ephemeral,
     /// The cross-server wake-up listener, stopped with the engine.
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -340,6 +345,10 @@ impl Inner {
         &self.maintenance
     }
 
+    pub(crate) fn ephemeral(&self) -> &crate::ephemeral::Ephemeral {
+        &self.ephemeral
+    }
+
     pub(crate) fn buffer(&self) -> Option<&Arc<DiskBuffer>> {
         self.buffer.as_ref()
     }
@@ -453,6 +462,7 @@ impl Engine {
                 listings: crate::jobs::Watched::default(),
                 maintenance: crate::maintenance::Maintenance::default(),
                 buffer,
+                ephemeral: crate::ephemeral::Ephemeral::new(config.ephemeral),
                 listener,
             }
         });
@@ -482,6 +492,7 @@ impl Engine {
         crate::jobs::start_summaries(Arc::downgrade(&inner));
         crate::buffer::start_replayer(Arc::downgrade(&inner));
         crate::maintenance::start(Arc::downgrade(&inner));
+        crate::ephemeral::start(Arc::downgrade(&inner));
         Ok(Engine { inner })
     }
 

@@ -74,6 +74,9 @@ pub enum EngineError {
     /// A timer operation was refused before it ran (the caller's mistake).
     #[error(transparent)]
     Timer(#[from] crate::timers::TimerRefusal),
+    /// An ephemeral queue call was refused (see [`crate::ephemeral::EphemeralRefusal`]).
+    #[error(transparent)]
+    Ephemeral(#[from] crate::ephemeral::EphemeralRefusal),
     /// A key/value operation marked `required` did not apply: the batch was rolled back.
     #[error(transparent)]
     KvPrecondition(crate::kv::KvFailed),
@@ -106,6 +109,7 @@ impl EngineError {
             | EngineError::Kv(_)
             | EngineError::Lock(_)
             | EngineError::Timer(_)
+            | EngineError::Ephemeral(_)
             | EngineError::KvPrecondition(_) => false,
             EngineError::ShuttingDown => true,
         }

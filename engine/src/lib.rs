@@ -17,6 +17,7 @@ pub mod buffer;
 mod cache;
 pub mod crypto;
 mod engine;
+pub mod ephemeral;
 pub mod error;
 pub mod inspect;
 mod jobs;

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_timers.sql",
         sql: include_str!("../../sql/migrations/0006_timers.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_ephemeral.sql",
+        sql: include_str!("../../sql/migrations/0007_ephemeral.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after

@@ -155,6 +155,9 @@ statements! {
     },
     timers_settle => "timers_settle.sql",
     timers_read => "timers_read.sql" { timer, payload, sealed },
+    ephemeral_declare => "ephemeral_declare.sql",
+    ephemeral_undeclare => "ephemeral_undeclare.sql",
+    ephemeral_declared => "ephemeral_declared.sql" { name, options },
 }
 
 /// The first column of the first row of an answer (None for no row or NULL): the shape of every

@@ -19,7 +19,7 @@ use crate::console;
 use crate::error::{ApiError, Code};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
-use crate::routes::{inspect, kv, ops, queues, reads};
+use crate::routes::{ephemeral, inspect, kv, ops, queues, reads};
 use crate::stats::{RequestStats, Throughput};
 use queen_engine::maintenance::Mode;
 
@@ -283,6 +283,38 @@ impl App {
                         allow(post)?;
                         queues::configure(self, &bytes).await
                     }
+                    ["ephemeral", "push"] => {
+                        allow(post)?;
+                        ephemeral::push(self, &bytes)
+                    }
+                    ["ephemeral", "pop"] => {
+                        allow(get)?;
+                        ephemeral::pop(self, &query).await
+                    }
+                    ["ephemeral", "ack"] => {
+                        allow(post)?;
+                        ephemeral::ack(self, &bytes)
+                    }
+                    ["ephemeral", "configure"] => {
+                        allow(post)?;
+                        ephemeral::configure(self, &bytes).await
+                    }
+                    ["ephemeral", "reset"] => {
+                        allow(post)?;
+                        ephemeral::reset(self, &bytes)
+                    }
+                    ["ephemeral", "queue", q] => {
+                        allow(delete)?;
+                        ephemeral::delete(self, q).await
+                    }
+                    ["ephemeral", "queues"] => {
+                        allow(get)?;
+                        Ok(ephemeral::queues(self))
+                    }
+                    ["ephemeral", "queues", q, "depth"] => {
+                        allow(get)?;
+                        ephemeral::depth(self, q, &query)
+                    }
                     ["resources", "queues"] => {
                         allow(get)?;
                         queues::list_queues(self).await
@@ -436,7 +468,7 @@ fn required_role(m: &Method, rest: &[&str]) -> Role {
     match (m, rest) {
         (_, ["system", ..])
         | (&Method::DELETE, ["consumer-groups", ..] | ["resources", "queues", ..]) => Role::Admin,
-        (&Method::GET, ["pop", ..]) => Role::ReadWrite,
+        (&Method::GET, ["pop", ..] | ["ephemeral", "pop"]) => Role::ReadWrite,
         (&Method::GET, _) | (&Method::POST, ["fetch"] | ["partitions", "changed"]) => {
             Role::ReadOnly
         }

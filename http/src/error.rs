@@ -3,6 +3,7 @@
 
 use hyper::StatusCode;
 use queen_engine::EngineError;
+use queen_engine::ephemeral::EphemeralRefusal;
 use queen_engine::kv::KvRefusal;
 
 /// The stable error codes of the API, one per kind of refusal. A code never changes once
@@ -43,6 +44,12 @@ pub enum Code {
     LockBadRequest,
     /// A timer operation is malformed (400).
     TimersBadRequest,
+    /// An ephemeral queue call is malformed (400).
+    EphemeralBadRequest,
+    /// The server holds as many ephemeral messages or queues as it may (503).
+    EphemeralUnavailable,
+    /// No ephemeral queue of that name (404, from the depth read only).
+    EphemeralQueueNotFound,
     /// A key/value operation marked `required` did not apply; nothing was written (409).
     KvPreconditionFailed,
     /// The body did not arrive in time (408).
@@ -110,6 +117,9 @@ impl Code {
             Code::KvPreconditionFailed => "kv_precondition_failed",
             Code::LockBadRequest => "lock_bad_request",
             Code::TimersBadRequest => "timers_bad_request",
+            Code::EphemeralBadRequest => "ephemeral_bad_request",
+            Code::EphemeralUnavailable => "ephemeral_unavailable",
+            Code::EphemeralQueueNotFound => "ephemeral_queue_not_found",
             Code::QueueFull => "queue_full",
             Code::EncryptionKeyMissing => "encryption_key_missing",
             Code::BufferFull => "buffer_full",
@@ -209,6 +219,33 @@ impl ApiError {
     }
 }
 
+/// The answer to a refused ephemeral call.
+fn ephemeral(r: &EphemeralRefusal) -> ApiError {
+    use StatusCode as S;
+    let m = r.to_string();
+    match r {
+        EphemeralRefusal::BadRequest(_) => ApiError::bad_request(Code::EphemeralBadRequest, m),
+        EphemeralRefusal::QueueFull(q) => ApiError {
+            queue: Some(q.clone()),
+            retry_after: Some(1),
+            ..ApiError::new(S::TOO_MANY_REQUESTS, Code::QueueFull, m)
+        },
+        EphemeralRefusal::NoRoom => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(S::SERVICE_UNAVAILABLE, Code::EphemeralUnavailable, m)
+        },
+        EphemeralRefusal::NotFound(_) => {
+            ApiError::new(S::NOT_FOUND, Code::EphemeralQueueNotFound, m)
+        }
+    }
+}
+
+impl From<EphemeralRefusal> for ApiError {
+    fn from(r: EphemeralRefusal) -> ApiError {
+        ephemeral(&r)
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         use StatusCode as S;
@@ -224,6 +261,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Lock(m) => ApiError::bad_request(Code::LockBadRequest, m.to_string()),
             EngineError::Timer(m) => ApiError::bad_request(Code::TimersBadRequest, m.to_string()),
+            EngineError::Ephemeral(r) => ephemeral(r),
             EngineError::KvPrecondition(f) => ApiError {
                 reason: Some(f.reason.clone()),
                 ..ApiError::new(S::CONFLICT, Code::KvPreconditionFailed, e.to_string())

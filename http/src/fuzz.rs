@@ -1,6 +1,7 @@
 //! Property tests of every parser of request input — query strings, path segments, JSON bodies,
 //! push items, acknowledgements, transactions (with their key/value and timer riders), configure
-//! options, reads by offset and partition discovery, key/value, lock and timer batches:
+//! options, reads by offset and partition discovery, key/value, lock and timer batches,
+//! ephemeral pushes, pops, acks and declarations:
 //! arbitrary input never panics, and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
 
 use proptest::prelude::*;
@@ -8,6 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::body;
 use crate::query::{Query, percent_decode};
+use crate::routes::ephemeral as eph;
 use crate::routes::kv::{parse, parse_locks, parse_timers};
 use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
 use crate::routes::queues::parse_configure;
@@ -88,6 +90,17 @@ fn jsonish() -> impl Strategy<Value = String> {
         "txn",
         "kv",
         "timers",
+        "messages",
+        "acks",
+        "id",
+        "group",
+        "maxLength",
+        "policy",
+        "leaseSeconds",
+        "retryLimit",
+        "windowBuffer",
+        "ms",
+        "count",
     ]);
     atom.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
@@ -122,6 +135,14 @@ proptest! {
                 if let Err(e) = q.timestamp("from") {
                     prop_assert!(client_error(&e));
                 }
+                match eph::parse_pop(&q, std::time::Duration::from_secs(60)) {
+                    Ok(p) => {
+                        prop_assert!((1..=queen_engine::ephemeral::BATCH_MAX).contains(&p.batch));
+                        prop_assert!(p.timeout <= std::time::Duration::from_secs(60));
+                        prop_assert!(queen_engine::check_name("q", &p.queue).is_ok());
+                    }
+                    Err(e) => prop_assert!(client_error(&e)),
+                }
             }
             Err(e) => prop_assert!(client_error(&e)),
         }
@@ -149,6 +170,23 @@ proptest! {
                 prop_assert!(client_error(&e));
             }
             if let Err(e) = parse_timers(input) {
+                prop_assert!(client_error(&e));
+            }
+            match eph::parse_push(input) {
+                Ok((q, p, payloads)) => {
+                    prop_assert!(queen_engine::check_name("q", &q).is_ok());
+                    prop_assert!(queen_engine::check_name("p", &p).is_ok());
+                    for text in &payloads {
+                        prop_assert!(serde_json::from_str::<&RawValue>(text).is_ok());
+                    }
+                }
+                Err(e) => prop_assert!(client_error(&e)),
+            }
+            if let Err(e) = eph::parse_ack(input) {
+                prop_assert!(client_error(&e));
+            }
+            let limits = queen_engine::ephemeral::Limits::default();
+            if let Err(e) = eph::parse_configure(input, &limits) {
                 prop_assert!(client_error(&e));
             }
             match parse_fetch(input) {

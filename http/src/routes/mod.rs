@@ -1,5 +1,6 @@
 //! Route handlers, by area of the contract.
 
+pub(crate) mod ephemeral;
 pub(crate) mod inspect;
 pub(crate) mod kv;
 pub(crate) mod messages;

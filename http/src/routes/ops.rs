@@ -69,6 +69,11 @@ pub(crate) fn metrics(app: &App) -> Resp {
                 "waiting": app.engine.hub().total_waiting(),
                 "queues": app.engine.hub().queues(),
             },
+            "ephemeral": {
+                "queues": app.engine.ephemeral().queue_count(),
+                "bytes": app.engine.ephemeral().bytes(),
+                "maxBytes": app.engine.ephemeral().limits().max_bytes,
+            },
             "buffer": app.engine.buffer_status().map(|b| json!({
                 "pending": b.pending, "failed": b.failed, "replayed": b.replayed,
                 "quarantined": b.quarantined,
@@ -149,6 +154,18 @@ pub(crate) fn prometheus(app: &App) -> Resp {
         "gauge",
         "Pops parked waiting for messages.",
         app.engine.hub().total_waiting().to_string(),
+    );
+    metric(
+        "queen_ephemeral_queues",
+        "gauge",
+        "Ephemeral queues held in memory.",
+        app.engine.ephemeral().queue_count().to_string(),
+    );
+    metric(
+        "queen_ephemeral_bytes",
+        "gauge",
+        "Payload bytes held by the ephemeral queues.",
+        app.engine.ephemeral().bytes().to_string(),
     );
     let _ = writeln!(
         s,

@@ -1,0 +1,653 @@
+//! One ephemeral queue in memory: a ring of messages per partition and a cursor per consumer
+//! group on every ring. Pure bookkeeping with the time passed in (milliseconds on the
+//! registry's monotonic clock), so every rule here is tested without waiting.
+//!
+//! * **Sequence numbers** come from the registry (one counter for the whole server), so they
+//!   only grow: within a ring they are ascending but not contiguous, and an id can never name a
+//!   later message of a ring that was emptied and made again.
+//! * **Groups** are the queue's, not a ring's: a group that has popped the queue once has a
+//!   cursor on every ring, created at the ring's head. A ring keeps a message until every group
+//!   has passed it (delivered and not leased, nor waiting for redelivery); with no group yet,
+//!   it keeps everything. Only the bounds and `ttlSeconds` drop messages a group still needs,
+//!   and those drops are counted (per group as `skipped`).
+//! * **Leases**: a delivery without `autoAck` is leased for `leaseSeconds`. A `failed` or
+//!   `retry` ack, or a lease that runs out, sends the message back for redelivery with one more
+//!   attempt while its retries (attempts after the first) are below `retryLimit`; past that it
+//!   is dropped and counted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// What a push past `maxBytes` / `maxLength` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Refuse the push (`429 queue_full`).
+    Reject,
+    /// Accept it and drop the oldest messages of the queue to make room.
+    DropOldest,
+}
+
+impl Policy {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Reject => "reject",
+            Policy::DropOldest => "dropOldest",
+        }
+    }
+}
+
+/// Delivery-side batching of a waiting pop: it answers once `count` messages are ready or `ms`
+/// after the first arrived (zero: not set), within its own timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    /// Milliseconds after the first message.
+    pub ms: u64,
+    /// Messages.
+    pub count: usize,
+}
+
+/// The settings of one queue (every field has a server default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Payload bytes the queue may hold.
+    pub max_bytes: u64,
+    /// Messages the queue may hold.
+    pub max_length: u64,
+    /// What a push past either bound does.
+    pub policy: Policy,
+    /// Messages older than this are dropped (milliseconds; zero: never).
+    pub ttl_ms: u64,
+    /// How long a delivery is leased (milliseconds).
+    pub lease_ms: u64,
+    /// Redeliveries after the first delivery, at most.
+    pub retry_limit: u32,
+    /// See [`Window`].
+    pub window: Window,
+}
+
+/// How an ack settles a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckStatus {
+    /// Done: the message is retired.
+    Completed,
+    /// Not done: redelivered while retries remain.
+    Failed,
+}
+
+/// The answer for one acked id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Retired (also a `failed` whose retries were spent: it was dropped and counted).
+    Acked,
+    /// It will be delivered again.
+    Redelivered,
+    /// The id was minted by another run of this server (or another server).
+    Stale,
+    /// No lease of this group holds that message (acked already, expired and redelivered, or
+    /// never delivered to this group).
+    Unknown,
+}
+
+impl Outcome {
+    /// The answer's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Acked => "acked",
+            Outcome::Redelivered => "redelivered",
+            Outcome::Stale => "stale",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The partition (ring) it came from.
+    pub partition: Arc<str>,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Deliveries so far, this one included (1 on the first).
+    pub attempts: u32,
+    /// The JSON text it was pushed with.
+    pub payload: Arc<str>,
+}
+
+/// Messages dropped without being consumed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// To make room under `dropOldest`.
+    pub bounds: u64,
+    /// Past `ttlSeconds`.
+    pub ttl: u64,
+    /// Retries spent.
+    pub retry: u64,
+}
+
+#[derive(Debug)]
+struct Msg {
+    seq: u64,
+    at_ms: u64,
+    payload: Arc<str>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    deadline_ms: u64,
+    attempts: u32,
+}
+
+/// A group's position on one ring.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The lowest sequence number never delivered to the group.
+    next: u64,
+    /// Delivered and not settled.
+    leased: BTreeMap<u64, Lease>,
+    /// The earliest lease deadline (u64::MAX: none): expiry is looked for only past it.
+    earliest_ms: u64,
+    /// To deliver again, with the attempts so far.
+    redeliver: BTreeMap<u64, u32>,
+}
+
+impl Cursor {
+    fn at(next: u64) -> Cursor {
+        Cursor {
+            next,
+            earliest_ms: u64::MAX,
+            ..Cursor::default()
+        }
+    }
+
+    /// The lowest sequence number the group still needs.
+    fn low_water(&self) -> u64 {
+        let mut low = self.next;
+        if let Some((&s, _)) = self.leased.first_key_value() {
+            low = low.min(s);
+        }
+        if let Some((&s, _)) = self.redeliver.first_key_value() {
+            low = low.min(s);
+        }
+        low
+    }
+
+    /// A failed delivery (nack or lease run out) of `seq` after `attempts`: back for
+    /// redelivery while retries remain (true), else dropped (false).
+    fn retry(&mut self, seq: u64, attempts: u32, retry_limit: u32) -> bool {
+        if attempts <= retry_limit {
+            self.redeliver.insert(seq, attempts);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    msgs: VecDeque<Msg>,
+    bytes: u64,
+    cursors: HashMap<Arc<str>, Cursor>,
+}
+
+impl Ring {
+    /// Drops the head message; every group that had not got it counts a skip in `skipped`.
+    /// Answers its bytes.
+    fn drop_head(&mut self, skipped: &mut HashMap<Arc<str>, u64>) -> Option<u64> {
+        let m = self.msgs.pop_front()?;
+        let len = m.payload.len() as u64;
+        self.bytes -= len;
+        for (g, c) in &mut self.cursors {
+            let mut skip = false;
+            if c.next <= m.seq {
+                c.next = m.seq + 1;
+                skip = true;
+            }
+            skip |= c.redeliver.remove(&m.seq).is_some();
+            if skip {
+                *skipped.entry(g.clone()).or_default() += 1;
+            }
+            // A consumer holding it keeps its copy; its ack answers `unknown`.
+            c.leased.remove(&m.seq);
+        }
+        Some(len)
+    }
+
+    /// Drops head messages every group has passed: (messages, bytes).
+    fn trim(&mut self) -> (u64, u64) {
+        let Some(low) = self.cursors.values().map(Cursor::low_water).min() else {
+            return (0, 0);
+        };
+        let (mut n, mut b) = (0, 0);
+        while self.msgs.front().is_some_and(|m| m.seq < low) {
+            if let Some(m) = self.msgs.pop_front() {
+                n += 1;
+                b += m.payload.len() as u64;
+            }
+        }
+        self.bytes -= b;
+        (n, b)
+    }
+
+    /// Nothing stored and nothing owed to any group: the ring can go.
+    fn idle(&self) -> bool {
+        self.msgs.is_empty()
+            && self
+                .cursors
+                .values()
+                .all(|c| c.leased.is_empty() && c.redeliver.is_empty())
+    }
+}
+
+/// One ephemeral queue.
+#[derive(Debug)]
+pub struct Queue {
+    /// Its settings.
+    pub options: Options,
+    /// Whether it was configured (its options are stored in the database).
+    pub declared: bool,
+    rings: BTreeMap<Arc<str>, Ring>,
+    /// The groups that have popped the queue, with the messages dropped before they got them.
+    groups: HashMap<Arc<str>, u64>,
+    length: u64,
+    bytes: u64,
+    drops: Drops,
+    /// Where the next pop of any partition starts (round robin).
+    turn: usize,
+    /// When it was last pushed to, popped or acked (idle implicit queues are collected).
+    pub touched_ms: u64,
+    /// Taken out of the registry (deleted or collected): callers that found it before must
+    /// look the name up again.
+    pub removed: bool,
+}
+
+/// Figures of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Depth {
+    /// Messages held.
+    pub length: u64,
+    /// Payload bytes held.
+    pub bytes: u64,
+    /// Per partition: (name, messages held, bytes, pending for the group asked about).
+    pub partitions: Vec<(Arc<str>, u64, u64, u64)>,
+    /// Per group: (name, pending, in flight, skipped); the groupless mode is named "".
+    pub groups: Vec<(Arc<str>, u64, u64, u64)>,
+    /// Drops so far.
+    pub drops: Drops,
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new(options: Options, declared: bool, now_ms: u64) -> Queue {
+        Queue {
+            options,
+            declared,
+            rings: BTreeMap::new(),
+            groups: HashMap::new(),
+            length: 0,
+            bytes: 0,
+            drops: Drops::default(),
+            turn: 0,
+            touched_ms: now_ms,
+            removed: false,
+        }
+    }
+
+    /// Messages held.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether it holds nothing and owes nothing (no message, no lease).
+    pub fn idle(&self) -> bool {
+        self.rings.values().all(Ring::idle)
+    }
+
+    /// Appends `payloads` to `partition` with sequence numbers from `seqs` (ascending).
+    /// Refused, with nothing stored, when they cannot fit under `reject` or cannot fit at all.
+    pub fn push(
+        &mut self,
+        partition: &str,
+        payloads: Vec<Arc<str>>,
+        mut seqs: impl FnMut() -> u64,
+        now_ms: u64,
+    ) -> Result<(), Full> {
+        self.touched_ms = now_ms;
+        self.expire(now_ms);
+        let n = payloads.len() as u64;
+        let b: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        let o = self.options;
+        if n > o.max_length || b > o.max_bytes {
+            return Err(Full);
+        }
+        while self.length + n > o.max_length || self.bytes + b > o.max_bytes {
+            if o.policy == Policy::Reject || !self.drop_oldest() {
+                return Err(Full);
+            }
+            self.drops.bounds += 1;
+        }
+        if !self.rings.contains_key(partition) {
+            let mut ring = Ring::default();
+            for g in self.groups.keys() {
+                ring.cursors.insert(g.clone(), Cursor::at(0));
+            }
+            self.rings.insert(Arc::from(partition), ring);
+        }
+        let Some(ring) = self.rings.get_mut(partition) else {
+            return Err(Full);
+        };
+        for payload in payloads {
+            ring.msgs.push_back(Msg {
+                seq: seqs(),
+                at_ms: now_ms,
+                payload,
+            });
+        }
+        ring.bytes += b;
+        self.length += n;
+        self.bytes += b;
+        Ok(())
+    }
+
+    /// Drops the oldest message of the queue (the ring whose head was pushed first).
+    fn drop_oldest(&mut self) -> bool {
+        let oldest = self
+            .rings
+            .iter_mut()
+            .filter_map(|(_, r)| r.msgs.front().map(|m| (m.at_ms, m.seq)).zip(Some(r)))
+            .min_by_key(|(k, _)| *k);
+        match oldest.and_then(|(_, r)| r.drop_head(&mut self.groups)) {
+            Some(b) => {
+                self.length -= 1;
+                self.bytes -= b;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Settles what time decided: leases run out (back for redelivery or dropped), messages
+    /// past `ttlSeconds` dropped, then what every group has passed trimmed and rings left idle
+    /// removed. Answers whether a message became deliverable again (waiting pops should look).
+    pub fn expire(&mut self, now_ms: u64) -> bool {
+        let o = self.options;
+        let mut again = false;
+        for ring in self.rings.values_mut() {
+            for c in ring.cursors.values_mut() {
+                if c.earliest_ms > now_ms {
+                    continue;
+                }
+                let expired: Vec<(u64, u32)> = c
+                    .leased
+                    .iter()
+                    .filter(|(_, l)| l.deadline_ms <= now_ms)
+                    .map(|(&s, l)| (s, l.attempts))
+                    .collect();
+                for (seq, attempts) in expired {
+                    c.leased.remove(&seq);
+                    if c.retry(seq, attempts, o.retry_limit) {
+                        again = true;
+                    } else {
+                        self.drops.retry += 1;
+                    }
+                }
+                c.earliest_ms = c
+                    .leased
+                    .values()
+                    .map(|l| l.deadline_ms)
+                    .min()
+                    .unwrap_or(u64::MAX);
+            }
+            if o.ttl_ms > 0 {
+                let cut = now_ms.saturating_sub(o.ttl_ms);
+                while ring.msgs.front().is_some_and(|m| m.at_ms < cut) {
+                    if let Some(b) = ring.drop_head(&mut self.groups) {
+                        self.length -= 1;
+                        self.bytes -= b;
+                        self.drops.ttl += 1;
+                    }
+                }
+            }
+        }
+        self.settle();
+        again
+    }
+
+    /// Trims what every group has passed and removes idle rings.
+    fn settle(&mut self) {
+        for ring in self.rings.values_mut() {
+            let (n, b) = ring.trim();
+            self.length -= n;
+            self.bytes -= b;
+        }
+        self.rings.retain(|_, r| !r.idle());
+    }
+
+    /// Takes up to `max` messages for `group` ("" for the groupless mode): from `partition`,
+    /// or from the partitions in turn. Redeliveries come before new messages, each ring in
+    /// sequence order. With `auto_ack` nothing is leased.
+    pub fn pop(
+        &mut self,
+        partition: Option<&str>,
+        group: &str,
+        max: usize,
+        auto_ack: bool,
+        now_ms: u64,
+    ) -> Vec<Delivered> {
+        self.touched_ms = now_ms;
+        self.expire(now_ms);
+        let group: Arc<str> = match self.groups.get_key_value(group) {
+            Some((g, _)) => g.clone(),
+            None => {
+                let g: Arc<str> = Arc::from(group);
+                self.groups.insert(g.clone(), 0);
+                // At the head of every ring: the group gets everything still held.
+                for ring in self.rings.values_mut() {
+                    ring.cursors.insert(g.clone(), Cursor::at(0));
+                }
+                g
+            }
+        };
+        let mut out = Vec::new();
+        let lease = (!auto_ack).then_some(now_ms + self.options.lease_ms);
+        match partition {
+            Some(p) => {
+                let name = self.rings.get_key_value(p).map(|(k, _)| k.clone());
+                if let Some((name, ring)) =
+                    name.and_then(|k| Some((k.clone(), self.rings.get_mut(&k)?)))
+                {
+                    take(ring, &name, &group, max, lease, &mut out);
+                }
+            }
+            None => {
+                let n = self.rings.len();
+                if n > 0 {
+                    let start = self.turn % n;
+                    self.turn = self.turn.wrapping_add(1);
+                    let names: Vec<Arc<str>> = self
+                        .rings
+                        .keys()
+                        .cycle()
+                        .skip(start)
+                        .take(n)
+                        .cloned()
+                        .collect();
+                    for name in names {
+                        if out.len() >= max {
+                            break;
+                        }
+                        if let Some(ring) = self.rings.get_mut(&name) {
+                            take(ring, &name, &group, max, lease, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        self.settle();
+        out
+    }
+
+    /// Settles delivery `attempt` of `partition`/`seq` for `group`: only the delivery whose
+    /// lease is held now (an earlier one, whose lease ran out, answers `Unknown`).
+    pub fn ack(
+        &mut self,
+        group: &str,
+        (partition, seq, attempt): (&str, u64, u32),
+        status: AckStatus,
+        now_ms: u64,
+    ) -> Outcome {
+        self.touched_ms = now_ms;
+        let retry_limit = self.options.retry_limit;
+        let Some(c) = self
+            .rings
+            .get_mut(partition)
+            .and_then(|r| r.cursors.get_mut(group))
+        else {
+            return Outcome::Unknown;
+        };
+        if c.leased.get(&seq).is_none_or(|l| l.attempts != attempt) {
+            return Outcome::Unknown;
+        }
+        let Some(lease) = c.leased.remove(&seq) else {
+            return Outcome::Unknown;
+        };
+        let outcome = match status {
+            AckStatus::Completed => Outcome::Acked,
+            AckStatus::Failed if c.retry(seq, lease.attempts, retry_limit) => Outcome::Redelivered,
+            AckStatus::Failed => {
+                self.drops.retry += 1;
+                Outcome::Acked
+            }
+        };
+        self.settle();
+        outcome
+    }
+
+    /// Drops every message, lease and cursor (the options stay): answers the messages dropped.
+    pub fn reset(&mut self) -> u64 {
+        let dropped = self.length;
+        self.rings.clear();
+        self.groups.clear();
+        self.length = 0;
+        self.bytes = 0;
+        dropped
+    }
+
+    /// The queue's figures; `pending` per partition is for `group` (None: messages held).
+    pub fn depth(&self, group: Option<&str>) -> Depth {
+        let pending = |r: &Ring, c: &Cursor| {
+            let fresh = r.msgs.len() - r.msgs.partition_point(|m| m.seq < c.next);
+            fresh as u64 + c.redeliver.len() as u64
+        };
+        let partitions = self
+            .rings
+            .iter()
+            .map(|(name, r)| {
+                // A group that never popped would get everything held.
+                let p = match group.and_then(|g| r.cursors.get(g)) {
+                    Some(c) => pending(r, c),
+                    None => r.msgs.len() as u64,
+                };
+                (name.clone(), r.msgs.len() as u64, r.bytes, p)
+            })
+            .collect();
+        let mut groups: Vec<(Arc<str>, u64, u64, u64)> = self
+            .groups
+            .iter()
+            .map(|(g, skipped)| {
+                let (mut p, mut f) = (0, 0);
+                for r in self.rings.values() {
+                    if let Some(c) = r.cursors.get(g) {
+                        p += pending(r, c);
+                        f += c.leased.len() as u64;
+                    }
+                }
+                (g.clone(), p, f, *skipped)
+            })
+            .collect();
+        groups.sort();
+        Depth {
+            length: self.length,
+            bytes: self.bytes,
+            partitions,
+            groups,
+            drops: self.drops,
+        }
+    }
+
+    /// Partitions (rings) and groups.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.rings.len(), self.groups.len())
+    }
+
+    /// Drops so far.
+    pub fn drops(&self) -> Drops {
+        self.drops
+    }
+
+    /// Whether a ring exists for `partition`.
+    pub fn has_partition(&self, partition: &str) -> bool {
+        self.rings.contains_key(partition)
+    }
+}
+
+/// A push that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Delivers from one ring to one group: redeliveries first, then new messages.
+fn take(
+    ring: &mut Ring,
+    name: &Arc<str>,
+    group: &Arc<str>,
+    max: usize,
+    lease_until: Option<u64>,
+    out: &mut Vec<Delivered>,
+) {
+    let Ring { msgs, cursors, .. } = ring;
+    let Some(c) = cursors.get_mut(group) else {
+        return;
+    };
+    let deliver = |c: &mut Cursor, m: &Msg, attempts: u32, out: &mut Vec<Delivered>| {
+        if let Some(deadline_ms) = lease_until {
+            c.leased.insert(
+                m.seq,
+                Lease {
+                    deadline_ms,
+                    attempts,
+                },
+            );
+            c.earliest_ms = c.earliest_ms.min(deadline_ms);
+        }
+        out.push(Delivered {
+            partition: name.clone(),
+            seq: m.seq,
+            attempts,
+            payload: m.payload.clone(),
+        });
+    };
+    while out.len() < max {
+        let Some((seq, attempts)) = c.redeliver.pop_first() else {
+            break;
+        };
+        if let Ok(i) = msgs.binary_search_by_key(&seq, |m| m.seq) {
+            deliver(c, &msgs[i], attempts + 1, out);
+        }
+    }
+    let mut i = msgs.partition_point(|m| m.seq < c.next);
+    while out.len() < max && i < msgs.len() {
+        let m = &msgs[i];
+        c.next = m.seq + 1;
+        deliver(c, m, 1, out);
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;

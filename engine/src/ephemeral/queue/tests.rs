@@ -1,0 +1,289 @@
+use super::*;
+
+fn opts() -> Options {
+    Options {
+        max_bytes: 1 << 20,
+        max_length: 100,
+        policy: Policy::Reject,
+        ttl_ms: 0,
+        lease_ms: 1_000,
+        retry_limit: 2,
+        window: Window::default(),
+    }
+}
+
+/// A queue and its sequence counter.
+struct Q {
+    q: Queue,
+    seq: u64,
+}
+
+impl Q {
+    fn new(o: Options) -> Q {
+        Q {
+            q: Queue::new(o, false, 0),
+            seq: 0,
+        }
+    }
+
+    fn push(&mut self, p: &str, items: &[&str], now: u64) -> Result<(), Full> {
+        let seq = &mut self.seq;
+        self.q.push(
+            p,
+            items.iter().map(|s| Arc::from(*s)).collect(),
+            || {
+                *seq += 1;
+                *seq
+            },
+            now,
+        )
+    }
+
+    fn pop(&mut self, p: Option<&str>, g: &str, max: usize, now: u64) -> Vec<(String, u32)> {
+        self.q
+            .pop(p, g, max, false, now)
+            .into_iter()
+            .map(|d| (d.payload.to_string(), d.attempts))
+            .collect()
+    }
+
+    fn pop_raw(&mut self, g: &str, max: usize, now: u64) -> Vec<Delivered> {
+        self.q.pop(None, g, max, false, now)
+    }
+}
+
+fn texts(v: &[(String, u32)]) -> Vec<&str> {
+    v.iter().map(|(s, _)| s.as_str()).collect()
+}
+
+#[test]
+fn a_partition_is_fifo_and_a_group_competes() {
+    let mut q = Q::new(opts());
+    q.push("p", &["1", "2", "3"], 0).unwrap();
+    assert_eq!(texts(&q.pop(Some("p"), "", 2, 0)), ["1", "2"]);
+    assert_eq!(texts(&q.pop(Some("p"), "", 2, 0)), ["3"]);
+    assert!(q.pop(Some("p"), "", 2, 0).is_empty());
+}
+
+#[test]
+fn every_group_gets_everything_and_the_ring_keeps_what_one_still_needs() {
+    let mut q = Q::new(opts());
+    q.pop(None, "a", 1, 0);
+    q.pop(None, "b", 1, 0);
+    q.push("p", &["1", "2"], 0).unwrap();
+    let a = q.pop_raw("a", 10, 0);
+    assert_eq!(a.len(), 2);
+    for d in &a {
+        assert_eq!(
+            q.q.ack("a", ("p", d.seq, d.attempts), AckStatus::Completed, 0),
+            Outcome::Acked
+        );
+    }
+    // b has not had them: they stay.
+    assert_eq!(q.q.length(), 2);
+    let b = q.pop_raw("b", 10, 0);
+    assert_eq!(b.len(), 2);
+    for d in &b {
+        q.q.ack("b", ("p", d.seq, d.attempts), AckStatus::Completed, 0);
+    }
+    assert_eq!((q.q.length(), q.q.bytes()), (0, 0));
+    assert!(q.q.idle());
+}
+
+#[test]
+fn a_new_group_starts_at_the_head_of_what_is_held() {
+    let mut q = Q::new(opts());
+    q.push("p", &["1", "2"], 0).unwrap();
+    assert_eq!(texts(&q.pop(None, "late", 10, 0)), ["1", "2"]);
+}
+
+#[test]
+fn a_nack_redelivers_until_the_retries_are_spent() {
+    let mut q = Q::new(opts()); // retry_limit 2: three deliveries
+    q.push("p", &["x"], 0).unwrap();
+    for attempt in 1..=3 {
+        let d = q.pop_raw("", 1, 0);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].attempts, attempt);
+        let want = if attempt < 3 {
+            Outcome::Redelivered
+        } else {
+            Outcome::Acked
+        };
+        assert_eq!(
+            q.q.ack("", ("p", d[0].seq, d[0].attempts), AckStatus::Failed, 0),
+            want
+        );
+    }
+    assert!(q.pop_raw("", 1, 0).is_empty());
+    assert_eq!(q.q.drops().retry, 1);
+    assert_eq!(q.q.length(), 0);
+}
+
+#[test]
+fn retry_limit_zero_drops_on_the_first_nack() {
+    let mut q = Q::new(Options {
+        retry_limit: 0,
+        ..opts()
+    });
+    q.push("p", &["x"], 0).unwrap();
+    let d = q.pop_raw("", 1, 0);
+    assert_eq!(
+        q.q.ack("", ("p", d[0].seq, d[0].attempts), AckStatus::Failed, 0),
+        Outcome::Acked
+    );
+    assert_eq!(q.q.drops().retry, 1);
+}
+
+#[test]
+fn a_lease_that_runs_out_redelivers_before_newer_messages() {
+    let mut q = Q::new(opts());
+    q.push("p", &["1", "2"], 0).unwrap();
+    let first = q.pop_raw("", 1, 0);
+    assert_eq!(&*first[0].payload, "1");
+    // Not yet: the second message comes.
+    assert_eq!(texts(&q.pop(None, "", 1, 999)), ["2"]);
+    // Past the lease: "1" again, second attempt; its old delivery can no longer be acked.
+    assert!(q.q.expire(1_000));
+    let again = q.pop_raw("", 5, 1_000);
+    assert_eq!((&*again[0].payload, again[0].attempts), ("1", 2));
+    assert_eq!(
+        q.q.ack(
+            "",
+            ("p", first[0].seq, first[0].attempts),
+            AckStatus::Completed,
+            1_000
+        ),
+        Outcome::Unknown,
+        "the first delivery's lease ran out: it cannot settle the redelivery"
+    );
+    assert_eq!(
+        q.q.ack(
+            "",
+            ("p", again[0].seq, again[0].attempts),
+            AckStatus::Completed,
+            1_000
+        ),
+        Outcome::Acked
+    );
+}
+
+#[test]
+fn auto_ack_leases_nothing() {
+    let mut q = Q::new(opts());
+    q.push("p", &["1"], 0).unwrap();
+    let d = q.q.pop(None, "", 1, true, 0);
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        q.q.ack("", ("p", d[0].seq, d[0].attempts), AckStatus::Completed, 0),
+        Outcome::Unknown
+    );
+    assert_eq!(q.q.length(), 0, "delivered to the only group: trimmed");
+    assert!(!q.q.expire(10_000));
+}
+
+#[test]
+fn reject_refuses_the_whole_push_and_drop_oldest_makes_room() {
+    let o = Options {
+        max_length: 3,
+        ..opts()
+    };
+    let mut q = Q::new(o);
+    q.push("p", &["1", "2"], 0).unwrap();
+    assert_eq!(q.push("p", &["3", "4"], 0), Err(Full));
+    assert_eq!(q.q.length(), 2, "all or nothing");
+
+    let mut q = Q::new(Options {
+        policy: Policy::DropOldest,
+        ..o
+    });
+    q.pop(None, "g", 1, 0); // a group that has seen nothing yet
+    q.push("a", &["1", "2"], 0).unwrap();
+    q.push("b", &["3"], 1).unwrap();
+    q.push("b", &["4", "5"], 2).unwrap();
+    assert_eq!(q.q.length(), 3);
+    assert_eq!(q.q.drops().bounds, 2);
+    assert_eq!(texts(&q.pop(None, "g", 10, 3)).len(), 3);
+    let d = q.q.depth(None);
+    assert_eq!(d.groups[0].3, 2, "the group skipped the two dropped");
+    // A push larger than the queue can ever hold is refused either way.
+    assert_eq!(q.push("a", &["1", "2", "3", "4"], 4), Err(Full));
+}
+
+#[test]
+fn max_bytes_counts_payload_bytes() {
+    let mut q = Q::new(Options {
+        max_bytes: 10,
+        ..opts()
+    });
+    q.push("p", &["12345", "12345"], 0).unwrap();
+    assert_eq!(q.push("p", &["1"], 0), Err(Full));
+    assert_eq!(q.q.bytes(), 10);
+}
+
+#[test]
+fn ttl_drops_old_messages_and_counts_them() {
+    let mut q = Q::new(Options {
+        ttl_ms: 100,
+        ..opts()
+    });
+    q.push("p", &["old"], 0).unwrap();
+    q.push("p", &["new"], 150).unwrap();
+    assert_eq!(texts(&q.pop(None, "", 10, 150)), ["new"]);
+    assert_eq!(q.q.drops().ttl, 1);
+}
+
+#[test]
+fn any_partition_pops_take_turns() {
+    let mut q = Q::new(opts());
+    for p in ["a", "b", "c"] {
+        q.push(p, &[p, p], 0).unwrap();
+    }
+    let firsts: Vec<String> = (0..3)
+        .map(|_| q.pop_raw("", 1, 0)[0].partition.to_string())
+        .collect();
+    let mut sorted = firsts.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "b", "c"], "{firsts:?}");
+}
+
+#[test]
+fn acks_of_other_groups_or_partitions_are_unknown() {
+    let mut q = Q::new(opts());
+    q.push("p", &["1"], 0).unwrap();
+    let d = q.pop_raw("g", 1, 0);
+    assert_eq!(
+        q.q.ack("h", ("p", d[0].seq, d[0].attempts), AckStatus::Completed, 0),
+        Outcome::Unknown
+    );
+    assert_eq!(
+        q.q.ack("g", ("q", d[0].seq, d[0].attempts), AckStatus::Completed, 0),
+        Outcome::Unknown
+    );
+    assert_eq!(
+        q.q.ack(
+            "g",
+            ("p", d[0].seq + 1, d[0].attempts),
+            AckStatus::Completed,
+            0
+        ),
+        Outcome::Unknown
+    );
+    assert_eq!(
+        q.q.ack("g", ("p", d[0].seq, d[0].attempts), AckStatus::Completed, 0),
+        Outcome::Acked
+    );
+}
+
+#[test]
+fn reset_drops_everything_but_the_options() {
+    let mut q = Q::new(Options {
+        max_length: 7,
+        ..opts()
+    });
+    q.push("p", &["1", "2"], 0).unwrap();
+    q.pop(None, "g", 1, 0);
+    assert_eq!(q.q.reset(), 2);
+    assert_eq!((q.q.length(), q.q.bytes(), q.q.counts()), (0, 0, (0, 0)));
+    assert_eq!(q.q.options.max_length, 7);
+}

@@ -1,0 +1,1 @@
+SELECT name, options::text AS options FROM queen.ephemeral_queues

@@ -1,0 +1,1 @@
+DELETE FROM queen.ephemeral_queues WHERE name = $1::text RETURNING name
