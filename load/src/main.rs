@@ -7,6 +7,7 @@
 //! * `autoack` — consumers pop with `autoAck=true`;
 //! * `e2e` — producers and consumers together; each message carries its send time, so the
 //!   consumers measure push → pop latency, and lost or duplicated messages are counted;
+//!   `push` and `e2e` run on the ephemeral queues (`/api/v1/ephemeral/…`) with `--ephemeral`;
 //! * `routes` — the analytics routes' latency on a large data set under an e2e load, and the
 //!   load's figures with and without that traffic (see `routes.rs`);
 //! * `fetch` — reads by offset; `kv` — increments of the key/value store;
@@ -105,6 +106,10 @@ struct Args {
     /// application keys are).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "v7")]
     txids: Option<TxIds>,
+    /// push / e2e: through the ephemeral (in-memory) queues instead of the durable ones; each
+    /// push request goes to one partition, consumers ack every message.
+    #[arg(long)]
+    ephemeral: bool,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
@@ -213,6 +218,31 @@ async fn connect(stats: &Stats, addr: &str) -> Option<Conn> {
 async fn reconnect(stats: &Stats, addr: &str) -> Option<Conn> {
     stats.errors.fetch_add(1, Ordering::Relaxed);
     Conn::open(addr).await.ok()
+}
+
+/// What became of one request of a worker (see [`send`]).
+enum Sent {
+    /// The server answered: status and body.
+    Answer(u16, Vec<u8>),
+    /// It failed on the wire; counted, and a new connection is open (the request is not
+    /// repeated).
+    Retry,
+    /// It failed on the wire and the server cannot be reached any more: the worker stops.
+    Gone,
+}
+
+/// One request on a worker's connection, reconnecting after a failure on the wire.
+async fn send(conn: &mut Conn, stats: &Stats, addr: &str, method: &str, path: &str) -> Sent {
+    match conn.request(method, path, b"").await {
+        Ok((status, body)) => Sent::Answer(status, body),
+        Err(_) => match reconnect(stats, addr).await {
+            Some(c) => {
+                *conn = c;
+                Sent::Retry
+            }
+            None => Sent::Gone,
+        },
+    }
 }
 
 /// What a consumer reads of a pop: the fields it acks with and counts by (the payload only
@@ -374,6 +404,123 @@ fn push_body(queue: &str, shape: Shape, batch: usize, n: usize, c: usize, filler
     body
 }
 
+/// The body of one ephemeral push: `shape.batch` messages of connection `c` (the `n`-th
+/// onwards), all to the partition of the first (an ephemeral push names one partition).
+fn ephemeral_push_body(queue: &str, shape: Shape, n: usize, c: usize, filler: &str) -> String {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(shape.batch * (filler.len() + 40) + 64);
+    let _ = write!(
+        body,
+        r#"{{"queue":"{queue}","partition":"p{}","messages":["#,
+        shape.partition(n, c)
+    );
+    for i in 0..shape.batch {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(body, r#"{{"payload":{{"t":{},"f":"{filler}"}}}}"#, now_us());
+    }
+    body.push_str("]}");
+    body
+}
+
+/// What a consumer of the ephemeral queues reads of a pop.
+#[derive(serde::Deserialize)]
+struct EphemeralPopped<'a> {
+    #[serde(borrow, default)]
+    messages: Vec<EphemeralMessage<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EphemeralMessage<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+    #[serde(default)]
+    payload: SendTime,
+}
+
+/// An ephemeral consumer's settings.
+#[derive(Clone, Copy)]
+struct EphemeralConsumer {
+    batch: usize,
+    auto: bool,
+    e2e: bool,
+}
+
+/// One consumer of the ephemeral queue: long-poll pops, an ack of every message unless `auto`;
+/// duplicates counted by message (the id without its delivery number).
+async fn consume_ephemeral(
+    c: EphemeralConsumer,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    addr: String,
+    queue: String,
+) {
+    use std::hash::{Hash, Hasher};
+    let Some(mut conn) = connect(&stats, &addr).await else {
+        return;
+    };
+    let path = format!(
+        "/api/v1/ephemeral/pop?queue={queue}&batch={}&wait=true&timeout=500&autoAck={}",
+        c.batch, c.auto
+    );
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let t0 = Instant::now();
+        let (status, body) = match send(&mut conn, &stats, &addr, "GET", &path).await {
+            Sent::Answer(status, body) => (status, body),
+            Sent::Retry => continue,
+            Sent::Gone => return,
+        };
+        let popped = match serde_json::from_slice::<EphemeralPopped<'_>>(&body) {
+            Ok(p) if status == 200 => p,
+            _ => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        if popped.messages.is_empty() {
+            continue;
+        }
+        let received = now_us();
+        {
+            let mut seen = stats.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for m in &popped.messages {
+                let message = m.id.rsplit_once('.').map_or(m.id, |(k, _)| k);
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                message.hash(&mut h);
+                if !seen.insert(u128::from(h.finish())) {
+                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                if let (true, Some(t)) = (c.e2e, m.payload.t) {
+                    let waited = received.saturating_sub(t);
+                    record(&stats.e2e_latency, waited);
+                    record(&stats.e2e_interval, waited);
+                }
+            }
+        }
+        stats
+            .consumed
+            .fetch_add(popped.messages.len() as u64, Ordering::Relaxed);
+        if !c.auto {
+            let acks: Vec<Value> = popped
+                .messages
+                .iter()
+                .map(|m| json!({"id": m.id}))
+                .collect();
+            let body = json!({"queue": queue, "acks": acks}).to_string();
+            if !matches!(
+                conn.request("POST", "/api/v1/ephemeral/ack", body.as_bytes())
+                    .await,
+                Ok((200, _))
+            ) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+    }
+}
+
 /// Pushes `args.prefill` messages into `queue` (100 per request over `args.connections`
 /// connections) before a consume run; not timed.
 async fn prefill(args: &Args, addr: &str, queue: &str) -> Result<(), String> {
@@ -438,6 +585,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 filler.clone(),
             );
             let shape = Shape::of(args);
+            let ephemeral = args.ephemeral;
             tasks.push(tokio::spawn(async move {
                 let Some(mut conn) = connect(&stats, &addr).await else {
                     return;
@@ -449,10 +597,20 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                         tokio::time::sleep_until(next.into()).await;
                         next += iv;
                     }
-                    let body = push_body(&queue, shape, shape.batch, n, c, &filler);
+                    let (route, body) = if ephemeral {
+                        (
+                            "/api/v1/ephemeral/push",
+                            ephemeral_push_body(&queue, shape, n, c, &filler),
+                        )
+                    } else {
+                        (
+                            "/api/v1/push",
+                            push_body(&queue, shape, shape.batch, n, c, &filler),
+                        )
+                    };
                     n += shape.batch;
                     let t0 = Instant::now();
-                    match conn.request("POST", "/api/v1/push", body.as_bytes()).await {
+                    match conn.request("POST", route, body.as_bytes()).await {
                         Ok((201, _)) => {
                             stats
                                 .pushed
@@ -485,6 +643,17 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             let batch = args.pop_batch.unwrap_or(args.batch).max(1);
             let claim = args.pop_partitions.max(1);
             let e2e = args.mode == Mode::E2e;
+            if args.ephemeral {
+                tasks.push(tokio::spawn(consume_ephemeral(
+                    EphemeralConsumer { batch, auto, e2e },
+                    stats.clone(),
+                    stop.clone(),
+                    deadline,
+                    addr.to_owned(),
+                    queue.to_owned(),
+                )));
+                continue;
+            }
             tasks.push(tokio::spawn(async move {
                 let Some(mut conn) = connect(&stats, &addr).await else {
                     return;
@@ -492,15 +661,10 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&partitions={claim}&wait=true&timeout=500&autoAck={auto}");
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let (status, body) = match conn.request("GET", &path, b"").await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            let Some(c) = reconnect(&stats, &addr).await else {
-                                return;
-                            };
-                            conn = c;
-                            continue;
-                        }
+                    let (status, body) = match send(&mut conn, &stats, &addr, "GET", &path).await {
+                        Sent::Answer(status, body) => (status, body),
+                        Sent::Retry => continue,
+                        Sent::Gone => return,
                     };
                     if status == 204 {
                         continue;
