@@ -338,6 +338,10 @@ async fn bounds_refuse_whole_pushes() {
     assert_eq!(d["tier"], "declared");
     let m = s.get("/metrics").await.unwrap().expect(200);
     assert_eq!(m["ephemeral"]["queues"], 2, "{m}");
-    assert_eq!(m["ephemeral"]["bytes"], 2 * 402 + 1, "two 400-letter strings and a `1`");
+    assert_eq!(
+        m["ephemeral"]["bytes"],
+        2 * 402 + 1,
+        "two 400-letter strings and a `1`"
+    );
     assert_eq!(m["ephemeral"]["maxBytes"], 1000);
 }
