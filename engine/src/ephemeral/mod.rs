@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 pub use queue::{AckStatus, Delivered, Depth, Drops, Options, Outcome, Policy, Window};
-use queue::{Full, Queue};
+use queue::{Full, GROUPS_MAX, Queue, TooManyGroups};
 
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
@@ -58,7 +58,8 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Queues at most (`EPHEMERAL_MAX_QUEUES`).
     pub max_queues: usize,
-    /// An implicit queue holding nothing is forgotten after this (`EPHEMERAL_IDLE_SECONDS`).
+    /// An implicit queue holding nothing, and a consumer group that has not popped, are
+    /// forgotten after this (`EPHEMERAL_IDLE_SECONDS`).
     pub idle: Duration,
     /// The options of a queue nobody configured, and of every option a `configure` omits.
     pub defaults: Options,
@@ -326,6 +327,13 @@ impl Ephemeral {
             else {
                 return Err(EphemeralRefusal::NoRoom);
             };
+            let got = got.map_err(|TooManyGroups| {
+                EphemeralRefusal::BadRequest(format!(
+                    "ephemeral queue {} has {GROUPS_MAX} consumer groups, the most a queue may \
+                     have (a group that stops popping is forgotten after EPHEMERAL_IDLE_SECONDS)",
+                    r.queue
+                ))
+            })?;
             if !got.is_empty() && first_at.is_none() {
                 first_at = Some(tokio::time::Instant::now());
             }
@@ -481,7 +489,8 @@ impl Ephemeral {
     }
 
     /// Settles leases and `ttlSeconds` of every queue, wakes pops that can now get a
-    /// redelivery, and forgets implicit queues idle past [`Limits::idle`].
+    /// redelivery, and forgets groups that have not popped for [`Limits::idle`] and implicit
+    /// queues idle that long.
     pub fn sweep(&self) {
         let now = self.now_ms();
         let idle_ms = u64::try_from(self.limits.idle.as_millis()).unwrap_or(u64::MAX);
@@ -494,7 +503,10 @@ impl Ephemeral {
         for (name, slot) in slots {
             let (again, gone) = {
                 let mut q = lock(&slot.queue);
-                let again = self.counted(&mut q, |q| q.expire(now));
+                let again = self.counted(&mut q, |q| {
+                    q.forget_groups(now, idle_ms);
+                    q.expire(now)
+                });
                 (again, forgettable(&q))
             };
             if again {

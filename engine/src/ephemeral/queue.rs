@@ -250,6 +250,9 @@ pub struct Queue {
     rings: BTreeMap<Arc<str>, Ring>,
     /// The groups that have popped the queue, with the messages dropped before they got them.
     groups: HashMap<Arc<str>, u64>,
+    /// When each group last popped: a group gone quiet is forgotten ([`Queue::forget_groups`]),
+    /// so a subscriber that went away does not keep every message held.
+    popped_ms: HashMap<Arc<str>, u64>,
     length: u64,
     bytes: u64,
     drops: Drops,
@@ -285,6 +288,7 @@ impl Queue {
             declared,
             rings: BTreeMap::new(),
             groups: HashMap::new(),
+            popped_ms: HashMap::new(),
             length: 0,
             bytes: 0,
             drops: Drops::default(),
@@ -431,7 +435,8 @@ impl Queue {
 
     /// Takes up to `max` messages for `group` ("" for the groupless mode): from `partition`,
     /// or from the partitions in turn. Redeliveries come before new messages, each ring in
-    /// sequence order. With `auto_ack` nothing is leased.
+    /// sequence order. With `auto_ack` nothing is leased. A new group past [`GROUPS_MAX`] is
+    /// refused.
     pub fn pop(
         &mut self,
         partition: Option<&str>,
@@ -439,12 +444,15 @@ impl Queue {
         max: usize,
         auto_ack: bool,
         now_ms: u64,
-    ) -> Vec<Delivered> {
+    ) -> Result<Vec<Delivered>, TooManyGroups> {
         self.touched_ms = now_ms;
         self.expire(now_ms);
         let group: Arc<str> = match self.groups.get_key_value(group) {
             Some((g, _)) => g.clone(),
             None => {
+                if self.groups.len() >= GROUPS_MAX {
+                    return Err(TooManyGroups);
+                }
                 let g: Arc<str> = Arc::from(group);
                 self.groups.insert(g.clone(), 0);
                 // At the head of every ring: the group gets everything still held.
@@ -454,6 +462,7 @@ impl Queue {
                 g
             }
         };
+        self.popped_ms.insert(group.clone(), now_ms);
         let mut out = Vec::new();
         let lease = (!auto_ack).then_some(now_ms + self.options.lease_ms);
         match partition {
@@ -490,7 +499,29 @@ impl Queue {
             }
         }
         self.settle();
-        out
+        Ok(out)
+    }
+
+    /// Forgets the groups that have not popped for `idle_ms`: their cursors, leases and
+    /// redeliveries go, and what only they still needed is trimmed. Answers how many.
+    pub fn forget_groups(&mut self, now_ms: u64, idle_ms: u64) -> usize {
+        let quiet: Vec<Arc<str>> = self
+            .popped_ms
+            .iter()
+            .filter(|(_, t)| now_ms.saturating_sub(**t) >= idle_ms)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in &quiet {
+            self.groups.remove(g);
+            self.popped_ms.remove(g);
+            for ring in self.rings.values_mut() {
+                ring.cursors.remove(g);
+            }
+        }
+        if !quiet.is_empty() {
+            self.settle();
+        }
+        quiet.len()
     }
 
     /// Settles delivery `attempt` of `partition`/`seq` for `group`: only the delivery whose
@@ -534,6 +565,7 @@ impl Queue {
         let dropped = self.length;
         self.rings.clear();
         self.groups.clear();
+        self.popped_ms.clear();
         self.length = 0;
         self.bytes = 0;
         dropped
@@ -600,6 +632,13 @@ impl Queue {
 /// A push that does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
+
+/// Consumer groups one queue may have at once.
+pub const GROUPS_MAX: usize = 1_000;
+
+/// A pop of a new group on a queue that has [`GROUPS_MAX`] already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyGroups;
 
 /// Delivers from one ring to one group: redeliveries first, then new messages.
 fn take(

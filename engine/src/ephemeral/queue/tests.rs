@@ -42,13 +42,14 @@ impl Q {
     fn pop(&mut self, p: Option<&str>, g: &str, max: usize, now: u64) -> Vec<(String, u32)> {
         self.q
             .pop(p, g, max, false, now)
+            .unwrap()
             .into_iter()
             .map(|d| (d.payload.to_string(), d.attempts))
             .collect()
     }
 
     fn pop_raw(&mut self, g: &str, max: usize, now: u64) -> Vec<Delivered> {
-        self.q.pop(None, g, max, false, now)
+        self.q.pop(None, g, max, false, now).unwrap()
     }
 }
 
@@ -172,7 +173,7 @@ fn a_lease_that_runs_out_redelivers_before_newer_messages() {
 fn auto_ack_leases_nothing() {
     let mut q = Q::new(opts());
     q.push("p", &["1"], 0).unwrap();
-    let d = q.q.pop(None, "", 1, true, 0);
+    let d = q.q.pop(None, "", 1, true, 0).unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(
         q.q.ack("", ("p", d[0].seq, d[0].attempts), AckStatus::Completed, 0),
@@ -286,4 +287,39 @@ fn reset_drops_everything_but_the_options() {
     assert_eq!(q.q.reset(), 2);
     assert_eq!((q.q.length(), q.q.bytes(), q.q.counts()), (0, 0, (0, 0)));
     assert_eq!(q.q.options.max_length, 7);
+}
+
+#[test]
+fn a_group_gone_quiet_is_forgotten_and_no_longer_holds_messages() {
+    let mut q = Q::new(opts());
+    q.pop(None, "live", 1, 0);
+    q.pop(None, "gone", 1, 0);
+    q.push("p", &["1", "2"], 0).unwrap();
+    for d in q.pop_raw("live", 10, 100) {
+        q.q.ack("live", ("p", d.seq, d.attempts), AckStatus::Completed, 100);
+    }
+    assert_eq!(q.q.length(), 2, "held for the quiet group");
+    assert_eq!(
+        q.q.forget_groups(150, 100),
+        1,
+        "quiet since 0; live popped at 100"
+    );
+    assert_eq!(q.q.length(), 0);
+    assert_eq!(q.q.counts().1, 1);
+    // Back again, it starts over at the head of what is held.
+    q.push("p", &["3"], 200).unwrap();
+    assert_eq!(texts(&q.pop(None, "gone", 10, 200)), ["3"]);
+}
+
+#[test]
+fn a_queue_refuses_groups_past_its_limit() {
+    let mut q = Q::new(opts());
+    for g in 0..GROUPS_MAX {
+        q.q.pop(None, &g.to_string(), 1, false, 0).unwrap();
+    }
+    assert_eq!(q.q.pop(None, "one more", 1, false, 0), Err(TooManyGroups));
+    assert!(
+        q.q.pop(None, "0", 1, false, 0).is_ok(),
+        "a known group still pops"
+    );
 }
