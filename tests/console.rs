@@ -385,6 +385,61 @@ async fn the_console_shows_live_data_and_retries_a_dead_letter() {
     .await;
     b.screenshot("server").await;
 
+    // The ephemeral queues: a queue with its figures, its depth page, then reset from the page
+    // (the confirmation answered yes) and emptied in the page and in the API.
+    request(
+        s.port,
+        "POST",
+        "/api/v1/ephemeral/push",
+        Some(br#"{"queue":"ui-inbox","partition":"room-7","messages":[{"payload":1},{"payload":"<b>x</b>"}]}"#),
+    )
+    .await
+    .unwrap();
+    b.go(&format!("{base}/#/ephemeral")).await;
+    b.wait_for(
+        "the ephemeral queue",
+        "return [...document.querySelectorAll('#view td')].some(td => td.textContent === 'ui-inbox')",
+    )
+    .await;
+    assert_eq!(
+        b.script(
+            "return document.querySelector('[data-card=ephemeral-queues] .value').textContent"
+        )
+        .await,
+        "1"
+    );
+    b.screenshot("ephemeral").await;
+    b.script("[...document.querySelectorAll('#view tr.clickable')].find(tr => tr.textContent.includes('ui-inbox')).click(); return true")
+        .await;
+    b.wait_for(
+        "the ephemeral queue's partitions",
+        "return [...document.querySelectorAll('#view td')].some(td => td.textContent === 'room-7') \
+         && document.querySelector('[data-card=ephemeral-depth] .value').textContent === '2'",
+    )
+    .await;
+    b.go(&format!("{base}/#/ephemeral")).await;
+    b.wait_for(
+        "the reset button",
+        "return document.querySelector('#view button[data-action=reset]') !== null",
+    )
+    .await;
+    b.script("window.confirm = () => true; document.querySelector('#view button[data-action=reset]').click(); return true")
+        .await;
+    b.wait_for(
+        "the queue emptied in the page",
+        "return document.querySelector('[data-card=ephemeral-bytes] .value').textContent === '0 B'",
+    )
+    .await;
+    let depth = request(
+        s.port,
+        "GET",
+        "/api/v1/ephemeral/queues/ui-inbox/depth",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(depth.json()["depth"], 0);
+
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

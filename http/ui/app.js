@@ -39,6 +39,7 @@ function h(tag, attrs, ...children) {
 }
 
 const fmt = (n) => (n === undefined || n === null ? "–" : Number(n).toLocaleString("en-US"));
+const bytes = (n) => (n === undefined || n === null ? "–" : n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 const when = (t) => (t ? new Date(t).toLocaleString() : "–");
 const ago = (t) => {
   if (!t) return "–";
@@ -516,6 +517,84 @@ async function serverPage(view) {
   );
 }
 
+/** The ephemeral (in-memory) queues: budgets, every queue with its drops, reset and delete. */
+async function ephemeralPage(view) {
+  const list = await api("/ephemeral/queues");
+  const lossy = (what, q) =>
+    confirm(`${what} ephemeral queue ${q}? Its messages live only in this server's memory: they are gone for good.`);
+  view.append(
+    h("h1", {}, "Ephemeral queues"),
+    h("p", { class: "muted" }, "In memory on this server: they survive no restart. Declared queues come back configured and empty."),
+    h(
+      "div",
+      { class: "cards" },
+      card("Queues", fmt(list.count), "ephemeral-queues"),
+      card("Held", bytes(list.serverBytes), "ephemeral-bytes"),
+      card("Budget", bytes(list.serverMaxBytes))
+    ),
+    h("div", { class: "panel" }, table(
+      [
+        { label: "Queue", cell: (q) => q.queue },
+        { label: "Tier", cell: (q) => badge(q.tier) },
+        { label: "Depth", num: true, cell: (q) => fmt(q.depth) },
+        { label: "Held", num: true, cell: (q) => bytes(q.bytes) },
+        { label: "Partitions", num: true, cell: (q) => fmt(q.partitions) },
+        { label: "Groups", num: true, cell: (q) => fmt(q.groups) },
+        { label: "Dropped (bounds / ttl / retries)", num: true, cell: (q) => `${fmt(q.drops.bounds)} / ${fmt(q.drops.ttl)} / ${fmt(q.drops.retry)}` },
+        { label: "Bounds", cell: (q) => `${fmt(q.options.maxLength)} msgs, ${bytes(q.options.maxBytes)}, ${q.options.policy}` },
+        {
+          label: "",
+          cell: (q) =>
+            can("read-write") &&
+            h(
+              "span",
+              { class: "actions" },
+              h("button", { "data-action": "reset", onclick: (e) => { e.stopPropagation(); if (lossy("Empty", q.queue)) act("Reset", () => api("/ephemeral/reset", { method: "POST", body: { queue: q.queue } })); } }, "Reset"),
+              h("button", { class: "danger", "data-action": "delete", onclick: (e) => { e.stopPropagation(); if (lossy("Delete", q.queue)) act("Delete", () => api(`/ephemeral/queue/${enc(q.queue)}`, { method: "DELETE" })); } }, "Delete")
+            ),
+        },
+      ],
+      list.queues,
+      (q) => { location.hash = `#/ephemeral/${enc(q.queue)}`; }
+    ))
+  );
+}
+
+/** One ephemeral queue: pending per partition and per consumer group. */
+async function ephemeralQueuePage(view, name) {
+  const d = await api(`/ephemeral/queues/${enc(name)}/depth`);
+  view.append(
+    h("h1", {}, `Ephemeral queue ${name}`),
+    h(
+      "div",
+      { class: "cards" },
+      card("Tier", d.tier),
+      card("Messages held", fmt(d.depth), "ephemeral-depth"),
+      card("Held", bytes(d.bytes)),
+      card("Partitions pending", fmt(d.partitionsPending))
+    ),
+    h("h2", {}, "Consumer groups"),
+    table(
+      [
+        { label: "Group", cell: (g) => g.group === null ? "(queue mode)" : g.group },
+        { label: "Pending", num: true, cell: (g) => fmt(g.pending) },
+        { label: "In flight", num: true, cell: (g) => fmt(g.inFlight) },
+        { label: "Skipped (dropped before delivery)", num: true, cell: (g) => fmt(g.skipped) },
+      ],
+      d.groups
+    ),
+    h("h2", {}, "Partitions"),
+    table(
+      [
+        { label: "Partition", cell: (p) => p.partition },
+        { label: "Messages", num: true, cell: (p) => fmt(p.depth) },
+        { label: "Held", num: true, cell: (p) => bytes(p.bytes) },
+      ],
+      d.partitions
+    )
+  );
+}
+
 // ---- routing ------------------------------------------------------------------------------
 
 function route() {
@@ -529,6 +608,7 @@ function route() {
     case "dlq": return ["dlq", (v) => dlqPage(v)];
     case "groups": return ["groups", (v) => groupsPage(v)];
     case "server": return ["server", (v) => serverPage(v)];
+    case "ephemeral": return ["ephemeral", (v) => (parts[1] === undefined ? ephemeralPage(v) : ephemeralQueuePage(v, parts[1]))];
     default: return ["overview", (v) => { v.append(h("h1", {}, "Not found")); }];
   }
 }
