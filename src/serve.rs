@@ -112,8 +112,8 @@ pub struct ServeArgs {
     /// at the soonest this long after its time.
     #[arg(long, env = "TIMER_INTERVAL", default_value_t = 250)]
     timer_interval_ms: u64,
-    /// Payload bytes all ephemeral queues of this server may hold together (docs/ephemeral.md);
-    /// a push past it answers 503 `ephemeral_unavailable`.
+    /// Bytes all ephemeral queues of this server may hold together: their payloads and 64 a
+    /// message (docs/ephemeral.md); a push past it answers 503 `ephemeral_unavailable`.
     #[arg(long, env = "EPHEMERAL_MAX_BYTES", default_value_t = 256 << 20)]
     ephemeral_max_bytes: u64,
     /// Ephemeral queues this server may hold.

@@ -307,7 +307,7 @@ async fn push_pop_and_ack_work_while_the_database_is_down() {
 /// queue's `reject` bound with `429 queue_full`; nothing of a refused push is kept.
 #[tokio::test]
 async fn bounds_refuse_whole_pushes() {
-    let s = Server::start("eph_bounds", &[("EPHEMERAL_MAX_BYTES", "1000")]).await;
+    let s = Server::start("eph_bounds", &[("EPHEMERAL_MAX_BYTES", "1100")]).await;
     let big: Vec<Value> = (0..3).map(|_| json!("x".repeat(400))).collect();
     let messages: Vec<Value> = big.iter().map(|p| json!({"payload": p})).collect();
     let r = s
@@ -340,8 +340,8 @@ async fn bounds_refuse_whole_pushes() {
     assert_eq!(m["ephemeral"]["queues"], 2, "{m}");
     assert_eq!(
         m["ephemeral"]["bytes"],
-        2 * 402 + 1,
-        "two 400-letter strings and a `1`"
+        2 * (402 + 64) + (1 + 64),
+        "two 400-letter strings and a `1`, and 64 bytes a message"
     );
-    assert_eq!(m["ephemeral"]["maxBytes"], 1000);
+    assert_eq!(m["ephemeral"]["maxBytes"], 1100);
 }

@@ -10,8 +10,10 @@
 //! sweeper, every [`SWEEP_EVERY`]) too. Critical sections are short and never await.
 //!
 //! Memory is bounded three ways: each queue by its `maxBytes` / `maxLength` (its `policy`
-//! refuses or drops the oldest), the server by [`Limits::max_bytes`] of payloads (`503
-//! ephemeral_unavailable` past it) and [`Limits::max_queues`] queues. A queue made implicitly
+//! refuses or drops the oldest), the server by [`Limits::max_bytes`] of messages (payloads and
+//! a fixed overhead each; `503 ephemeral_unavailable` past it) and [`Limits::max_queues`]
+//! queues of at most [`queue::GROUPS_MAX`] groups. (Cursors, leases and redeliveries are not
+//! charged: they are bounded by the messages and groups.) A queue made implicitly
 //! by a push or a pop is forgotten once it has held nothing for [`Limits::idle`].
 //!
 //! Message ids are `e:<run>:<partition>:<seq>.<attempt>`: `run` is drawn at start, so an ack
@@ -54,7 +56,8 @@ pub const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 /// Server-wide bounds and the options of a queue nobody configured.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Payload bytes of every ephemeral queue together (`EPHEMERAL_MAX_BYTES`).
+    /// What every ephemeral queue's messages may cost together (`EPHEMERAL_MAX_BYTES`): their
+    /// payloads and [`MESSAGE_OVERHEAD`](queue::MESSAGE_OVERHEAD) bytes each.
     pub max_bytes: u64,
     /// Queues at most (`EPHEMERAL_MAX_QUEUES`).
     pub max_queues: usize,
@@ -191,7 +194,8 @@ impl Ephemeral {
         lock(&self.queues).len()
     }
 
-    /// Payload bytes held by every queue.
+    /// What every queue's messages cost the budget: payloads and
+    /// [`MESSAGE_OVERHEAD`](queue::MESSAGE_OVERHEAD) bytes each.
     pub fn bytes(&self) -> u64 {
         u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
     }
@@ -245,11 +249,11 @@ impl Ephemeral {
         }
     }
 
-    /// Runs `f` on a locked queue and carries the change of its bytes into the server's count.
+    /// Runs `f` on a locked queue and carries the change of its charge into the server's count.
     fn counted<R>(&self, q: &mut Queue, f: impl FnOnce(&mut Queue) -> R) -> R {
-        let before = q.bytes();
+        let before = q.charge();
         let r = f(q);
-        let delta = i64::try_from(q.bytes()).unwrap_or(i64::MAX)
+        let delta = i64::try_from(q.charge()).unwrap_or(i64::MAX)
             - i64::try_from(before).unwrap_or(i64::MAX);
         self.bytes.fetch_add(delta, Ordering::Relaxed);
         r
@@ -273,9 +277,13 @@ impl Ephemeral {
         if n == 0 {
             return Ok(0);
         }
-        // The bytes are reserved first, so concurrent pushes cannot pass the budget together;
+        // The charge is reserved first, so concurrent pushes cannot pass the budget together;
         // the push then counts what it really added (less what it dropped to make room).
-        let b = i64::try_from(payloads.iter().map(|p| p.len()).sum::<usize>()).unwrap_or(i64::MAX);
+        let b = payloads
+            .iter()
+            .map(|p| p.len() as u64 + queue::MESSAGE_OVERHEAD)
+            .sum::<u64>();
+        let b = i64::try_from(b).unwrap_or(i64::MAX);
         let max = i64::try_from(self.limits.max_bytes).unwrap_or(i64::MAX);
         if self.bytes.fetch_add(b, Ordering::Relaxed).saturating_add(b) > max {
             self.bytes.fetch_sub(b, Ordering::Relaxed);

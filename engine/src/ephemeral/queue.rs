@@ -308,6 +308,12 @@ impl Queue {
         self.bytes
     }
 
+    /// What the queue's messages cost the server's budget: their payloads and
+    /// [`MESSAGE_OVERHEAD`] each.
+    pub fn charge(&self) -> u64 {
+        self.bytes + self.length * MESSAGE_OVERHEAD
+    }
+
     /// Whether it holds nothing and owes nothing (no message, no lease).
     pub fn idle(&self) -> bool {
         self.rings.values().all(Ring::idle)
@@ -628,6 +634,11 @@ impl Queue {
         self.rings.contains_key(partition)
     }
 }
+
+/// What one held message costs beside its payload (its sequence number, time and the shared
+/// pointer to its payload, in the ring and the allocator): counted in the server's budget, so
+/// a flood of tiny payloads is bounded too.
+pub const MESSAGE_OVERHEAD: u64 = 64;
 
 /// A push that does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,19 +50,24 @@ async fn ids_fence_other_runs_and_settle_this_one() {
     );
 }
 
+/// The budget counts payloads and a fixed overhead per message.
 #[tokio::test]
 async fn the_server_bounds_bytes_and_queues() {
-    let e = Ephemeral::new(limits());
+    let o = queue::MESSAGE_OVERHEAD;
+    let e = Ephemeral::new(Limits {
+        max_bytes: 2 * o + 100,
+        ..limits()
+    });
     e.push("a", "p", payloads(&[&"x".repeat(60)])).unwrap();
     assert_eq!(
         e.push("b", "p", payloads(&[&"x".repeat(41)])),
         Err(EphemeralRefusal::NoRoom)
     );
     e.push("b", "p", payloads(&[&"x".repeat(40)])).unwrap();
-    assert_eq!(e.bytes(), 100);
-    e.push("c", "p", payloads(&["1"])).unwrap_err();
+    assert_eq!(e.bytes(), 2 * o + 100);
+    e.push("c", "p", payloads(&[""])).unwrap_err();
     e.reset("a");
-    assert_eq!(e.bytes(), 40);
+    assert_eq!(e.bytes(), o + 40);
     e.push("c", "p", payloads(&["1"])).unwrap();
     assert_eq!(
         e.pop(&pop("d")).await,
@@ -70,7 +75,7 @@ async fn the_server_bounds_bytes_and_queues() {
         "a fourth queue"
     );
     assert!(e.remove("c"));
-    assert_eq!(e.bytes(), 40);
+    assert_eq!(e.bytes(), o + 40);
 }
 
 #[tokio::test(start_paused = true)]
@@ -242,6 +247,10 @@ fn the_byte_count_matches_the_queues_through_racing_removals() {
     for t in threads {
         t.join().unwrap();
     }
-    let held: u64 = e.list().iter().map(|s| s.bytes).sum();
+    let held: u64 = e
+        .list()
+        .iter()
+        .map(|s| s.bytes + s.length * queue::MESSAGE_OVERHEAD)
+        .sum();
     assert_eq!(e.bytes(), held);
 }
