@@ -368,6 +368,76 @@ async fn every_route_class_needs_queens_role() {
             None,
             Need::ReadWrite,
         ),
+        // The key/value store, locks and timers: every call reads and writes.
+        (
+            "POST",
+            "/api/v1/kv".into(),
+            Some(json!({"operations": []})),
+            Need::ReadWrite,
+        ),
+        (
+            "POST",
+            "/api/v1/locks".into(),
+            Some(json!({"operations": []})),
+            Need::ReadWrite,
+        ),
+        (
+            "POST",
+            "/api/v1/timers".into(),
+            Some(json!({"operations": []})),
+            Need::ReadWrite,
+        ),
+        ("GET", "/api/v1/timers/sec".into(), None, Need::ReadOnly),
+        // Ephemeral queues: the two status reads are read-only, everything else (the pop
+        // included: it leases) read-write.
+        (
+            "POST",
+            "/api/v1/ephemeral/push".into(),
+            Some(json!({"queue": "sec", "messages": []})),
+            Need::ReadWrite,
+        ),
+        (
+            "GET",
+            "/api/v1/ephemeral/pop?queue=sec".into(),
+            None,
+            Need::ReadWrite,
+        ),
+        (
+            "POST",
+            "/api/v1/ephemeral/ack".into(),
+            Some(json!({"queue": "sec", "acks": []})),
+            Need::ReadWrite,
+        ),
+        (
+            "POST",
+            "/api/v1/ephemeral/configure".into(),
+            Some(json!({"queue": "sec-declared", "options": {}})),
+            Need::ReadWrite,
+        ),
+        (
+            "POST",
+            "/api/v1/ephemeral/reset".into(),
+            Some(json!({"queue": "sec"})),
+            Need::ReadWrite,
+        ),
+        (
+            "DELETE",
+            "/api/v1/ephemeral/queue/sec-declared".into(),
+            None,
+            Need::ReadWrite,
+        ),
+        (
+            "GET",
+            "/api/v1/ephemeral/queues".into(),
+            None,
+            Need::ReadOnly,
+        ),
+        (
+            "GET",
+            "/api/v1/ephemeral/queues/sec/depth".into(),
+            None,
+            Need::ReadOnly,
+        ),
         (
             "GET",
             "/api/v1/system/maintenance".into(),
