@@ -15,7 +15,8 @@
 //!   attempt while its retries (attempts after the first) are below `retryLimit`; past that it
 //!   is dropped and counted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// What a push past `maxBytes` / `maxLength` does.
@@ -172,6 +173,11 @@ impl Cursor {
         low
     }
 
+    /// Whether the group has something to take from `msgs` (a redelivery or a new message).
+    fn has_more(&self, msgs: &VecDeque<Msg>) -> bool {
+        !self.redeliver.is_empty() || msgs.back().is_some_and(|m| m.seq >= self.next)
+    }
+
     /// A failed delivery (nack or lease run out) of `seq` after `attempts`: back for
     /// redelivery while retries remain (true), else dropped (false).
     fn retry(&mut self, seq: u64, attempts: u32, retry_limit: u32) -> bool {
@@ -253,11 +259,20 @@ pub struct Queue {
     /// When each group last popped: a group gone quiet is forgotten ([`Queue::forget_groups`]),
     /// so a subscriber that went away does not keep every message held.
     popped_ms: HashMap<Arc<str>, u64>,
+    /// Per group, the partitions that may have something for it (a push, a redelivery, a new
+    /// group adds them; a take that finds nothing removes them): a pop of any partition walks
+    /// these, not every partition of the queue.
+    ready: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// The earliest lease deadline of any cursor (u64::MAX: none), and a lower bound of the
+    /// push time of every held message: [`Queue::expire`] looks at the rings only once one of
+    /// them says something may be due.
+    next_deadline_ms: u64,
+    oldest_ms: u64,
     length: u64,
     bytes: u64,
     drops: Drops,
-    /// Where the next pop of any partition starts (round robin).
-    turn: usize,
+    /// The partition the last pop of any partition ended at: the next one starts after it.
+    turn: Option<Arc<str>>,
     /// When it was last pushed to, popped or acked (idle implicit queues are collected).
     pub touched_ms: u64,
     /// Taken out of the registry (deleted or collected): callers that found it before must
@@ -289,10 +304,13 @@ impl Queue {
             rings: BTreeMap::new(),
             groups: HashMap::new(),
             popped_ms: HashMap::new(),
+            ready: HashMap::new(),
+            next_deadline_ms: u64::MAX,
+            oldest_ms: u64::MAX,
             length: 0,
             bytes: 0,
             drops: Drops::default(),
-            turn: 0,
+            turn: None,
             touched_ms: now_ms,
             removed: false,
         }
@@ -342,14 +360,23 @@ impl Queue {
             }
             self.drops.bounds += 1;
         }
-        if !self.rings.contains_key(partition) {
-            let mut ring = Ring::default();
-            for g in self.groups.keys() {
-                ring.cursors.insert(g.clone(), Cursor::at(0));
+        let name = match self.rings.get_key_value(partition) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let mut ring = Ring::default();
+                for g in self.groups.keys() {
+                    ring.cursors.insert(g.clone(), Cursor::at(0));
+                }
+                let name: Arc<str> = Arc::from(partition);
+                self.rings.insert(name.clone(), ring);
+                name
             }
-            self.rings.insert(Arc::from(partition), ring);
+        };
+        for set in self.ready.values_mut() {
+            set.insert(name.clone());
         }
-        let Some(ring) = self.rings.get_mut(partition) else {
+        self.oldest_ms = self.oldest_ms.min(now_ms);
+        let Some(ring) = self.rings.get_mut(&name) else {
             return Err(Full);
         };
         for payload in payloads {
@@ -385,12 +412,19 @@ impl Queue {
     /// Settles what time decided: leases run out (back for redelivery or dropped), messages
     /// past `ttlSeconds` dropped, then what every group has passed trimmed and rings left idle
     /// removed. Answers whether a message became deliverable again (waiting pops should look).
+    /// Costs nothing until the earliest lease deadline or the oldest message's `ttlSeconds`.
     pub fn expire(&mut self, now_ms: u64) -> bool {
         let o = self.options;
+        let ttl_due = o.ttl_ms > 0 && self.oldest_ms < now_ms.saturating_sub(o.ttl_ms);
+        if self.next_deadline_ms > now_ms && !ttl_due {
+            return false;
+        }
         let mut again = false;
-        for ring in self.rings.values_mut() {
-            for c in ring.cursors.values_mut() {
+        let (mut next_deadline, mut oldest) = (u64::MAX, u64::MAX);
+        for (name, ring) in &mut self.rings {
+            for (g, c) in &mut ring.cursors {
                 if c.earliest_ms > now_ms {
+                    next_deadline = next_deadline.min(c.earliest_ms);
                     continue;
                 }
                 let expired: Vec<(u64, u32)> = c
@@ -403,6 +437,9 @@ impl Queue {
                     c.leased.remove(&seq);
                     if c.retry(seq, attempts, o.retry_limit) {
                         again = true;
+                        if let Some(set) = self.ready.get_mut(g) {
+                            set.insert(name.clone());
+                        }
                     } else {
                         self.drops.retry += 1;
                     }
@@ -413,6 +450,7 @@ impl Queue {
                     .map(|l| l.deadline_ms)
                     .min()
                     .unwrap_or(u64::MAX);
+                next_deadline = next_deadline.min(c.earliest_ms);
             }
             if o.ttl_ms > 0 {
                 let cut = now_ms.saturating_sub(o.ttl_ms);
@@ -424,19 +462,38 @@ impl Queue {
                     }
                 }
             }
+            if let Some(m) = ring.msgs.front() {
+                oldest = oldest.min(m.at_ms);
+            }
         }
+        self.next_deadline_ms = next_deadline;
+        self.oldest_ms = oldest;
         self.settle();
         again
     }
 
-    /// Trims what every group has passed and removes idle rings.
+    /// Trims what every group has passed and removes idle rings: every ring.
     fn settle(&mut self) {
-        for ring in self.rings.values_mut() {
-            let (n, b) = ring.trim();
-            self.length -= n;
-            self.bytes -= b;
+        let names: Vec<Arc<str>> = self.rings.keys().cloned().collect();
+        for name in names {
+            self.settle_ring(&name);
         }
-        self.rings.retain(|_, r| !r.idle());
+    }
+
+    /// Trims one ring, and removes it when it holds nothing and owes nothing.
+    fn settle_ring(&mut self, name: &str) {
+        let Some(ring) = self.rings.get_mut(name) else {
+            return;
+        };
+        let (n, b) = ring.trim();
+        self.length -= n;
+        self.bytes -= b;
+        if ring.idle() {
+            self.rings.remove(name);
+            for set in self.ready.values_mut() {
+                set.remove(name);
+            }
+        }
     }
 
     /// Takes up to `max` messages for `group` ("" for the groupless mode): from `partition`,
@@ -465,47 +522,82 @@ impl Queue {
                 for ring in self.rings.values_mut() {
                     ring.cursors.insert(g.clone(), Cursor::at(0));
                 }
+                self.ready
+                    .insert(g.clone(), self.rings.keys().cloned().collect());
                 g
             }
         };
         self.popped_ms.insert(group.clone(), now_ms);
         let mut out = Vec::new();
         let lease = (!auto_ack).then_some(now_ms + self.options.lease_ms);
+        let mut touched: Vec<Arc<str>> = Vec::new();
         match partition {
             Some(p) => {
-                let name = self.rings.get_key_value(p).map(|(k, _)| k.clone());
-                if let Some((name, ring)) =
-                    name.and_then(|k| Some((k.clone(), self.rings.get_mut(&k)?)))
-                {
-                    take(ring, &name, &group, max, lease, &mut out);
+                if let Some(name) = self.rings.get_key_value(p).map(|(k, _)| k.clone()) {
+                    self.take(&name, &group, max, lease, &mut out);
+                    touched.push(name);
                 }
             }
             None => {
-                let n = self.rings.len();
-                if n > 0 {
-                    let start = self.turn % n;
-                    self.turn = self.turn.wrapping_add(1);
-                    let names: Vec<Arc<str>> = self
-                        .rings
-                        .keys()
-                        .cycle()
-                        .skip(start)
-                        .take(n)
-                        .cloned()
-                        .collect();
-                    for name in names {
-                        if out.len() >= max {
-                            break;
-                        }
-                        if let Some(ring) = self.rings.get_mut(&name) {
-                            take(ring, &name, &group, max, lease, &mut out);
-                        }
+                // The group's ready partitions in turn, from after where the last pop ended;
+                // each step a look-up, so a queue of many partitions costs what the pop takes.
+                let total = self.ready.get(&group).map_or(0, BTreeSet::len);
+                let mut at = self.turn.clone();
+                for _ in 0..total {
+                    if out.len() >= max {
+                        break;
                     }
+                    let Some(set) = self.ready.get(&group) else {
+                        break;
+                    };
+                    let after = at.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                    let Some(name) = set
+                        .range::<str, _>((after, Bound::Unbounded))
+                        .next()
+                        .or_else(|| set.iter().next())
+                        .cloned()
+                    else {
+                        break;
+                    };
+                    self.take(&name, &group, max, lease, &mut out);
+                    touched.push(name.clone());
+                    at = Some(name);
                 }
+                self.turn = at;
             }
         }
-        self.settle();
+        for name in &touched {
+            self.settle_ring(name);
+        }
         Ok(out)
+    }
+
+    /// Takes from one ring for `group` (see [`take`]) and keeps the group's ready set and the
+    /// queue's earliest deadline up to date.
+    fn take(
+        &mut self,
+        name: &Arc<str>,
+        group: &Arc<str>,
+        max: usize,
+        lease_until: Option<u64>,
+        out: &mut Vec<Delivered>,
+    ) {
+        let Some(ring) = self.rings.get_mut(name) else {
+            return;
+        };
+        take(ring, name, group, max, lease_until, out);
+        if let Some(deadline) = lease_until {
+            self.next_deadline_ms = self.next_deadline_ms.min(deadline);
+        }
+        let more = ring
+            .cursors
+            .get(group)
+            .is_some_and(|c| c.has_more(&ring.msgs));
+        if !more {
+            if let Some(set) = self.ready.get_mut(group) {
+                set.remove(name);
+            }
+        }
     }
 
     /// Forgets the groups that have not popped for `idle_ms`: their cursors, leases and
@@ -520,6 +612,7 @@ impl Queue {
         for g in &quiet {
             self.groups.remove(g);
             self.popped_ms.remove(g);
+            self.ready.remove(g);
             for ring in self.rings.values_mut() {
                 ring.cursors.remove(g);
             }
@@ -556,13 +649,22 @@ impl Queue {
         };
         let outcome = match status {
             AckStatus::Completed => Outcome::Acked,
-            AckStatus::Failed if c.retry(seq, lease.attempts, retry_limit) => Outcome::Redelivered,
+            AckStatus::Failed if c.retry(seq, lease.attempts, retry_limit) => {
+                if let Some((set, name)) = self
+                    .ready
+                    .get_mut(group)
+                    .zip(self.rings.get_key_value(partition).map(|(k, _)| k.clone()))
+                {
+                    set.insert(name);
+                }
+                Outcome::Redelivered
+            }
             AckStatus::Failed => {
                 self.drops.retry += 1;
                 Outcome::Acked
             }
         };
-        self.settle();
+        self.settle_ring(partition);
         outcome
     }
 
@@ -572,6 +674,10 @@ impl Queue {
         self.rings.clear();
         self.groups.clear();
         self.popped_ms.clear();
+        self.ready.clear();
+        self.turn = None;
+        self.next_deadline_ms = u64::MAX;
+        self.oldest_ms = u64::MAX;
         self.length = 0;
         self.bytes = 0;
         dropped
