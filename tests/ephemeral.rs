@@ -345,3 +345,52 @@ async fn bounds_refuse_whole_pushes() {
     );
     assert_eq!(m["ephemeral"]["maxBytes"], 1100);
 }
+
+/// Two servers on one database: a declaration made on one reaches the other (its periodic
+/// read of the stored declarations) and a delete on one is undone there too; their messages
+/// stay apart, and an id of one answers `stale` on the other.
+#[tokio::test]
+async fn servers_share_declarations_but_not_messages() {
+    let db = queen_wire::embedded::test_config("eph_two").await.unwrap();
+    let a = Server::start_on(&db, support::buffer_dir("eph_two_a"), false, &[]).await;
+    let b = Server::start_on(&db, support::buffer_dir("eph_two_b"), false, &[]).await;
+    a.post(
+        "/api/v1/ephemeral/configure",
+        &json!({"queue": "shared", "options": {"maxLength": 7}}),
+    )
+    .await
+    .expect(201);
+    let tier_on_b = || async {
+        let listed = b.get("/api/v1/ephemeral/queues").await.unwrap().expect(200);
+        listed["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue"] == "shared")
+            .map(|q| (q["tier"].clone(), q["options"]["maxLength"].clone()))
+    };
+    until(
+        Duration::from_secs(15),
+        "the declaration on the second server",
+        || async { tier_on_b().await == Some((json!("declared"), json!(7))) },
+    )
+    .await;
+
+    push(&a, "shared", "p", &[json!("on a")]).await;
+    assert!(
+        pop(&b, "queue=shared").await.is_empty(),
+        "messages stay on their server"
+    );
+    let on_a = pop(&a, "queue=shared").await;
+    assert_eq!(on_a[0]["payload"], "on a");
+    assert_eq!(ack(&b, "shared", None, &on_a, "completed").await, ["stale"]);
+    assert_eq!(ack(&a, "shared", None, &on_a, "completed").await, ["acked"]);
+
+    a.delete("/api/v1/ephemeral/queue/shared").await.expect(200);
+    until(
+        Duration::from_secs(15),
+        "the second server to drop the declaration",
+        || async { tier_on_b().await.is_none_or(|(tier, _)| tier == "implicit") },
+    )
+    .await;
+}
