@@ -323,3 +323,129 @@ fn a_queue_refuses_groups_past_its_limit() {
         "a known group still pops"
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize, usize),
+        Pop(usize, Option<usize>, usize, bool),
+        AckLast(usize, bool),
+        Wait(u64),
+        Forget,
+        Reset,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 1..4usize).prop_map(|(p, n)| Op::Push(p, n)),
+            4 => (0..2usize, prop::option::of(0..3usize), 1..4usize, any::<bool>())
+                .prop_map(|(g, p, n, auto)| Op::Pop(g, p, n, auto)),
+            3 => (0..2usize, any::<bool>()).prop_map(|(g, ok)| Op::AckLast(g, ok)),
+            2 => (0..1500u64).prop_map(Op::Wait),
+            1 => Just(Op::Forget),
+            1 => Just(Op::Reset),
+        ]
+    }
+
+    const GROUPS: [&str; 2] = ["a", ""];
+
+    /// The bookkeeping agrees with the rings: counts, and every partition holding something
+    /// for a group is in the group's ready set (else pops of any partition would never reach
+    /// it).
+    fn consistent(q: &Queue) -> Result<(), TestCaseError> {
+        let length: u64 = q.rings.values().map(|r| r.msgs.len() as u64).sum();
+        let bytes: u64 = q
+            .rings
+            .values()
+            .flat_map(|r| r.msgs.iter().map(|m| m.payload.len() as u64))
+            .sum();
+        prop_assert_eq!(q.length, length);
+        prop_assert_eq!(q.bytes, bytes);
+        for (name, ring) in &q.rings {
+            prop_assert_eq!(
+                ring.bytes,
+                ring.msgs
+                    .iter()
+                    .map(|m| m.payload.len() as u64)
+                    .sum::<u64>()
+            );
+            for (g, c) in &ring.cursors {
+                if c.has_more(&ring.msgs) {
+                    prop_assert!(
+                        q.ready.get(g).is_some_and(|s| s.contains(name)),
+                        "partition {name} has something for group {g:?} but is not ready"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn bookkeeping_stays_consistent_and_pops_of_any_partition_drain_everything(
+            ops in prop::collection::vec(op(), 1..80),
+            policy in prop_oneof![Just(Policy::Reject), Just(Policy::DropOldest)],
+            ttl in prop_oneof![Just(0u64), Just(2_000u64)],
+        ) {
+            let mut q = Q::new(Options { max_length: 8, policy, ttl_ms: ttl, ..opts() });
+            let mut now = 0u64;
+            let mut last: [Vec<Delivered>; 2] = [Vec::new(), Vec::new()];
+            for op in ops {
+                match op {
+                    Op::Push(p, n) => {
+                        let items: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
+                        let items: Vec<&str> = items.iter().map(String::as_str).collect();
+                        let _ = q.push(&format!("p{p}"), &items, now);
+                    }
+                    Op::Pop(g, p, n, auto) => {
+                        let p = p.map(|p| format!("p{p}"));
+                        last[g] = q.q.pop(p.as_deref(), GROUPS[g], n, auto, now).unwrap();
+                    }
+                    Op::AckLast(g, ok) => {
+                        let status = if ok { AckStatus::Completed } else { AckStatus::Failed };
+                        for d in std::mem::take(&mut last[g]) {
+                            q.q.ack(GROUPS[g], (&d.partition, d.seq, d.attempts), status, now);
+                        }
+                    }
+                    Op::Wait(ms) => {
+                        now += ms;
+                        q.q.expire(now);
+                    }
+                    Op::Forget => {
+                        q.q.forget_groups(now, 1_000);
+                    }
+                    Op::Reset => {
+                        q.q.reset();
+                        last = [Vec::new(), Vec::new()];
+                    }
+                }
+                consistent(&q.q)?;
+            }
+            // Liveness: each group drains by popping any partition and acking, time moving past
+            // every lease; then nothing is pending for it.
+            for g in GROUPS {
+                if !q.q.groups.contains_key(g) {
+                    continue;
+                }
+                for _ in 0..200 {
+                    now += 31_000;
+                    let got = q.q.pop(None, g, 4, false, now).unwrap();
+                    if got.is_empty() {
+                        break;
+                    }
+                    for d in got {
+                        q.q.ack(g, (&d.partition, d.seq, d.attempts), AckStatus::Completed, now);
+                    }
+                    consistent(&q.q)?;
+                }
+                let d = q.q.depth(Some(g));
+                let pending: u64 = d.partitions.iter().map(|p| p.3).sum();
+                prop_assert_eq!(pending, 0, "group {:?} left with pending messages", g);
+            }
+        }
+    }
+}
