@@ -232,8 +232,14 @@ enum Sent {
 }
 
 /// One request on a worker's connection, reconnecting after a failure on the wire.
-async fn send(conn: &mut Conn, stats: &Stats, addr: &str, method: &str, path: &str) -> Sent {
-    match conn.request(method, path, b"").await {
+async fn send(
+    conn: &mut Conn,
+    stats: &Stats,
+    addr: &str,
+    (method, path): (&str, &str),
+    body: &[u8],
+) -> Sent {
+    match conn.request(method, path, body).await {
         Ok((status, body)) => Sent::Answer(status, body),
         Err(_) => match reconnect(stats, addr).await {
             Some(c) => {
@@ -467,7 +473,7 @@ async fn consume_ephemeral(
     );
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let t0 = Instant::now();
-        let (status, body) = match send(&mut conn, &stats, &addr, "GET", &path).await {
+        let (status, body) = match send(&mut conn, &stats, &addr, ("GET", &path), b"").await {
             Sent::Answer(status, body) => (status, body),
             Sent::Retry => continue,
             Sent::Gone => return,
@@ -610,22 +616,18 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                     };
                     n += shape.batch;
                     let t0 = Instant::now();
-                    match conn.request("POST", route, body.as_bytes()).await {
-                        Ok((201, _)) => {
+                    match send(&mut conn, &stats, &addr, ("POST", route), body.as_bytes()).await {
+                        Sent::Answer(201, _) => {
                             stats
                                 .pushed
                                 .fetch_add(shape.batch as u64, Ordering::Relaxed);
                             record(&stats.request_latency, t0.elapsed().as_micros() as u64);
                         }
-                        Ok(_) => {
+                        Sent::Answer(..) => {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) => {
-                            let Some(c) = reconnect(&stats, &addr).await else {
-                                return;
-                            };
-                            conn = c;
-                        }
+                        Sent::Retry => {}
+                        Sent::Gone => return,
                     }
                 }
             }));
@@ -661,7 +663,7 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
                 let path = format!("/api/v1/pop/queue/{queue}?batch={batch}&partitions={claim}&wait=true&timeout=500&autoAck={auto}");
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let (status, body) = match send(&mut conn, &stats, &addr, "GET", &path).await {
+                    let (status, body) = match send(&mut conn, &stats, &addr, ("GET", &path), b"").await {
                         Sent::Answer(status, body) => (status, body),
                         Sent::Retry => continue,
                         Sent::Gone => return,
@@ -852,8 +854,16 @@ async fn read_by_offset(
             reader.max_bytes
         );
         let t0 = Instant::now();
-        match conn.request("POST", "/api/v1/fetch", body.as_bytes()).await {
-            Ok((200, answer)) => match serde_json::from_slice::<FetchAnswer>(&answer) {
+        match send(
+            &mut conn,
+            &stats,
+            &addr,
+            ("POST", "/api/v1/fetch"),
+            body.as_bytes(),
+        )
+        .await
+        {
+            Sent::Answer(200, answer) => match serde_json::from_slice::<FetchAnswer>(&answer) {
                 Ok(a) => {
                     for e in &a.entries {
                         stats
@@ -867,15 +877,11 @@ async fn read_by_offset(
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            Ok(_) => {
+            Sent::Answer(..) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {
-                let Some(c) = reconnect(&stats, &addr).await else {
-                    return;
-                };
-                conn = c;
-            }
+            Sent::Retry => {}
+            Sent::Gone => return,
         }
     }
 }
@@ -903,20 +909,24 @@ async fn increment(
             .collect();
         let body = json!({ "operations": batch }).to_string();
         let t0 = Instant::now();
-        match conn.request("POST", "/api/v1/kv", body.as_bytes()).await {
-            Ok((200, _)) => {
+        match send(
+            &mut conn,
+            &stats,
+            &addr,
+            ("POST", "/api/v1/kv"),
+            body.as_bytes(),
+        )
+        .await
+        {
+            Sent::Answer(200, _) => {
                 stats.pushed.fetch_add(ops as u64, Ordering::Relaxed);
                 record(&stats.request_latency, t0.elapsed().as_micros() as u64);
             }
-            Ok(_) => {
+            Sent::Answer(..) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {
-                let Some(c) = reconnect(&stats, &addr).await else {
-                    return;
-                };
-                conn = c;
-            }
+            Sent::Retry => {}
+            Sent::Gone => return,
         }
     }
 }

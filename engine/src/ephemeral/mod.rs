@@ -132,7 +132,7 @@ pub struct Summary {
     pub declared: bool,
     /// Its options.
     pub options: Options,
-    /// Messages, bytes, partitions and groups.
+    /// Messages held.
     pub length: u64,
     /// Payload bytes.
     pub bytes: u64,
@@ -225,6 +225,21 @@ impl Ephemeral {
         Ok(Some(slot))
     }
 
+    /// Every queue, as the registry holds them now (to visit without holding its lock).
+    fn snapshot(&self) -> Vec<(Arc<str>, Arc<Slot>)> {
+        lock(&self.queues)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The queue of `slot`, locked, unless the registry removed it (deleted, or collected as
+    /// idle) since it was looked up: then the caller looks the name up again.
+    fn live(slot: &Slot) -> Option<MutexGuard<'_, Queue>> {
+        let q = lock(&slot.queue);
+        (!q.removed).then_some(q)
+    }
+
     /// Runs `f` on the queue `name` (made when `create` and missing) under its lock, and
     /// carries the change of its bytes into the server's count. A queue removed between the
     /// look-up and the lock (deleted, or collected as idle) is looked up again, so nothing lands
@@ -239,10 +254,9 @@ impl Ephemeral {
             let Some(slot) = self.slot(name, create)? else {
                 return Ok(None);
             };
-            let mut q = lock(&slot.queue);
-            if q.removed {
+            let Some(mut q) = Self::live(&slot) else {
                 continue;
-            }
+            };
             let r = self.counted(&mut q, f);
             drop(q);
             return Ok(Some((slot, r)));
@@ -326,14 +340,17 @@ impl Ephemeral {
             let arrived = slot.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            let now = self.now_ms();
-            let want = batch - held.len();
-            let Some((_, (got, window))) = self.on_queue(&r.queue, true, |q| {
-                let got = q.pop(r.partition.as_deref(), group, want, r.auto_ack, now);
+            // The queue's lock is held in this block only: never across the wait below.
+            let (got, window) = {
+                let Some(mut q) = Self::live(&slot) else {
+                    continue;
+                };
+                let now = self.now_ms();
+                let want = batch - held.len();
+                let got = self.counted(&mut q, |q| {
+                    q.pop(r.partition.as_deref(), group, want, r.auto_ack, now)
+                });
                 (got, q.options.window)
-            })?
-            else {
-                return Err(EphemeralRefusal::NoRoom);
             };
             let got = got.map_err(|TooManyGroups| {
                 EphemeralRefusal::BadRequest(format!(
@@ -363,6 +380,16 @@ impl Ephemeral {
         }
     }
 
+    /// What an id names in this run (partition, sequence number, attempt), or the outcome it
+    /// gets without looking at the queue: `stale` from another run, `unknown` if no id at all.
+    fn locate<'a>(&self, id: &'a str) -> Result<(&'a str, u64, u32), Outcome> {
+        match parse_id(id) {
+            None => Err(Outcome::Unknown),
+            Some((run, ..)) if run != self.run => Err(Outcome::Stale),
+            Some((_, partition, seq, attempt)) => Ok((partition, seq, attempt)),
+        }
+    }
+
     /// Settles deliveries of `group` (None: the groupless mode), one outcome per id, in order.
     pub fn ack(
         &self,
@@ -374,12 +401,9 @@ impl Ephemeral {
         let now = self.now_ms();
         let settled = self.on_queue(queue, false, |q| {
             acks.iter()
-                .map(|(id, status)| match parse_id(id) {
-                    None => Outcome::Unknown,
-                    Some((run, ..)) if run != self.run => Outcome::Stale,
-                    Some((_, partition, seq, attempt)) => {
-                        q.ack(group, (partition, seq, attempt), *status, now)
-                    }
+                .map(|(id, status)| match self.locate(id) {
+                    Ok(delivery) => q.ack(group, delivery, *status, now),
+                    Err(outcome) => outcome,
                 })
                 .collect::<Vec<Outcome>>()
         });
@@ -393,10 +417,7 @@ impl Ephemeral {
             // No such queue: an id of this run names nothing any more.
             _ => acks
                 .iter()
-                .map(|(id, _)| match parse_id(id) {
-                    Some((run, ..)) if run != self.run => Outcome::Stale,
-                    _ => Outcome::Unknown,
-                })
+                .map(|(id, _)| self.locate(id).err().unwrap_or(Outcome::Unknown))
                 .collect(),
         }
     }
@@ -441,10 +462,7 @@ impl Ephemeral {
                 tracing::warn!(queue = %name, error = %e, "cannot load an ephemeral declaration");
             }
         }
-        let slots: Vec<(Arc<str>, Arc<Slot>)> = lock(&self.queues)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.snapshot();
         for (name, slot) in slots {
             if !by_name.contains_key(&*name) {
                 let mut q = lock(&slot.queue);
@@ -458,10 +476,7 @@ impl Ephemeral {
 
     /// Every queue, by name.
     pub fn list(&self) -> Vec<Summary> {
-        let slots: Vec<(Arc<str>, Arc<Slot>)> = lock(&self.queues)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.snapshot();
         let mut out: Vec<Summary> = slots
             .into_iter()
             .map(|(name, s)| {
@@ -502,10 +517,7 @@ impl Ephemeral {
     pub fn sweep(&self) {
         let now = self.now_ms();
         let idle_ms = u64::try_from(self.limits.idle.as_millis()).unwrap_or(u64::MAX);
-        let slots: Vec<(Arc<str>, Arc<Slot>)> = lock(&self.queues)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.snapshot();
         let forgettable =
             |q: &Queue| !q.declared && q.idle() && now.saturating_sub(q.touched_ms) >= idle_ms;
         for (name, slot) in slots {

@@ -153,9 +153,9 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn at(next: u64) -> Cursor {
+    /// A cursor at the head of its ring: the group gets everything held.
+    fn new() -> Cursor {
         Cursor {
-            next,
             earliest_ms: u64::MAX,
             ..Cursor::default()
         }
@@ -198,9 +198,9 @@ struct Ring {
 }
 
 impl Ring {
-    /// Drops the head message; every group that had not got it counts a skip in `skipped`.
-    /// Answers its bytes.
-    fn drop_head(&mut self, skipped: &mut HashMap<Arc<str>, u64>) -> Option<u64> {
+    /// Drops the head message; every group that had not got it counts a skip. Answers its
+    /// bytes.
+    fn drop_head(&mut self, groups: &mut HashMap<Arc<str>, Group>) -> Option<u64> {
         let m = self.msgs.pop_front()?;
         let len = m.payload.len() as u64;
         self.bytes -= len;
@@ -211,8 +211,8 @@ impl Ring {
                 skip = true;
             }
             skip |= c.redeliver.remove(&m.seq).is_some();
-            if skip {
-                *skipped.entry(g.clone()).or_default() += 1;
+            if let (true, Some(group)) = (skip, groups.get_mut(g)) {
+                group.skipped += 1;
             }
             // A consumer holding it keeps its copy; its ack answers `unknown`.
             c.leased.remove(&m.seq);
@@ -246,6 +246,20 @@ impl Ring {
     }
 }
 
+/// A consumer group of a queue (its cursors are in the rings).
+#[derive(Debug)]
+struct Group {
+    /// Messages dropped before the group got them.
+    skipped: u64,
+    /// When it last popped: a group gone quiet is forgotten ([`Queue::forget_groups`]), so a
+    /// subscriber that went away does not keep every message held.
+    popped_ms: u64,
+    /// The partitions that may have something for it (a push, a redelivery or the group's
+    /// first pop marks them; a take that finds nothing unmarks them): a pop of any partition
+    /// walks these, not every partition of the queue.
+    ready: BTreeSet<Arc<str>>,
+}
+
 /// One ephemeral queue.
 #[derive(Debug)]
 pub struct Queue {
@@ -254,15 +268,8 @@ pub struct Queue {
     /// Whether it was configured (its options are stored in the database).
     pub declared: bool,
     rings: BTreeMap<Arc<str>, Ring>,
-    /// The groups that have popped the queue, with the messages dropped before they got them.
-    groups: HashMap<Arc<str>, u64>,
-    /// When each group last popped: a group gone quiet is forgotten ([`Queue::forget_groups`]),
-    /// so a subscriber that went away does not keep every message held.
-    popped_ms: HashMap<Arc<str>, u64>,
-    /// Per group, the partitions that may have something for it (a push, a redelivery, a new
-    /// group adds them; a take that finds nothing removes them): a pop of any partition walks
-    /// these, not every partition of the queue.
-    ready: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// The groups that have popped the queue.
+    groups: HashMap<Arc<str>, Group>,
     /// The earliest lease deadline of any cursor (u64::MAX: none), and a lower bound of the
     /// push time of every held message: [`Queue::expire`] looks at the rings only once one of
     /// them says something may be due.
@@ -303,8 +310,6 @@ impl Queue {
             declared,
             rings: BTreeMap::new(),
             groups: HashMap::new(),
-            popped_ms: HashMap::new(),
-            ready: HashMap::new(),
             next_deadline_ms: u64::MAX,
             oldest_ms: u64::MAX,
             length: 0,
@@ -360,25 +365,19 @@ impl Queue {
             }
             self.drops.bounds += 1;
         }
-        let name = match self.rings.get_key_value(partition) {
-            Some((k, _)) => k.clone(),
-            None => {
-                let mut ring = Ring::default();
-                for g in self.groups.keys() {
-                    ring.cursors.insert(g.clone(), Cursor::at(0));
-                }
-                let name: Arc<str> = Arc::from(partition);
-                self.rings.insert(name.clone(), ring);
-                name
-            }
-        };
-        for set in self.ready.values_mut() {
-            set.insert(name.clone());
+        let name = self
+            .rings
+            .get_key_value(partition)
+            .map_or_else(|| Arc::from(partition), |(k, _)| k.clone());
+        for group in self.groups.values_mut() {
+            group.ready.insert(name.clone());
         }
         self.oldest_ms = self.oldest_ms.min(now_ms);
-        let Some(ring) = self.rings.get_mut(&name) else {
-            return Err(Full);
-        };
+        let groups = &self.groups;
+        let ring = self.rings.entry(name).or_insert_with(|| Ring {
+            cursors: groups.keys().map(|g| (g.clone(), Cursor::new())).collect(),
+            ..Ring::default()
+        });
         for payload in payloads {
             ring.msgs.push_back(Msg {
                 seq: seqs(),
@@ -437,9 +436,7 @@ impl Queue {
                     c.leased.remove(&seq);
                     if c.retry(seq, attempts, o.retry_limit) {
                         again = true;
-                        if let Some(set) = self.ready.get_mut(g) {
-                            set.insert(name.clone());
-                        }
+                        mark_ready(&mut self.groups, g, name);
                     } else {
                         self.drops.retry += 1;
                     }
@@ -490,8 +487,8 @@ impl Queue {
         self.bytes -= b;
         if ring.idle() {
             self.rings.remove(name);
-            for set in self.ready.values_mut() {
-                set.remove(name);
+            for group in self.groups.values_mut() {
+                group.ready.remove(name);
             }
         }
     }
@@ -517,17 +514,25 @@ impl Queue {
                     return Err(TooManyGroups);
                 }
                 let g: Arc<str> = Arc::from(group);
-                self.groups.insert(g.clone(), 0);
                 // At the head of every ring: the group gets everything still held.
                 for ring in self.rings.values_mut() {
-                    ring.cursors.insert(g.clone(), Cursor::at(0));
+                    ring.cursors.insert(g.clone(), Cursor::new());
                 }
-                self.ready
-                    .insert(g.clone(), self.rings.keys().cloned().collect());
+                let ready = self.rings.keys().cloned().collect();
+                self.groups.insert(
+                    g.clone(),
+                    Group {
+                        skipped: 0,
+                        popped_ms: now_ms,
+                        ready,
+                    },
+                );
                 g
             }
         };
-        self.popped_ms.insert(group.clone(), now_ms);
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.popped_ms = now_ms;
+        }
         let mut out = Vec::new();
         let lease = (!auto_ack).then_some(now_ms + self.options.lease_ms);
         let mut touched: Vec<Arc<str>> = Vec::new();
@@ -541,13 +546,13 @@ impl Queue {
             None => {
                 // The group's ready partitions in turn, from after where the last pop ended;
                 // each step a look-up, so a queue of many partitions costs what the pop takes.
-                let total = self.ready.get(&group).map_or(0, BTreeSet::len);
+                let total = self.groups.get(&group).map_or(0, |g| g.ready.len());
                 let mut at = self.turn.clone();
                 for _ in 0..total {
                     if out.len() >= max {
                         break;
                     }
-                    let Some(set) = self.ready.get(&group) else {
+                    let Some(set) = self.groups.get(&group).map(|g| &g.ready) else {
                         break;
                     };
                     let after = at.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -593,10 +598,8 @@ impl Queue {
             .cursors
             .get(group)
             .is_some_and(|c| c.has_more(&ring.msgs));
-        if !more {
-            if let Some(set) = self.ready.get_mut(group) {
-                set.remove(name);
-            }
+        if let (false, Some(g)) = (more, self.groups.get_mut(group)) {
+            g.ready.remove(name);
         }
     }
 
@@ -604,15 +607,13 @@ impl Queue {
     /// redeliveries go, and what only they still needed is trimmed. Answers how many.
     pub fn forget_groups(&mut self, now_ms: u64, idle_ms: u64) -> usize {
         let quiet: Vec<Arc<str>> = self
-            .popped_ms
+            .groups
             .iter()
-            .filter(|(_, t)| now_ms.saturating_sub(**t) >= idle_ms)
-            .map(|(g, _)| g.clone())
+            .filter(|(_, g)| now_ms.saturating_sub(g.popped_ms) >= idle_ms)
+            .map(|(name, _)| name.clone())
             .collect();
         for g in &quiet {
             self.groups.remove(g);
-            self.popped_ms.remove(g);
-            self.ready.remove(g);
             for ring in self.rings.values_mut() {
                 ring.cursors.remove(g);
             }
@@ -644,19 +645,11 @@ impl Queue {
         if c.leased.get(&seq).is_none_or(|l| l.attempts != attempt) {
             return Outcome::Unknown;
         }
-        let Some(lease) = c.leased.remove(&seq) else {
-            return Outcome::Unknown;
-        };
+        c.leased.remove(&seq);
         let outcome = match status {
             AckStatus::Completed => Outcome::Acked,
-            AckStatus::Failed if c.retry(seq, lease.attempts, retry_limit) => {
-                if let Some((set, name)) = self
-                    .ready
-                    .get_mut(group)
-                    .zip(self.rings.get_key_value(partition).map(|(k, _)| k.clone()))
-                {
-                    set.insert(name);
-                }
+            AckStatus::Failed if c.retry(seq, attempt, retry_limit) => {
+                mark_ready(&mut self.groups, group, partition);
                 Outcome::Redelivered
             }
             AckStatus::Failed => {
@@ -673,8 +666,6 @@ impl Queue {
         let dropped = self.length;
         self.rings.clear();
         self.groups.clear();
-        self.popped_ms.clear();
-        self.ready.clear();
         self.turn = None;
         self.next_deadline_ms = u64::MAX;
         self.oldest_ms = u64::MAX;
@@ -704,15 +695,15 @@ impl Queue {
         let mut groups: Vec<(Arc<str>, u64, u64, u64)> = self
             .groups
             .iter()
-            .map(|(g, skipped)| {
+            .map(|(name, g)| {
                 let (mut p, mut f) = (0, 0);
                 for r in self.rings.values() {
-                    if let Some(c) = r.cursors.get(g) {
+                    if let Some(c) = r.cursors.get(name) {
                         p += pending(r, c);
                         f += c.leased.len() as u64;
                     }
                 }
-                (g.clone(), p, f, *skipped)
+                (name.clone(), p, f, g.skipped)
             })
             .collect();
         groups.sort();
@@ -734,11 +725,6 @@ impl Queue {
     pub fn drops(&self) -> Drops {
         self.drops
     }
-
-    /// Whether a ring exists for `partition`.
-    pub fn has_partition(&self, partition: &str) -> bool {
-        self.rings.contains_key(partition)
-    }
 }
 
 /// What one held message costs beside its payload (its sequence number, time and the shared
@@ -756,6 +742,13 @@ pub const GROUPS_MAX: usize = 1_000;
 /// A pop of a new group on a queue that has [`GROUPS_MAX`] already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyGroups;
+
+/// Marks `partition` ready for `group` (something came back for it there).
+fn mark_ready(groups: &mut HashMap<Arc<str>, Group>, group: &str, partition: &str) {
+    if let Some(g) = groups.get_mut(group) {
+        g.ready.insert(Arc::from(partition));
+    }
+}
 
 /// Delivers from one ring to one group: redeliveries first, then new messages.
 fn take(

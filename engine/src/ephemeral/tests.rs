@@ -78,21 +78,28 @@ async fn the_server_bounds_bytes_and_queues() {
     assert_eq!(e.bytes(), o + 40);
 }
 
+/// A pop of up to 10 messages of `q` that waits up to `timeout`, running in a task of its own.
+fn waiting(
+    e: &Arc<Ephemeral>,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<Vec<Delivered>, EphemeralRefusal>> {
+    let e = e.clone();
+    tokio::spawn(async move {
+        e.pop(&PopRequest {
+            wait: true,
+            timeout,
+            ..pop("q")
+        })
+        .await
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_waiting_pop_is_woken_by_a_push() {
     let e = Arc::new(Ephemeral::new(Limits::default()));
-    let waiter = {
-        let e = e.clone();
-        tokio::spawn(async move {
-            e.pop(&PopRequest {
-                wait: true,
-                timeout: Duration::from_secs(30),
-                ..pop("q")
-            })
-            .await
-        })
-    };
+    let waiter = waiting(&e, Duration::from_secs(30));
     tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "the pop waits for a message");
     e.push("q", "p", payloads(&["1"])).unwrap();
     let got = waiter.await.unwrap().unwrap();
     assert_eq!(got.len(), 1);
@@ -109,17 +116,7 @@ async fn a_window_waits_for_its_count_within_the_timeout() {
         },
     )
     .unwrap();
-    let waiter = {
-        let e = e.clone();
-        tokio::spawn(async move {
-            e.pop(&PopRequest {
-                wait: true,
-                timeout: Duration::from_secs(5),
-                ..pop("q")
-            })
-            .await
-        })
-    };
+    let waiter = waiting(&e, Duration::from_secs(5));
     for i in 0..3 {
         tokio::task::yield_now().await;
         e.push("q", "p", payloads(&[&i.to_string()])).unwrap();

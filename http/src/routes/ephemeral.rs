@@ -32,6 +32,15 @@ fn name(what: &str, v: &str) -> Result<(), ApiError> {
     queen_engine::check_name(what, v).map_err(bad)
 }
 
+/// A name that may be left out (absent or empty: None).
+fn optional(what: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    let v = v.filter(|v| !v.is_empty());
+    if let Some(v) = &v {
+        name(what, v)?;
+    }
+    Ok(v)
+}
+
 /// An array of a body holding at most [`ephemeral::ITEMS_MAX`] elements (Queen's code for
 /// this family: `400 ephemeral_bad_request`).
 fn at_most(what: &str, len: usize) -> Result<(), ApiError> {
@@ -112,14 +121,8 @@ fn clamped(q: &Query, key: &str, default: u64, lo: u64, hi: u64) -> Result<u64, 
 pub(crate) fn parse_pop(q: &Query, max_wait: Duration) -> Result<PopRequest, ApiError> {
     let queue = q.text("queue").ok_or_else(|| bad("`queue` is required"))?;
     name("queue", &queue)?;
-    let partition = q.text("partition");
-    if let Some(p) = &partition {
-        name("partition", p)?;
-    }
-    let group = q.text("group");
-    if let Some(g) = &group {
-        name("group", g)?;
-    }
+    let partition = optional("partition", q.text("partition"))?;
+    let group = optional("group", q.text("group"))?;
     let max_wait = ephemeral::TIMEOUT_MAX.min(max_wait);
     Ok(PopRequest {
         partition,
@@ -179,10 +182,7 @@ type Acks = Vec<(String, AckStatus)>;
 pub(crate) fn parse_ack(bytes: &[u8]) -> Result<(String, Option<String>, Acks), ApiError> {
     let b: AckBody = parse(bytes)?;
     name("queue", &b.queue)?;
-    let group = b.group.filter(|g| !g.is_empty());
-    if let Some(g) = &group {
-        name("group", g)?;
-    }
+    let group = optional("group", b.group)?;
     at_most("acks", b.acks.len())?;
     let acks = b
         .acks
@@ -304,10 +304,7 @@ pub(crate) fn queues(app: &App) -> Resp {
 /// group got it). `404 ephemeral_queue_not_found` when there is no such queue.
 pub(crate) fn depth(app: &App, queue: &str, q: &Query) -> Result<Resp, ApiError> {
     name("queue", queue)?;
-    let group = q.text("group");
-    if let Some(g) = &group {
-        name("group", g)?;
-    }
+    let group = optional("group", q.text("group"))?;
     let (declared, d) = app
         .engine
         .ephemeral()

@@ -375,7 +375,7 @@ mod properties {
             for (g, c) in &ring.cursors {
                 if c.has_more(&ring.msgs) {
                     prop_assert!(
-                        q.ready.get(g).is_some_and(|s| s.contains(name)),
+                        q.groups.get(g).is_some_and(|x| x.ready.contains(name)),
                         "partition {name} has something for group {g:?} but is not ready"
                     );
                 }
