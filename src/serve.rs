@@ -15,7 +15,7 @@ use queen_wire::{Config, Pool, PoolConfig};
 /// Flags of `queen serve`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "DATABASE:\n  With neither --database-url / DATABASE_URL nor any of PG_HOST, PG_PORT, PG_USER,\n  PG_PASSWORD, PG_DB set, the server runs a private PostgreSQL from the binaries installed\n  on this machine, with its data in <data-dir>/pg."
+    after_help = "DATABASE:\n  With neither --database-url / DATABASE_URL nor any of PG_HOST, PG_PORT, PG_USER,\n  PG_PASSWORD, PG_DB set, the server runs a private PostgreSQL from the binaries installed\n  on this machine, with its data in <data-dir>/pg.\n\n  TLS to PostgreSQL: sslmode= and sslrootcert= in the connection string (default\n  sslmode=prefer), or Queen's PG_USE_SSL=true (verify-full against the system's roots;\n  PG_SSL_REJECT_UNAUTHORIZED=false: encrypted without verifying)."
 )]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -269,9 +269,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         a.start_refresh();
     }
     let external = match &args.database_url {
-        Some(url) => Some(Config::parse(url).map_err(ServeError::Config)?),
+        Some(url) => Some(Config::parse_beside_env(url).map_err(ServeError::Config)?),
         None => Config::from_env().map_err(ServeError::Config)?,
     };
+    if let Some(c) = &external {
+        c.check_tls().map_err(ServeError::Config)?;
+    }
     // Settings that can be wrong are checked before anything starts.
     let cipher = cipher(&args, external.is_none())?;
     let (mut config, cluster) = match external {

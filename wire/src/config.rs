@@ -1,5 +1,9 @@
 //! Connection settings: `postgres://` URLs, libpq `key=value` strings and the `PG_*` variables.
 //!
+//! TLS follows libpq's `sslmode` (default `prefer`) and `sslrootcert`; Queen's `PG_USE_SSL`
+//! and `PG_SSL_REJECT_UNAUTHORIZED` map onto them (see [`Config::from_lookup`] and the `tls`
+//! module).
+//!
 //! Only the settings this client acts on are understood; unknown keys are rejected so a typo never
 //! silently falls back to a default.
 
@@ -7,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::tls::{SslMode, TlsSettings};
 
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,11 @@ pub struct Config {
     /// Further run-time parameters set at connect (`work_mem`, say), as (name, value): sent
     /// in the startup message, so they hold for the session and every reconnect.
     pub settings: Vec<(String, String)>,
+    /// TLS over TCP (`sslmode`); Unix sockets never use it.
+    pub ssl_mode: SslMode,
+    /// A PEM file of the roots `verify-ca` / `verify-full` trust (`sslrootcert`); `None`: the
+    /// operating system's store.
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -56,6 +66,8 @@ impl Default for Config {
             statement_timeout: None,
             keepalive_idle: Some(Duration::from_secs(10)),
             settings: Vec::new(),
+            ssl_mode: SslMode::default(),
+            ssl_root_cert: None,
         }
     }
 }
@@ -84,15 +96,40 @@ impl Config {
 
     /// Reads `DATABASE_URL`, or else the `PG_HOST`, `PG_PORT`, `PG_USER`, `PG_PASSWORD` and
     /// `PG_DB` variables. `None` when none of them is set (the caller then embeds a server).
+    ///
+    /// Queen's `PG_USE_SSL=true` asks for TLS: `verify-full` against the system's roots, or
+    /// `require` (encrypted, not authenticated) with `PG_SSL_REJECT_UNAUTHORIZED=false`. With
+    /// `DATABASE_URL` the URL's own `sslmode` rules (see [`Config::parse_beside_env`]).
     pub fn from_env() -> Result<Option<Config>, Error> {
-        Config::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Config::from_lookup(env_var)
+    }
+
+    /// Parses a connection string given beside the environment (a command-line flag, say):
+    /// `PG_USE_SSL=true` beside a string that does not require TLS is refused rather than
+    /// ignored.
+    pub fn parse_beside_env(s: &str) -> Result<Config, Error> {
+        Config::parse_beside(s, env_var)
+    }
+
+    fn parse_beside(s: &str, get: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let c = Config::parse(s)?;
+        let (use_ssl, _) = queen_ssl_variables(&get)?;
+        if use_ssl && !c.ssl_mode.requires_tls() {
+            return Err(Error::Config(format!(
+                "PG_USE_SSL=true, but the connection string has sslmode={}: put \
+                 sslmode=require or verify-full in it",
+                c.ssl_mode
+            )));
+        }
+        Ok(c)
     }
 
     /// [`Config::from_env`] over any variable lookup (testable without touching the process env).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Config>, Error> {
         if let Some(url) = get("DATABASE_URL") {
-            return Config::parse(&url).map(Some);
+            return Config::parse_beside(&url, get).map(Some);
         }
+        let (use_ssl, verify) = queen_ssl_variables(&get)?;
         let keys = ["PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "PG_DB"];
         if keys.iter().all(|k| get(k).is_none()) {
             return Ok(None);
@@ -111,6 +148,13 @@ impl Config {
         c.password = get("PG_PASSWORD");
         if let Some(d) = get("PG_DB") {
             c.dbname = d;
+        }
+        if use_ssl {
+            c.ssl_mode = if verify {
+                SslMode::VerifyFull
+            } else {
+                SslMode::Require
+            };
         }
         Ok(Some(c))
     }
@@ -143,7 +187,28 @@ impl Config {
         if let Some(p) = &self.password {
             s.push_str(&format!(" password={}", quote(p)));
         }
+        s.push_str(&format!(" sslmode={}", self.ssl_mode));
+        if let Some(r) = &self.ssl_root_cert {
+            s.push_str(&format!(" sslrootcert={}", quote(&r.to_string_lossy())));
+        }
         s
+    }
+
+    /// Checks what can be checked of the TLS settings without connecting: that the trusted roots
+    /// `verify-ca` / `verify-full` need can be read. Nothing to check for a Unix socket.
+    pub fn check_tls(&self) -> Result<(), Error> {
+        match self.host {
+            Host::Tcp(_) => crate::tls::check(&self.tls()),
+            Host::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The TLS settings of a TCP connection.
+    pub(crate) fn tls(&self) -> TlsSettings {
+        TlsSettings {
+            mode: self.ssl_mode,
+            root_cert: self.ssl_root_cert.clone(),
+        }
     }
 
     /// Applies one libpq-style setting.
@@ -164,13 +229,17 @@ impl Config {
                 let s = parse_num(key, value)?;
                 self.keepalive_idle = (s > 0).then(|| Duration::from_secs(s));
             }
-            // Accepted for compatibility with common connection strings; TLS is not built in.
-            "sslmode" if matches!(value, "disable" | "allow" | "prefer") => {}
             "sslmode" => {
-                return Err(Error::Config(format!(
-                    "sslmode={value} is not supported (TLS is not built into this client)"
-                )));
+                self.ssl_mode = SslMode::parse(value).ok_or_else(|| {
+                    Error::Config(format!(
+                        "invalid sslmode `{value}` (disable, allow, prefer, require, verify-ca \
+                         or verify-full)"
+                    ))
+                })?;
             }
+            // libpq's `system` (PostgreSQL 16): the operating system's store, our default.
+            "sslrootcert" if value == "system" => self.ssl_root_cert = None,
+            "sslrootcert" => self.ssl_root_cert = Some(PathBuf::from(value)),
             _ => return Err(Error::Config(format!("unknown connection setting `{key}`"))),
         }
         Ok(())
@@ -188,6 +257,30 @@ fn host_from(h: &str) -> Host {
 fn parse_port(p: &str) -> Result<u16, Error> {
     p.parse()
         .map_err(|_| Error::Config(format!("invalid port `{p}`")))
+}
+
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// Queen's `PG_USE_SSL` (default false) and `PG_SSL_REJECT_UNAUTHORIZED` (default true).
+fn queen_ssl_variables(get: &impl Fn(&str) -> Option<String>) -> Result<(bool, bool), Error> {
+    let flag = |key, default| match get(key) {
+        Some(v) => parse_bool(key, &v),
+        None => Ok(default),
+    };
+    Ok((
+        flag("PG_USE_SSL", false)?,
+        flag("PG_SSL_REJECT_UNAUTHORIZED", true)?,
+    ))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config(format!("invalid boolean `{v}` for `{key}`"))),
+    }
 }
 
 fn parse_num(key: &str, v: &str) -> Result<u64, Error> {
@@ -401,6 +494,108 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings() {
+        let c =
+            Config::parse("postgres://u@db.example/d?sslmode=verify-full&sslrootcert=/etc/ca.pem")
+                .unwrap();
+        assert_eq!(c.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(c.ssl_root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        let c = Config::parse("host=h sslmode=require sslrootcert=system").unwrap();
+        assert_eq!((c.ssl_mode, c.ssl_root_cert), (SslMode::Require, None));
+        assert_eq!(Config::parse("host=h").unwrap().ssl_mode, SslMode::Prefer);
+        let mut c = Config::parse("host=h sslmode=verify-ca").unwrap();
+        c.ssl_root_cert = Some("/a dir/it's.pem".into());
+        assert_eq!(Config::parse(&c.to_key_values()).unwrap(), c);
+    }
+
+    #[test]
+    fn queens_ssl_variables() {
+        let lookup = |pairs: &[(&str, &str)]| {
+            let env: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::from_lookup(|k| env.get(k).cloned())
+        };
+        let mode = |pairs: &[(&str, &str)]| lookup(pairs).unwrap().unwrap().ssl_mode;
+        assert_eq!(mode(&[("PG_HOST", "h")]), SslMode::Prefer);
+        assert_eq!(
+            mode(&[("PG_HOST", "h"), ("PG_USE_SSL", "true")]),
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            mode(&[
+                ("PG_HOST", "h"),
+                ("PG_USE_SSL", "true"),
+                ("PG_SSL_REJECT_UNAUTHORIZED", "false")
+            ]),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode(&[("PG_HOST", "h"), ("PG_USE_SSL", "false")]),
+            SslMode::Prefer
+        );
+        assert!(matches!(
+            lookup(&[("PG_HOST", "h"), ("PG_USE_SSL", "maybe")]),
+            Err(Error::Config(_))
+        ));
+        // With DATABASE_URL the URL rules; a contradiction is refused, not ignored.
+        assert!(matches!(
+            lookup(&[("DATABASE_URL", "postgres://u@h/d"), ("PG_USE_SSL", "true")]),
+            Err(Error::Config(m)) if m.contains("sslmode=prefer")
+        ));
+        assert_eq!(
+            mode(&[
+                ("DATABASE_URL", "postgres://u@h/d?sslmode=require"),
+                ("PG_USE_SSL", "true")
+            ]),
+            SslMode::Require
+        );
+        // Only PG_USE_SSL set: no database configured (the server embeds one).
+        assert_eq!(lookup(&[("PG_USE_SSL", "true")]).unwrap(), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the settings hold, `to_key_values` writes a string that parses back to them.
+        #[test]
+        fn key_values_round_trip_any_settings(
+            host in "[a-z0-9.-]{1,20}",
+            port in 1u16..,
+            user in "\\PC{1,12}",
+            password in proptest::option::of("\\PC{0,12}"),
+            dbname in "\\PC{1,12}",
+            app in "\\PC{0,12}",
+            mode in 0usize..6,
+            root in proptest::option::of("/[^\\x00]{1,20}"),
+        ) {
+            let modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+            let c = Config {
+                host: Host::Tcp(host),
+                port,
+                user,
+                password,
+                dbname,
+                application_name: app,
+                ssl_mode: SslMode::parse(modes[mode]).unwrap(),
+                ssl_root_cert: root.filter(|r| r != "system").map(PathBuf::from),
+                ..Config::default()
+            };
+            proptest::prop_assert_eq!(Config::parse(&c.to_key_values()).unwrap(), c);
+        }
+
+        /// Any input is either parsed or refused with a configuration error; nothing panics.
+        #[test]
+        fn any_string_parses_or_is_refused(s in "\\PC{0,60}") {
+            if let Err(e) = Config::parse(&s) {
+                proptest::prop_assert!(matches!(e, Error::Config(_)), "{e}");
+            }
+            if let Err(e) = Config::parse(&format!("postgres://{s}")) {
+                proptest::prop_assert!(matches!(e, Error::Config(_)), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_input_is_an_error() {
         for bad in [
             "port=x",
@@ -409,7 +604,7 @@ mod tests {
             "frobnicate=1",
             "postgres://h:99999/d",
             "postgres://h/%zz",
-            "sslmode=require",
+            "sslmode=verify_full",
         ] {
             assert!(matches!(Config::parse(bad), Err(Error::Config(_))), "{bad}");
         }

@@ -76,6 +76,17 @@ pub struct Options {
     pub max_connections: u32,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// Serve TLS with this certificate and key (tests of the client's `sslmode`).
+    pub tls: Option<ServerTls>,
+}
+
+/// A certificate (chain) and its private key, both PEM, for the server to offer TLS with.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate, then any intermediates.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
 }
 
 impl Options {
@@ -90,6 +101,7 @@ impl Options {
             remove_on_stop: false,
             max_connections: 200,
             settings: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -186,6 +198,22 @@ impl Cluster {
         self.running
     }
 
+    /// Writes `server.crt` and `server.key` into the data directory (their default place),
+    /// owned by the server's user and readable by it alone, as PostgreSQL demands of a key.
+    fn write_tls_files(&self, tls: &ServerTls) -> Result<(), EmbedError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+            let path = self.opts.data_dir.join(name);
+            fs::write(&path, pem).map_err(io_err(format!("write {}", path.display())))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("chmod {}", path.display())))?;
+        }
+        if self.run_as.is_some() {
+            chown_to_postgres(&self.opts.data_dir)?;
+        }
+        Ok(())
+    }
+
     fn initdb(&self) -> Result<(), EmbedError> {
         let mut args: Vec<String> = vec![
             "-D".into(),
@@ -223,6 +251,10 @@ impl Cluster {
         }
         for (k, v) in &self.opts.settings {
             o.push_str(&format!(" -c {k}={v}"));
+        }
+        if let Some(tls) = &self.opts.tls {
+            self.write_tls_files(tls)?;
+            o.push_str(" -c ssl=on");
         }
         if let Some(p) = self.opts.tcp_port {
             self.opts.socket_port = p;

@@ -44,6 +44,10 @@ pub enum Error {
     /// Authentication failed on our side (unsupported method, missing password, bad SCRAM proof).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// TLS could not be set up: the server refused it where the settings require it, or the
+    /// handshake failed (an untrusted certificate, one for another host).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A connection string or environment setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -109,6 +113,7 @@ pub(crate) fn replicate(e: &Error) -> Error {
         Error::Unavailable => Error::Unavailable,
         Error::Protocol(m) => Error::Protocol(m.clone()),
         Error::Auth(m) => Error::Auth(m.clone()),
+        Error::Tls(m) => Error::Tls(m.clone()),
         Error::Config(m) => Error::Config(m.clone()),
         Error::PoolClosed => Error::PoolClosed,
         Error::Encode { index, reason } => Error::Encode {

@@ -24,6 +24,7 @@ mod pipeline;
 mod pool;
 pub mod sqlstate;
 mod statement;
+mod tls;
 pub mod types;
 
 #[cfg(feature = "embedded")]
@@ -37,4 +38,5 @@ pub use notify::{Event, Listener, Notification, quote_ident};
 pub use pipeline::{Pipeline, SegmentResult};
 pub use pool::{Pool, PoolConfig, PoolStatus, PooledConnection};
 pub use statement::{Column, ColumnIndex, QueryResult, Row, RowIndex, Statement};
+pub use tls::SslMode;
 pub use types::{FromSql, Json, Timestamp, ToSql};

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::notify::Notification;
 use crate::pipeline::{Pipeline, SegmentResult};
 use crate::statement::{RawResult, Statement};
+use crate::tls::Negotiated;
 use task::{Request, Response, Task};
 
 /// Pipelines that may wait in a connection's queue before `send` waits for room.
@@ -74,8 +75,8 @@ impl Activity {
 }
 
 impl Connection {
-    /// Connects (TCP or Unix socket), authenticates and starts the connection task. The whole
-    /// sequence is bounded by `config.connect_timeout`.
+    /// Connects (TCP, with TLS as `config.ssl_mode` says, or a Unix socket), authenticates and
+    /// starts the connection task. The whole sequence is bounded by `config.connect_timeout`.
     pub async fn connect(config: &Config) -> Result<Connection, Error> {
         Connection::connect_inner(config, None).await
     }
@@ -96,9 +97,18 @@ impl Connection {
                             .with_retries(3);
                         socket2::SockRef::from(&stream).set_tcp_keepalive(&ka)?;
                     }
-                    let (h, stream) = handshake(stream, config).await?;
-                    let (r, w) = stream.into_split();
-                    Ok(h.start(r, w, notifications))
+                    match crate::tls::negotiate(stream, host, &config.tls()).await? {
+                        Negotiated::Plain(stream) => {
+                            let (h, stream) = handshake(stream, config).await?;
+                            let (r, w) = stream.into_split();
+                            Ok(h.start(r, w, notifications))
+                        }
+                        Negotiated::Tls(stream) => {
+                            let (h, stream) = handshake(*stream, config).await?;
+                            let (r, w) = tokio::io::split(stream);
+                            Ok(h.start(r, w, notifications))
+                        }
+                    }
                 }
                 Host::Unix(dir) => {
                     let stream = UnixStream::connect(socket_path(dir, config.port)).await?;

@@ -45,6 +45,7 @@ where
     frontend::startup_message(params.iter().map(|(k, v)| (*k, v.as_str())), &mut out)
         .map_err(Error::Io)?;
     stream.write_all(&out).await?;
+    stream.flush().await?;
 
     let mut buf = BytesMut::with_capacity(8192);
     let mut session = Session::default();
@@ -125,6 +126,8 @@ where
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
+            // A TLS stream may hold the last record back until flushed.
+            stream.flush().await?;
         }
     }
 }
