@@ -10,7 +10,7 @@ use queen_engine::{BufferConfig, Cipher, Engine, EngineConfig};
 use queen_http::auth::{AlgorithmSetting, Auth, AuthConfig, AuthSetupError, RoleClaims};
 use queen_http::{App, HttpConfig};
 use queen_wire::embedded::{Cluster, EmbedError, Options};
-use queen_wire::{Config, Pool, PoolConfig};
+use queen_wire::{Config, Pool, PoolConfig, TargetSessionAttrs};
 
 /// Flags of `queen serve`.
 #[derive(Debug, Args)]
@@ -294,6 +294,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     config.statement_timeout =
         (args.statement_timeout_ms > 0).then(|| Duration::from_millis(args.statement_timeout_ms));
+    // A queue server has no use for a server that takes no writes: a standby (or one made
+    // read-only) is refused at connect, and a connection whose server turns read-only under it
+    // is closed and made again, so a failover ends with the pools on the new primary.
+    config.target_session_attrs = TargetSessionAttrs::ReadWrite;
 
     config.connect_timeout = Duration::from_millis(args.db_connect_timeout_ms.max(100));
     config.keepalive_idle = Some(Duration::from_secs(5));

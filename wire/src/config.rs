@@ -51,6 +51,32 @@ pub struct Config {
     /// A PEM file of the roots `verify-ca` / `verify-full` trust (`sslrootcert`); `None`: the
     /// operating system's store.
     pub ssl_root_cert: Option<PathBuf>,
+    /// Whether a server that takes no writes is acceptable (`target_session_attrs`).
+    pub target_session_attrs: TargetSessionAttrs,
+}
+
+/// What kind of server a connection accepts (libpq's `target_session_attrs`, the two values
+/// this client acts on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetSessionAttrs {
+    /// Any server.
+    #[default]
+    Any,
+    /// Only one that takes writes: `transaction_read_only` is off after startup. A hot standby,
+    /// or a server with `default_transaction_read_only` on, is refused with
+    /// [`Error::ReadOnly`]; a connection whose statement is refused as read-only (SQLSTATE
+    /// 25006: the server was demoted, or made read-only, under it) is closed after answering,
+    /// so a pool reconnects, to the new primary once a failover is done.
+    ReadWrite,
+}
+
+impl TargetSessionAttrs {
+    fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+        }
+    }
 }
 
 impl Default for Config {
@@ -68,6 +94,7 @@ impl Default for Config {
             settings: Vec::new(),
             ssl_mode: SslMode::default(),
             ssl_root_cert: None,
+            target_session_attrs: TargetSessionAttrs::default(),
         }
     }
 }
@@ -188,6 +215,10 @@ impl Config {
             s.push_str(&format!(" password={}", quote(p)));
         }
         s.push_str(&format!(" sslmode={}", self.ssl_mode));
+        s.push_str(&format!(
+            " target_session_attrs={}",
+            self.target_session_attrs.as_str()
+        ));
         if let Some(r) = &self.ssl_root_cert {
             s.push_str(&format!(" sslrootcert={}", quote(&r.to_string_lossy())));
         }
@@ -236,6 +267,17 @@ impl Config {
                          or verify-full)"
                     ))
                 })?;
+            }
+            "target_session_attrs" => {
+                self.target_session_attrs = match value {
+                    "any" => TargetSessionAttrs::Any,
+                    "read-write" => TargetSessionAttrs::ReadWrite,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "target_session_attrs={value} is not supported (any or read-write)"
+                        )));
+                    }
+                };
             }
             // libpq's `system` (PostgreSQL 16): the operating system's store, our default.
             "sslrootcert" if value == "system" => self.ssl_root_cert = None,
@@ -567,6 +609,7 @@ mod tests {
             app in "\\PC{0,12}",
             mode in 0usize..6,
             root in proptest::option::of("/[^\\x00]{1,20}"),
+            read_write: bool,
         ) {
             let modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
             let c = Config {
@@ -578,6 +621,11 @@ mod tests {
                 application_name: app,
                 ssl_mode: SslMode::parse(modes[mode]).unwrap(),
                 ssl_root_cert: root.filter(|r| r != "system").map(PathBuf::from),
+                target_session_attrs: if read_write {
+                    TargetSessionAttrs::ReadWrite
+                } else {
+                    TargetSessionAttrs::Any
+                },
                 ..Config::default()
             };
             proptest::prop_assert_eq!(Config::parse(&c.to_key_values()).unwrap(), c);
@@ -605,6 +653,7 @@ mod tests {
             "postgres://h:99999/d",
             "postgres://h/%zz",
             "sslmode=verify_full",
+            "target_session_attrs=standby",
         ] {
             assert!(matches!(Config::parse(bad), Err(Error::Config(_))), "{bad}");
         }

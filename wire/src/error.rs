@@ -48,6 +48,14 @@ pub enum Error {
     /// handshake failed (an untrusted certificate, one for another host).
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server takes no writes (a hot standby, or `default_transaction_read_only` on) and
+    /// the connection was asked for one that does (`target_session_attrs=read-write`). Like an
+    /// unreachable server: a failover may be under way.
+    #[error(
+        "the server accepts no writes (a hot standby, or default_transaction_read_only is on) \
+         and target_session_attrs=read-write"
+    )]
+    ReadOnly,
     /// A connection string or environment setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -77,8 +85,13 @@ impl Error {
     /// outcome of the request is unknown. False for errors the server reported for a statement.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Io(_) | Error::Closed | Error::Timeout(_) | Error::Unavailable => true,
-            // The server is shutting down or restarting: as good as unreachable.
+            Error::Io(_)
+            | Error::Closed
+            | Error::Timeout(_)
+            | Error::Unavailable
+            | Error::ReadOnly => true,
+            // The server is shutting down or restarting, or takes no writes now (a standby, maybe
+            // mid-failover): as good as unreachable.
             Error::Db(db) => db.is_connection_class(),
             _ => false,
         }
@@ -114,6 +127,7 @@ pub(crate) fn replicate(e: &Error) -> Error {
         Error::Protocol(m) => Error::Protocol(m.clone()),
         Error::Auth(m) => Error::Auth(m.clone()),
         Error::Tls(m) => Error::Tls(m.clone()),
+        Error::ReadOnly => Error::ReadOnly,
         Error::Config(m) => Error::Config(m.clone()),
         Error::PoolClosed => Error::PoolClosed,
         Error::Encode { index, reason } => Error::Encode {
@@ -229,7 +243,8 @@ impl DbError {
     }
 
     /// Errors that mean the server is going away or cannot serve: admin shutdown, crash
-    /// recovery, too many connections, cannot connect now (SQLSTATE classes 08 and 57P0x, 53300).
+    /// recovery, too many connections, cannot connect now (SQLSTATE classes 08 and 57P0x, 53300),
+    /// and a write refused as read-only (25006: the server is, or has become, a standby).
     pub fn is_connection_class(&self) -> bool {
         self.code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
             || [
@@ -237,6 +252,7 @@ impl DbError {
                 sqlstate::CRASH_SHUTDOWN,
                 sqlstate::CANNOT_CONNECT_NOW,
                 sqlstate::TOO_MANY_CONNECTIONS,
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
             ]
             .contains(&self.code.as_str())
     }

@@ -31,7 +31,7 @@ pub mod types;
 pub mod embedded;
 
 pub use client::Client;
-pub use config::{Config, Host};
+pub use config::{Config, Host, TargetSessionAttrs};
 pub use connection::{CancelToken, Connection};
 pub use error::{BoxError, DbError, Error, Severity};
 pub use notify::{Event, Listener, Notification, quote_ident};

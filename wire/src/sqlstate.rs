@@ -3,6 +3,8 @@
 
 /// Class 08: connection exception (any code starting with it).
 pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+/// `25006`: a write in a read-only transaction (a hot standby, `default_transaction_read_only`).
+pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 /// `23505`: a unique constraint was violated.
 pub const UNIQUE_VIOLATION: &str = "23505";
 /// Class 40: transaction rollback (serialization failure, deadlock).

@@ -16,7 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::client::Client;
-use crate::config::{Config, Host};
+use crate::config::{Config, Host, TargetSessionAttrs};
 use crate::error::Error;
 use crate::notify::Notification;
 use crate::pipeline::{Pipeline, SegmentResult};
@@ -41,6 +41,9 @@ struct Info {
     kill: Arc<Notify>,
     server_version: String,
     activity: Arc<Activity>,
+    /// `target_session_attrs=read-write`: a statement refused as read-only closes the
+    /// connection.
+    read_write: bool,
 }
 
 /// What the connection task is doing, for the pool's health checks: a connection that is busy
@@ -194,11 +197,16 @@ impl Connection {
 
 impl Client for Connection {
     async fn send(&self, pipeline: Pipeline) -> Result<Vec<SegmentResult>, Error> {
+        let segments = self.send_raw(pipeline).await?.segments;
+        if self.info.read_write && segments.iter().any(refused_as_read_only) {
+            // The server was demoted or made read-only under us: this connection no longer
+            // meets its target. Closing it makes a pool connect again (to the new primary,
+            // once a failover is done); what is in flight on it fails as a lost connection.
+            tracing::warn!("the server refused a write as read-only; closing the connection");
+            self.abort();
+        }
         // Rows are decoded here, in the caller's task, not in the connection task.
-        Ok(self
-            .send_raw(pipeline)
-            .await?
-            .segments
+        Ok(segments
             .into_iter()
             .map(|seg| seg.and_then(|stmts| stmts.into_iter().map(RawResult::decode).collect()))
             .collect())
@@ -219,6 +227,10 @@ impl Client for Connection {
             .ok_or_else(|| Error::protocol("no description for a prepared statement"))?;
         Ok(Statement::new(name, sql.to_owned(), params, columns))
     }
+}
+
+fn refused_as_read_only(segment: &Result<Vec<RawResult>, Error>) -> bool {
+    matches!(segment, Err(Error::Db(db)) if db.code == crate::sqlstate::READ_ONLY_SQL_TRANSACTION)
 }
 
 /// A connection that finished startup, before its task is started.
@@ -265,6 +277,7 @@ where
             kill: Arc::new(Notify::new()),
             server_version: session.server_version,
             activity: Arc::new(Activity::new()),
+            read_write: config.target_session_attrs == TargetSessionAttrs::ReadWrite,
         }),
     };
     Ok((Handshake { conn, rx, read_buf }, stream))

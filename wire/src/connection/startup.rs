@@ -9,7 +9,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::config::Config;
+use crate::config::{Config, TargetSessionAttrs};
 use crate::error::{DbError, Error};
 
 /// What the server told us during startup.
@@ -121,7 +121,14 @@ where
                 }
             }
             Message::ErrorResponse(e) => return Err(DbError::parse(e.fields())?.into()),
-            Message::ReadyForQuery(_) => return Ok((session, buf)),
+            Message::ReadyForQuery(_) => {
+                if config.target_session_attrs == TargetSessionAttrs::ReadWrite
+                    && read_only(stream, &mut buf).await?
+                {
+                    return Err(Error::ReadOnly);
+                }
+                return Ok((session, buf));
+            }
             _ => return Err(Error::protocol("unexpected message during startup")),
         }
         if !out.is_empty() {
@@ -129,6 +136,38 @@ where
             // A TLS stream may hold the last record back until flushed.
             stream.flush().await?;
         }
+    }
+}
+
+/// Whether the session is read-only (`SHOW transaction_read_only`: on in a hot standby and with
+/// `default_transaction_read_only`), asked as libpq asks for `target_session_attrs=read-write`.
+/// One more round trip per connection, only when asked for.
+async fn read_only<S>(stream: &mut S, buf: &mut BytesMut) -> Result<bool, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = BytesMut::new();
+    frontend::query("SHOW transaction_read_only", &mut out).map_err(Error::Io)?;
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let mut value = None;
+    loop {
+        match read_message(stream, buf).await? {
+            Message::DataRow(row) => {
+                let ranges: Vec<_> = row.ranges().collect().map_err(Error::Io)?;
+                if let Some(Some(r)) = ranges.first() {
+                    value = Some(row.buffer()[r.clone()].to_vec());
+                }
+            }
+            Message::ErrorResponse(e) => return Err(DbError::parse(e.fields())?.into()),
+            Message::ReadyForQuery(_) => break,
+            _ => {}
+        }
+    }
+    match value.as_deref() {
+        Some(b"on") => Ok(true),
+        Some(b"off") => Ok(false),
+        _ => Err(Error::protocol("no answer to SHOW transaction_read_only")),
     }
 }
 
