@@ -6,8 +6,9 @@
 #                            PORT (TCP on 127.0.0.1, the socket in $WORK)
 #   stop_cluster             stops it and removes $WORK (nothing when none is running)
 #   start_queen [ENV=VALUE…] `queen serve` (the release build) on that cluster, with the
-#                            settings given: sets HTTP (its port) and SERVER (its pid) and
-#                            returns once it answers /ready
+#                            settings given (and DB_OPTS, when set, appended to its connection
+#                            string: `sslmode=require`, say): sets HTTP (its port) and SERVER
+#                            (its pid) and returns once it answers /ready
 #   stop_all                 stops the server start_queen started (if any), then the cluster:
 #                            what a bench's EXIT trap runs
 #   free_port                a free TCP port
@@ -34,7 +35,7 @@ stop_cluster() {
 }
 start_queen() {
   HTTP=$(free_port)
-  env "$@" DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" PORT="$HTTP" \
+  env "$@" DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres ${DB_OPTS:-}" PORT="$HTTP" \
     HOST=127.0.0.1 LOG_LEVEL=warn target/release/queen serve &
   SERVER=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ready" >/dev/null 2>&1 && break; sleep 0.1; done
