@@ -72,6 +72,21 @@ fn standby_of(primary: &Cluster) -> Cluster {
     Cluster::start(opts).unwrap()
 }
 
+/// Makes the whole server read-only (as a demoted or fenced primary is), or writable again;
+/// each backend applies it before its next command.
+async fn set_read_only(admin: &Connection, on: bool) {
+    let sql = if on {
+        "ALTER SYSTEM SET default_transaction_read_only = on"
+    } else {
+        "ALTER SYSTEM RESET default_transaction_read_only"
+    };
+    admin.batch_execute(sql).await.unwrap();
+    admin
+        .query_sql("SELECT pg_reload_conf()", &[])
+        .await
+        .unwrap();
+}
+
 async fn in_recovery(c: &Connection) -> bool {
     let rows = c
         .query_sql("SELECT pg_is_in_recovery()", &[])
@@ -146,15 +161,8 @@ async fn a_connection_whose_server_turns_read_only_is_closed() {
         .unwrap();
     rw.query_sql("INSERT INTO t VALUES (1)", &[]).await.unwrap();
 
-    admin
-        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
-        .await
-        .unwrap();
-    admin
-        .query_sql("SELECT pg_reload_conf()", &[])
-        .await
-        .unwrap();
-    // The backends apply the reload before their next command; wait until one has.
+    set_read_only(&admin, true).await;
+    // Wait until this connection's backend has applied it.
     let mut refused = None;
     for _ in 0..200 {
         match rw.query_sql("INSERT INTO t VALUES (2)", &[]).await {
@@ -183,14 +191,7 @@ async fn a_connection_whose_server_turns_read_only_is_closed() {
         Err(Error::ReadOnly)
     ));
 
-    admin
-        .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
-        .await
-        .unwrap();
-    admin
-        .query_sql("SELECT pg_reload_conf()", &[])
-        .await
-        .unwrap();
+    set_read_only(&admin, false).await;
     let mut back = false;
     for _ in 0..200 {
         if let Ok(c) = Connection::connect(&read_write(cluster.config("postgres"))).await {
