@@ -12,8 +12,10 @@
 //! | `verify-ca` | TLS | error | chain to a trusted root |
 //! | `verify-full` | TLS | error | chain, and the host name (or IP) |
 //!
-//! As in libpq, Unix sockets never use TLS whatever the mode. `allow` is taken as `prefer`
-//! (libpq would first try plaintext and fall back to TLS). The trusted roots are the PEM file
+//! As in libpq, Unix sockets never use TLS whatever the mode, and `prefer` connects again
+//! without TLS when the handshake fails (no protocol version or cipher in common; the
+//! certificate is not checked in that mode). `allow` is taken as `prefer` (libpq would first
+//! try plaintext and fall back to TLS). The trusted roots are the PEM file
 //! `sslrootcert` names, or, without one (or with `sslrootcert=system`), the operating system's
 //! store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured); libpq would look for
 //! `~/.postgresql/root.crt` instead. SCRAM authentication over TLS uses no channel binding

@@ -14,7 +14,7 @@ use queen_wire::{
 
 mod tls_support;
 
-use tls_support::{ca, pki, refuse_plaintext, tcp_cluster};
+use tls_support::{ca, pki, refuse_plaintext, tcp_cluster, tcp_cluster_with};
 
 fn tcp(port: u16, host: &str, mode: SslMode, root: Option<&PathBuf>) -> Config {
     Config {
@@ -250,4 +250,34 @@ async fn a_server_without_tls() {
             "sslmode={mode}: {e}"
         );
     }
+}
+
+#[tokio::test]
+async fn prefer_falls_back_to_plaintext_when_the_handshake_fails() {
+    // TLS offered with only a cipher rustls does not implement (RSA key exchange, TLS 1.2 at
+    // most): the handshake can only fail.
+    let Some((_cluster, port)) = tcp_cluster_with(
+        "tls-no-common-cipher",
+        Some(pki().server()),
+        &[
+            ("ssl_ciphers", "AES128-SHA"),
+            ("ssl_max_protocol_version", "TLSv1.2"),
+        ],
+    ) else {
+        return;
+    };
+    for mode in [SslMode::Allow, SslMode::Prefer] {
+        let c = Connection::connect(&tcp(port, "127.0.0.1", mode, None))
+            .await
+            .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        assert!(!encrypted(&c).await, "sslmode={mode}");
+    }
+    let e = Connection::connect(&tcp(port, "127.0.0.1", SslMode::Require, None))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, Error::Tls(m) if m.contains("handshake")),
+        "{e}"
+    );
 }

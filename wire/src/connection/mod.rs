@@ -91,16 +91,22 @@ impl Connection {
         let fut = async {
             match &config.host {
                 Host::Tcp(host) => {
-                    let stream = TcpStream::connect((host.as_str(), config.port)).await?;
-                    stream.set_nodelay(true)?;
-                    if let Some(idle) = config.keepalive_idle {
-                        let ka = socket2::TcpKeepalive::new()
-                            .with_time(idle)
-                            .with_interval(idle.min(std::time::Duration::from_secs(5)))
-                            .with_retries(3);
-                        socket2::SockRef::from(&stream).set_tcp_keepalive(&ka)?;
-                    }
-                    match crate::tls::negotiate(stream, host, &config.tls()).await? {
+                    let tls = config.tls();
+                    let negotiated =
+                        match crate::tls::negotiate(tcp(host, config).await?, host, &tls).await {
+                            // As libpq: `prefer` and `allow` settle for plaintext, on a new
+                            // socket, when the handshake fails (no version or cipher in common).
+                            Err(Error::Tls(e)) if !tls.mode.requires_tls() => {
+                                tracing::warn!(
+                                    error = %e,
+                                    "TLS handshake failed; connecting without TLS (sslmode={})",
+                                    tls.mode
+                                );
+                                Negotiated::Plain(tcp(host, config).await?)
+                            }
+                            r => r?,
+                        };
+                    match negotiated {
                         Negotiated::Plain(stream) => {
                             let (h, stream) = handshake(stream, config).await?;
                             let (r, w) = stream.into_split();
@@ -231,6 +237,20 @@ impl Client for Connection {
 
 fn refused_as_read_only(segment: &Result<Vec<RawResult>, Error>) -> bool {
     matches!(segment, Err(Error::Db(db)) if db.code == crate::sqlstate::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// A TCP socket to `host`, without Nagle's delay, with keepalive probes as configured.
+async fn tcp(host: &str, config: &Config) -> Result<TcpStream, Error> {
+    let stream = TcpStream::connect((host, config.port)).await?;
+    stream.set_nodelay(true)?;
+    if let Some(idle) = config.keepalive_idle {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(idle.min(std::time::Duration::from_secs(5)))
+            .with_retries(3);
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&ka)?;
+    }
+    Ok(stream)
 }
 
 /// A connection that finished startup, before its task is started.

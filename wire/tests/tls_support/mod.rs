@@ -12,6 +12,15 @@ use rcgen::{
 
 /// A throwaway cluster on a free TCP port, or `None` without PostgreSQL binaries.
 pub fn tcp_cluster(name: &str, tls: Option<ServerTls>) -> Option<(Cluster, u16)> {
+    tcp_cluster_with(name, tls, &[])
+}
+
+/// [`tcp_cluster`] with extra server settings.
+pub fn tcp_cluster_with(
+    name: &str,
+    tls: Option<ServerTls>,
+    settings: &[(&str, &str)],
+) -> Option<(Cluster, u16)> {
     if let Err(e) = find_binaries() {
         eprintln!("SKIP {name}: {e}");
         return None;
@@ -28,6 +37,10 @@ pub fn tcp_cluster(name: &str, tls: Option<ServerTls>) -> Option<(Cluster, u16)>
     opts.stop_with_process = true;
     opts.remove_on_stop = true;
     opts.tls = tls;
+    opts.settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Some((Cluster::start(opts).unwrap(), port))
 }
 
