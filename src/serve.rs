@@ -279,7 +279,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let cipher = cipher(&args, external.is_none())?;
     let (mut config, cluster) = match external {
         Some(c) => {
-            tracing::info!(host = ?c.host, port = c.port, db = %c.dbname, "using external PostgreSQL");
+            let servers: Vec<_> = c.servers().collect();
+            tracing::info!(?servers, db = %c.dbname, "using external PostgreSQL");
             (c, None)
         }
         None => {

@@ -53,6 +53,11 @@ pub struct Config {
     pub ssl_root_cert: Option<PathBuf>,
     /// Whether a server that takes no writes is acceptable (`target_session_attrs`).
     pub target_session_attrs: TargetSessionAttrs,
+    /// Further servers, tried in order after `host:port` when a connection cannot be made or
+    /// (with `target_session_attrs=read-write`) the server takes no writes: libpq's
+    /// comma-separated `host` and `port` lists, how a client finds the primary of a cluster
+    /// without a proxy in front.
+    pub more_hosts: Vec<(Host, u16)>,
 }
 
 /// What kind of server a connection accepts (libpq's `target_session_attrs`, the two values
@@ -95,6 +100,7 @@ impl Default for Config {
             ssl_mode: SslMode::default(),
             ssl_root_cert: None,
             target_session_attrs: TargetSessionAttrs::default(),
+            more_hosts: Vec::new(),
         }
     }
 }
@@ -163,10 +169,10 @@ impl Config {
         }
         let mut c = Config::default();
         if let Some(h) = get("PG_HOST") {
-            c.host = host_from(&h);
+            c.set("host", &h)?;
         }
         if let Some(p) = get("PG_PORT") {
-            c.port = parse_port(&p)?;
+            c.set("port", &p)?;
         }
         if let Some(u) = get("PG_USER") {
             c.dbname = u.clone();
@@ -194,18 +200,42 @@ impl Config {
         }
     }
 
+    /// Every server to try, in order: `host:port`, then [`Config::more_hosts`].
+    pub fn servers(&self) -> impl Iterator<Item = (&Host, u16)> {
+        std::iter::once((&self.host, self.port)).chain(self.more_hosts.iter().map(|(h, p)| (h, *p)))
+    }
+
+    /// These settings for one of its servers only.
+    pub fn for_server(&self, host: &Host, port: u16) -> Config {
+        Config {
+            host: host.clone(),
+            port,
+            more_hosts: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// A libpq `key=value` string for these settings (passwords included), e.g. to hand a
     /// child process its `DATABASE_URL`.
     pub fn to_key_values(&self) -> String {
         let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-        let host = match &self.host {
-            Host::Tcp(h) => h.clone(),
-            Host::Unix(d) => d.to_string_lossy().into_owned(),
-        };
+        let host = self
+            .servers()
+            .map(|(h, _)| match h {
+                Host::Tcp(h) => h.clone(),
+                Host::Unix(d) => d.to_string_lossy().into_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let port = self
+            .servers()
+            .map(|(_, p)| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut s = format!(
             "host={} port={} user={} dbname={} application_name={} connect_timeout={}",
             quote(&host),
-            self.port,
+            port,
             quote(&self.user),
             quote(&self.dbname),
             quote(&self.application_name),
@@ -228,9 +258,10 @@ impl Config {
     /// Checks what can be checked of the TLS settings without connecting: that the trusted roots
     /// `verify-ca` / `verify-full` need can be read. Nothing to check for a Unix socket.
     pub fn check_tls(&self) -> Result<(), Error> {
-        match self.host {
-            Host::Tcp(_) => crate::tls::check(&self.tls()),
-            Host::Unix(_) => Ok(()),
+        if self.servers().any(|(h, _)| matches!(h, Host::Tcp(_))) {
+            crate::tls::check(&self.tls())
+        } else {
+            Ok(())
         }
     }
 
@@ -245,8 +276,38 @@ impl Config {
     /// Applies one libpq-style setting.
     fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
         match key {
-            "host" | "hostaddr" => self.host = host_from(value),
-            "port" => self.port = parse_port(value)?,
+            "host" | "hostaddr" => {
+                let mut hosts = value.split(',').map(host_from);
+                self.host = hosts.next().unwrap_or_else(|| host_from(value));
+                let port = self.port;
+                self.more_hosts = hosts.map(|h| (h, port)).collect();
+            }
+            // After `host` (the parsers apply it last): one port for every host, or one each.
+            "port" => {
+                let ports = value
+                    .split(',')
+                    .map(parse_port)
+                    .collect::<Result<Vec<_>, _>>()?;
+                match ports.as_slice() {
+                    [one] => {
+                        self.port = *one;
+                        self.more_hosts.iter_mut().for_each(|(_, p)| *p = *one);
+                    }
+                    [first, rest @ ..] if rest.len() == self.more_hosts.len() => {
+                        self.port = *first;
+                        for ((_, p), port) in self.more_hosts.iter_mut().zip(rest) {
+                            *p = *port;
+                        }
+                    }
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "{} ports for {} hosts",
+                            ports.len(),
+                            self.more_hosts.len() + 1
+                        )));
+                    }
+                }
+            }
             "user" => self.user = value.into(),
             "password" => self.password = Some(value.into()),
             "dbname" => self.dbname = value.into(),
@@ -363,30 +424,42 @@ fn parse_url(s: &str) -> Result<Config, Error> {
         }
         None => authority,
     };
-    if !hostport.is_empty() {
-        let (h, p) = if let Some(stripped) = hostport.strip_prefix('[') {
+    // `host[:port][,host[:port]…]`; a host without a port gets the default one.
+    let mut servers = Vec::new();
+    for entry in hostport.split(',').filter(|e| !e.is_empty()) {
+        let (h, p) = if let Some(stripped) = entry.strip_prefix('[') {
             // [IPv6]:port
             let (h, after) = stripped
                 .split_once(']')
                 .ok_or_else(|| Error::Config("unterminated IPv6 address".into()))?;
             (h, after.strip_prefix(':'))
         } else {
-            match hostport.rsplit_once(':') {
+            match entry.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
+                None => (entry, None),
             }
         };
-        if !h.is_empty() {
-            c.host = host_from(&percent_decode(h)?);
-        }
-        if let Some(p) = p.filter(|p| !p.is_empty()) {
-            c.port = parse_port(p)?;
-        }
+        let host = if h.is_empty() {
+            c.host.clone()
+        } else {
+            host_from(&percent_decode(h)?)
+        };
+        let port = match p.filter(|p| !p.is_empty()) {
+            Some(p) => parse_port(p)?,
+            None => c.port,
+        };
+        servers.push((host, port));
     }
+    let mut servers = servers.into_iter();
+    if let Some((h, p)) = servers.next() {
+        (c.host, c.port) = (h, p);
+    }
+    c.more_hosts = servers.collect();
     if let Some(db) = path.filter(|p| !p.is_empty()) {
         c.dbname = percent_decode(db)?;
         db_given = true;
     }
+    let mut port = None;
     for pair in query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -396,7 +469,14 @@ fn parse_url(s: &str) -> Result<Config, Error> {
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
         user_given |= k == "user";
         db_given |= k == "dbname";
+        if k == "port" {
+            port = Some(v);
+            continue;
+        }
         c.set(&k, &v)?;
+    }
+    if let Some(p) = port {
+        c.set("port", &p)?;
     }
     if user_given && !db_given {
         c.dbname = c.user.clone();
@@ -407,6 +487,7 @@ fn parse_url(s: &str) -> Result<Config, Error> {
 fn parse_key_values(s: &str) -> Result<Config, Error> {
     let mut c = Config::default();
     let mut db_given = false;
+    let mut port = None;
     let mut chars = s.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -450,10 +531,17 @@ fn parse_key_values(s: &str) -> Result<Config, Error> {
             }
         }
         db_given |= key == "dbname";
+        if key == "port" {
+            port = Some(value);
+            continue;
+        }
         c.set(&key, &value)?;
         if key == "user" && !db_given {
             c.dbname = value;
         }
+    }
+    if let Some(p) = port {
+        c.set("port", &p)?;
     }
     Ok(c)
 }
@@ -536,6 +624,28 @@ mod tests {
     }
 
     #[test]
+    fn several_servers() {
+        let tcp = |h: &str| Host::Tcp(h.into());
+        let c = Config::parse("port=5433,5434 host=a,b dbname=d").unwrap();
+        assert_eq!((c.host.clone(), c.port), (tcp("a"), 5433));
+        assert_eq!(c.more_hosts, [(tcp("b"), 5434)]);
+        let c = Config::parse("host=a,/run/pg,c port=6000").unwrap();
+        assert_eq!(
+            c.more_hosts,
+            [(Host::Unix("/run/pg".into()), 6000), (tcp("c"), 6000)]
+        );
+        let c =
+            Config::parse("postgres://u@a:1,[::1]:2,c/d?target_session_attrs=read-write").unwrap();
+        assert_eq!((c.host.clone(), c.port), (tcp("a"), 1));
+        assert_eq!(c.more_hosts, [(tcp("::1"), 2), (tcp("c"), 5432)]);
+        assert_eq!(Config::parse(&c.to_key_values()).unwrap(), c);
+        assert!(matches!(
+            Config::parse("host=a,b,c port=1,2"),
+            Err(Error::Config(m)) if m.contains("2 ports for 3 hosts")
+        ));
+    }
+
+    #[test]
     fn tls_settings() {
         let c =
             Config::parse("postgres://u@db.example/d?sslmode=verify-full&sslrootcert=/etc/ca.pem")
@@ -610,6 +720,7 @@ mod tests {
             mode in 0usize..6,
             root in proptest::option::of("/[^\\x00]{1,20}"),
             read_write: bool,
+            more in proptest::collection::vec(("[a-z0-9.-]{1,20}", 1u16..), 0..3),
         ) {
             let modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
             let c = Config {
@@ -626,6 +737,7 @@ mod tests {
                 } else {
                     TargetSessionAttrs::Any
                 },
+                more_hosts: more.into_iter().map(|(h, p)| (Host::Tcp(h), p)).collect(),
                 ..Config::default()
             };
             proptest::prop_assert_eq!(Config::parse(&c.to_key_values()).unwrap(), c);

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use queen_wire::embedded::{Cluster, Options, find_binaries, private_test_cluster};
-use queen_wire::{Client, Config, Connection, Error, Host, TargetSessionAttrs};
+use queen_wire::{Client, Config, Connection, Error, Host, Pool, PoolConfig, TargetSessionAttrs};
 
 fn read_write(mut c: Config) -> Config {
     c.target_session_attrs = TargetSessionAttrs::ReadWrite;
@@ -16,7 +16,7 @@ fn read_write(mut c: Config) -> Config {
 }
 
 /// A hot standby of `primary`, streaming from it, in a directory of its own.
-fn standby_of(primary: &Cluster) -> Cluster {
+fn standby_of(primary: &Cluster, name: &str) -> Cluster {
     // pg_basebackup sits beside the real `postgres` (the one found may be a link to it).
     let postgres = std::fs::canonicalize(find_binaries().unwrap().join("postgres")).unwrap();
     let basebackup = postgres.with_file_name("pg_basebackup");
@@ -24,7 +24,7 @@ fn standby_of(primary: &Cluster) -> Cluster {
     let Host::Unix(socket_dir) = &cfg.host else {
         panic!("the private cluster listens on a Unix socket");
     };
-    let dir = std::env::temp_dir().join(format!("queen-standby-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("queen-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -87,6 +87,26 @@ async fn set_read_only(admin: &Connection, on: bool) {
         .unwrap();
 }
 
+/// Waits (bounded) until the standby has replayed table `t`.
+async fn replayed(standby: &Connection) {
+    for _ in 0..400 {
+        let rows = standby
+            .query_sql("SELECT to_regclass('t') IS NOT NULL", &[])
+            .await
+            .unwrap();
+        if rows[0].get::<bool>(0).unwrap() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the standby never replayed the primary's table");
+}
+
+async fn data_directory(c: &impl Client) -> String {
+    let rows = c.query_sql("SHOW data_directory", &[]).await.unwrap();
+    rows[0].get::<String>(0).unwrap()
+}
+
 async fn in_recovery(c: &Connection) -> bool {
     let rows = c
         .query_sql("SELECT pg_is_in_recovery()", &[])
@@ -100,7 +120,7 @@ async fn read_write_sessions_refuse_standbys_and_follow_a_promotion() {
     let Some(primary) = private_test_cluster("standby-primary").unwrap() else {
         return;
     };
-    let standby = standby_of(&primary);
+    let standby = standby_of(&primary, "standby");
     let on_standby = standby.config("postgres");
 
     // Any server will do: the standby answers reads.
@@ -120,19 +140,7 @@ async fn read_write_sessions_refuse_standbys_and_follow_a_promotion() {
     rw.batch_execute("CREATE TABLE t (n int)").await.unwrap();
 
     // The standby replays the table...
-    let mut streamed = false;
-    for _ in 0..400 {
-        let rows = c
-            .query_sql("SELECT to_regclass('t') IS NOT NULL", &[])
-            .await
-            .unwrap();
-        streamed = rows[0].get::<bool>(0).unwrap();
-        if streamed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(streamed, "the standby never replayed the primary's table");
+    replayed(&c).await;
     // ...and, promoted (pg_promote waits for the promotion), takes read-write sessions.
     let rows = c.query_sql("SELECT pg_promote()", &[]).await.unwrap();
     assert!(rows[0].get::<bool>(0).unwrap());
@@ -202,4 +210,82 @@ async fn a_connection_whose_server_turns_read_only_is_closed() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(back, "the server never took writes again");
+}
+
+#[tokio::test]
+async fn a_pool_over_primary_and_standby_follows_a_failover() {
+    let Some(primary) = private_test_cluster("failover-primary").unwrap() else {
+        return;
+    };
+    let standby = standby_of(&primary, "failover-standby");
+    let Host::Unix(standby_dir) = standby.config("postgres").host else {
+        panic!("the standby listens on a Unix socket");
+    };
+    // Both servers, primary first, as a client lists a cluster's nodes without a proxy.
+    let both = Config {
+        more_hosts: vec![(Host::Unix(standby_dir), standby.config("postgres").port)],
+        ..read_write(primary.config("postgres"))
+    };
+    assert_eq!(
+        Config::parse(&both.to_key_values()).unwrap(),
+        both,
+        "a host list survives its key=value form"
+    );
+    let pool = Pool::connect(
+        both,
+        PoolConfig {
+            size: 2,
+            max_backoff: Duration::from_millis(200),
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    pool.batch_execute("CREATE TABLE t (n int)").await.unwrap();
+    let primary_dir = primary.data_dir().to_string_lossy().into_owned();
+    assert_eq!(data_directory(&pool).await, primary_dir);
+    let on_standby = Connection::connect(&standby.config("postgres"))
+        .await
+        .unwrap();
+    replayed(&on_standby).await;
+
+    // The failover: the primary fenced (read-only), the standby promoted.
+    let admin = Connection::connect(&primary.config("postgres"))
+        .await
+        .unwrap();
+    set_read_only(&admin, true).await;
+    let rows = on_standby
+        .query_sql("SELECT pg_promote()", &[])
+        .await
+        .unwrap();
+    assert!(rows[0].get::<bool>(0).unwrap());
+
+    // Writes fail as outages (never as data errors) until the pool is on the new primary.
+    let mut failures = 0;
+    loop {
+        match pool.query_sql("INSERT INTO t VALUES (1)", &[]).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.is_connection(), "{e}");
+                failures += 1;
+                assert!(
+                    failures < 400,
+                    "the pool never reached the new primary: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+    // Only the new primary takes writes: that insert went there. A new connection over the
+    // list lands there too.
+    let rows = on_standby
+        .query_sql("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<i64>(0).unwrap(), 1);
+    let fresh = Connection::connect(pool.config()).await.unwrap();
+    assert_eq!(
+        data_directory(&fresh).await,
+        standby.data_dir().to_string_lossy()
+    );
 }

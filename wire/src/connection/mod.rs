@@ -84,7 +84,34 @@ impl Connection {
         Connection::connect_inner(config, None).await
     }
 
+    /// Tries each of `config`'s servers in order ([`Config::servers`]), each within
+    /// `connect_timeout`, and returns the first connection made. As libpq, it moves on when a
+    /// server cannot be reached, refuses TLS the settings require, or takes no writes where
+    /// they must be taken; an error the server reports (a wrong password, say) ends the search.
     pub(crate) async fn connect_inner(
+        config: &Config,
+        notifications: Option<mpsc::UnboundedSender<Notification>>,
+    ) -> Result<Connection, Error> {
+        if config.more_hosts.is_empty() {
+            return Connection::connect_one(config, notifications).await;
+        }
+        let mut last = None;
+        for (host, port) in config.servers() {
+            let one = config.for_server(host, port);
+            match Connection::connect_one(&one, notifications.clone()).await {
+                Ok(c) => return Ok(c),
+                Err(e) if e.is_connection() || matches!(e, Error::Tls(_)) => {
+                    tracing::debug!(?host, port, error = %e, "server skipped; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(Error::Unavailable))
+    }
+
+    /// Connects to `config.host:config.port`.
+    async fn connect_one(
         config: &Config,
         notifications: Option<mpsc::UnboundedSender<Notification>>,
     ) -> Result<Connection, Error> {
