@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../wire/tests/servers/mod.rs"]
+mod servers;
 mod support;
-#[path = "../wire/tests/tls_support/mod.rs"]
-mod tls_support;
 
 use queen_wire::{Client, Config, Connection, Host, SslMode};
 use serde_json::json;
+use servers::{pki, refuse_plaintext, tcp_cluster};
 use support::{Server, buffer_dir};
-use tls_support::{pki, refuse_plaintext, tcp_cluster};
 
 #[tokio::test]
 async fn the_server_runs_on_a_database_that_demands_tls() {

@@ -6,26 +6,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../wire/tests/servers/mod.rs"]
+mod servers;
 mod support;
 
 use std::time::{Duration, Instant};
 
 use queen_wire::Client;
 use serde_json::{Value, json};
+use servers::set_read_only;
 use support::{Server, buffer_dir};
-
-async fn set_read_only(admin: &queen_wire::Connection, on: bool) {
-    let sql = if on {
-        "ALTER SYSTEM SET default_transaction_read_only = on"
-    } else {
-        "ALTER SYSTEM RESET default_transaction_read_only"
-    };
-    admin.batch_execute(sql).await.unwrap();
-    admin
-        .query_sql("SELECT pg_reload_conf()", &[])
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn pushes_buffer_while_the_database_is_read_only_and_replay_after() {

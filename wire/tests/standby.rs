@@ -8,7 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use queen_wire::embedded::{Cluster, Options, find_binaries, private_test_cluster};
+mod servers;
+
 use queen_wire::{Client, Config, Connection, Error, Host, Pool, PoolConfig, TargetSessionAttrs};
+use servers::set_read_only;
 
 fn read_write(mut c: Config) -> Config {
     c.target_session_attrs = TargetSessionAttrs::ReadWrite;
@@ -70,21 +73,6 @@ fn standby_of(primary: &Cluster, name: &str) -> Cluster {
     opts.stop_with_process = true;
     opts.remove_on_stop = true;
     Cluster::start(opts).unwrap()
-}
-
-/// Makes the whole server read-only (as a demoted or fenced primary is), or writable again;
-/// each backend applies it before its next command.
-async fn set_read_only(admin: &Connection, on: bool) {
-    let sql = if on {
-        "ALTER SYSTEM SET default_transaction_read_only = on"
-    } else {
-        "ALTER SYSTEM RESET default_transaction_read_only"
-    };
-    admin.batch_execute(sql).await.unwrap();
-    admin
-        .query_sql("SELECT pg_reload_conf()", &[])
-        .await
-        .unwrap();
 }
 
 /// Waits (bounded) until the standby has replayed table `t`.

@@ -12,9 +12,9 @@ use queen_wire::{
     Client, Config, Connection, Error, Event, Listener, Pipeline, Pool, PoolConfig, SslMode,
 };
 
-mod tls_support;
+mod servers;
 
-use tls_support::{ca, pki, refuse_plaintext, tcp_cluster, tcp_cluster_with};
+use servers::{ca, pki, refuse_plaintext, tcp_cluster, tcp_cluster_with};
 
 fn tcp(port: u16, host: &str, mode: SslMode, root: Option<&PathBuf>) -> Config {
     Config {

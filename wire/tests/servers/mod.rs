@@ -1,11 +1,12 @@
-//! A server offering TLS for tests of `sslmode`, shared by the wire client's TLS tests and the
-//! server's (`tests/database_tls.rs` of the workspace includes this file by path): a CA made
-//! on the spot, a certificate for `localhost` it signs, and a throwaway cluster on a free TCP
-//! port serving it.
+//! Servers in the states the connection tests need, shared by the wire client's tests and the
+//! workspace's (`tests/database_tls.rs` and `tests/read_only.rs` include this file by path):
+//! a throwaway cluster on a free TCP port, serving TLS with a certificate for `localhost`
+//! signed by a CA made on the spot; and a whole server switched read-only and back.
 
 #![allow(dead_code)] // Each including test uses its part.
 
 use queen_wire::embedded::{Cluster, Options, ServerTls, find_binaries};
+use queen_wire::{Client, Connection};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -95,4 +96,19 @@ pub fn refuse_plaintext(cluster: &mut Cluster, rules: &str) {
     .unwrap();
     cluster.stop().unwrap();
     cluster.restart().unwrap();
+}
+
+/// Makes the whole server read-only (as a demoted or fenced primary is), or writable again;
+/// each backend applies it before its next command.
+pub async fn set_read_only(admin: &Connection, on: bool) {
+    let sql = if on {
+        "ALTER SYSTEM SET default_transaction_read_only = on"
+    } else {
+        "ALTER SYSTEM RESET default_transaction_read_only"
+    };
+    admin.batch_execute(sql).await.unwrap();
+    admin
+        .query_sql("SELECT pg_reload_conf()", &[])
+        .await
+        .unwrap();
 }
