@@ -12,7 +12,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use queen_wire::Client;
 use serde_json::{Value, json};
 use servers::set_read_only;
 use support::{Server, buffer_dir};
