@@ -52,7 +52,6 @@ SELECT position, payload FROM m;
 SQL
 tps() { grep -Eo 'tps = [0-9.]+' | head -1 | cut -d' ' -f3; }
 # queen-load --json prints {"runs": [[run, …] per server]}.
-load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 
 echo "machine: $(nproc) cores; PostgreSQL $("${PSQL[@]}" -c 'SHOW server_version'); synchronous_commit $("${PSQL[@]}" -c 'SHOW synchronous_commit'), fsync $("${PSQL[@]}" -c 'SHOW fsync'); payload ~200 bytes; ${SECS} s per run"
 

@@ -38,7 +38,6 @@ PGMQ_CRATE=0.33.7
 CACHE=target/peers
 . benches/pg.sh
 tps() { grep -Eo 'tps = [0-9.]+' | head -1 | cut -d' ' -f3; }
-load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 RESULTS=$(mktemp /tmp/queen-peers.XXXXXX)
 SERVER=""
 trap 'stop_all; rm -f "$RESULTS"' EXIT

@@ -13,9 +13,11 @@
 #                            what a bench's EXIT trap runs
 #   free_port                a free TCP port
 #   as_pg <cmd…>             runs a command as `postgres` when root
+#   load_rate <field>        reads `field` of the first run from `queen-load --json` on stdin
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=""
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_cluster() {
   WORK=$(mktemp -d "/tmp/$1.XXXXXX")

@@ -16,7 +16,6 @@ cd "$(dirname "$0")/.."
 . benches/pg.sh
 RESULTS=$(mktemp /tmp/queen-tls.XXXXXX)
 trap 'stop_all; rm -f "$RESULTS"' EXIT
-rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
 cargo build --release --workspace --bins >/dev/null 2>&1
 
 # A fresh cluster offering TLS: a self-signed certificate made by `openssl`.
@@ -40,16 +39,14 @@ run() {
     "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_activity a
        JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'queen'" postgres)
   echo "  $mode: server sessions encrypted $encrypted"
-  local p100 p1 out
-  p100=$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 | rate push_msgs_per_sec)
-  p1=$("${load[@]}" --txids=v7 push --connections 50 --batch 1 --partitions 100 | rate push_msgs_per_sec)
-  out=$("${load[@]}" consume --consumers 10 --batch 100 --partitions 100 --connections 10 \
-    --prefill $((SECS * 300000)))
-  echo "$mode push_100 $p100" >> "$RESULTS"
-  echo "$mode push_1 $p1" >> "$RESULTS"
-  echo "$mode pop_100_ack $(echo "$out" | rate consume_msgs_per_sec)" >> "$RESULTS"
-  printf '  %-8s push 100 %9.0f  push 1 %8.0f  pop 100 + ack %9.0f msg/s\n' "$mode" "$p100" "$p1" \
-    "$(echo "$out" | rate consume_msgs_per_sec)"
+  local p100 p1 pop
+  p100=$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)
+  p1=$("${load[@]}" --txids=v7 push --connections 50 --batch 1 --partitions 100 | load_rate push_msgs_per_sec)
+  pop=$("${load[@]}" consume --consumers 10 --batch 100 --partitions 100 --connections 10 \
+    --prefill $((SECS * 300000)) | load_rate consume_msgs_per_sec)
+  printf '%s push_100 %s\n%s push_1 %s\n%s pop_100_ack %s\n' \
+    "$mode" "$p100" "$mode" "$p1" "$mode" "$pop" >> "$RESULTS"
+  printf '  %-8s push 100 %9.0f  push 1 %8.0f  pop 100 + ack %9.0f msg/s\n' "$mode" "$p100" "$p1" "$pop"
   stop_all
 }
 

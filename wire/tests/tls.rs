@@ -26,6 +26,14 @@ fn tcp(port: u16, host: &str, mode: SslMode, root: Option<&PathBuf>) -> Config {
     }
 }
 
+/// The error a connection with these settings must fail with.
+async fn refused(cfg: &Config) -> Error {
+    Connection::connect(cfg)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{:?} sslmode={} connected", cfg.host, cfg.ssl_mode))
+}
+
 /// Whether the server sees this session encrypted.
 async fn encrypted(c: &Connection) -> bool {
     let rows = c
@@ -86,17 +94,8 @@ async fn every_mode_against_a_server_that_demands_tls() {
     }
 
     // Modes that must refuse, and why.
-    let refused = |host, mode, root: Option<&PathBuf>| {
-        let cfg = tcp(port, host, mode, root);
-        async move {
-            Connection::connect(&cfg)
-                .await
-                .err()
-                .unwrap_or_else(|| panic!("{host} sslmode={mode} connected"))
-        }
-    };
     // The certificate is for localhost, not 127.0.0.1.
-    let e = refused("127.0.0.1", SslMode::VerifyFull, Some(&root)).await;
+    let e = refused(&tcp(port, "127.0.0.1", SslMode::VerifyFull, Some(&root))).await;
     assert!(
         matches!(&e, Error::Tls(m) if m.contains("certificate")),
         "{e}"
@@ -108,7 +107,7 @@ async fn every_mode_against_a_server_that_demands_tls() {
         (SslMode::Require, Some(&stranger)),
         (SslMode::VerifyFull, None),
     ] {
-        let e = refused("localhost", mode, r).await;
+        let e = refused(&tcp(port, "localhost", mode, r)).await;
         let untrusted = matches!(&e, Error::Tls(m) if m.contains("certificate"));
         // A machine whose system store is empty refuses before connecting, as plainly.
         let no_roots =
@@ -116,7 +115,7 @@ async fn every_mode_against_a_server_that_demands_tls() {
         assert!(untrusted || no_roots, "{mode}: {e}");
     }
     // Plaintext, refused by pg_hba.conf: the server's own error.
-    let e = refused("127.0.0.1", SslMode::Disable, None).await;
+    let e = refused(&tcp(port, "127.0.0.1", SslMode::Disable, None)).await;
     assert_eq!(e.code(), Some("28000"), "{e}");
 
     // SCRAM inside TLS (the server offers SCRAM-SHA-256-PLUS too; we take the plain one).
@@ -127,7 +126,7 @@ async fn every_mode_against_a_server_that_demands_tls() {
     let c = Connection::connect(&scram).await.unwrap();
     assert!(encrypted(&c).await);
     scram.password = Some("wrong".into());
-    let e = Connection::connect(&scram).await.err().unwrap();
+    let e = refused(&scram).await;
     assert_eq!(e.code(), Some("28P01"), "{e}");
 
     // The pipelined client over TLS: many statements per pipeline from several tasks at once,
@@ -241,10 +240,7 @@ async fn a_server_without_tls() {
         assert!(!encrypted(&c).await, "sslmode={mode}");
     }
     for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
-        let e = Connection::connect(&tcp(port, "127.0.0.1", mode, None))
-            .await
-            .err()
-            .unwrap();
+        let e = refused(&tcp(port, "127.0.0.1", mode, None)).await;
         assert!(
             matches!(&e, Error::Tls(m) if m.contains("does not accept TLS")),
             "sslmode={mode}: {e}"
@@ -272,10 +268,7 @@ async fn prefer_falls_back_to_plaintext_when_the_handshake_fails() {
             .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
         assert!(!encrypted(&c).await, "sslmode={mode}");
     }
-    let e = Connection::connect(&tcp(port, "127.0.0.1", SslMode::Require, None))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(&tcp(port, "127.0.0.1", SslMode::Require, None)).await;
     assert!(
         matches!(&e, Error::Tls(m) if m.contains("handshake")),
         "{e}"

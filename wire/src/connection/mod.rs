@@ -92,9 +92,6 @@ impl Connection {
         config: &Config,
         notifications: Option<mpsc::UnboundedSender<Notification>>,
     ) -> Result<Connection, Error> {
-        if config.more_hosts.is_empty() {
-            return Connection::connect_one(config, notifications).await;
-        }
         let mut last = None;
         for (host, port) in config.servers() {
             let one = config.for_server(host, port);
