@@ -8,8 +8,9 @@
 //!   distribution, with our
 //!   `tests/compat/conftest.py` (the `client` fixture) beside them; `test_auth.py` runs a second
 //!   time against a server with JWT on, as its docstring says;
-//! * our `tests/compat/test_ephemeral.py`: the client's ephemeral queues, for which its
-//!   distribution ships no test file;
+//! * our `tests/compat/test_ephemeral.py` and `tests/compat/test_streams.py`: the client's
+//!   ephemeral queues and its stream processing (`Stream` pipelines run by its own runner),
+//!   for which its distribution ships no test files;
 //! * our walk-through script `tests/compat/python_client.py`.
 //!
 //! Python, the client and pytest are installed into a virtualenv under the target directory
@@ -53,8 +54,8 @@ const SUITE: [&str; 18] = [
 ];
 
 /// Our test files for the client's surfaces its distribution has none for (its ephemeral
-/// queues), run with the client's own, with the same fixture.
-const OURS: [&str; 1] = ["test_ephemeral.py"];
+/// queues and streams), run with the client's own, with the same fixture.
+const OURS: [&str; 2] = ["test_ephemeral.py", "test_streams.py"];
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd

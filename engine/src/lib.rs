@@ -33,6 +33,7 @@ pub mod reads;
 pub mod retention;
 pub mod schema;
 mod statements;
+pub mod streams;
 mod sweeper;
 pub mod timers;
 mod transaction;

@@ -20,6 +20,10 @@ pub const PUSH_ITEMS_MAX: usize = 10_000;
 pub const ACK_ITEMS_MAX: usize = 10_000;
 /// Operations of one transaction (and pushed items over all of them: [`PUSH_ITEMS_MAX`]).
 pub const TX_OPERATIONS_MAX: usize = 1_000;
+/// A stream state key, in bytes (it is part of the state table's primary key).
+pub const STREAM_KEY_MAX: usize = 1024;
+/// State operations of one stream cycle, and keys of one state read.
+pub const STREAM_STATE_OPS_MAX: usize = 10_000;
 
 const DAY: i64 = 86_400;
 const YEAR: i64 = 365 * DAY;

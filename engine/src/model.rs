@@ -290,6 +290,8 @@ pub struct TxOutcome {
     pub kv_failed: Option<crate::kv::KvFailed>,
     /// The results of the timer operations riding on it (JSON text), when it committed.
     pub timer_results: Option<String>,
+    /// State operations a stream cycle riding on it applied, when it committed.
+    pub stream_applied: Option<i32>,
 }
 
 /// Work riding on a transaction beside its pushes and acks, applied in the same transaction
@@ -300,6 +302,8 @@ pub struct Riders {
     pub kv: Option<crate::kv::KvBatch>,
     /// Timers scheduled or cancelled.
     pub timers: Option<crate::timers::TimerBatch>,
+    /// A stream cycle's state changes (applied first, under the cycle's lock).
+    pub stream: Option<crate::streams::StreamRider>,
 }
 
 /// The result of one transaction operation.

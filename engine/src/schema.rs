@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_ephemeral.sql",
         sql: include_str!("../../sql/migrations/0007_ephemeral.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_streams.sql",
+        sql: include_str!("../../sql/migrations/0008_streams.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after
@@ -80,6 +85,7 @@ pub const FUNCTIONS: &str = concat!(
     include_str!("../../sql/functions/kv.sql"),
     include_str!("../../sql/functions/locks.sql"),
     include_str!("../../sql/functions/timers.sql"),
+    include_str!("../../sql/functions/streams.sql"),
 );
 
 /// Key of the advisory lock that serialises migrations across servers.

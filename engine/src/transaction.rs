@@ -85,6 +85,13 @@ pub(crate) async fn run(
     if !required_leases.is_empty() {
         p.query(&inner.st()?.require_leases, &[&required_leases])?;
     }
+    // A stream cycle's state goes first: its lock serialises the cycles of one partition.
+    if let Some(s) = &riders.stream {
+        p.query(
+            &inner.st()?.stream_state_apply,
+            &[&s.query_id, &s.partition_id, &s.ops],
+        )?;
+    }
     let mut pushes: Vec<Vec<Row>> = Vec::new();
     let mut acks = Vec::new();
     // A transactionId twice in one partition within the transaction is a duplicate, as one
@@ -107,6 +114,7 @@ pub(crate) async fn run(
                             kv_results: None,
                             kv_failed: None,
                             timer_results: None,
+                            stream_applied: None,
                         });
                     }
                 }
@@ -177,6 +185,7 @@ pub(crate) async fn run(
                     kv_results: None,
                     kv_failed: Some(f),
                     timer_results: None,
+                    stream_applied: None,
                 });
             }
             if let Some(db) = e.as_db().filter(|d| d.code.starts_with(raised::CLASS)) {
@@ -194,16 +203,27 @@ pub(crate) async fn run(
                     kv_results: None,
                     kv_failed: None,
                     timer_results: None,
+                    stream_applied: None,
                 });
             }
             return Err(e.into());
         }
     };
-    // Results in statement order: [require_leases], pushes…, [ack].
+    // Results in statement order: [require_leases], [stream state], pushes…, [ack], riders.
     let mut it = results.into_iter();
     if !required_leases.is_empty() {
         it.next();
     }
+    let stream_applied = match &riders.stream {
+        Some(_) => {
+            let row = it.next().and_then(|r| r.rows.into_iter().next());
+            let row = row.ok_or_else(|| {
+                EngineError::Internal("queen.stream_state_apply answered no row".into())
+            })?;
+            Some(row.get(inner.st()?.cols.stream_state_apply.applied)?)
+        }
+        None => None,
+    };
     let mut push_out = Vec::new();
     for rows in &pushes {
         let res = it.next().map(|r| r.rows).unwrap_or_default();
@@ -281,6 +301,7 @@ pub(crate) async fn run(
         kv_results,
         kv_failed: None,
         timer_results,
+        stream_applied,
     })
 }
 

@@ -19,7 +19,7 @@ use crate::console;
 use crate::error::{ApiError, Code};
 use crate::query::{Query, percent_decode};
 use crate::routes::messages::{self, PopTarget};
-use crate::routes::{ephemeral, inspect, kv, ops, queues, reads};
+use crate::routes::{ephemeral, inspect, kv, ops, queues, reads, streams};
 use crate::stats::{RequestStats, Throughput};
 use queen_engine::maintenance::Mode;
 
@@ -191,8 +191,20 @@ impl App {
                 allow(probe)?;
                 Ok(ops::prometheus(self))
             }
-            // Path first, then method: a known path with another method is a 405.
-            ["api", "v1", rest @ ..] => {
+            // Path first, then method: a known path with another method is a 405. Stream
+            // processing has a prefix of its own (`/streams/v1/…`), behind the same token check;
+            // its routes are matched as `["streams", …]`.
+            [area @ ("api" | "streams"), "v1", tail @ ..] => {
+                let streams = *area == "streams";
+                let streams_path: Vec<&str>;
+                let rest: &[&str] = if streams {
+                    streams_path = std::iter::once("streams")
+                        .chain(tail.iter().copied())
+                        .collect();
+                    &streams_path
+                } else {
+                    tail
+                };
                 let principal = match &self.auth {
                     Some(auth) => Some(
                         auth.check(
@@ -442,9 +454,21 @@ impl App {
                         allow(get || post)?;
                         ops::maintenance(self, Mode::Pop, body).await
                     }
+                    ["streams", "queries"] if streams => {
+                        allow(post)?;
+                        streams::register(self, &bytes).await
+                    }
+                    ["streams", "state", "get"] if streams => {
+                        allow(post)?;
+                        streams::state_get(self, &bytes).await
+                    }
+                    ["streams", "cycle"] if streams => {
+                        allow(post)?;
+                        streams::cycle(self, &bytes, sub).await
+                    }
                     _ => Err(ApiError::not_found(format!(
-                        "no route for {m} /api/v1/{}",
-                        rest.join("/")
+                        "no route for {m} {}",
+                        parts.uri.path()
                     ))),
                 }
             }

@@ -1,7 +1,7 @@
 //! Property tests of every parser of request input — query strings, path segments, JSON bodies,
 //! push items, acknowledgements, transactions (with their key/value and timer riders), configure
 //! options, reads by offset and partition discovery, key/value, lock and timer batches,
-//! ephemeral pushes, pops, acks and declarations:
+//! ephemeral pushes, pops, acks and declarations, stream registrations, state reads and cycles:
 //! arbitrary input never panics, and every refusal is a 4xx. `PROPTEST_CASES` sets the number of cases (256 by default).
 
 use proptest::prelude::*;
@@ -14,6 +14,7 @@ use crate::routes::kv::{parse, parse_locks, parse_timers};
 use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
 use crate::routes::queues::parse_configure;
 use crate::routes::reads::{parse_changed, parse_fetch};
+use crate::routes::streams::{parse_cycle, parse_register, parse_state_get};
 
 /// JSON-looking text: fragments of the API's shapes, mixed with anything.
 fn jsonish() -> impl Strategy<Value = String> {
@@ -27,6 +28,8 @@ fn jsonish() -> impl Strategy<Value = String> {
         Just("1e400".to_owned()),
         Just("\"\\u0000\"".to_owned()),
         Just("\"\\ud800\"".to_owned()),
+        // A UUID, so bodies naming a query, partition or lease get past that check.
+        Just("\"6d1bfcac-64fd-4d59-901a-e2b3d9d1e0fd\"".to_owned()),
         // Operation names of the key/value, lock and timer batches.
         prop::sample::select(vec![
             "get",
@@ -42,7 +45,9 @@ fn jsonish() -> impl Strategy<Value = String> {
             "release",
             "schedule",
             "reschedule",
-            "cancel"
+            "cancel",
+            "upsert",
+            "completed"
         ])
         .prop_map(|op| format!("\"{op}\"")),
     ];
@@ -101,6 +106,18 @@ fn jsonish() -> impl Strategy<Value = String> {
         "windowBuffer",
         "ms",
         "count",
+        "query_id",
+        "partition_id",
+        "consumer_group",
+        "state_ops",
+        "push_items",
+        "ack",
+        "source_queue",
+        "sink_queue",
+        "config_hash",
+        "reset",
+        "key_prefix",
+        "ripe_at_or_before",
     ]);
     atom.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
@@ -199,6 +216,15 @@ proptest! {
                     }
                 }
                 Err(e) => prop_assert!(client_error(&e)),
+            }
+            if let Err(e) = parse_register(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_state_get(input) {
+                prop_assert!(client_error(&e));
+            }
+            if let Err(e) = parse_cycle(input, None) {
+                prop_assert!(client_error(&e));
             }
             match parse_changed(input) {
                 Ok(queries) => {

@@ -142,7 +142,7 @@ pub(crate) fn parse_items(
 }
 
 #[derive(Serialize)]
-struct PushOut<'a> {
+pub(crate) struct PushOut<'a> {
     index: usize,
     transaction_id: &'a str,
     status: &'static str,
@@ -158,7 +158,7 @@ struct PushOut<'a> {
     partition: Option<&'a str>,
 }
 
-fn push_out(o: &PushOutcome) -> PushOut<'_> {
+pub(crate) fn push_out(o: &PushOutcome) -> PushOut<'_> {
     let status = match o.status {
         PushStatus::Queued => "queued",
         PushStatus::Duplicate => "duplicate",
@@ -378,7 +378,7 @@ fn pop_response(r: &PopResult) -> Resp {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AckIn {
+pub(crate) struct AckIn {
     transaction_id: Option<Value>,
     partition_id: Option<Value>,
     status: Option<Value>,
@@ -387,7 +387,7 @@ struct AckIn {
     lease_id: Option<Value>,
 }
 
-fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError> {
+pub(crate) fn ack_item(a: AckIn, default_group: &str, i: usize) -> Result<AckItem, ApiError> {
     // Every string of an ack is stored or looked up as text, which cannot hold NUL (bodies that
     // may carry push payloads are not checked as a whole: see `body::json_keeping_escapes`).
     let field = |v: Option<Value>, name: &str| {
@@ -611,7 +611,15 @@ pub(crate) fn parse_transaction(bytes: &[u8], sub: Option<&str>) -> Result<TxCal
             ))));
         }
     };
-    Ok((ops, leases, Riders { kv, timers }))
+    Ok((
+        ops,
+        leases,
+        Riders {
+            kv,
+            timers,
+            stream: None,
+        },
+    ))
 }
 
 pub(crate) async fn transaction(

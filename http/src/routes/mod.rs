@@ -7,3 +7,4 @@ pub(crate) mod messages;
 pub(crate) mod ops;
 pub(crate) mod queues;
 pub(crate) mod reads;
+pub(crate) mod streams;
