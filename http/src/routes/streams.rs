@@ -148,7 +148,8 @@ struct CycleIn<'a> {
     query_id: Option<Value>,
     partition_id: Option<Value>,
     consumer_group: Option<Value>,
-    state_ops: Option<Value>,
+    #[serde(borrow)]
+    state_ops: Option<&'a RawValue>,
     #[serde(borrow)]
     push_items: Option<&'a RawValue>,
     ack: Option<Value>,
@@ -168,10 +169,22 @@ pub(crate) fn parse_cycle(bytes: &[u8], sub: Option<&str>) -> Result<Cycle, ApiE
         Some(Value::String(s)) if s.is_empty() => QUEUE_MODE.to_owned(),
         v => text(v, "consumer_group")?,
     };
+    // State values are stored as jsonb, which holds no NUL: refused as in any other body.
     let state = match c.state_ops {
-        None | Some(Value::Null) => StateOps::default(),
-        Some(Value::Array(ops)) => StateOps::parse(ops)?,
-        Some(_) => return Err(bad("`state_ops` must be an array")),
+        None => StateOps::default(),
+        Some(raw) => {
+            queen_engine::check_json_escapes(raw.get().as_bytes()).map_err(|e| {
+                ApiError::bad_request(
+                    Code::InvalidString,
+                    format!("state_ops strings must not contain {e}"),
+                )
+            })?;
+            match serde_json::from_str(raw.get()) {
+                Ok(Value::Null) => StateOps::default(),
+                Ok(Value::Array(ops)) => StateOps::parse(ops)?,
+                _ => return Err(bad("`state_ops` must be an array")),
+            }
+        }
     };
     let push = match c.push_items {
         Some(raw) if raw.get() != "null" => parse_items(Some(raw), sub)?,
