@@ -50,6 +50,10 @@ enum Mode {
     /// The key/value store (`POST /api/v1/kv`): `--connections` clients, each call `--batch`
     /// `incr` operations on random keys of `--partitions` keys (operations counted as pushed).
     Kv,
+    /// Stream cycles (`POST /streams/v1/cycle`): `--connections` clients, each on a source
+    /// partition of its own, each cycle `--batch` state upserts (over 16 keys) and `--batch`
+    /// messages pushed to a sink queue, committed together (messages counted as pushed).
+    Cycle,
 }
 
 /// Drive a queen server over HTTP.
@@ -736,6 +740,19 @@ async fn run_once(args: &Args, addr: &str, queue: &str) -> Value {
             )));
         }
     }
+    if args.mode == Mode::Cycle {
+        for c in 0..args.connections.max(1) {
+            tasks.push(tokio::spawn(cycles(
+                c,
+                args.batch.max(1),
+                stats.clone(),
+                stop.clone(),
+                deadline,
+                addr.to_owned(),
+                queue.to_owned(),
+            )));
+        }
+    }
     if args.mode == Mode::Fetch {
         for r in 0..args.consumers.max(1) {
             tasks.push(tokio::spawn(read_by_offset(
@@ -920,6 +937,101 @@ async fn increment(
         {
             Sent::Answer(200, _) => {
                 stats.pushed.fetch_add(ops as u64, Ordering::Relaxed);
+                record(&stats.request_latency, t0.elapsed().as_micros() as u64);
+            }
+            Sent::Answer(..) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Sent::Retry => {}
+            Sent::Gone => return,
+        }
+    }
+}
+
+/// One stream-cycle client: registers the query `<queue>.q`, makes its source partition
+/// `c<c>` (one push, whose answer names the partition's id), then commits cycles of `items`
+/// state upserts and `items` sink pushes until the deadline.
+async fn cycles(
+    c: usize,
+    items: usize,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    addr: String,
+    queue: String,
+) {
+    let Some(mut conn) = connect(&stats, &addr).await else {
+        return;
+    };
+    let partition = format!("c{c}");
+    let setup: [(&str, Value); 2] = [
+        (
+            "/streams/v1/queries",
+            json!({"name": format!("{queue}.q"), "source_queue": queue, "config_hash": "load"}),
+        ),
+        (
+            "/api/v1/push",
+            json!({"items": [{"queue": queue, "partition": partition, "payload": {}}]}),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (path, body) in setup {
+        match send(
+            &mut conn,
+            &stats,
+            &addr,
+            ("POST", path),
+            body.to_string().as_bytes(),
+        )
+        .await
+        {
+            Sent::Answer(200 | 201, body) => {
+                answers.push(serde_json::from_slice::<Value>(&body).unwrap_or_default());
+            }
+            _ => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let (Some(query_id), Some(partition_id)) = (
+        answers[0]["query_id"].as_str().map(str::to_owned),
+        answers[1][0]["partition_id"].as_str().map(str::to_owned),
+    ) else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let sink = format!("{queue}.sink");
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let state: Vec<Value> = (0..items)
+            .map(|i| {
+                n += 1;
+                json!({"type": "upsert", "key": format!("w\u{1f}{}", i % 16), "value": {"acc": n, "windowEnd": n}})
+            })
+            .collect();
+        let push: Vec<Value> = (0..items)
+            .map(|i| json!({"queue": sink, "partition": partition, "payload": {"n": n, "i": i}}))
+            .collect();
+        let body = json!({
+            "query_id": query_id, "partition_id": partition_id, "consumer_group": "load",
+            "state_ops": state, "push_items": push, "ack": null,
+        })
+        .to_string();
+        let t0 = Instant::now();
+        match send(
+            &mut conn,
+            &stats,
+            &addr,
+            ("POST", "/streams/v1/cycle"),
+            body.as_bytes(),
+        )
+        .await
+        {
+            Sent::Answer(200, body)
+                if serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["success"] == true) =>
+            {
+                stats.pushed.fetch_add(items as u64, Ordering::Relaxed);
                 record(&stats.request_latency, t0.elapsed().as_micros() as u64);
             }
             Sent::Answer(..) => {
