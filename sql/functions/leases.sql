@@ -1,7 +1,8 @@
 -- Leases: expiry (a failed delivery), extension, the transaction check, the sweeper, and the
 -- give-back of an undeliverable pop.
 
--- A lease that ran out counts as a failed delivery of every message it covered. Messages at the
+-- A lease that ran out counts as a failed delivery of every message it covered (but for a
+-- stream query's group, below). Messages at the
 -- head of the partition whose failures now exceed the retry limit go to the dead-letter queue
 -- (or are dropped) and the cursor moves past them. The cursor row must be locked by the caller.
 CREATE FUNCTION queen.expire_lease(p_partition_id uuid, p_group text)
@@ -18,6 +19,17 @@ BEGIN
     SELECT * INTO c FROM queen.cursors
      WHERE partition_id = p_partition_id AND consumer_group = p_group;
     IF NOT FOUND OR c.lease_id IS NULL OR c.lease_expires_at > now() THEN
+        RETURN;
+    END IF;
+    -- The group of a registered stream query (`streams.<name>`, its clients' default): its gates
+    -- hold messages back by letting the lease run out, so the expiry gives the batch back
+    -- without counting a failed delivery, as Queen does (docs/streams.md).
+    IF left(p_group, 8) = 'streams.' AND EXISTS (
+           SELECT 1 FROM queen.stream_queries sq WHERE sq.name = substr(p_group, 9) COLLATE "C")
+    THEN
+        UPDATE queen.cursors
+           SET lease_id = NULL, lease_expires_at = NULL, lease_end = NULL
+         WHERE partition_id = p_partition_id AND consumer_group = p_group;
         RETURN;
     END IF;
     SELECT q.retry_limit, q.dead_letter_queue AND q.dlq_after_max_retries, p.num

@@ -215,3 +215,44 @@ async def test_state_operations_and_cycles_over_http(client):
     assert status == 200 and res["success"] is False
     status, res = await post("/streams/v1/queries", {"name": query, "source_queue": src})
     assert status == 400
+
+
+@pytest.mark.asyncio
+async def test_a_stream_groups_expired_lease_is_not_a_failed_delivery(client):
+    """A gate holds messages back by letting their lease run out (for a batch it denies whole
+    the client sends nothing). For a registered query's group (`streams.<name>`) an expiry
+    gives the batch back without counting against retryLimit, as in Queen; for any other
+    group each expiry is a failed delivery, and past retryLimit the message leaves."""
+    src, query = name("st-gate"), name("st-gate-q")
+    status, _ = await post("/api/v1/configure", {"queue": src, "options": {"retryLimit": 1}})
+    assert status in (200, 201)
+    await client.queue(src).push([{"data": {"held": True}}])
+    status, _ = await post(
+        "/streams/v1/queries", {"name": query, "source_queue": src, "config_hash": "g"}
+    )
+    assert status == 200
+
+    async def deliveries(group, rounds=4):
+        """Pops with a 1 s lease and never acks; counts the deliveries until `rounds` or until
+        the message stops coming back (none within 5 s of its lease's end)."""
+        n = 0
+        async with httpx.AsyncClient(base_url=URL) as h:
+            while n < rounds:
+                deadline = time.monotonic() + 5.0
+                got = []
+                while not got and time.monotonic() < deadline:
+                    r = await h.get(
+                        f"/api/v1/pop/queue/{src}",
+                        params={"batch": 1, "consumerGroup": group, "leaseSeconds": 1},
+                    )
+                    got = r.json().get("messages", []) if r.status_code == 200 else []
+                    if not got:
+                        await asyncio.sleep(0.2)
+                if not got:
+                    return n
+                n += 1
+        return n
+
+    assert await deliveries(f"streams.{query}") == 4
+    # Another group: the first expiry is within retryLimit (1), the second drops the message.
+    assert await deliveries("not-a-stream", rounds=3) == 2
