@@ -24,22 +24,10 @@ SELECT queen.kv_apply(('[{"op": "incr", "ns": "sql", "key": "k' || :k || '", "de
 SQL
 http() {
   target/release/queen-load --url "127.0.0.1:$HTTP" --json kv --queue http --connections 20 \
-    --batch 1 --partitions 10000 --duration "$SECS" |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["runs"][0][0]["push_msgs_per_sec"]))'
+    --batch 1 --partitions 10000 --duration "$SECS" | load_rate push_msgs_per_sec
 }
 ceiling() {
   "$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -M prepared -c 20 -j 2 -T "$SECS" \
     -f "$WORK/incr.sql" postgres 2>&1 | grep -Eo 'tps = [0-9.]+' | awk '{printf "%.0f\n", $3}'
 }
-H=(); C=()
-for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then H+=("$(http)"); C+=("$(ceiling)"); else C+=("$(ceiling)"); H+=("$(http)"); fi
-  echo "round $r: HTTP incr ${H[-1]} ops/s, SQL ceiling ${C[-1]} ops/s"
-done
-python3 - "${H[*]}" "${C[*]}" <<'PY'
-import statistics, sys
-h = [float(x) for x in sys.argv[1].split()]
-c = [float(x) for x in sys.argv[2].split()]
-print(f"medians: HTTP {statistics.median(h):.0f}, SQL ceiling {statistics.median(c):.0f} ops/s, "
-      f"ratio {statistics.median(h) / statistics.median(c):.2f}")
-PY
+alternate "$ROUNDS" ops/s "HTTP incr" http "SQL ceiling" ceiling

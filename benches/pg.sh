@@ -14,10 +14,29 @@
 #   free_port                a free TCP port
 #   as_pg <cmd…>             runs a command as `postgres` when root
 #   load_rate <field>        reads `field` of the first run from `queen-load --json` on stdin
+#   alternate <rounds> <unit> <label A> <fn A> <label B> <fn B>
+#                            measures two figures (each fn prints one, given the round number)
+#                            in alternating order, A first in odd rounds; prints every round,
+#                            then both medians and the ratio A / B
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=""
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 load_rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0][0][sys.argv[1]])' "$1"; }
+alternate() {
+  local rounds=$1 unit=$2 la=$3 fa=$4 lb=$5 fb=$6 r a b A=() B=()
+  for r in $(seq "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then a=$("$fa" "$r"); b=$("$fb" "$r"); else b=$("$fb" "$r"); a=$("$fa" "$r"); fi
+    A+=("$a"); B+=("$b")
+    printf 'round %s: %s %.0f %s, %s %.0f %s\n' "$r" "$la" "$a" "$unit" "$lb" "$b" "$unit"
+  done
+  python3 - "$la" "$lb" "$unit" "${A[*]}" "${B[*]}" <<'PY'
+import statistics, sys
+la, lb, unit = sys.argv[1:4]
+a = statistics.median(float(x) for x in sys.argv[4].split())
+b = statistics.median(float(x) for x in sys.argv[5].split())
+print(f"medians: {la} {a:.0f} {unit}, {lb} {b:.0f} {unit}, ratio {a / b:.2f}")
+PY
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_cluster() {
   WORK=$(mktemp -d "/tmp/$1.XXXXXX")

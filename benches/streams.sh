@@ -22,15 +22,4 @@ start_queen FILE_BUFFER_DIR="$WORK/buffer"
 LOAD=(target/release/queen-load --url "127.0.0.1:$HTTP" --json --duration "$SECS" --connections 10 --batch 10)
 cycle() { "${LOAD[@]}" cycle --queue "cycle$1" | load_rate push_msgs_per_sec; }
 push() { "${LOAD[@]}" push --queue "push$1" --partitions 10 | load_rate push_msgs_per_sec; }
-C=(); P=()
-for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then C+=("$(cycle "$r")"); P+=("$(push "$r")"); else P+=("$(push "$r")"); C+=("$(cycle "$r")"); fi
-  printf 'round %s: cycles %.0f msg/s, pushes %.0f msg/s\n' "$r" "${C[-1]}" "${P[-1]}"
-done
-python3 - "${C[*]}" "${P[*]}" <<'PY'
-import statistics, sys
-c = [float(x) for x in sys.argv[1].split()]
-p = [float(x) for x in sys.argv[2].split()]
-print(f"medians: cycles {statistics.median(c):.0f} msg/s (with as many state upserts), "
-      f"pushes {statistics.median(p):.0f} msg/s, ratio {statistics.median(c) / statistics.median(p):.2f}")
-PY
+alternate "$ROUNDS" msg/s cycles cycle pushes push

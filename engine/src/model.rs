@@ -290,8 +290,6 @@ pub struct TxOutcome {
     pub kv_failed: Option<crate::kv::KvFailed>,
     /// The results of the timer operations riding on it (JSON text), when it committed.
     pub timer_results: Option<String>,
-    /// State operations a stream cycle riding on it applied, when it committed.
-    pub stream_applied: Option<i32>,
 }
 
 /// Work riding on a transaction beside its pushes and acks, applied in the same transaction

@@ -157,7 +157,7 @@ statements! {
     timers_read => "timers_read.sql" { timer, payload, sealed },
     stream_register => "stream_register.sql" { query_id, fresh, did_reset, mismatch },
     stream_state_get => "stream_state_get.sql" { rows },
-    stream_state_apply => "stream_state_apply.sql" { applied },
+    stream_state_apply => "stream_state_apply.sql",
     ephemeral_declare => "ephemeral_declare.sql",
     ephemeral_undeclare => "ephemeral_undeclare.sql",
     ephemeral_declared => "ephemeral_declared.sql" { name, options },

@@ -26,6 +26,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::limits::{STREAM_KEY_MAX, STREAM_STATE_OPS_MAX, check_name, check_text};
 use crate::model::{AckItem, PushOutcome, Riders, TxOperation, TxResult};
+use crate::push::check_json_escapes;
 
 /// A query's registration.
 #[derive(Debug, Clone)]
@@ -48,15 +49,13 @@ impl Registration {
         for (what, name) in [
             ("query", Some(&self.name)),
             ("source queue", Some(&self.source_queue)),
-        ]
-        .into_iter()
-        .chain([("sink queue", self.sink_queue.as_ref())])
-        {
+            ("sink queue", self.sink_queue.as_ref()),
+        ] {
             if let Some(n) = name {
                 check_name(what, n).map_err(EngineError::InvalidName)?;
             }
         }
-        state_key(self.config_hash.clone(), "config_hash").map(drop)
+        state_key(&self.config_hash, "config_hash")
     }
 }
 
@@ -91,7 +90,7 @@ impl StateRead {
             )));
         }
         for k in &self.keys {
-            state_key(k.clone(), "keys[]")?;
+            state_key(k, "keys[]")?;
         }
         if let Some(p) = &self.key_prefix {
             check_text("key_prefix", p, STREAM_KEY_MAX).map_err(EngineError::Invalid)?;
@@ -100,10 +99,21 @@ impl StateRead {
     }
 }
 
-/// A cycle's state changes, checked: applied in order.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A cycle's state changes, checked: applied in order. Held as the JSON text the database
+/// function takes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateOps {
-    ops: Vec<Value>,
+    text: String,
+    len: usize,
+}
+
+impl Default for StateOps {
+    fn default() -> StateOps {
+        StateOps {
+            text: "[]".into(),
+            len: 0,
+        }
+    }
 }
 
 impl StateOps {
@@ -114,7 +124,8 @@ impl StateOps {
                 "a cycle may hold at most {STREAM_STATE_OPS_MAX} state operations"
             )));
         }
-        let mut out = Vec::with_capacity(ops.len());
+        let len = ops.len();
+        let mut out = Vec::with_capacity(len);
         for (i, op) in ops.into_iter().enumerate() {
             let Value::Object(mut o) = op else {
                 return Err(EngineError::Invalid(format!(
@@ -122,7 +133,10 @@ impl StateOps {
                 )));
             };
             let key = match o.remove("key") {
-                Some(Value::String(k)) => state_key(k, &format!("state_ops[{i}].key"))?,
+                Some(Value::String(k)) => {
+                    state_key(&k, &format!("state_ops[{i}].key"))?;
+                    k
+                }
                 _ => {
                     return Err(EngineError::Invalid(format!(
                         "state_ops[{i}].key must be a string"
@@ -134,11 +148,6 @@ impl StateOps {
                     let value = o
                         .remove("value")
                         .unwrap_or(Value::Object(Default::default()));
-                    if holds_nul(&value) {
-                        return Err(EngineError::Invalid(format!(
-                            "state_ops[{i}].value must not contain the NUL character"
-                        )));
-                    }
                     serde_json::json!({"type": "upsert", "key": key, "value": value})
                 }
                 Some("delete") => serde_json::json!({"type": "delete", "key": key}),
@@ -150,17 +159,21 @@ impl StateOps {
             };
             out.push(op);
         }
-        Ok(StateOps { ops: out })
+        // Values are stored as jsonb, which cannot hold NUL (keys were checked above).
+        let text = Value::Array(out).to_string();
+        check_json_escapes(text.as_bytes())
+            .map_err(|e| EngineError::Invalid(format!("state_ops values hold {e}")))?;
+        Ok(StateOps { text, len })
     }
 
     /// Operations held.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len == 0
     }
 }
 
@@ -204,7 +217,7 @@ pub struct CycleOutcome {
     pub success: bool,
     /// Why not (nothing was applied).
     pub error: Option<String>,
-    /// State operations applied.
+    /// State operations applied (all of the cycle's, when it committed).
     pub state_ops_applied: usize,
     /// The pushed items' outcomes.
     pub pushed: Vec<PushOutcome>,
@@ -214,22 +227,11 @@ pub struct CycleOutcome {
 
 /// A state key: 1 to [`STREAM_KEY_MAX`] bytes, no NUL (text cannot hold it). Control
 /// characters are allowed: the clients separate a key's parts with U+001F.
-fn state_key(k: String, what: &str) -> Result<String, EngineError> {
+fn state_key(k: &str, what: &str) -> Result<(), EngineError> {
     if k.is_empty() {
         return Err(EngineError::Invalid(format!("{what} must not be empty")));
     }
-    check_text(what, &k, STREAM_KEY_MAX).map_err(EngineError::Invalid)?;
-    Ok(k)
-}
-
-/// Whether a JSON value holds NUL in a string or key (`jsonb` cannot store it).
-fn holds_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(holds_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
-    }
+    check_text(what, k, STREAM_KEY_MAX).map_err(EngineError::Invalid)
 }
 
 impl Engine {
@@ -310,8 +312,7 @@ impl Engine {
     pub async fn stream_cycle(&self, cycle: Cycle) -> Result<CycleOutcome, EngineError> {
         let state_ops = cycle.state.len();
         let mut ops = Vec::new();
-        let pushing = !cycle.push.is_empty();
-        if pushing {
+        if !cycle.push.is_empty() {
             ops.push(TxOperation::Push(cycle.push));
         }
         let count = cycle.ack.as_ref().map(|a| a.count);
@@ -322,9 +323,7 @@ impl Engine {
             stream: Some(StreamRider {
                 query_id: cycle.query_id,
                 partition_id: cycle.partition_id,
-                ops: Json(serde_json::to_string(&cycle.state.ops).map_err(|e| {
-                    EngineError::Internal(format!("state operations did not serialise: {e}"))
-                })?),
+                ops: Json(cycle.state.text),
             }),
             ..Riders::default()
         };
@@ -351,7 +350,7 @@ impl Engine {
         Ok(CycleOutcome {
             success: true,
             error: None,
-            state_ops_applied: out.stream_applied.map_or(state_ops, |n| n as usize),
+            state_ops_applied: state_ops,
             pushed,
             ack,
         })
@@ -372,7 +371,8 @@ mod tests {
         ])
         .expect("valid operations");
         assert_eq!(ok.len(), 3);
-        assert_eq!(ok.ops[2]["value"], json!({}));
+        let text: Value = serde_json::from_str(&ok.text).expect("JSON text");
+        assert_eq!(text[2]["value"], json!({}));
         for bad in [
             json!("upsert"),
             json!({"type": "upsert"}),

@@ -114,7 +114,6 @@ pub(crate) async fn run(
                             kv_results: None,
                             kv_failed: None,
                             timer_results: None,
-                            stream_applied: None,
                         });
                     }
                 }
@@ -185,7 +184,6 @@ pub(crate) async fn run(
                     kv_results: None,
                     kv_failed: Some(f),
                     timer_results: None,
-                    stream_applied: None,
                 });
             }
             if let Some(db) = e.as_db().filter(|d| d.code.starts_with(raised::CLASS)) {
@@ -203,7 +201,6 @@ pub(crate) async fn run(
                     kv_results: None,
                     kv_failed: None,
                     timer_results: None,
-                    stream_applied: None,
                 });
             }
             return Err(e.into());
@@ -214,16 +211,9 @@ pub(crate) async fn run(
     if !required_leases.is_empty() {
         it.next();
     }
-    let stream_applied = match &riders.stream {
-        Some(_) => {
-            let row = it.next().and_then(|r| r.rows.into_iter().next());
-            let row = row.ok_or_else(|| {
-                EngineError::Internal("queen.stream_state_apply answered no row".into())
-            })?;
-            Some(row.get(inner.st()?.cols.stream_state_apply.applied)?)
-        }
-        None => None,
-    };
+    if riders.stream.is_some() {
+        it.next();
+    }
     let mut push_out = Vec::new();
     for rows in &pushes {
         let res = it.next().map(|r| r.rows).unwrap_or_default();
@@ -301,7 +291,6 @@ pub(crate) async fn run(
         kv_results,
         kv_failed: None,
         timer_results,
-        stream_applied,
     })
 }
 

@@ -62,13 +62,11 @@ $$;
 -- and takes a transaction-level advisory lock on (query, partition), so a cycle and an idle
 -- flush of the same partition (which carries no ack, so no lease fences it) apply one after
 -- the other. A query or partition that no longer exists raises QU006 (the cycle rolls back).
--- Answers the number of operations applied.
 CREATE FUNCTION queen.stream_state_apply(p_query uuid, p_partition uuid, p_ops jsonb)
-RETURNS integer
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_op jsonb;
-    v_n integer := 0;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('queen.streams'),
                                   hashtext(p_query::text || '/' || p_partition::text));
@@ -89,8 +87,6 @@ BEGIN
              WHERE s.query_id = p_query AND s.partition_id = p_partition
                AND s.key = v_op ->> 'key';
         END IF;
-        v_n := v_n + 1;
     END LOOP;
-    RETURN v_n;
 END
 $$;

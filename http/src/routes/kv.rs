@@ -58,11 +58,7 @@ pub(crate) fn parse_timers(bytes: &[u8]) -> Result<TimerBatch, ApiError> {
 
 /// `{"results": <results>}`, the results being a JSON array's text.
 fn answer(results: &str) -> Resp {
-    let mut out = Vec::with_capacity(results.len() + 16);
-    out.extend_from_slice(b"{\"results\":");
-    out.extend_from_slice(results.as_bytes());
-    out.push(b'}');
-    body::raw(StatusCode::OK, "application/json", out.into())
+    body::json_around(r#"{"results":"#, results)
 }
 
 /// `POST /api/v1/kv`.
