@@ -11,7 +11,9 @@ use crate::body;
 use crate::query::{Query, percent_decode};
 use crate::routes::ephemeral as eph;
 use crate::routes::kv::{parse, parse_locks, parse_timers};
-use crate::routes::messages::{parse_ack, parse_items, parse_transaction};
+use crate::routes::messages::{
+    parse_ack, parse_items, parse_items_each, parse_transaction, push_body_items,
+};
 use crate::routes::queues::parse_configure;
 use crate::routes::reads::{parse_changed, parse_fetch};
 use crate::routes::streams::{parse_cycle, parse_register, parse_state_get};
@@ -237,9 +239,61 @@ proptest! {
             }
         }
         if let Ok(items) = serde_json::from_str::<&RawValue>(&text) {
-            if let Err(e) = parse_items(Some(items), Some("sub")) {
-                prop_assert!(client_error(&e));
+            let read = parse_items(Some(items), Some("sub"));
+            if let Err(e) = &read {
+                prop_assert!(client_error(e));
             }
+            // The one-pass read and the item-by-item walk agree, refusals included.
+            prop_assert_eq!(read, parse_items_each(Some(items), Some("sub")));
         }
+    }
+}
+
+/// Push item lists: mostly objects with the item's fields, valid or not, now and then
+/// something else.
+pub(crate) fn item_lists() -> impl Strategy<Value = String> {
+    let value = prop::sample::select(vec![
+        "\"q.a\"",
+        "\"p\\u0031\"",
+        "\"\"",
+        "\"\\u0000\"",
+        "\"6d1bfcac-64fd-4d59-901a-e2b3d9d1e0fd\"",
+        "null",
+        "7",
+        "{\"a\":[1,\"\\\"\"]}",
+        "[]",
+    ]);
+    let key = prop::sample::select(vec![
+        "queue",
+        "partition",
+        "payload",
+        "transactionId",
+        "traceId",
+        "other",
+        "qu\\u0065ue",
+    ]);
+    let object = prop::collection::vec((key, value.clone()), 0..6).prop_map(|kv| {
+        let fields: Vec<String> = kv
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    });
+    let element = prop_oneof![8 => object, 1 => value.prop_map(str::to_owned)];
+    prop::collection::vec(element, 0..5).prop_map(|v| format!("[{}]", v.join(",")))
+}
+
+proptest! {
+    #[test]
+    fn push_items_read_in_one_pass_as_item_by_item(text in item_lists()) {
+        let raw: &RawValue = serde_json::from_str(&text).expect("the strategy writes JSON");
+        let read = parse_items(Some(raw), None);
+        if let Err(e) = &read {
+            prop_assert!(client_error(e));
+        }
+        prop_assert_eq!(&read, &parse_items_each(Some(raw), None));
+        // The push route reads the whole body in one pass: the same items, the same refusals.
+        let body = format!("{{\"other\":[{text}],\"items\":{text}}}");
+        prop_assert_eq!(read, push_body_items(body.as_bytes(), None));
     }
 }

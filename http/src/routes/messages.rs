@@ -13,6 +13,7 @@ use queen_engine::{
     AckItem, AckOutcome, AckStatus, DEFAULT_PARTITION, PopRequest, PopResult, PushItem,
     PushOutcome, PushStatus, QUEUE_MODE, Riders, Subscription, TxOperation, TxResult,
 };
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -36,27 +37,84 @@ struct PushBody<'a> {
     items: Option<&'a RawValue>,
 }
 
-/// One item as sent; fields are checked by hand so errors can name the item.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One item as sent; fields are checked by hand so errors can name the item. Only a JSON
+/// object reads as an item (a derived `Deserialize` would also take an array, by position).
+#[derive(Default)]
 struct ItemIn<'a> {
-    #[serde(borrow)]
     queue: Option<Text<'a>>,
-    #[serde(borrow)]
     partition: Option<Text<'a>>,
     /// Absent: `{}`. Present, `null` included: kept as sent.
-    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
-    #[serde(borrow)]
     transaction_id: Option<Text<'a>>,
-    #[serde(borrow)]
     trace_id: Option<Text<'a>>,
 }
 
-/// A field that is present, whatever its value (`Option<&RawValue>` alone reads `null` as
-/// absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'de: 'a, 'a> Deserialize<'de> for ItemIn<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ItemIn<'a>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum Field {
+            Queue,
+            Partition,
+            Payload,
+            TransactionId,
+            TraceId,
+            #[serde(other)]
+            Other,
+        }
+        /// Reads a field's value once: a second occurrence is refused, as serde's derive does.
+        fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+            slot: &mut Option<T>,
+            seen: &mut bool,
+            name: &'static str,
+            m: &mut A,
+        ) -> Result<(), A::Error> {
+            if std::mem::replace(seen, true) {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = m.next_value::<Option<T>>()?;
+            Ok(())
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ItemIn<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<ItemIn<'de>, A::Error> {
+                let mut it = ItemIn::default();
+                let mut seen = [false; 5];
+                while let Some(field) = m.next_key::<Field>()? {
+                    match field {
+                        Field::Queue => once(&mut it.queue, &mut seen[0], "queue", &mut m)?,
+                        Field::Partition => {
+                            once(&mut it.partition, &mut seen[1], "partition", &mut m)?;
+                        }
+                        Field::Payload => {
+                            if std::mem::replace(&mut seen[2], true) {
+                                return Err(de::Error::duplicate_field("payload"));
+                            }
+                            it.payload = Some(m.next_value()?);
+                        }
+                        Field::TransactionId => {
+                            once(
+                                &mut it.transaction_id,
+                                &mut seen[3],
+                                "transactionId",
+                                &mut m,
+                            )?;
+                        }
+                        Field::TraceId => once(&mut it.trace_id, &mut seen[4], "traceId", &mut m)?,
+                        Field::Other => {
+                            m.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(it)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn opt_text<'a>(
@@ -83,8 +141,40 @@ fn opt_string(v: Option<Value>, what: &str, i: usize) -> Result<Option<String>, 
     }
 }
 
-/// Parses and validates push items (before anything is written).
+/// Parses and validates push items (before anything is written). A well-formed list is read
+/// in one pass over its text; one that is not is walked again item by item
+/// ([`parse_items_each`]), so the refusal names the item at fault.
 pub(crate) fn parse_items(
+    raw: Option<&RawValue>,
+    producer_sub: Option<&str>,
+) -> Result<Vec<PushItem>, ApiError> {
+    match raw.and_then(|r| serde_json::from_str::<Vec<ItemIn<'_>>>(r.get()).ok()) {
+        Some(items) => push_items(items, producer_sub),
+        None => parse_items_each(raw, producer_sub),
+    }
+}
+
+/// Checks items read in one pass and makes them [`PushItem`]s.
+fn push_items(
+    items: Vec<ItemIn<'_>>,
+    producer_sub: Option<&str>,
+) -> Result<Vec<PushItem>, ApiError> {
+    if items.len() > PUSH_ITEMS_MAX {
+        return Err(ApiError::too_many_items(
+            "items",
+            PUSH_ITEMS_MAX,
+            items.len(),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, it)| push_item(it, i, producer_sub))
+        .collect()
+}
+
+/// [`parse_items`] one item at a time: each element is found, then read, then checked.
+pub(crate) fn parse_items_each(
     raw: Option<&RawValue>,
     producer_sub: Option<&str>,
 ) -> Result<Vec<PushItem>, ApiError> {
@@ -95,50 +185,55 @@ pub(crate) fn parse_items(
     for (i, it) in items.into_iter().enumerate() {
         let it: ItemIn<'_> = serde_json::from_str(it.get())
             .map_err(|e| ApiError::bad_request(Code::InvalidRequest, format!("items[{i}]: {e}")))?;
-        let queue = opt_text(it.queue, "queue", i)?.ok_or_else(|| {
-            ApiError::bad_request(
-                Code::InvalidRequest,
-                format!("items[{i}].queue is required"),
-            )
-        })?;
-        let partition =
-            opt_text(it.partition, "partition", i)?.unwrap_or(Cow::Borrowed(DEFAULT_PARTITION));
-        let transaction_id = opt_text(it.transaction_id, "transactionId", i)?;
-        match transaction_id.as_deref() {
-            Some("") => {
-                return Err(ApiError::bad_request(
-                    Code::InvalidRequest,
-                    format!("items[{i}].transactionId must not be empty"),
-                ));
-            }
-            // Text in PostgreSQL cannot hold NUL (names refuse every control character).
-            Some(t) if t.contains('\0') => {
-                return Err(ApiError::bad_request(
-                    Code::InvalidString,
-                    format!("items[{i}].transactionId must not contain the NUL character"),
-                ));
-            }
-            _ => {}
-        }
-        let trace_id = match opt_text(it.trace_id, "traceId", i)? {
-            None => None,
-            Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
-                ApiError::bad_request(
-                    Code::InvalidTraceId,
-                    format!("items[{i}].traceId is not a UUID: `{t}`"),
-                )
-            })?),
-        };
-        out.push(PushItem {
-            queue: queue.into_owned(),
-            partition: partition.into_owned(),
-            payload: Arc::from(it.payload.map_or("{}", RawValue::get)),
-            transaction_id: transaction_id.map(Cow::into_owned),
-            trace_id,
-            producer_sub: producer_sub.map(str::to_owned),
-        });
+        out.push(push_item(it, i, producer_sub)?);
     }
     Ok(out)
+}
+
+/// Checks item `i` as read and makes it a [`PushItem`].
+fn push_item(it: ItemIn<'_>, i: usize, producer_sub: Option<&str>) -> Result<PushItem, ApiError> {
+    let queue = opt_text(it.queue, "queue", i)?.ok_or_else(|| {
+        ApiError::bad_request(
+            Code::InvalidRequest,
+            format!("items[{i}].queue is required"),
+        )
+    })?;
+    let partition =
+        opt_text(it.partition, "partition", i)?.unwrap_or(Cow::Borrowed(DEFAULT_PARTITION));
+    let transaction_id = opt_text(it.transaction_id, "transactionId", i)?;
+    match transaction_id.as_deref() {
+        Some("") => {
+            return Err(ApiError::bad_request(
+                Code::InvalidRequest,
+                format!("items[{i}].transactionId must not be empty"),
+            ));
+        }
+        // Text in PostgreSQL cannot hold NUL (names refuse every control character).
+        Some(t) if t.contains('\0') => {
+            return Err(ApiError::bad_request(
+                Code::InvalidString,
+                format!("items[{i}].transactionId must not contain the NUL character"),
+            ));
+        }
+        _ => {}
+    }
+    let trace_id = match opt_text(it.trace_id, "traceId", i)? {
+        None => None,
+        Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
+            ApiError::bad_request(
+                Code::InvalidTraceId,
+                format!("items[{i}].traceId is not a UUID: `{t}`"),
+            )
+        })?),
+    };
+    Ok(PushItem {
+        queue: queue.into_owned(),
+        partition: partition.into_owned(),
+        payload: Arc::from(it.payload.map_or("{}", RawValue::get)),
+        transaction_id: transaction_id.map(Cow::into_owned),
+        trace_id,
+        producer_sub: producer_sub.map(str::to_owned),
+    })
 }
 
 #[derive(Serialize)]
@@ -176,11 +271,26 @@ pub(crate) fn push_out(o: &PushOutcome) -> PushOut<'_> {
     }
 }
 
+/// The items of a push body. A well-formed body is read in one pass over its text (payloads
+/// are the most of it); one that is not is read again as [`parse_items`] does, for the
+/// refusal that names the field or item at fault.
+pub(crate) fn push_body_items(bytes: &[u8], sub: Option<&str>) -> Result<Vec<PushItem>, ApiError> {
+    #[derive(Deserialize)]
+    struct Whole<'a> {
+        #[serde(borrow)]
+        items: Option<Vec<ItemIn<'a>>>,
+    }
+    if let Ok(Whole { items: Some(items) }) = body::json_keeping_escapes::<Whole<'_>>(bytes) {
+        return push_items(items, sub);
+    }
+    let b: PushBody<'_> = body::json_keeping_escapes(bytes)?;
+    parse_items_each(b.items, sub)
+}
+
 pub(crate) async fn push(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<Resp, ApiError> {
     // Payloads are stored as the JSON text they came as: any escape is fine in them. The other
     // fields are checked once decoded (see `parse_items` and the engine's push validation).
-    let b: PushBody<'_> = body::json_keeping_escapes(bytes)?;
-    let items = parse_items(b.items, sub)?;
+    let items = push_body_items(bytes, sub)?;
     if items.is_empty() {
         return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
     }
@@ -748,4 +858,53 @@ pub(crate) async fn extend_lease(app: &App, lease: &str, bytes: &[u8]) -> Result
             "error": r.error,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What serde's derive reads from an item: the reference [`ItemIn`] must agree with.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Derived<'a> {
+        #[serde(borrow)]
+        queue: Option<Text<'a>>,
+        #[serde(borrow)]
+        partition: Option<Text<'a>>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        payload: Option<&'a RawValue>,
+        #[serde(borrow)]
+        transaction_id: Option<Text<'a>>,
+        #[serde(borrow)]
+        trace_id: Option<Text<'a>>,
+    }
+
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+
+    proptest! {
+        #[test]
+        fn an_item_reads_as_serde_derives_it(list in crate::fuzz::item_lists()) {
+            let elements: Vec<&RawValue> = serde_json::from_str(&list).expect("a JSON array");
+            for e in elements.iter().filter(|e| e.get().starts_with('{')) {
+                let ours = serde_json::from_str::<ItemIn<'_>>(e.get());
+                let derived = serde_json::from_str::<Derived<'_>>(e.get());
+                match (ours, derived) {
+                    (Ok(a), Ok(b)) => {
+                        prop_assert_eq!(a.queue, b.queue);
+                        prop_assert_eq!(a.partition, b.partition);
+                        prop_assert_eq!(a.payload.map(RawValue::get), b.payload.map(RawValue::get));
+                        prop_assert_eq!(a.transaction_id, b.transaction_id);
+                        prop_assert_eq!(a.trace_id, b.trace_id);
+                    }
+                    (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                    (a, b) => prop_assert!(false, "ours {:?}, derived {:?}", a.is_ok(), b.is_ok()),
+                }
+            }
+        }
+    }
 }
