@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::body::{self, Resp, objects};
 use crate::error::{ApiError, Code};
 use crate::field::Text;
-use crate::json_out::Obj;
+use crate::json_out::{self, Obj};
 use crate::query::Query;
 use crate::time;
 use queen_engine::limits::{ACK_ITEMS_MAX, PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
@@ -236,39 +236,35 @@ fn push_item(it: ItemIn<'_>, i: usize, producer_sub: Option<&str>) -> Result<Pus
     })
 }
 
-#[derive(Serialize)]
-pub(crate) struct PushOut<'a> {
-    index: usize,
-    transaction_id: &'a str,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partition_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<Option<Uuid>>,
-    #[serde(rename = "queueName")]
-    queue_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partition: Option<&'a str>,
-}
-
-pub(crate) fn push_out(o: &PushOutcome) -> PushOut<'_> {
-    let status = match o.status {
-        PushStatus::Queued => "queued",
-        PushStatus::Duplicate => "duplicate",
-        PushStatus::Buffered => "buffered",
-    };
-    PushOut {
-        index: o.index,
-        transaction_id: &o.transaction_id,
-        status,
-        message_id: o.message_id,
-        partition_id: o.partition_id,
-        trace_id: (o.status == PushStatus::Queued).then_some(o.trace_id),
-        queue_name: &o.queue,
-        partition: (o.status == PushStatus::Buffered).then_some(o.partition.as_str()),
-    }
+/// The answer to a push: one object per item, in the items' order. The one writer of this
+/// shape (the push route's answer, and a stream cycle's `push_results`); its strings are
+/// mostly ids and names, which [`Obj::str`] copies without escaping.
+pub(crate) fn push_results(outs: &[PushOutcome]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + outs.len() * 240);
+    json_out::objects(&mut out, outs, |o, r| {
+        let status = match r.status {
+            PushStatus::Queued => "queued",
+            PushStatus::Duplicate => "duplicate",
+            PushStatus::Buffered => "buffered",
+        };
+        o.field("index", &r.index)
+            .str("transaction_id", &r.transaction_id)
+            .str("status", status);
+        if r.message_id.is_some() {
+            o.id("message_id", r.message_id);
+        }
+        if r.partition_id.is_some() {
+            o.id("partition_id", r.partition_id);
+        }
+        if r.status == PushStatus::Queued {
+            o.id("trace_id", r.trace_id);
+        }
+        o.str("queueName", &r.queue);
+        if r.status == PushStatus::Buffered {
+            o.str("partition", &r.partition);
+        }
+    });
+    out
 }
 
 /// The items of a push body. A well-formed body is read in one pass over its text (payloads
@@ -295,8 +291,11 @@ pub(crate) async fn push(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<R
         return Ok(body::reply(StatusCode::CREATED, &Vec::<()>::new()));
     }
     let out = app.engine.push(items).await?;
-    let v: Vec<PushOut<'_>> = out.iter().map(push_out).collect();
-    Ok(body::reply(StatusCode::CREATED, &v))
+    Ok(body::raw(
+        StatusCode::CREATED,
+        "application/json",
+        push_results(&out).into(),
+    ))
 }
 
 // ---- pop ----------------------------------------------------------------------------------
@@ -456,27 +455,27 @@ fn pop_response(r: &PopResult) -> Resp {
     );
     let mut o = Obj::open(&mut out);
     o.field("success", &true)
-        .field("queue", &r.queue)
-        .field("partition", first.map_or("", |m| m.partition.as_str()))
-        .field(
+        .str("queue", &r.queue)
+        .str("partition", first.map_or("", |m| m.partition.as_str()))
+        .id(
             "partitionId",
-            &first.map_or(Uuid::nil(), |m| m.partition_id),
+            Some(first.map_or(Uuid::nil(), |m| m.partition_id)),
         )
-        .field("leaseId", &lease_id)
-        .field("consumerGroup", &r.consumer_group)
+        .str("leaseId", &lease_id)
+        .str("consumerGroup", &r.consumer_group)
         .field("partitionsClaimed", &r.partitions_claimed)
         .objects("messages", &r.messages, |o, m| {
-            o.field("id", &m.id)
-                .field("transactionId", &m.transaction_id)
-                .field("traceId", &m.trace_id)
+            o.id("id", Some(m.id))
+                .str("transactionId", &m.transaction_id)
+                .id("traceId", m.trace_id)
                 .raw("data", &m.payload)
                 .field("producerSub", &m.producer_sub)
-                .field("createdAt", &time::format(m.created_at))
-                .field("partitionId", &m.partition_id)
-                .field("partition", &m.partition)
-                .field("queue", &r.queue)
-                .field("leaseId", &lease_id)
-                .field("consumerGroup", &r.consumer_group)
+                .str("createdAt", &time::format(m.created_at))
+                .id("partitionId", Some(m.partition_id))
+                .str("partition", &m.partition)
+                .str("queue", &r.queue)
+                .str("leaseId", &lease_id)
+                .str("consumerGroup", &r.consumer_group)
                 .field("retryCount", &m.retry_count)
                 .field("priority", &m.priority);
         });
@@ -884,6 +883,39 @@ mod tests {
 
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
         <&RawValue>::deserialize(d).map(Some)
+    }
+
+    #[test]
+    fn push_results_name_each_item_as_the_clients_read_it() {
+        let (m, p, t) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let outcome = |index, status, message_id, partition_id, trace_id| PushOutcome {
+            index,
+            status,
+            transaction_id: format!("tx\"{index}"),
+            message_id,
+            partition_id,
+            queue: "q.a".into(),
+            partition: "p\\1".into(),
+            trace_id,
+        };
+        let outs = [
+            outcome(0, PushStatus::Queued, Some(m), Some(p), Some(t)),
+            outcome(1, PushStatus::Queued, Some(m), Some(p), None),
+            outcome(2, PushStatus::Duplicate, Some(m), Some(p), Some(t)),
+            outcome(3, PushStatus::Buffered, None, None, Some(t)),
+        ];
+        let written: Value = serde_json::from_slice(&push_results(&outs)).unwrap();
+        let expected = serde_json::json!([
+            {"index": 0, "transaction_id": "tx\"0", "status": "queued", "message_id": m,
+             "partition_id": p, "trace_id": t, "queueName": "q.a"},
+            {"index": 1, "transaction_id": "tx\"1", "status": "queued", "message_id": m,
+             "partition_id": p, "trace_id": null, "queueName": "q.a"},
+            {"index": 2, "transaction_id": "tx\"2", "status": "duplicate", "message_id": m,
+             "partition_id": p, "queueName": "q.a"},
+            {"index": 3, "transaction_id": "tx\"3", "status": "buffered", "queueName": "q.a",
+             "partition": "p\\1"},
+        ]);
+        assert_eq!(written, expected);
     }
 
     proptest! {

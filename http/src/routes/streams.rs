@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
-use crate::routes::messages::{AckIn, PushOut, ack_item, parse_items, push_out};
+use crate::routes::messages::{AckIn, ack_item, parse_items, push_results};
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(Code::InvalidRequest, msg)
@@ -225,7 +225,8 @@ pub(crate) async fn cycle(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<
     let c = parse_cycle(bytes, sub)?;
     let (query_id, partition_id) = (c.query_id, c.partition_id);
     let out = app.engine.stream_cycle(c).await?;
-    let pushed: Vec<PushOut<'_>> = out.pushed.iter().map(push_out).collect();
+    let pushed: Value =
+        serde_json::from_slice(&push_results(&out.pushed)).map_err(ApiError::internal)?;
     let ack_result = match &out.ack {
         Some((a, count)) => json!({
             "success": a.success, "count": count, "lease_released": a.lease_released,
