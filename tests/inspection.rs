@@ -534,12 +534,12 @@ async fn rows_read_by_listing(
     (read[0].get("n").unwrap(), listed[0].get("n").unwrap())
 }
 
-/// Listing pending or processing messages reads the partitions' unsettled tails, not the
-/// completed history before them: with 4,000 completed messages stored, a page of the 3
-/// pending and 2 processing ones reads a few rows, where a walk through the history read them
-/// all (a dashboard's pending view took 15 ms, then 434 ms 40 s into a 2,000 msg/s soak).
+/// Listing pending or processing messages reads the partitions' unsettled tails, and dead
+/// letters their own table, not the completed history: with 4,000 completed messages stored, a
+/// page of the 3 pending, 2 processing or 2 dead-lettered ones reads a few rows, where a walk
+/// through the history read them all (a dashboard's pending view took 15 ms, then 434 ms 40 s into a 2,000 msg/s soak).
 #[tokio::test]
-async fn listing_unsettled_messages_reads_the_backlog_not_the_history() {
+async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
     let db = queen_wire::embedded::test_config("insp_backlog")
         .await
         .unwrap();
@@ -558,6 +558,15 @@ async fn listing_unsettled_messages_reads_the_backlog_not_the_history() {
         assert!(!got.is_empty(), "the history drains");
         consumed += got.len();
     }
+    // Two of p2's dead-lettered.
+    s.push("hist", "p2", &[json!("bad"), json!("worse")]).await;
+    let failed = s
+        .pop("/api/v1/pop/queue/hist/partition/p2?batch=2&wait=false")
+        .await;
+    assert_eq!(failed.len(), 2);
+    for m in &failed {
+        assert_eq!(s.post("/api/v1/ack", &ack_body(m, "dlq")).await.status, 200);
+    }
     s.push("hist", "p1", &[json!(1), json!(2)]).await;
     s.push("hist", "p2", &[json!(3), json!(4), json!(5)]).await;
     // Two of p1's under a lease: processing.
@@ -571,6 +580,8 @@ async fn listing_unsettled_messages_reads_the_backlog_not_the_history() {
         (None, "processing", 2),
         (Some("p2"), "pending", 3),
         (Some("p1"), "processing", 2),
+        (None, "dead_letter", 2),
+        (Some("p2"), "dead_letter", 2),
     ] {
         let (read, n) = rows_read_by_listing(&db, partition, status).await;
         assert_eq!(n, listed, "{partition:?} {status}");

@@ -2,6 +2,30 @@
 -- page asked for, not the data stored (docs/storage.md, "Analytics"). Rows, not JSON: the
 -- server shapes the answers.
 
+-- The position a partition's messages are settled up to: its least advanced cursor, 0 when no
+-- group reads it yet. Every message after it may be pending or processing; none before it is.
+CREATE FUNCTION queen.least_cursor(p_partition_id uuid)
+RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(min(c.position), 0) FROM queen.cursors c WHERE c.partition_id = p_partition_id
+$$;
+
+-- The partitions a listing selects (each filter optional), with their queue's names and the
+-- counters the listing plans by.
+CREATE FUNCTION queen.listed_partitions(p_queue text, p_partition text, p_ns text, p_task text)
+RETURNS TABLE (num bigint, id uuid, name text, queue_name text, namespace text, task text,
+               last_position bigint, removed bigint, created_at timestamptz,
+               last_message_at timestamptz, dead_lettered bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT p.num, p.id, p.name, q.name, q.namespace, q.task, p.last_position, p.removed,
+           p.created_at, p.last_message_at, p.dead_lettered
+      FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
+     WHERE (p_queue IS NULL OR q.name = p_queue)
+       AND (p_partition IS NULL OR p.name = p_partition)
+       AND (p_ns IS NULL OR q.namespace = p_ns)
+       AND (p_task IS NULL OR q.task = p_task)
+$$;
+
 -- Messages matching the filters, newest first: (created_at, pnum, position) descending, after
 -- the keyset (p_before_*) of the previous page's last row when given.
 --
@@ -17,21 +41,15 @@
 -- history for a page it cannot fill. So when the selection's tails hold at most 10,000
 -- positions, the page is taken from the tails alone, read by key; longer tails (a backlog) fill
 -- a page from the newest windows, and the walk serves them. Either way the cost follows the
--- backlog, not the completed messages stored before it.
+-- backlog, not the completed messages stored before it. Dead letters likewise: while the
+-- selection holds at most 10,000 (counted on the partitions), a `dead_letter` page is read from
+-- their table, not found by walking every message.
 --
 -- Sequential scans are off for the function: until autovacuum's analyze catches up with a bulk
 -- load (tens of seconds after a million messages), the statistics of created_at end before the
 -- newest window, and the planner read the whole table for it instead of the BRIN's few ranges
 -- (130 ms against 8 ms at 1M messages). A window over most of the table reads it in order
 -- through the BRIN anyway, so nothing is lost when the statistics are right.
--- The position a partition's messages are settled up to: its least advanced cursor, 0 when no
--- group reads it yet. Every message after it may be pending or processing; none before it is.
-CREATE FUNCTION queen.least_cursor(p_partition_id uuid)
-RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(min(c.position), 0) FROM queen.cursors c WHERE c.partition_id = p_partition_id
-$$;
-
 CREATE FUNCTION queen.list_messages(
     p_queue text, p_partition text, p_ns text, p_task text, p_status text,
     p_from timestamptz, p_to timestamptz, p_limit integer,
@@ -55,17 +73,15 @@ DECLARE
     v_unsettled constant boolean := p_status IN ('pending', 'processing');
     v_tail bigint;
     v_settled bigint;
+    v_dead bigint;
 BEGIN
-    SELECT count(*), min(p.num), sum(p.last_position - p.removed), min(p.created_at),
-           max(p.last_message_at),
+    SELECT count(*), min(t.num), sum(t.last_position - t.removed), min(t.created_at),
+           max(t.last_message_at),
            sum(CASE WHEN v_unsettled THEN
-                   greatest(p.last_position - queen.least_cursor(p.id), 0) END)
-      INTO v_count, v_one, v_stored, v_floor, v_hi, v_tail
-      FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
-     WHERE (p_queue IS NULL OR q.name = p_queue)
-       AND (p_partition IS NULL OR p.name = p_partition)
-       AND (p_ns IS NULL OR q.namespace = p_ns)
-       AND (p_task IS NULL OR q.task = p_task);
+                   greatest(t.last_position - queen.least_cursor(t.id), 0) END),
+           sum(t.dead_lettered)
+      INTO v_count, v_one, v_stored, v_floor, v_hi, v_tail, v_dead
+      FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t;
     IF v_count = 0 OR coalesce(v_stored, 0) <= 0 THEN
         RETURN;
     END IF;
@@ -76,14 +92,8 @@ BEGIN
                x.created_at, s.lease_expires_at, x.pnum, x.position
           FROM (SELECT m.*, t.id AS partition_id, t.name AS partition_name,
                        t.queue_name, t.namespace, t.task
-                  FROM (SELECT p.num, p.id, p.name, q.name AS queue_name, q.namespace, q.task,
-                               queen.least_cursor(p.id) AS floor
-                          FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
-                         WHERE (p_queue IS NULL OR q.name = p_queue)
-                           AND (p_partition IS NULL OR p.name = p_partition)
-                           AND (p_ns IS NULL OR q.namespace = p_ns)
-                           AND (p_task IS NULL OR q.task = p_task)
-                           AND p.last_position > queen.least_cursor(p.id)) t
+                  FROM (SELECT l.*, queen.least_cursor(l.id) AS floor
+                          FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) l) t
                  CROSS JOIN LATERAL (
                        SELECT w.* FROM queen.messages w
                         WHERE w.pnum = t.num AND w.position > t.floor
@@ -96,6 +106,33 @@ BEGIN
                               = p_status
                         ORDER BY w.created_at DESC, w.position DESC
                         LIMIT p_limit) m
+                 WHERE t.last_position > t.floor
+                 ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
+                 LIMIT p_limit) x
+         CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
+         ORDER BY x.created_at DESC, x.pnum DESC, x.position DESC;
+        RETURN;
+    END IF;
+    IF p_status = 'dead_letter' AND v_dead <= 10000 THEN
+        RETURN QUERY
+        SELECT x.id, queen.txid(x.txuuid, x.txtext), x.partition_id, x.queue_name,
+               x.partition_name, x.namespace, x.task, s.status, x.trace_id, x.producer_sub,
+               x.created_at, s.lease_expires_at, x.pnum, x.position
+          FROM (SELECT m.*, t.id AS partition_id, t.name AS partition_name,
+                       t.queue_name, t.namespace, t.task
+                  FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
+                 CROSS JOIN LATERAL (SELECT DISTINCT d.position FROM queen.dead_letters d
+                                      WHERE d.partition_id = t.id) d
+                 -- A probe of the key per dead letter (OFFSET 0), never a scan of the partition.
+                 CROSS JOIN LATERAL (SELECT w.* FROM queen.messages w
+                                      WHERE w.pnum = t.num AND w.position = d.position
+                                     OFFSET 0) m
+                 WHERE t.dead_lettered > 0
+                   AND (p_before_ts IS NULL
+                        OR (m.created_at, m.pnum, m.position)
+                           < (p_before_ts, p_before_pnum, p_before_pos))
+                   AND (p_from IS NULL OR m.created_at >= p_from)
+                   AND (p_to IS NULL OR m.created_at <= p_to)
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
