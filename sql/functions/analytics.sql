@@ -2,14 +2,6 @@
 -- page asked for, not the data stored (docs/storage.md, "Analytics"). Rows, not JSON: the
 -- server shapes the answers.
 
--- The position a partition's messages are settled up to: its least advanced cursor, 0 when no
--- group reads it yet. Every message after it may be pending or processing; none before it is.
-CREATE FUNCTION queen.least_cursor(p_partition_id uuid)
-RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(min(c.position), 0) FROM queen.cursors c WHERE c.partition_id = p_partition_id
-$$;
-
 -- The partitions a listing selects (each filter optional), with their queue's names and the
 -- counters the listing plans by.
 CREATE FUNCTION queen.listed_partitions(p_queue text, p_partition text, p_ns text, p_task text)
@@ -24,6 +16,20 @@ LANGUAGE sql STABLE AS $$
        AND (p_partition IS NULL OR p.name = p_partition)
        AND (p_ns IS NULL OR q.namespace = p_ns)
        AND (p_task IS NULL OR q.task = p_task)
+$$;
+
+-- The selected partitions with the position their messages are settled up to: the least
+-- advanced cursor, 0 when no group reads the partition yet. Every message after it may be
+-- pending or processing; none before it is. (Inlined into the caller: a probe of the cursors'
+-- key per partition, planned once, not a function call each.)
+CREATE FUNCTION queen.listed_tails(p_queue text, p_partition text, p_ns text, p_task text)
+RETURNS TABLE (num bigint, id uuid, name text, queue_name text, namespace text, task text,
+               last_position bigint, settled bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT l.num, l.id, l.name, l.queue_name, l.namespace, l.task, l.last_position, c.settled
+      FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) l
+     CROSS JOIN LATERAL (SELECT coalesce(min(cu.position), 0) AS settled
+                           FROM queen.cursors cu WHERE cu.partition_id = l.id) c
 $$;
 
 -- Messages matching the filters, newest first: (created_at, pnum, position) descending, after
@@ -76,14 +82,15 @@ DECLARE
     v_dead bigint;
 BEGIN
     SELECT count(*), min(t.num), sum(t.last_position - t.removed), min(t.created_at),
-           max(t.last_message_at),
-           sum(CASE WHEN v_unsettled THEN
-                   greatest(t.last_position - queen.least_cursor(t.id), 0) END),
-           sum(t.dead_lettered)
-      INTO v_count, v_one, v_stored, v_floor, v_hi, v_tail, v_dead
+           max(t.last_message_at), sum(t.dead_lettered)
+      INTO v_count, v_one, v_stored, v_floor, v_hi, v_dead
       FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t;
     IF v_count = 0 OR coalesce(v_stored, 0) <= 0 THEN
         RETURN;
+    END IF;
+    IF v_unsettled THEN
+        SELECT sum(greatest(t.last_position - t.settled, 0)) INTO v_tail
+          FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t;
     END IF;
     IF v_unsettled AND v_tail <= 10000 THEN
         RETURN QUERY
@@ -92,11 +99,10 @@ BEGIN
                x.created_at, s.lease_expires_at, x.pnum, x.position
           FROM (SELECT m.*, t.id AS partition_id, t.name AS partition_name,
                        t.queue_name, t.namespace, t.task
-                  FROM (SELECT l.*, queen.least_cursor(l.id) AS floor
-                          FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) l) t
+                  FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t
                  CROSS JOIN LATERAL (
                        SELECT w.* FROM queen.messages w
-                        WHERE w.pnum = t.num AND w.position > t.floor
+                        WHERE w.pnum = t.num AND w.position > t.settled
                           AND (p_before_ts IS NULL
                                OR (w.created_at, w.pnum, w.position)
                                   < (p_before_ts, p_before_pnum, p_before_pos))
@@ -106,7 +112,7 @@ BEGIN
                               = p_status
                         ORDER BY w.created_at DESC, w.position DESC
                         LIMIT p_limit) m
-                 WHERE t.last_position > t.floor
+                 WHERE t.last_position > t.settled
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
@@ -144,8 +150,8 @@ BEGIN
     v_hi := coalesce(v_hi, now());
     IF v_count = 1 THEN
         -- Pending and processing messages with a long tail: the walk stops at the tail's start.
-        SELECT CASE WHEN v_unsettled THEN queen.least_cursor(p.id) ELSE 0 END INTO v_settled
-          FROM queen.partitions p WHERE p.num = v_one;
+        SELECT CASE WHEN v_unsettled THEN t.settled ELSE 0 END INTO v_settled
+          FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t;
         RETURN QUERY
         SELECT m.id, queen.txid(m.txuuid, m.txtext), p.id, q.name, p.name, q.namespace, q.task,
                s.status, m.trace_id, m.producer_sub, m.created_at, s.lease_expires_at,
