@@ -32,6 +32,20 @@ LANGUAGE sql STABLE AS $$
                            FROM queen.cursors cu WHERE cu.partition_id = l.id) c
 $$;
 
+-- Whether a message (its creation time, partition number and position) falls in a listing's
+-- page: after the previous page's last row when a keyset is given, and within p_from..p_to.
+-- Inlined into the caller.
+CREATE FUNCTION queen.on_page(p_created_at timestamptz, p_pnum bigint, p_position bigint,
+                              p_before_ts timestamptz, p_before_pnum bigint, p_before_pos bigint,
+                              p_from timestamptz, p_to timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (p_before_ts IS NULL
+            OR (p_created_at, p_pnum, p_position) < (p_before_ts, p_before_pnum, p_before_pos))
+       AND (p_from IS NULL OR p_created_at >= p_from)
+       AND (p_to IS NULL OR p_created_at <= p_to)
+$$;
+
 -- Messages matching the filters, newest first: (created_at, pnum, position) descending, after
 -- the keyset (p_before_*) of the previous page's last row when given.
 --
@@ -103,11 +117,8 @@ BEGIN
                  CROSS JOIN LATERAL (
                        SELECT w.* FROM queen.messages w
                         WHERE w.pnum = t.num AND w.position > t.settled
-                          AND (p_before_ts IS NULL
-                               OR (w.created_at, w.pnum, w.position)
-                                  < (p_before_ts, p_before_pnum, p_before_pos))
-                          AND (p_from IS NULL OR w.created_at >= p_from)
-                          AND (p_to IS NULL OR w.created_at <= p_to)
+                          AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
+                                            p_before_pnum, p_before_pos, p_from, p_to)
                           AND (SELECT st.status FROM queen.message_status(t.id, w.position) st)
                               = p_status
                         ORDER BY w.created_at DESC, w.position DESC
@@ -134,11 +145,8 @@ BEGIN
                                       WHERE w.pnum = t.num AND w.position = d.position
                                      OFFSET 0) m
                  WHERE t.dead_lettered > 0
-                   AND (p_before_ts IS NULL
-                        OR (m.created_at, m.pnum, m.position)
-                           < (p_before_ts, p_before_pnum, p_before_pos))
-                   AND (p_from IS NULL OR m.created_at >= p_from)
-                   AND (p_to IS NULL OR m.created_at <= p_to)
+                   AND queen.on_page(m.created_at, m.pnum, m.position, p_before_ts,
+                                     p_before_pnum, p_before_pos, p_from, p_to)
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
@@ -190,10 +198,8 @@ BEGIN
                        q.name AS queue_name, q.namespace, q.task
                   FROM (SELECT * FROM queen.messages w
                          WHERE w.created_at > v_lo AND w.created_at <= v_hi
-                           AND (p_before_ts IS NULL
-                                OR (w.created_at, w.pnum, w.position)
-                                   < (p_before_ts, p_before_pnum, p_before_pos))
-                           AND (p_from IS NULL OR w.created_at >= p_from)
+                           AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
+                                             p_before_pnum, p_before_pos, p_from, p_to)
                         OFFSET 0) m
                   JOIN queen.partitions p ON p.num = m.pnum
                   JOIN queen.queues q ON q.id = p.queue_id

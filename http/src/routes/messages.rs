@@ -256,34 +256,37 @@ fn push_item(it: ItemIn<'_>, i: usize, producer_sub: Option<&str>) -> Result<Pus
     })
 }
 
-/// The answer to a push: one object per item, in the items' order. The one writer of this
-/// shape (the push route's answer, and a stream cycle's `push_results`); its strings are
-/// mostly ids and names, which [`Obj::str`] copies without escaping.
-pub(crate) fn push_results(outs: &[PushOutcome]) -> Vec<u8> {
+/// One item of a push's answer (the push route's array, a stream cycle's `push_results`): the
+/// one writer of this shape. Its strings are mostly ids and names, which [`Obj::str`] copies
+/// without escaping.
+pub(crate) fn push_result(o: &mut Obj<'_>, r: &PushOutcome) {
+    let status = match r.status {
+        PushStatus::Queued => "queued",
+        PushStatus::Duplicate => "duplicate",
+        PushStatus::Buffered => "buffered",
+    };
+    o.field("index", &r.index)
+        .str("transaction_id", &r.transaction_id)
+        .str("status", status);
+    if r.message_id.is_some() {
+        o.id("message_id", r.message_id);
+    }
+    if r.partition_id.is_some() {
+        o.id("partition_id", r.partition_id);
+    }
+    if r.status == PushStatus::Queued {
+        o.id("trace_id", r.trace_id);
+    }
+    o.str("queueName", &r.queue);
+    if r.status == PushStatus::Buffered {
+        o.str("partition", &r.partition);
+    }
+}
+
+/// The answer to a push: one object per item, in the items' order.
+fn push_results(outs: &[PushOutcome]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + outs.len() * 240);
-    json_out::objects(&mut out, outs, |o, r| {
-        let status = match r.status {
-            PushStatus::Queued => "queued",
-            PushStatus::Duplicate => "duplicate",
-            PushStatus::Buffered => "buffered",
-        };
-        o.field("index", &r.index)
-            .str("transaction_id", &r.transaction_id)
-            .str("status", status);
-        if r.message_id.is_some() {
-            o.id("message_id", r.message_id);
-        }
-        if r.partition_id.is_some() {
-            o.id("partition_id", r.partition_id);
-        }
-        if r.status == PushStatus::Queued {
-            o.id("trace_id", r.trace_id);
-        }
-        o.str("queueName", &r.queue);
-        if r.status == PushStatus::Buffered {
-            o.str("partition", &r.partition);
-        }
-    });
+    json_out::objects(&mut out, outs, push_result);
     out
 }
 

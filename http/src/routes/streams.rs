@@ -14,7 +14,8 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::body::{self, Resp};
 use crate::error::{ApiError, Code};
-use crate::routes::messages::{AckIn, ack_item, parse_items, push_results};
+use crate::json_out::Obj;
+use crate::routes::messages::{AckIn, ack_item, parse_items, push_result};
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(Code::InvalidRequest, msg)
@@ -225,8 +226,6 @@ pub(crate) async fn cycle(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<
     let c = parse_cycle(bytes, sub)?;
     let (query_id, partition_id) = (c.query_id, c.partition_id);
     let out = app.engine.stream_cycle(c).await?;
-    let pushed: Value =
-        serde_json::from_slice(&push_results(&out.pushed)).map_err(ApiError::internal)?;
     let ack_result = match &out.ack {
         Some((a, count)) => json!({
             "success": a.success, "count": count, "lease_released": a.lease_released,
@@ -234,13 +233,17 @@ pub(crate) async fn cycle(app: &App, bytes: &[u8], sub: Option<&str>) -> Result<
         }),
         None => Value::Null,
     };
-    let mut v = json!({
-        "success": out.success, "query_id": query_id, "partition_id": partition_id,
-        "state_ops_applied": out.state_ops_applied, "push_results": pushed,
-        "ack_result": ack_result,
-    });
-    if let Some(e) = out.error {
-        v["error"] = Value::String(e);
+    let mut answer = Vec::with_capacity(256 + out.pushed.len() * 240);
+    let mut o = Obj::open(&mut answer);
+    o.field("success", &out.success)
+        .id("query_id", Some(query_id))
+        .id("partition_id", Some(partition_id))
+        .field("state_ops_applied", &out.state_ops_applied)
+        .objects("push_results", &out.pushed, push_result)
+        .field("ack_result", &ack_result);
+    if let Some(e) = &out.error {
+        o.str("error", e);
     }
-    Ok(body::reply(StatusCode::OK, &v))
+    o.close();
+    Ok(body::raw(StatusCode::OK, "application/json", answer.into()))
 }
