@@ -503,26 +503,33 @@ async fn status_routes_give_dashboard_figures() {
     );
 }
 
-/// Rows of `queen.messages` one listing reads (fetched by index or read by a scan), counted by
-/// PostgreSQL on a connection of its own (a backend counts what it has not yet reported,
-/// whatever the transaction), and the number of rows it lists.
-async fn rows_read_by_listing(
+/// What one listing of queue `queue` read, counted by PostgreSQL on a connection of its own (a
+/// backend counts what it has not yet reported, whatever the transaction).
+struct ListingReads {
+    /// Rows of `queen.messages` fetched by index or read by a scan.
+    messages: i64,
+    /// Rows listed.
+    listed: i64,
+}
+
+async fn listing_reads(
     db: &queen_wire::Config,
+    queue: &str,
     partition: Option<&str>,
     status: &str,
-) -> (i64, i64) {
+) -> ListingReads {
     use queen_wire::Client;
     let conn = queen_wire::Connection::connect(db).await.unwrap();
     conn.batch_execute("BEGIN").await.unwrap();
     let listed = conn
         .query_sql(
-            "SELECT count(*) AS n FROM queen.list_messages('hist', $1, NULL, NULL, $2, NULL, NULL, \
+            "SELECT count(*) AS n FROM queen.list_messages($1, $2, NULL, NULL, $3, NULL, NULL, \
              50, NULL, NULL, NULL)",
-            &[&partition, &status],
+            &[&queue, &partition, &status],
         )
         .await
         .unwrap();
-    let read = conn
+    let messages = conn
         .query_sql(
             "SELECT (coalesce(idx_tup_fetch, 0) + seq_tup_read)::bigint AS n \
                FROM pg_stat_xact_user_tables WHERE relid = 'queen.messages'::regclass",
@@ -531,7 +538,10 @@ async fn rows_read_by_listing(
         .await
         .unwrap();
     conn.batch_execute("COMMIT").await.unwrap();
-    (read[0].get("n").unwrap(), listed[0].get("n").unwrap())
+    ListingReads {
+        messages: messages[0].get("n").unwrap(),
+        listed: listed[0].get("n").unwrap(),
+    }
 }
 
 /// Listing pending or processing messages reads the partitions' unsettled tails, and dead
@@ -583,14 +593,115 @@ async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
         (None, "dead_letter", 2),
         (Some("p2"), "dead_letter", 2),
     ] {
-        let (read, n) = rows_read_by_listing(&db, partition, status).await;
-        assert_eq!(n, listed, "{partition:?} {status}");
+        let r = listing_reads(&db, "hist", partition, status).await;
+        assert_eq!(r.listed, listed, "{partition:?} {status}");
         assert!(
-            read <= 10,
-            "{partition:?} {status}: {read} rows read to list {n}"
+            r.messages <= 10,
+            "{partition:?} {status}: {} rows read to list {}",
+            r.messages,
+            r.listed
         );
     }
     // The completed ones are still found by the walk.
-    let (_, n) = rows_read_by_listing(&db, None, "completed").await;
-    assert_eq!(n, 50);
+    assert_eq!(
+        listing_reads(&db, "hist", None, "completed").await.listed,
+        50
+    );
+}
+
+/// With a backlog (50,000 messages pending over 1,000 partitions, past the 10,000 a pending
+/// page reads from the tails), a processing page reads the messages the live leases cover, not
+/// the backlog (a walk by time read every message: 10 s at 1M messages); a pending page sizes
+/// the tails only until they pass the bound, not with a probe of every partition's cursors
+/// (90 ms at 10,000 partitions with 10 groups, where the page itself took 7).
+#[tokio::test]
+async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
+    const PARTITIONS: usize = 1000;
+    let db = queen_wire::embedded::test_config("insp_big_backlog")
+        .await
+        .unwrap();
+    let s = Server::start_on(&db, support::buffer_dir("insp_big_backlog"), false, &[]).await;
+    for round in 0..50 {
+        let items: Vec<Value> = (0..PARTITIONS)
+            .map(|p| json!({ "queue": "backlog", "partition": format!("p{p}"), "payload": round }))
+            .collect();
+        let r = s.post("/api/v1/push", &json!({ "items": items })).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // Two messages of one partition under a live lease, of the queue's consumers and of a
+    // group's. (A partition no group reads yet costs the listing the same probe of the cursors
+    // as one that groups read.)
+    for group in ["", "&consumerGroup=g"] {
+        let leased = s
+            .pop(&format!(
+                "/api/v1/pop/queue/backlog/partition/p7?batch=2&wait=false{group}"
+            ))
+            .await;
+        assert_eq!(leased.len(), 2);
+    }
+    // Listed once each, in keyset pages.
+    let mut listed = Vec::new();
+    let mut path = "/api/v1/messages?queue=backlog&status=processing&limit=2".to_owned();
+    loop {
+        let page = s.get_json(&path).await;
+        listed.extend(page["messages"].as_array().unwrap().iter().map(|m| {
+            assert_eq!(m["status"], "processing");
+            assert_eq!(m["partition"], "p7");
+            m["id"].clone()
+        }));
+        let Some(cursor) = page["nextCursor"].as_str() else {
+            break;
+        };
+        path = format!("/api/v1/messages?queue=backlog&status=processing&limit=2&cursor={cursor}");
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    listed.dedup();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+
+    let processing = listing_reads(&db, "backlog", None, "processing").await;
+    assert_eq!(processing.listed, 2);
+    assert!(
+        processing.messages <= 10,
+        "{} rows read to list the 2 processing messages of a 50,000-message backlog",
+        processing.messages
+    );
+    assert_eq!(
+        listing_reads(&db, "backlog", None, "pending").await.listed,
+        50
+    );
+    // The sizing of the pending tails stops once they pass 10,000: at the 201st of the 1,000
+    // partitions (50 positions each; the loop fetches ten at a time, so 210 probes).
+    let (tails, probes) = tails_sized(&db, "backlog").await;
+    eprintln!("tails sized with {probes} cursor probes of {PARTITIONS} partitions");
+    assert_eq!(tails, None, "a backlog is past the bound");
+    assert!(
+        probes < PARTITIONS as i64 / 2,
+        "{probes} cursor probes to size the tails of {PARTITIONS} partitions"
+    );
+}
+
+/// `queen.short_tails` of queue `queue` (the partitions with a tail, None past 10,000
+/// positions) and the index scans of `queen.cursors` it made.
+async fn tails_sized(db: &queen_wire::Config, queue: &str) -> (Option<usize>, i64) {
+    use queen_wire::Client;
+    let conn = queen_wire::Connection::connect(db).await.unwrap();
+    conn.batch_execute("BEGIN").await.unwrap();
+    let tails = conn
+        .query_sql(
+            "SELECT cardinality(nums) AS n FROM queen.short_tails($1, NULL, NULL, NULL, 10000)",
+            &[&queue],
+        )
+        .await
+        .unwrap();
+    let probes = conn
+        .query_sql(
+            "SELECT coalesce(idx_scan, 0)::bigint AS n FROM pg_stat_xact_user_tables \
+              WHERE relid = 'queen.cursors'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    conn.batch_execute("COMMIT").await.unwrap();
+    let n: Option<i32> = tails[0].get("n").unwrap();
+    (n.map(|n| n as usize), probes[0].get("n").unwrap())
 }
