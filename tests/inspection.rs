@@ -508,6 +508,9 @@ async fn status_routes_give_dashboard_figures() {
 struct ListingReads {
     /// Rows of `queen.messages` fetched by index or read by a scan.
     messages: i64,
+    /// Index scans of `queen.cursors`: a look at a message's status, or at where a partition's
+    /// messages are settled up to.
+    cursor_probes: i64,
     /// Rows listed.
     listed: i64,
 }
@@ -537,9 +540,18 @@ async fn listing_reads(
         )
         .await
         .unwrap();
+    let cursors = conn
+        .query_sql(
+            "SELECT coalesce(idx_scan, 0)::bigint AS n FROM pg_stat_xact_user_tables \
+              WHERE relid = 'queen.cursors'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
     conn.batch_execute("COMMIT").await.unwrap();
     ListingReads {
         messages: messages[0].get("n").unwrap(),
+        cursor_probes: cursors[0].get("n").unwrap(),
         listed: listed[0].get("n").unwrap(),
     }
 }
@@ -611,9 +623,10 @@ async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
 
 /// With a backlog (50,000 messages pending over 1,000 partitions, past the 10,000 a pending
 /// page reads from the tails), a processing page reads the messages the live leases cover, not
-/// the backlog (a walk by time read every message: 10 s at 1M messages); a pending page sizes
-/// the tails only until they pass the bound, not with a probe of every partition's cursors
-/// (90 ms at 10,000 partitions with 10 groups, where the page itself took 7).
+/// the backlog (a walk by time read every message: 10 s, the statement timeout, at 1M
+/// messages); a completed page skips the backlog (the same 10 s); a pending page sizes the
+/// tails only until they pass the bound, not with a probe of every partition's cursors (90 ms
+/// at 10,000 partitions with 10 groups, where the page itself took 7).
 #[tokio::test]
 async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     const PARTITIONS: usize = 1000;
@@ -669,6 +682,27 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
         listing_reads(&db, "backlog", None, "pending").await.listed,
         50
     );
+    // Completed messages (p3's first five) lie before a backlog: after a few windows of it,
+    // the walk goes on from the newest settled position, and passes over the backlog's rows
+    // before looking at their status (the walk looked at every message's: 50,000 probes).
+    let done = s
+        .pop("/api/v1/pop/queue/backlog/partition/p3?batch=5&autoAck=true&wait=false")
+        .await;
+    assert_eq!(done.len(), 5);
+    let completed = listing_reads(&db, "backlog", None, "completed").await;
+    eprintln!(
+        "5 completed messages listed with {} cursor probes",
+        completed.cursor_probes
+    );
+    assert_eq!(completed.listed, 5);
+    assert!(
+        completed.cursor_probes < 5 * PARTITIONS as i64,
+        "{} cursor probes to list 5 completed messages before a 50,000-message backlog",
+        completed.cursor_probes
+    );
+    let one = listing_reads(&db, "backlog", Some("p3"), "completed").await;
+    assert_eq!(one.listed, 5);
+    assert!(one.messages <= 10, "{} rows read in p3", one.messages);
     // The sizing of the pending tails stops once they pass 10,000: at the 201st of the 1,000
     // partitions (50 positions each; the loop fetches ten at a time, so 210 probes).
     let (tails, probes) = tails_sized(&db, "backlog").await;
@@ -704,4 +738,35 @@ async fn tails_sized(db: &queen_wire::Config, queue: &str) -> (Option<usize>, i6
     conn.batch_execute("COMMIT").await.unwrap();
     let n: Option<i32> = tails[0].get("n").unwrap();
     (n.map(|n| n as usize), probes[0].get("n").unwrap())
+}
+
+/// A listing that runs past the inspection pool's statement timeout is answered `503
+/// statement_timeout` (it was a 500 `internal`), and the pool serves the next one.
+#[tokio::test]
+async fn a_listing_past_the_statement_timeout_says_so() {
+    use queen_wire::Client;
+    let db = queen_wire::embedded::test_config("insp_timeout")
+        .await
+        .unwrap();
+    let s = Server::start_on(
+        &db,
+        support::buffer_dir("insp_timeout"),
+        false,
+        &[("DB_ADMIN_STATEMENT_TIMEOUT", "300")],
+    )
+    .await;
+    s.push("slow", "p", &[json!(1)]).await;
+    // Another session holds the message table: the listing waits until its timeout.
+    let holder = queen_wire::Connection::connect(&db).await.unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE queen.messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    s.get("/api/v1/messages?queue=slow")
+        .await
+        .unwrap()
+        .assert_error(503, "statement_timeout");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let listed = s.get_json("/api/v1/messages?queue=slow").await;
+    assert_eq!(listed["messages"].as_array().unwrap().len(), 1);
 }

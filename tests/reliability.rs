@@ -11,21 +11,29 @@ use queen_wire::{Client, Connection};
 use serde_json::json;
 use support::Server;
 
-/// Fills queue `queue` (partition `Default`) with `n` messages straight through SQL: a data set
-/// large enough for listings to take seconds, in a few seconds.
-async fn fill(db: &queen_wire::Config, s: &Server, queue: &str, n: i64) {
-    s.post("/api/v1/configure", &json!({"queue": queue})).await;
+/// Makes every message listing take `seconds` longer, as one over more data than its page
+/// needs would: the real function renamed, and in its place one that sleeps, then calls it.
+/// (These tests once made a slow listing from data — a `completed` page over 300,000 messages
+/// that no consumer had read — until such listings learned to skip what cannot be on the page.)
+async fn slow_listings(db: &queen_wire::Config, seconds: f64) {
+    const ARGS: &str = "p_queue text, p_partition text, p_ns text, p_task text, p_status text, \
+        p_from timestamptz, p_to timestamptz, p_limit integer, p_before_ts timestamptz, \
+        p_before_pnum bigint, p_before_pos bigint";
     let c = Connection::connect(db).await.unwrap();
     c.batch_execute(&format!(
-        "WITH p AS (SELECT p.num FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
-                     WHERE q.name = '{queue}' AND p.name = 'Default')
-         INSERT INTO queen.messages (pnum, position, id, txuuid, payload)
-         SELECT p.num, g, gen_random_uuid(), gen_random_uuid(), '{{\"n\": ' || g || '}}'
-           FROM p, generate_series(1, {n}) g;
-         UPDATE queen.partitions SET last_position = {n}
-          WHERE id = (SELECT p.id FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
-                       WHERE q.name = '{queue}' AND p.name = 'Default');
-         ANALYZE queen.messages;"
+        "ALTER FUNCTION queen.list_messages RENAME TO list_messages_unslowed;
+         CREATE FUNCTION queen.list_messages({ARGS})
+         RETURNS TABLE (message_id uuid, transaction_id text, partition_id uuid,
+                        queue_name text, partition_name text, namespace text, task text,
+                        status text, trace_id uuid, producer_sub text, created_at timestamptz,
+                        lease_expires_at timestamptz, pnum bigint, pos bigint)
+         LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM pg_sleep({seconds});
+             RETURN QUERY SELECT * FROM queen.list_messages_unslowed(p_queue, p_partition,
+                 p_ns, p_task, p_status, p_from, p_to, p_limit, p_before_ts, p_before_pnum,
+                 p_before_pos);
+         END $$;"
     ))
     .await
     .unwrap();
@@ -49,7 +57,8 @@ async fn a_slow_listing_beside_pushes_and_pops_fails_none_of_them() {
         &[("DB_HEALTH_INTERVAL", "100"), ("DB_HEALTH_TIMEOUT", "100")],
     )
     .await;
-    fill(&db, &s, "big", 300_000).await;
+    s.push("big", "p", &[json!(1)]).await;
+    slow_listings(&db, 1.0).await;
 
     let listing = async {
         let t = Instant::now();
@@ -100,7 +109,8 @@ async fn an_abandoned_listing_is_cancelled_on_the_server() {
         .await
         .unwrap();
     let s = Server::start_on(&db, support::buffer_dir("rel_cancel_listing"), false, &[]).await;
-    fill(&db, &s, "big", 400_000).await;
+    s.push("big", "p", &[json!(1)]).await;
+    slow_listings(&db, 2.0).await;
     // How long the listing runs when left alone, on this machine.
     let t = Instant::now();
     assert_eq!(s.get(LISTING).await.unwrap().status, 200);

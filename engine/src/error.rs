@@ -145,6 +145,12 @@ impl EngineError {
             })
     }
 
+    /// True when the database cancelled the statement: it ran past the statement timeout (the
+    /// server cancels no statement whose answer someone still waits for). It was rolled back.
+    pub fn is_statement_timeout(&self) -> bool {
+        self.code() == Some(sqlstate::QUERY_CANCELED)
+    }
+
     /// The SQLSTATE of a database error.
     pub fn code(&self) -> Option<&str> {
         match self {

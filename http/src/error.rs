@@ -80,6 +80,8 @@ pub enum Code {
     BufferUnavailable,
     /// The database is unreachable and the route cannot be buffered (503).
     DatabaseUnavailable,
+    /// The database did not finish the statement within the statement timeout (503).
+    StatementTimeout,
     /// A stored payload cannot be decrypted with this server's keys (500).
     DecryptionFailed,
     /// A fault of the server (500); the cause is in its log.
@@ -125,6 +127,7 @@ impl Code {
             Code::BufferFull => "buffer_full",
             Code::BufferUnavailable => "buffer_unavailable",
             Code::DatabaseUnavailable => "database_unavailable",
+            Code::StatementTimeout => "statement_timeout",
             Code::DecryptionFailed => "decryption_failed",
             Code::Internal => "internal",
         }
@@ -309,6 +312,16 @@ impl From<EngineError> for ApiError {
                 )
             }
             _ if e.is_unavailable() => ApiError::unavailable(format!("database unavailable: {e}")),
+            _ if e.is_statement_timeout() => {
+                tracing::warn!(error = %e, "statement timeout");
+                ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    Code::StatementTimeout,
+                    "the database did not finish the request within the statement timeout \
+                     (DB_STATEMENT_TIMEOUT; listings and other inspection: \
+                     DB_ADMIN_STATEMENT_TIMEOUT); it was rolled back",
+                )
+            }
             _ => ApiError::internal(&e),
         }
     }

@@ -122,9 +122,13 @@ DECLARE
     v_width interval;
     v_got bigint := 0;
     v_n bigint;
-    v_pending constant boolean := p_status = 'pending';
+    v_pending constant boolean := p_status IS NOT DISTINCT FROM 'pending';
     v_tail_nums bigint[];
     v_tail_from bigint[];
+    v_first_width interval;
+    v_windows integer := 0;
+    v_done timestamptz;
+    v_settled_at jsonb;
     v_settled bigint;
     v_dead bigint;
 BEGIN
@@ -228,8 +232,9 @@ BEGIN
     -- their newest message: walk from now.
     v_hi := coalesce(v_hi, now());
     IF v_count = 1 THEN
-        -- Pending and processing messages with a long tail: the walk stops at the tail's start.
-        SELECT CASE WHEN v_pending THEN t.settled ELSE 0 END INTO v_settled
+        -- Pending messages with a long tail: the walk stops at the tail's start. Completed ones
+        -- (every cursor past them): it starts there.
+        SELECT t.settled INTO v_settled
           FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t;
         RETURN QUERY
         SELECT m.id, queen.txid(m.txuuid, m.txtext), p.id, q.name, p.name, q.namespace, q.task,
@@ -240,7 +245,8 @@ BEGIN
           JOIN queen.queues q ON q.id = p.queue_id
          CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
          WHERE m.pnum = v_one
-           AND m.position > v_settled
+           AND (NOT v_pending OR m.position > v_settled)
+           AND (p_status IS DISTINCT FROM 'completed' OR m.position <= v_settled)
            AND (p_before_pos IS NULL OR m.position < p_before_pos)
            AND (p_from IS NULL OR m.created_at >= p_from)
            AND (p_to IS NULL OR m.created_at <= p_to)
@@ -254,6 +260,7 @@ BEGIN
     -- About two pages of the selection at its average rate since its oldest partition began.
     v_width := greatest((v_hi - v_floor) * least(2.0 * p_limit / v_stored, 1.0),
                         interval '1 millisecond');
+    v_first_width := v_width;
     LOOP
         v_lo := v_hi - v_width;
         -- The window first, on its own (OFFSET 0 keeps it a subquery): the planner must not
@@ -278,6 +285,8 @@ BEGIN
                    AND (p_partition IS NULL OR p.name = p_partition)
                    AND (p_ns IS NULL OR q.namespace = p_ns)
                    AND (p_task IS NULL OR q.task = p_task)
+                   AND (v_settled_at IS NULL
+                        OR (v_settled_at ->> m.pnum::text)::bigint >= m.position)
                    AND (p_status IS NULL
                         OR (SELECT st.status FROM queen.message_status(p.id, m.position) st)
                            = p_status)
@@ -290,6 +299,27 @@ BEGIN
         EXIT WHEN v_got >= p_limit OR v_lo < v_floor;
         v_hi := v_lo;
         v_width := v_width * 4;
+        v_windows := v_windows + 1;
+        IF p_status = 'completed' AND v_got = 0 AND v_windows = 2 THEN
+            -- Two windows (about ten pages' worth of rows) and no completed message: a backlog
+            -- lies over them. Every completed message is at or before its partition's
+            -- settled position, so the walk goes on from the newest of those (a probe per
+            -- partition), not through the backlog (10 s, the statement timeout, at 1M
+            -- messages). A second above it covers positions whose times are out of order (a
+            -- push's time is its transaction's start, its position taken at its lock, so a push
+            -- that waited longer than that for a partition's lock may be missed here).
+            -- The settled positions are kept (by partition number) to pass over the backlog's
+            -- rows before their status is looked at.
+            SELECT max(m.created_at), jsonb_object_agg(t.num, t.settled) INTO v_done, v_settled_at
+              FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t
+             CROSS JOIN LATERAL (SELECT w.created_at FROM queen.messages w
+                                  WHERE w.pnum = t.num AND w.position <= t.settled
+                                  ORDER BY w.position DESC LIMIT 1) m
+             WHERE t.settled > 0;
+            EXIT WHEN v_done IS NULL;
+            v_hi := least(v_hi, v_done + interval '1 second');
+            v_width := v_first_width;
+        END IF;
     END LOOP;
 END
 $$;
