@@ -61,6 +61,10 @@ fn routes(
             format!("/api/v1/messages?queue={queue}&status=pending&limit=50"),
         ),
         (
+            "messages?queue&status=completed",
+            format!("/api/v1/messages?queue={queue}&status=completed&limit=50"),
+        ),
+        (
             "messages?queue&status=processing",
             format!("/api/v1/messages?queue={queue}&status=processing&limit=50"),
         ),
