@@ -94,6 +94,9 @@ $$;
 --                most 10,000 positions (counted partition by partition, stopping once past the
 --                bound), the page is read from the tails alone, by key. Longer tails (a
 --                backlog) fill a page from the newest windows, and the walk serves them;
+--   completed    messages at or before their partition's settled position: one partition's
+--                walk starts there; a queue-wide walk that found none in two windows goes on
+--                from the newest of them (below);
 --   dead_letter  while the selection holds at most 10,000 (counted on the partitions), read
 --                from their table.
 --
