@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// How often the retention job runs, in milliseconds.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = 10_000)]
     retention_interval_ms: u64,
+    /// How often a long-poll pop looks again without being woken, in milliseconds. Pushes wake
+    /// waiting pops at once; the look again is for what no push signals: a delayed message
+    /// coming due, a lease or a retry delay running out.
+    #[arg(long, env = "LONG_POLL_RECHECK", default_value_t = 500)]
+    long_poll_recheck_ms: u64,
     /// How often due timers are fired into their queues, in milliseconds: a timer is delivered
     /// at the soonest this long after its time.
     #[arg(long, env = "TIMER_INTERVAL", default_value_t = 250)]
@@ -389,6 +394,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     engine_config.cipher = cipher;
     engine_config.retention_interval = Duration::from_millis(args.retention_interval_ms.max(100));
     engine_config.timer_interval = Duration::from_millis(args.timer_interval_ms.max(10));
+    engine_config.long_poll_recheck = Duration::from_millis(args.long_poll_recheck_ms.max(10));
     engine_config.ephemeral.max_bytes = args.ephemeral_max_bytes.max(1);
     engine_config.ephemeral.max_queues = args.ephemeral_max_queues.max(1);
     engine_config.ephemeral.idle = Duration::from_secs(args.ephemeral_idle_seconds);

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -345,6 +346,69 @@ async fn long_poll_is_woken_by_a_push_and_released_on_disconnect() {
         .await;
     let r = s.get("/api/v1/pop/queue/gone").await.unwrap();
     assert_eq!(r.json()["messages"][0]["data"], "kept");
+}
+
+/// A push wakes as many of a group's waiting pops as it stored messages, not all of them; none
+/// is left waiting for a message it could take. With the periodic look again set beyond the
+/// polls' 60 s, a wake-up lost on the way would leave its pop to find its message only at the
+/// end of its poll (its last look): 10 pops of the queue's consumers, 3 of a group's and one of
+/// a named partition for another group, then 10 messages pushed one request at a time over 10
+/// partitions; every pop is answered within half its poll.
+#[tokio::test]
+async fn each_pushed_message_wakes_a_waiting_pop_of_each_group() {
+    let s = Server::start("e2e_wake_some", &[("LONG_POLL_RECHECK", "120000")]).await;
+    let mut polls = Vec::new();
+    let paths = std::iter::repeat_n("batch=1".to_owned(), 10)
+        .chain(std::iter::repeat_n(
+            "batch=1&consumerGroup=g&subscriptionMode=all".to_owned(),
+            3,
+        ))
+        .map(|q| format!("/api/v1/pop/queue/herd?{q}&wait=true&timeout=60000"))
+        .chain(std::iter::once(
+            "/api/v1/pop/queue/herd/partition/p0?consumerGroup=h&subscriptionMode=all\
+             &wait=true&timeout=60000"
+                .to_owned(),
+        ));
+    for path in paths {
+        let port = s.port;
+        polls.push(tokio::spawn(async move {
+            let r = support::Server::client(port).get(&path).await.unwrap();
+            (path, r)
+        }));
+    }
+    wait_for_waiting(&s, 14).await;
+    let pushed = Instant::now();
+    for i in 0..10 {
+        s.push("herd", &format!("p{i}"), &[json!(i)]).await;
+    }
+    let mut got: HashMap<String, Vec<Value>> = HashMap::new();
+    for p in polls {
+        let (path, r) = p.await.unwrap();
+        assert_eq!(r.status, 200, "{path}: no message");
+        assert!(
+            pushed.elapsed() < Duration::from_secs(30),
+            "{path}: not woken, answered at its poll's end"
+        );
+        let group = if path.contains("consumerGroup=g") {
+            "g"
+        } else if path.contains("consumerGroup=h") {
+            "h"
+        } else {
+            "queue"
+        };
+        got.entry(group.to_owned()).or_default().extend(
+            r.json()["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["data"].clone()),
+        );
+    }
+    let mut queue = got.remove("queue").unwrap();
+    queue.sort_by_key(|v| v.as_i64());
+    assert_eq!(queue, (0..10).map(|i| json!(i)).collect::<Vec<_>>());
+    assert_eq!(got["g"].len(), 3);
+    assert_eq!(got["h"], [json!(0)]);
 }
 
 async fn wait_for_waiting(s: &Server, n: u64) {

@@ -325,6 +325,13 @@ impl Inner {
         self.announcer.announce(queue);
     }
 
+    /// A push stored `n` new messages in `queue`: wakes as many of this server's pops as can
+    /// take them ([`WakeHub::wake_some`]) and tells the other servers.
+    pub(crate) fn wake_some(&self, queue: &str, n: usize) {
+        self.hub.wake_some(queue, n);
+        self.announcer.announce(queue);
+    }
+
     pub(crate) fn analytics(&self) -> &crate::analytics::Analytics {
         &self.analytics
     }

@@ -61,10 +61,17 @@ pub(crate) async fn pop(
     validate(req)?;
     let deadline = wait.map(|w| Instant::now() + w);
     let signal = inner.hub().signal(&req.queue);
+    // Pops of any partition wait with their group's: a push wakes as many of those as it stored
+    // messages. Pops of one partition wait on the queue's, which every push wakes.
+    let group = req
+        .partition
+        .is_none()
+        .then(|| signal.group(&req.consumer_group));
+    let notify = group.as_ref().map_or(&signal.notify, |g| &g.notify);
     let mut state = State::Claim;
     loop {
         // Registered before the claim, so a push that commits in between is not missed.
-        let notified = signal.notify.notified();
+        let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         state = match state {

@@ -586,14 +586,18 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
     let arrays = PushArrays::new(unique.iter().copied());
     let result = execute(inner, &arrays, &unique).await;
     if let Ok(results) = &result {
-        let mut woken: Vec<&str> = Vec::new();
+        // New messages per queue, for as many wake-ups.
+        let mut stored: Vec<(&str, usize)> = Vec::new();
         for (r, row) in results.iter().zip(&unique) {
-            if matches!(r, RowResult::Inserted(_)) && !woken.contains(&&*row.queue) {
-                woken.push(&row.queue);
+            if matches!(r, RowResult::Inserted(_)) {
+                match stored.iter_mut().find(|(q, _)| *q == &*row.queue) {
+                    Some((_, n)) => *n += 1,
+                    None => stored.push((&row.queue, 1)),
+                }
             }
         }
-        for q in woken {
-            inner.wake(q);
+        for (q, n) in stored {
+            inner.wake_some(q, n);
         }
     }
     slot.into_iter()
