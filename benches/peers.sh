@@ -2,6 +2,8 @@
 # queen-rs beside the leanest PostgreSQL queue (pgmq) and the raw insert ceiling, in one run.
 #
 #   benches/peers.sh [seconds per figure, default 10] [rounds, default 2]
+#   PUSH_CONNECTIONS=20 benches/peers.sh …   the batch pushes (pgmq send_batch, the ceiling,
+#                                           queen push 100) with that many clients, not 10
 #
 # Every system gets a fresh, durable PostgreSQL of its own (initdb defaults: fsync on,
 # synchronous_commit on; same binaries, same settings), started and removed per system and
@@ -32,6 +34,7 @@
 set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-2}
+PC=${PUSH_CONNECTIONS:-10}
 cd "$(dirname "$0")/.."
 PGMQ_VERSION=1.11.1     # the SQL inside pgmq crate 0.33.7
 PGMQ_CRATE=0.33.7
@@ -77,10 +80,10 @@ SELECT pgmq.delete('bench', ARRAY(SELECT msg_id FROM pgmq.read('bench', 30, 100)
 SQL
   local client=(target/release/queen-load --database-url "host=127.0.0.1 port=$PORT user=postgres dbname=postgres"
                 --duration "$SECS" --json)
-  record pgmq_send_batch_100 "$("${client[@]}" pgmq-send --connections 10 --batch 100 | load_rate push_msgs_per_sec)"
+  record pgmq_send_batch_100 "$("${client[@]}" pgmq-send --connections "$PC" --batch 100 | load_rate push_msgs_per_sec)"
   record pgmq_send_1 "$("${client[@]}" pgmq-send --connections 50 --batch 1 | load_rate push_msgs_per_sec)"
   local t
-  t=$("${PGBENCH[@]}" -c 10 -f "$WORK/batch.sql" 2>&1 | tps)
+  t=$("${PGBENCH[@]}" -c "$PC" -f "$WORK/batch.sql" 2>&1 | tps)
   record pgmq_send_batch_100_pgbench "$(python3 -c "print($t * 100)")"
   t=$("${PGBENCH[@]}" -c 50 -f "$WORK/one.sql" 2>&1 | tps)
   record pgmq_send_1_pgbench "$t"
@@ -108,7 +111,7 @@ SELECT :p, nextval('raw_pos'), u.id, u.id::text, '$PAYLOAD'::jsonb
   FROM unnest(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100))) AS u(id);
 SQL
   local t
-  t=$("${PGBENCH[@]}" -c 10 -f "$WORK/insert.sql" 2>&1 | tps)
+  t=$("${PGBENCH[@]}" -c "$PC" -f "$WORK/insert.sql" 2>&1 | tps)
   record ceiling_insert_100 "$(python3 -c "print($t * 100)")"
   stop_all
 }
@@ -117,10 +120,10 @@ run_queen() {
   fresh_cluster
   start_queen FILE_BUFFER_DIR="$WORK/buffer"
   local load=(target/release/queen-load --url "127.0.0.1:$HTTP" --duration "$SECS" --json)
-  record queen_push_100_own "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
-  record queen_push_100_spread "$("${load[@]}" --txids=v7 push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
-  record queen_push_100_own_v4 "$("${load[@]}" --txids=v4 push --connections 10 --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
-  record queen_push_100_spread_v4 "$("${load[@]}" --txids=v4 push --connections 10 --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
+  record queen_push_100_own "$("${load[@]}" --txids=v7 push --connections "$PC" --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
+  record queen_push_100_spread "$("${load[@]}" --txids=v7 push --connections "$PC" --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
+  record queen_push_100_own_v4 "$("${load[@]}" --txids=v4 push --connections "$PC" --batch 100 --partitions 100 | load_rate push_msgs_per_sec)"
+  record queen_push_100_spread_v4 "$("${load[@]}" --txids=v4 push --connections "$PC" --batch 100 --partitions 100 --spread | load_rate push_msgs_per_sec)"
   record queen_push_1 "$("${load[@]}" --txids=v7 push --connections 50 --batch 1 --partitions 100 | load_rate push_msgs_per_sec)"
   # The prefill must outlast the run: a queue drained before the deadline would turn the
   # figure into prefill / seconds. Refused rather than recorded when it happens.
@@ -136,7 +139,7 @@ run_queen() {
   stop_all
 }
 
-echo "machine: $(nproc) cores; PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'); fsync and synchronous_commit on; payload ~200 bytes; ${SECS} s per figure; $ROUNDS rounds"
+echo "machine: $(nproc) cores; PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'); fsync and synchronous_commit on; payload ~200 bytes; ${SECS} s per figure; $ROUNDS rounds; batch pushes by $PC clients"
 SYSTEMS=(pgmq ceiling queen)
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 0 ]; then ORDER=(queen ceiling pgmq); else ORDER=("${SYSTEMS[@]}"); fi

@@ -532,28 +532,35 @@ async fn listing_reads(
         )
         .await
         .unwrap();
-    let messages = conn
-        .query_sql(
-            "SELECT (coalesce(idx_tup_fetch, 0) + seq_tup_read)::bigint AS n \
-               FROM pg_stat_xact_user_tables WHERE relid = 'queen.messages'::regclass",
-            &[],
-        )
-        .await
-        .unwrap();
-    let cursors = conn
-        .query_sql(
-            "SELECT coalesce(idx_scan, 0)::bigint AS n FROM pg_stat_xact_user_tables \
-              WHERE relid = 'queen.cursors'::regclass",
-            &[],
-        )
-        .await
-        .unwrap();
+    let messages = counted(
+        &conn,
+        "queen.messages",
+        "coalesce(idx_tup_fetch, 0) + seq_tup_read",
+    )
+    .await;
+    let cursor_probes = counted(&conn, "queen.cursors", "coalesce(idx_scan, 0)").await;
     conn.batch_execute("COMMIT").await.unwrap();
     ListingReads {
-        messages: messages[0].get("n").unwrap(),
-        cursor_probes: cursors[0].get("n").unwrap(),
+        messages,
+        cursor_probes,
         listed: listed[0].get("n").unwrap(),
     }
+}
+
+/// A figure of `table` this backend counted (`pg_stat_xact_user_tables`).
+async fn counted(conn: &queen_wire::Connection, table: &str, figure: &str) -> i64 {
+    use queen_wire::Client;
+    let rows = conn
+        .query_sql(
+            &format!(
+                "SELECT ({figure})::bigint AS n FROM pg_stat_xact_user_tables \
+                  WHERE relid = '{table}'::regclass"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    rows[0].get("n").unwrap()
 }
 
 /// Listing pending or processing messages reads the partitions' unsettled tails, and dead
@@ -727,17 +734,10 @@ async fn tails_sized(db: &queen_wire::Config, queue: &str) -> (Option<usize>, i6
         )
         .await
         .unwrap();
-    let probes = conn
-        .query_sql(
-            "SELECT coalesce(idx_scan, 0)::bigint AS n FROM pg_stat_xact_user_tables \
-              WHERE relid = 'queen.cursors'::regclass",
-            &[],
-        )
-        .await
-        .unwrap();
+    let probes = counted(&conn, "queen.cursors", "coalesce(idx_scan, 0)").await;
     conn.batch_execute("COMMIT").await.unwrap();
     let n: Option<i32> = tails[0].get("n").unwrap();
-    (n.map(|n| n as usize), probes[0].get("n").unwrap())
+    (n.map(|n| n as usize), probes)
 }
 
 /// A listing that runs past the inspection pool's statement timeout is answered `503

@@ -30,7 +30,7 @@ const NOTIFY_SQL: &str = include_str!("../../sql/statements/notify_push.sql");
 /// Per-queue wake-up signals.
 #[derive(Debug, Default)]
 pub struct WakeHub {
-    queues: Mutex<HashMap<String, Arc<QueueSignal>>>,
+    queues: Registry<QueueSignal>,
     listening: AtomicBool,
 }
 
@@ -42,7 +42,7 @@ pub struct QueueSignal {
     /// Pops parked on this queue right now (of any kind).
     pub waiting: AtomicUsize,
     /// The signals of pops that take any partition, by consumer group.
-    groups: Mutex<HashMap<String, Arc<GroupSignal>>>,
+    groups: Registry<GroupSignal>,
 }
 
 /// The signal of the pops of one consumer group that take any partition of a queue.
@@ -52,26 +52,85 @@ pub struct GroupSignal {
     pub notify: Notify,
 }
 
+/// Signals by name, each kept only while someone holds it: the last holder to go removes it,
+/// so pops of names that never get a push (made-up queues included) leave nothing behind.
+#[derive(Debug)]
+struct Registry<T>(Mutex<HashMap<String, Arc<T>>>);
+
+impl<T> Default for Registry<T> {
+    fn default() -> Registry<T> {
+        Registry(Mutex::default())
+    }
+}
+
+impl<T> Registry<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<T>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holders of a signal: its references less the registry's.
+    fn holders(signal: &Arc<T>) -> usize {
+        Arc::strong_count(signal) - 1
+    }
+}
+
+impl<T: Default> Registry<T> {
+    /// The signal of `name`, made if nobody holds it, held until the guard is dropped.
+    fn hold<'a>(&'a self, name: &'a str) -> Held<'a, T> {
+        let mut m = self.lock();
+        let signal = match m.get(name) {
+            Some(s) => s.clone(),
+            None => m.entry(name.to_owned()).or_default().clone(),
+        };
+        Held {
+            registry: self,
+            name,
+            signal,
+        }
+    }
+}
+
+/// A hold on a signal of a [`Registry`].
+#[derive(Debug)]
+pub struct Held<'a, T> {
+    registry: &'a Registry<T>,
+    name: &'a str,
+    signal: Arc<T>,
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.signal
+    }
+}
+
+impl<T> Drop for Held<'_, T> {
+    fn drop(&mut self) {
+        let mut m = self.registry.lock();
+        // Nobody but us holds the signal.
+        if Registry::holders(&self.signal) == 1 {
+            m.remove(self.name);
+        }
+    }
+}
+
+/// A pop's hold on its queue's signal.
+pub type SignalGuard<'a> = Held<'a, QueueSignal>;
+
+/// A pop's hold on its consumer group's signal, within its queue's.
+pub type GroupGuard<'a> = Held<'a, GroupSignal>;
+
 impl QueueSignal {
     /// The signal of `group`'s any-partition pops, held until the guard is dropped.
     pub fn group<'a>(&'a self, group: &'a str) -> GroupGuard<'a> {
-        let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let signal = match g.get(group) {
-            Some(s) => s.clone(),
-            None => g.entry(group.to_owned()).or_default().clone(),
-        };
-        GroupGuard {
-            queue: self,
-            group,
-            signal,
-        }
+        self.groups.hold(group)
     }
 
     /// Wakes every pop of the queue.
     fn wake_all(&self) {
         self.notify.notify_waiters();
-        let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        for s in g.values() {
+        for s in self.groups.lock().values() {
             s.notify.notify_waiters();
         }
     }
@@ -79,64 +138,12 @@ impl QueueSignal {
     /// Wakes the pops of one partition, and up to `n` any-partition pops of each group.
     fn wake_some(&self, n: usize) {
         self.notify.notify_waiters();
-        let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        for s in g.values() {
-            // The map's reference and one per holder (parked, or between claims: a holder that
-            // is claiming keeps the wake-up for its next wait, or passes it on).
-            for _ in 0..n.min(Arc::strong_count(s) - 1) {
+        for s in self.groups.lock().values() {
+            // One per holder at most (parked, or between claims: a holder that is claiming
+            // keeps the wake-up for its next wait, or passes it on).
+            for _ in 0..n.min(Registry::holders(s)) {
                 s.notify.notify_one();
             }
-        }
-    }
-}
-
-/// A pop's hold on its group's signal; the last holder to go removes it.
-#[derive(Debug)]
-pub struct GroupGuard<'a> {
-    queue: &'a QueueSignal,
-    group: &'a str,
-    signal: Arc<GroupSignal>,
-}
-
-impl std::ops::Deref for GroupGuard<'_> {
-    type Target = GroupSignal;
-    fn deref(&self) -> &GroupSignal {
-        &self.signal
-    }
-}
-
-impl Drop for GroupGuard<'_> {
-    fn drop(&mut self) {
-        let mut g = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if Arc::strong_count(&self.signal) == 2 {
-            g.remove(self.group);
-        }
-    }
-}
-
-/// A pop's hold on its queue's signal. The hub keeps a queue's entry only while someone holds
-/// it: the last holder to go removes it, so pops of names that never get a push (made-up
-/// queues included) leave nothing behind.
-#[derive(Debug)]
-pub struct SignalGuard<'a> {
-    hub: &'a WakeHub,
-    queue: &'a str,
-    signal: Arc<QueueSignal>,
-}
-
-impl std::ops::Deref for SignalGuard<'_> {
-    type Target = QueueSignal;
-    fn deref(&self) -> &QueueSignal {
-        &self.signal
-    }
-}
-
-impl Drop for SignalGuard<'_> {
-    fn drop(&mut self) {
-        let mut q = self.hub.queues.lock().unwrap_or_else(|e| e.into_inner());
-        // The map's reference and ours: nobody else holds the signal.
-        if Arc::strong_count(&self.signal) == 2 {
-            q.remove(self.queue);
         }
     }
 }
@@ -145,26 +152,17 @@ impl WakeHub {
     /// The signal of `queue` (waiters call `notified()` on it before checking for messages),
     /// held until the guard is dropped.
     pub fn signal<'a>(&'a self, queue: &'a str) -> SignalGuard<'a> {
-        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let signal = match q.get(queue) {
-            Some(s) => s.clone(),
-            None => q.entry(queue.to_owned()).or_default().clone(),
-        };
-        SignalGuard {
-            hub: self,
-            queue,
-            signal,
-        }
+        self.queues.hold(queue)
     }
 
     /// Queues with a signal right now (those with pops holding them).
     pub fn queues(&self) -> usize {
-        self.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.queues.lock().len()
     }
 
     /// Wakes every pop waiting on `queue`.
     pub fn wake(&self, queue: &str) {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.queues.lock();
         if let Some(s) = q.get(queue) {
             s.wake_all();
         }
@@ -173,7 +171,7 @@ impl WakeHub {
     /// A push stored `n` messages in `queue`: wakes the pops of one named partition, and up to
     /// `n` any-partition pops of each consumer group.
     pub fn wake_some(&self, queue: &str, n: usize) {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.queues.lock();
         if let Some(s) = q.get(queue) {
             s.wake_some(n);
         }
@@ -181,7 +179,7 @@ impl WakeHub {
 
     /// Wakes every waiter (after a reconnect, when notifications may have been missed).
     pub fn wake_all(&self) {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.queues.lock();
         for s in q.values() {
             s.wake_all();
         }
@@ -189,14 +187,14 @@ impl WakeHub {
 
     /// Pops parked on `queue` right now.
     pub fn waiting(&self, queue: &str) -> usize {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.queues.lock();
         q.get(queue)
             .map_or(0, |s| s.waiting.load(Ordering::Relaxed))
     }
 
     /// Pops parked on any queue right now.
     pub fn total_waiting(&self) -> usize {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.queues.lock();
         q.values().map(|s| s.waiting.load(Ordering::Relaxed)).sum()
     }
 
@@ -376,7 +374,7 @@ mod tests {
         let hub = WakeHub::default();
         let q = hub.signal("q");
         let (g1, g2) = (q.group("g"), q.group("g"));
-        let count = || q.groups.lock().unwrap().len();
+        let count = || q.groups.lock().len();
         assert_eq!(count(), 1);
         drop(g1);
         assert_eq!(count(), 1, "still held");

@@ -2,8 +2,20 @@
 -- page asked for, not the data stored (docs/storage.md, "Analytics"). Rows, not JSON: the
 -- server shapes the answers.
 
--- The partitions a listing selects (each filter optional), with their queue's names and the
--- counters the listing plans by.
+-- Whether a partition (its name, its queue's name, namespace and task) is in a listing's
+-- selection: each filter optional. Inlined into the caller.
+CREATE FUNCTION queen.selected(q_name text, p_name text, q_ns text, q_task text,
+                               p_queue text, p_partition text, p_ns text, p_task text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (p_queue IS NULL OR q_name = p_queue)
+       AND (p_partition IS NULL OR p_name = p_partition)
+       AND (p_ns IS NULL OR q_ns = p_ns)
+       AND (p_task IS NULL OR q_task = p_task)
+$$;
+
+-- The partitions a listing selects, with their queue's names and the counters the listing
+-- plans by.
 CREATE FUNCTION queen.listed_partitions(p_queue text, p_partition text, p_ns text, p_task text)
 RETURNS TABLE (num bigint, id uuid, name text, queue_name text, namespace text, task text,
                last_position bigint, removed bigint, created_at timestamptz,
@@ -12,10 +24,7 @@ LANGUAGE sql STABLE AS $$
     SELECT p.num, p.id, p.name, q.name, q.namespace, q.task, p.last_position, p.removed,
            p.created_at, p.last_message_at, p.dead_lettered
       FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id
-     WHERE (p_queue IS NULL OR q.name = p_queue)
-       AND (p_partition IS NULL OR p.name = p_partition)
-       AND (p_ns IS NULL OR q.namespace = p_ns)
-       AND (p_task IS NULL OR q.task = p_task)
+     WHERE queen.selected(q.name, p.name, q.namespace, q.task, p_queue, p_partition, p_ns, p_task)
 $$;
 
 -- The selected partitions with the position their messages are settled up to: the least
@@ -126,8 +135,9 @@ DECLARE
     v_got bigint := 0;
     v_n bigint;
     v_pending constant boolean := p_status IS NOT DISTINCT FROM 'pending';
-    v_tail_nums bigint[];
-    v_tail_from bigint[];
+    v_nums bigint[];
+    v_after bigint[];
+    v_upto bigint[];
     v_first_width interval;
     v_windows integer := 0;
     v_done timestamptz;
@@ -142,11 +152,38 @@ BEGIN
     IF v_count = 0 OR coalesce(v_stored, 0) <= 0 THEN
         RETURN;
     END IF;
+    -- The statuses found by key: candidate ranges of positions, (after, upto] of a partition
+    -- (upto NULL: to its end), each read by key in the one statement below.
     IF p_status = 'processing' THEN
-        -- Processing messages are those a live lease covers: read from the leases (the partial
-        -- index of leased cursors), so the cost follows the messages in flight, never the
-        -- backlog or the history (a walk by time read all 1M messages of a queue with a
-        -- backlog and no lease: 10 s).
+        -- What live leases cover, from the leased cursors (a partial index holds only those):
+        -- the cost follows the messages in flight, never the backlog or the history (a walk by
+        -- time read all 1M messages of a queue with a backlog and no lease: 10 s).
+        SELECT coalesce(array_agg(p.num), '{}'), coalesce(array_agg(c.position), '{}'),
+               coalesce(array_agg(c.lease_end), '{}')
+          INTO v_nums, v_after, v_upto
+          FROM (SELECT c.partition_id, c.position, c.lease_end FROM queen.cursors c
+                 WHERE c.lease_id IS NOT NULL AND c.lease_expires_at > now()
+                OFFSET 0) c
+          JOIN queen.partitions p ON p.id = c.partition_id
+          JOIN queen.queues q ON q.id = p.queue_id
+         WHERE queen.selected(q.name, p.name, q.namespace, q.task,
+                              p_queue, p_partition, p_ns, p_task);
+    ELSIF v_pending THEN
+        -- The tails after each partition's settled position, unless they pass 10,000 (NULL).
+        SELECT t.nums, t.settled INTO v_nums, v_after
+          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000) t;
+    ELSIF p_status = 'dead_letter' AND v_dead <= 10000 THEN
+        -- A range of one position per dead letter: a probe of the key each.
+        SELECT coalesce(array_agg(t.num), '{}'), coalesce(array_agg(d.position - 1), '{}'),
+               coalesce(array_agg(d.position), '{}')
+          INTO v_nums, v_after, v_upto
+          FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
+         CROSS JOIN LATERAL (SELECT DISTINCT d.position FROM queen.dead_letters d
+                              WHERE d.partition_id = t.id) d
+         WHERE t.dead_lettered > 0;
+    END IF;
+    IF v_nums IS NOT NULL THEN
+        -- A message in two ranges (two groups' leases) is listed once.
         RETURN QUERY
         SELECT x.id, queen.txid(x.txuuid, x.txtext), x.partition_id, x.queue_name,
                x.partition_name, x.namespace, x.task, s.status, x.trace_id, x.producer_sub,
@@ -154,77 +191,19 @@ BEGIN
           FROM (SELECT DISTINCT ON (m.created_at, m.pnum, m.position)
                        m.*, p.id AS partition_id, p.name AS partition_name,
                        q.name AS queue_name, q.namespace, q.task
-                  FROM (SELECT c.partition_id, c.position, c.lease_end FROM queen.cursors c
-                         WHERE c.lease_id IS NOT NULL AND c.lease_expires_at > now()
-                        OFFSET 0) c
-                  JOIN queen.partitions p ON p.id = c.partition_id
-                  JOIN queen.queues q ON q.id = p.queue_id
-                 CROSS JOIN LATERAL (
-                       SELECT w.* FROM queen.messages w
-                        WHERE w.pnum = p.num AND w.position > c.position
-                          AND w.position <= c.lease_end
-                          AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
-                                            p_before_pnum, p_before_pos, p_from, p_to)
-                          AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
-                              = p_status
-                        ORDER BY w.created_at DESC, w.position DESC
-                        LIMIT p_limit) m
-                 WHERE (p_queue IS NULL OR q.name = p_queue)
-                   AND (p_partition IS NULL OR p.name = p_partition)
-                   AND (p_ns IS NULL OR q.namespace = p_ns)
-                   AND (p_task IS NULL OR q.task = p_task)
-                 ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
-                 LIMIT p_limit) x
-         CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
-         ORDER BY x.created_at DESC, x.pnum DESC, x.position DESC;
-        RETURN;
-    END IF;
-    IF v_pending THEN
-        SELECT t.nums, t.settled INTO v_tail_nums, v_tail_from
-          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000) t;
-    END IF;
-    IF v_pending AND v_tail_nums IS NOT NULL THEN
-        RETURN QUERY
-        SELECT x.id, queen.txid(x.txuuid, x.txtext), x.partition_id, x.queue_name,
-               x.partition_name, x.namespace, x.task, s.status, x.trace_id, x.producer_sub,
-               x.created_at, s.lease_expires_at, x.pnum, x.position
-          FROM (SELECT m.*, p.id AS partition_id, p.name AS partition_name,
-                       q.name AS queue_name, q.namespace, q.task
-                  FROM unnest(v_tail_nums, v_tail_from) AS t(num, settled)
+                  FROM unnest(v_nums, v_after, v_upto) AS t(num, after, upto)
                   JOIN queen.partitions p ON p.num = t.num
                   JOIN queen.queues q ON q.id = p.queue_id
                  CROSS JOIN LATERAL (
                        SELECT w.* FROM queen.messages w
-                        WHERE w.pnum = t.num AND w.position > t.settled
+                        WHERE w.pnum = t.num AND w.position > t.after
+                          AND w.position <= coalesce(t.upto, 9223372036854775807)
                           AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
                                             p_before_pnum, p_before_pos, p_from, p_to)
                           AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
                               = p_status
                         ORDER BY w.created_at DESC, w.position DESC
                         LIMIT p_limit) m
-                 ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
-                 LIMIT p_limit) x
-         CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
-         ORDER BY x.created_at DESC, x.pnum DESC, x.position DESC;
-        RETURN;
-    END IF;
-    IF p_status = 'dead_letter' AND v_dead <= 10000 THEN
-        RETURN QUERY
-        SELECT x.id, queen.txid(x.txuuid, x.txtext), x.partition_id, x.queue_name,
-               x.partition_name, x.namespace, x.task, s.status, x.trace_id, x.producer_sub,
-               x.created_at, s.lease_expires_at, x.pnum, x.position
-          FROM (SELECT m.*, t.id AS partition_id, t.name AS partition_name,
-                       t.queue_name, t.namespace, t.task
-                  FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
-                 CROSS JOIN LATERAL (SELECT DISTINCT d.position FROM queen.dead_letters d
-                                      WHERE d.partition_id = t.id) d
-                 -- A probe of the key per dead letter (OFFSET 0), never a scan of the partition.
-                 CROSS JOIN LATERAL (SELECT w.* FROM queen.messages w
-                                      WHERE w.pnum = t.num AND w.position = d.position
-                                     OFFSET 0) m
-                 WHERE t.dead_lettered > 0
-                   AND queen.on_page(m.created_at, m.pnum, m.position, p_before_ts,
-                                     p_before_pnum, p_before_pos, p_from, p_to)
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
@@ -284,10 +263,8 @@ BEGIN
                         OFFSET 0) m
                   JOIN queen.partitions p ON p.num = m.pnum
                   JOIN queen.queues q ON q.id = p.queue_id
-                 WHERE (p_queue IS NULL OR q.name = p_queue)
-                   AND (p_partition IS NULL OR p.name = p_partition)
-                   AND (p_ns IS NULL OR q.namespace = p_ns)
-                   AND (p_task IS NULL OR q.task = p_task)
+                 WHERE queen.selected(q.name, p.name, q.namespace, q.task,
+                                      p_queue, p_partition, p_ns, p_task)
                    AND (v_settled_at IS NULL
                         OR (v_settled_at ->> m.pnum::text)::bigint >= m.position)
                    AND (p_status IS NULL
