@@ -328,8 +328,8 @@ mod tests {
         // Polls the futures not ready yet (a future is not polled after it completed).
         fn ready(ws: &mut Waits<'_>, done: &mut Vec<usize>) -> Vec<usize> {
             let mut cx = Context::from_waker(Waker::noop());
-            for i in 0..ws.len() {
-                if !done.contains(&i) && ws[i].as_mut().poll(&mut cx).is_ready() {
+            for (i, w) in ws.iter_mut().enumerate() {
+                if !done.contains(&i) && w.as_mut().poll(&mut cx).is_ready() {
                     done.push(i);
                 }
             }
