@@ -329,7 +329,7 @@ impl Inner {
     /// take them ([`WakeHub::wake_some`]) and tells the other servers.
     pub(crate) fn wake_some(&self, queue: &str, n: usize) {
         self.hub.wake_some(queue, n);
-        self.announcer.announce(queue);
+        self.announcer.announce_some(queue, n);
     }
 
     pub(crate) fn analytics(&self) -> &crate::analytics::Analytics {

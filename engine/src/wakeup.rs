@@ -9,12 +9,12 @@
 //! woken pop that goes away before it looks passes its wake-up on to the next (tokio's `Notify`
 //! forwards a `notify_one` its receiver dropped). Other changes that make messages available
 //! (nacks, released leases, seeks, retries) call [`WakeHub::wake`], which wakes every pop of the
-//! queue. Other servers attached to the same database learn of the
-//! push through `NOTIFY queen_push` — debounced: queue names touched within a short window are
-//! sent together, never one NOTIFY per message — and a listener on a dedicated connection turns
-//! those notifications into local wake-ups.
+//! queue. Other servers attached to the same database learn of both through `NOTIFY
+//! queen_push` — debounced: queues touched within a short window are sent together, with the
+//! messages stored in them, never one NOTIFY per message — and a listener on a dedicated
+//! connection turns those notifications into the same wake-ups there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -205,24 +205,35 @@ impl WakeHub {
 }
 
 /// Sends debounced `NOTIFY`s for queues that received messages.
+///
+/// A payload is `server:queue` (wake every pop of the queue) or `server/n:queue` (a push stored
+/// `n` messages there: wake as many pops per group, [`WakeHub::wake_some`]). A server that
+/// predates the count reads `server/n` as another server's id and wakes every pop, as before.
 #[derive(Debug, Clone)]
 pub(crate) struct Announcer {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<(String, Option<usize>)>,
 }
 
 impl Announcer {
     pub(crate) fn start(pool: Pool, server_id: String, debounce: Duration) -> Announcer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Option<usize>)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 tokio::time::sleep(debounce).await;
-                let mut queues = HashSet::from([first]);
-                while let Ok(q) = rx.try_recv() {
-                    queues.insert(q);
+                // Per queue: the messages stored in the window, or None when something asked
+                // for every pop to be woken.
+                let mut queues: HashMap<String, Option<usize>> = HashMap::new();
+                let mut add = |(q, n): (String, Option<usize>)| {
+                    let e = queues.entry(q).or_insert(Some(0));
+                    *e = e.zip(n).map(|(a, b)| a.saturating_add(b));
+                };
+                add(first);
+                while let Ok(x) = rx.try_recv() {
+                    add(x);
                 }
                 let payloads: Vec<String> = queues
                     .into_iter()
-                    .map(|q| format!("{server_id}:{q}"))
+                    .map(|(q, n)| payload(&server_id, &q, n))
                     .collect();
                 // Parsed in the same flight (no prepared statement: this runs at most once per
                 // debounce window, and may run before the engine's statements exist).
@@ -234,8 +245,32 @@ impl Announcer {
         Announcer { tx }
     }
 
+    /// Every pop of `queue` should look again.
     pub(crate) fn announce(&self, queue: &str) {
-        let _ = self.tx.send(queue.to_owned());
+        let _ = self.tx.send((queue.to_owned(), None));
+    }
+
+    /// A push stored `n` messages in `queue`.
+    pub(crate) fn announce_some(&self, queue: &str, n: usize) {
+        let _ = self.tx.send((queue.to_owned(), Some(n)));
+    }
+}
+
+/// The NOTIFY payload for `queue`: see [`Announcer`].
+fn payload(server_id: &str, queue: &str, n: Option<usize>) -> String {
+    match n {
+        Some(n) => format!("{server_id}/{n}:{queue}"),
+        None => format!("{server_id}:{queue}"),
+    }
+}
+
+/// A NOTIFY payload read back: the sending server, the queue, and the messages stored (None:
+/// wake every pop). None for a payload of another shape.
+fn parse_payload(payload: &str) -> Option<(&str, &str, Option<usize>)> {
+    let (from, queue) = payload.split_once(':')?;
+    match from.split_once('/') {
+        Some((server, n)) => Some((server, queue, Some(n.parse().ok()?))),
+        None => Some((from, queue, None)),
     }
 }
 
@@ -263,13 +298,12 @@ pub(crate) fn start_listener(
         };
         loop {
             match listener.recv().await {
-                Event::Notification(n) => {
-                    if let Some((from, queue)) = n.payload.split_once(':') {
-                        if from != server_id {
-                            hub.wake(queue);
-                        }
-                    }
-                }
+                Event::Notification(n) => match parse_payload(&n.payload) {
+                    Some((from, _, _)) if from == server_id => {}
+                    Some((_, queue, Some(n))) => hub.wake_some(queue, n),
+                    Some((_, queue, None)) => hub.wake(queue),
+                    None => tracing::debug!(payload = %n.payload, "unknown wake-up payload"),
+                },
                 Event::Reconnected => hub.wake_all(),
             }
         }
@@ -367,6 +401,21 @@ mod tests {
         hub.wake("q");
         assert_eq!(ready(&mut all, &mut Vec::new()), [0, 1, 2]);
         assert_eq!(ready(&mut next, &mut next_done), [0, 1]);
+    }
+
+    #[test]
+    fn notify_payloads_read_back() {
+        for (q, n) in [
+            ("q", None),
+            ("q", Some(3)),
+            ("a:b/c", Some(0)),
+            ("x/1:y", None),
+        ] {
+            let p = payload("0af3", q, n);
+            assert_eq!(parse_payload(&p), Some(("0af3", q, n)), "{p}");
+        }
+        assert_eq!(parse_payload("no separator"), None);
+        assert_eq!(parse_payload("id/many:q"), None);
     }
 
     #[test]
