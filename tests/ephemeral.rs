@@ -245,10 +245,7 @@ async fn leases_run_out_into_redeliveries_until_the_retries_are_spent() {
 /// previous run answers `stale`.
 #[tokio::test]
 async fn declarations_survive_a_restart_and_messages_do_not() {
-    let db = queen_wire::embedded::test_config("eph_restart")
-        .await
-        .unwrap();
-    let s = Server::start_on(&db, support::buffer_dir("eph_restart"), false, &[]).await;
+    let (db, s) = Server::start_with_db("eph_restart", &[]).await;
     s.post(
         "/api/v1/ephemeral/configure",
         &json!({"queue": "kept", "options": {"maxLength": 5, "policy": "dropOldest"}}),

@@ -356,7 +356,7 @@ async fn long_poll_is_woken_by_a_push_and_released_on_disconnect() {
 /// partitions; every pop is answered within half its poll.
 #[tokio::test]
 async fn each_pushed_message_wakes_a_waiting_pop_of_each_group() {
-    let s = Server::start("e2e_wake_some", &[("LONG_POLL_RECHECK", "120000")]).await;
+    let s = Server::start("e2e_wake_by_message", &[("LONG_POLL_RECHECK", "120000")]).await;
     let mut polls = Vec::new();
     let paths = std::iter::repeat_n("batch=1".to_owned(), 10)
         .chain(std::iter::repeat_n(

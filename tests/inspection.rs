@@ -5,6 +5,7 @@
 
 mod support;
 
+use queen_wire::{Client, ToSql};
 use serde_json::{Value, json};
 use support::{Server, ack_body};
 
@@ -503,64 +504,63 @@ async fn status_routes_give_dashboard_figures() {
     );
 }
 
-/// What one listing of queue `queue` read, counted by PostgreSQL on a connection of its own (a
-/// backend counts what it has not yet reported, whatever the transaction).
-struct ListingReads {
+/// What one statement read, counted by PostgreSQL on a connection of its own (a backend counts
+/// what it has not yet reported, whatever the transaction), and the figure `n` it answered.
+struct Reads {
+    /// The statement's one row's `n`.
+    n: Option<i64>,
     /// Rows of `queen.messages` fetched by index or read by a scan.
     messages: i64,
     /// Index scans of `queen.cursors`: a look at a message's status, or at where a partition's
     /// messages are settled up to.
     cursor_probes: i64,
-    /// Rows listed.
-    listed: i64,
 }
 
+async fn reads_of(db: &queen_wire::Config, sql: &str, params: &[&dyn ToSql]) -> Reads {
+    let conn = queen_wire::Connection::connect(db).await.unwrap();
+    conn.batch_execute("BEGIN").await.unwrap();
+    let rows = conn.query_sql(sql, params).await.unwrap();
+    let counted = async |table: &str, figure: &str| -> i64 {
+        let rows = conn
+            .query_sql(
+                &format!(
+                    "SELECT ({figure})::bigint AS n FROM pg_stat_xact_user_tables \
+                      WHERE relid = '{table}'::regclass"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        rows[0].get("n").unwrap()
+    };
+    let messages = counted(
+        "queen.messages",
+        "coalesce(idx_tup_fetch, 0) + seq_tup_read",
+    )
+    .await;
+    let cursor_probes = counted("queen.cursors", "coalesce(idx_scan, 0)").await;
+    conn.batch_execute("COMMIT").await.unwrap();
+    Reads {
+        n: rows[0].get("n").unwrap(),
+        messages,
+        cursor_probes,
+    }
+}
+
+/// A page of 50 of queue `queue`'s messages of one status: `n` is the rows listed.
 async fn listing_reads(
     db: &queen_wire::Config,
     queue: &str,
     partition: Option<&str>,
     status: &str,
-) -> ListingReads {
-    use queen_wire::Client;
-    let conn = queen_wire::Connection::connect(db).await.unwrap();
-    conn.batch_execute("BEGIN").await.unwrap();
-    let listed = conn
-        .query_sql(
-            "SELECT count(*) AS n FROM queen.list_messages($1, $2, NULL, NULL, $3, NULL, NULL, \
-             50, NULL, NULL, NULL)",
-            &[&queue, &partition, &status],
-        )
-        .await
-        .unwrap();
-    let messages = counted(
-        &conn,
-        "queen.messages",
-        "coalesce(idx_tup_fetch, 0) + seq_tup_read",
+) -> Reads {
+    reads_of(
+        db,
+        "SELECT count(*) AS n FROM queen.list_messages($1, $2, NULL, NULL, $3, NULL, NULL, 50, \
+         NULL, NULL, NULL)",
+        &[&queue, &partition, &status],
     )
-    .await;
-    let cursor_probes = counted(&conn, "queen.cursors", "coalesce(idx_scan, 0)").await;
-    conn.batch_execute("COMMIT").await.unwrap();
-    ListingReads {
-        messages,
-        cursor_probes,
-        listed: listed[0].get("n").unwrap(),
-    }
-}
-
-/// A figure of `table` this backend counted (`pg_stat_xact_user_tables`).
-async fn counted(conn: &queen_wire::Connection, table: &str, figure: &str) -> i64 {
-    use queen_wire::Client;
-    let rows = conn
-        .query_sql(
-            &format!(
-                "SELECT ({figure})::bigint AS n FROM pg_stat_xact_user_tables \
-                  WHERE relid = '{table}'::regclass"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    rows[0].get("n").unwrap()
+    .await
 }
 
 /// Listing pending or processing messages reads the partitions' unsettled tails, and dead
@@ -569,10 +569,7 @@ async fn counted(conn: &queen_wire::Connection, table: &str, figure: &str) -> i6
 /// through the history read them all (a dashboard's pending view took 15 ms, then 434 ms 40 s into a 2,000 msg/s soak).
 #[tokio::test]
 async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
-    let db = queen_wire::embedded::test_config("insp_backlog")
-        .await
-        .unwrap();
-    let s = Server::start_on(&db, support::buffer_dir("insp_backlog"), false, &[]).await;
+    let (db, s) = Server::start_with_db("insp_backlog", &[]).await;
     for part in ["p1", "p2"] {
         for _ in 0..4 {
             let payloads: Vec<Value> = (0..500).map(|n| json!({ "n": n })).collect();
@@ -613,18 +610,17 @@ async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
         (Some("p2"), "dead_letter", 2),
     ] {
         let r = listing_reads(&db, "hist", partition, status).await;
-        assert_eq!(r.listed, listed, "{partition:?} {status}");
+        assert_eq!(r.n, Some(listed), "{partition:?} {status}");
         assert!(
             r.messages <= 10,
-            "{partition:?} {status}: {} rows read to list {}",
-            r.messages,
-            r.listed
+            "{partition:?} {status}: {} rows read to list {listed}",
+            r.messages
         );
     }
     // The completed ones are still found by the walk.
     assert_eq!(
-        listing_reads(&db, "hist", None, "completed").await.listed,
-        50
+        listing_reads(&db, "hist", None, "completed").await.n,
+        Some(50)
     );
 }
 
@@ -637,10 +633,7 @@ async fn listing_unsettled_or_dead_messages_reads_them_not_the_history() {
 #[tokio::test]
 async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     const PARTITIONS: usize = 1000;
-    let db = queen_wire::embedded::test_config("insp_big_backlog")
-        .await
-        .unwrap();
-    let s = Server::start_on(&db, support::buffer_dir("insp_big_backlog"), false, &[]).await;
+    let (db, s) = Server::start_with_db("insp_big_backlog", &[]).await;
     for round in 0..50 {
         let items: Vec<Value> = (0..PARTITIONS)
             .map(|p| json!({ "queue": "backlog", "partition": format!("p{p}"), "payload": round }))
@@ -679,15 +672,15 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     assert_eq!(listed.len(), 2, "{listed:?}");
 
     let processing = listing_reads(&db, "backlog", None, "processing").await;
-    assert_eq!(processing.listed, 2);
+    assert_eq!(processing.n, Some(2));
     assert!(
         processing.messages <= 10,
         "{} rows read to list the 2 processing messages of a 50,000-message backlog",
         processing.messages
     );
     assert_eq!(
-        listing_reads(&db, "backlog", None, "pending").await.listed,
-        50
+        listing_reads(&db, "backlog", None, "pending").await.n,
+        Some(50)
     );
     // Completed messages (p3's first five) lie before a backlog: after a few windows of it,
     // the walk goes on from the newest settled position, and passes over the backlog's rows
@@ -701,60 +694,45 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
         "5 completed messages listed with {} cursor probes",
         completed.cursor_probes
     );
-    assert_eq!(completed.listed, 5);
+    assert_eq!(completed.n, Some(5));
     assert!(
         completed.cursor_probes < 5 * PARTITIONS as i64,
         "{} cursor probes to list 5 completed messages before a 50,000-message backlog",
         completed.cursor_probes
     );
     let one = listing_reads(&db, "backlog", Some("p3"), "completed").await;
-    assert_eq!(one.listed, 5);
+    assert_eq!(one.n, Some(5));
     assert!(one.messages <= 10, "{} rows read in p3", one.messages);
     // The sizing of the pending tails stops once they pass 10,000: at the 201st of the 1,000
     // partitions (50 positions each; the loop fetches ten at a time, so 210 probes).
-    let (tails, probes) = tails_sized(&db, "backlog").await;
+    let tails = tails_sized(&db, "backlog").await;
+    let probes = tails.cursor_probes;
     eprintln!("tails sized with {probes} cursor probes of {PARTITIONS} partitions");
-    assert_eq!(tails, None, "a backlog is past the bound");
+    assert_eq!(tails.n, None, "a backlog is past the bound");
     assert!(
         probes < PARTITIONS as i64 / 2,
         "{probes} cursor probes to size the tails of {PARTITIONS} partitions"
     );
 }
 
-/// `queen.short_tails` of queue `queue` (the partitions with a tail, None past 10,000
-/// positions) and the index scans of `queen.cursors` it made.
-async fn tails_sized(db: &queen_wire::Config, queue: &str) -> (Option<usize>, i64) {
-    use queen_wire::Client;
-    let conn = queen_wire::Connection::connect(db).await.unwrap();
-    conn.batch_execute("BEGIN").await.unwrap();
-    let tails = conn
-        .query_sql(
-            "SELECT cardinality(nums) AS n FROM queen.short_tails($1, NULL, NULL, NULL, 10000)",
-            &[&queue],
-        )
-        .await
-        .unwrap();
-    let probes = counted(&conn, "queen.cursors", "coalesce(idx_scan, 0)").await;
-    conn.batch_execute("COMMIT").await.unwrap();
-    let n: Option<i32> = tails[0].get("n").unwrap();
-    (n.map(|n| n as usize), probes)
+/// `queen.short_tails` of queue `queue`: `n` is the partitions with a tail, None past 10,000
+/// positions.
+async fn tails_sized(db: &queen_wire::Config, queue: &str) -> Reads {
+    reads_of(
+        db,
+        "SELECT cardinality(nums)::bigint AS n \
+           FROM queen.short_tails($1, NULL, NULL, NULL, 10000)",
+        &[&queue],
+    )
+    .await
 }
 
 /// A listing that runs past the inspection pool's statement timeout is answered `503
 /// statement_timeout` (it was a 500 `internal`), and the pool serves the next one.
 #[tokio::test]
 async fn a_listing_past_the_statement_timeout_says_so() {
-    use queen_wire::Client;
-    let db = queen_wire::embedded::test_config("insp_timeout")
-        .await
-        .unwrap();
-    let s = Server::start_on(
-        &db,
-        support::buffer_dir("insp_timeout"),
-        false,
-        &[("DB_ADMIN_STATEMENT_TIMEOUT", "300")],
-    )
-    .await;
+    let (db, s) =
+        Server::start_with_db("insp_timeout", &[("DB_ADMIN_STATEMENT_TIMEOUT", "300")]).await;
     s.push("slow", "p", &[json!(1)]).await;
     // Another session holds the message table: the listing waits until its timeout.
     let holder = queen_wire::Connection::connect(&db).await.unwrap();

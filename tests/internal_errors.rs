@@ -13,8 +13,7 @@ use support::Server;
 
 /// A fresh database with the server on it, and a connection to replace functions with.
 async fn server(name: &str) -> (Server, queen_wire::Connection) {
-    let db = queen_wire::embedded::test_config(name).await.unwrap();
-    let s = Server::start_on(&db, support::buffer_dir(name), false, &[]).await;
+    let (db, s) = Server::start_with_db(name, &[]).await;
     let conn = queen_wire::Connection::connect(&db).await.unwrap();
     (s, conn)
 }

@@ -216,16 +216,7 @@ async fn hostile_batches_are_refused_beside_innocent_ones() {
 /// runs on the retention interval, here 100 ms).
 #[tokio::test]
 async fn expired_keys_are_absent_at_once_and_pruned_later() {
-    let db = queen_wire::embedded::test_config("kv_expiry")
-        .await
-        .unwrap();
-    let s = Server::start_on(
-        &db,
-        support::buffer_dir("kv_expiry"),
-        false,
-        &[("RETENTION_INTERVAL", "100")],
-    )
-    .await;
+    let (db, s) = Server::start_with_db("kv_expiry", &[("RETENTION_INTERVAL", "100")]).await;
     kv(
         &s,
         json!([
@@ -512,13 +503,8 @@ async fn each_timer_is_delivered_once_with_the_ids_promised() {
 #[tokio::test]
 async fn timer_payloads_wait_sealed_on_a_server_with_a_key() {
     let key = "7c".repeat(32);
-    let db = queen_wire::embedded::test_config("kv_timers_sealed")
-        .await
-        .unwrap();
-    let s = Server::start_on(
-        &db,
-        support::buffer_dir("kv_timers_sealed"),
-        false,
+    let (db, s) = Server::start_with_db(
+        "kv_timers_sealed",
         &[("QUEEN_ENCRYPTION_KEY", key.as_str())],
     )
     .await;

@@ -45,15 +45,10 @@ async fn slow_listings(db: &queen_wire::Config, seconds: f64) {
 /// check's ping timeout, and the connection was aborted with every request on it: 503s.)
 #[tokio::test]
 async fn a_slow_listing_beside_pushes_and_pops_fails_none_of_them() {
-    let db = queen_wire::embedded::test_config("rel_slow_listing")
-        .await
-        .unwrap();
     // Health checks every 100 ms, a ping must answer in 100 ms: any listing longer than that
     // on a shared connection would have had it aborted.
-    let s = Server::start_on(
-        &db,
-        support::buffer_dir("rel_slow_listing"),
-        false,
+    let (db, s) = Server::start_with_db(
+        "rel_slow_listing",
         &[("DB_HEALTH_INTERVAL", "100"), ("DB_HEALTH_TIMEOUT", "100")],
     )
     .await;
@@ -105,10 +100,7 @@ async fn a_slow_listing_beside_pushes_and_pops_fails_none_of_them() {
 #[tokio::test]
 async fn an_abandoned_listing_is_cancelled_on_the_server() {
     const LISTING: &str = "/api/v1/messages?queue=big&status=completed&limit=10";
-    let db = queen_wire::embedded::test_config("rel_cancel_listing")
-        .await
-        .unwrap();
-    let s = Server::start_on(&db, support::buffer_dir("rel_cancel_listing"), false, &[]).await;
+    let (db, s) = Server::start_with_db("rel_cancel_listing", &[]).await;
     s.push("big", "p", &[json!(1)]).await;
     slow_listings(&db, 2.0).await;
     // How long the listing runs when left alone, on this machine.

@@ -27,6 +27,7 @@ use crate::limits::{ACK_ITEMS_MAX, TEXT_MAX, check_name, check_text, check_trans
 use crate::model::{AckItem, AckOutcome};
 use crate::statements::columns;
 use crate::txid::TxId;
+use crate::wakeup::Wake;
 
 #[derive(Debug)]
 pub(crate) struct AckJob {
@@ -226,7 +227,7 @@ async fn run_items(inner: &Inner, items: &[&AckItem]) -> Result<Vec<AckOutcome>,
         }
     }
     for q in woken {
-        inner.wake(q);
+        inner.wake(q, Wake::Everyone);
     }
     inner
         .metrics()

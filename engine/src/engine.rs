@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::push::{self, PushJob};
 use crate::statements::Statements;
-use crate::wakeup::{Announcer, WakeHub};
+use crate::wakeup::{Announcer, Wake, WakeHub};
 use crate::{pop, sweeper, transaction};
 
 /// Engine settings.
@@ -318,18 +318,11 @@ impl Inner {
         &self.hub
     }
 
-    /// Messages of `queue` may be deliverable now: wakes this server's waiting pops and tells
-    /// the other servers (their listeners wake theirs).
-    pub(crate) fn wake(&self, queue: &str) {
-        self.hub.wake(queue);
-        self.announcer.announce(queue);
-    }
-
-    /// A push stored `n` new messages in `queue`: wakes as many of this server's pops as can
-    /// take them ([`WakeHub::wake_some`]) and tells the other servers.
-    pub(crate) fn wake_some(&self, queue: &str, n: usize) {
-        self.hub.wake_some(queue, n);
-        self.announcer.announce_some(queue, n);
+    /// Messages of `queue` may be deliverable now: wakes this server's waiting pops as `w` asks
+    /// and tells the other servers (their listeners wake theirs).
+    pub(crate) fn wake(&self, queue: &str, w: Wake) {
+        self.hub.wake(queue, w);
+        self.announcer.announce(queue, w);
     }
 
     pub(crate) fn analytics(&self) -> &crate::analytics::Analytics {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::statements::first_value;
+use crate::wakeup::Wake;
 
 /// Filters of the message listing.
 #[derive(Debug, Clone, Default)]
@@ -511,7 +512,7 @@ impl Engine {
         let Some(queue) = first_value::<String>(&rows)? else {
             return Ok(false);
         };
-        inner.wake(&queue);
+        inner.wake(&queue, Wake::Everyone);
         Ok(true)
     }
 
@@ -657,7 +658,7 @@ impl Engine {
         inner.analytics().invalidate();
         let moved = first_value::<i64>(&rows)?;
         if moved.is_some() {
-            inner.wake(queue);
+            inner.wake(queue, Wake::Everyone);
         }
         Ok(moved)
     }

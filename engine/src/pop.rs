@@ -47,8 +47,8 @@ use crate::statements::columns;
 enum State {
     /// One `queen.pop` round trip.
     Claim,
-    /// Parked until woken, the next re-check, or this deadline (the long poll's end).
-    Wait(Instant),
+    /// Parked until woken, the next re-check, or the long poll's end.
+    Wait,
     Done(Option<PopResult>),
 }
 
@@ -59,7 +59,11 @@ pub(crate) async fn pop(
     wait: Option<Duration>,
 ) -> Result<Option<PopResult>, EngineError> {
     validate(req)?;
-    let deadline = wait.map(|w| Instant::now() + w);
+    let Some(wait) = wait else {
+        // Nothing to wait for: one claim, and no wake-up signal to hold.
+        return claim(inner, req).await;
+    };
+    let deadline = Instant::now() + wait;
     let signal = inner.hub().signal(&req.queue);
     // Pops of any partition wait with their group's: a push wakes as many of those as it stored
     // messages. Pops of one partition wait on the queue's, which every push wakes.
@@ -75,12 +79,11 @@ pub(crate) async fn pop(
         tokio::pin!(notified);
         notified.as_mut().enable();
         state = match state {
-            State::Claim => match (claim(inner, req).await?, deadline) {
-                (Some(r), _) => State::Done(Some(r)),
-                (None, Some(deadline)) => State::Wait(deadline),
-                (None, None) => State::Done(None),
+            State::Claim => match claim(inner, req).await? {
+                Some(r) => State::Done(Some(r)),
+                None => State::Wait,
             },
-            State::Wait(deadline) => {
+            State::Wait => {
                 let now = Instant::now();
                 if now >= deadline {
                     State::Done(None)

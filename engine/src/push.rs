@@ -36,6 +36,7 @@ use crate::limits::{PRODUCER_MAX, PUSH_ITEMS_MAX, check_name, check_text, check_
 use crate::model::{PushItem, PushOutcome, PushStatus};
 use crate::payload::Body;
 use crate::txid::TxId;
+use crate::wakeup::Wake;
 
 /// One item ready for the database.
 #[derive(Debug, Clone)]
@@ -597,7 +598,7 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
             }
         }
         for (q, n) in stored {
-            inner.wake_some(q, n);
+            inner.wake(q, Wake::Messages(n));
         }
     }
     slot.into_iter()

@@ -28,6 +28,7 @@ use crate::model::Riders;
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::payload::Body;
 use crate::push::{PushArrays, Row, validate};
+use crate::wakeup::Wake;
 
 pub(crate) async fn run(
     inner: &Inner,
@@ -261,7 +262,7 @@ pub(crate) async fn run(
     };
     for rows in &pushes {
         if let Some(r) = rows.first() {
-            inner.wake(&r.queue);
+            inner.wake(&r.queue, Wake::Everyone);
         }
     }
     // Reassemble in operation order.

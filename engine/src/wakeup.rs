@@ -1,6 +1,6 @@
 //! Wake-ups for long-poll pops.
 //!
-//! A push that commits calls [`WakeHub::wake_some`] for its queues with the number of messages it
+//! A push that commits wakes its queues with [`Wake::Messages`], the number of messages it
 //! stored there: every pop waiting on one named partition of the queue re-checks at once, and of
 //! the pops waiting for any partition, as many per consumer group as there are new messages
 //! (they take a message each at least). Waking them all would be a herd: at 200 msg/s, 2,000
@@ -8,8 +8,7 @@
 //! cost 0.40 and 0.11 — each message woke every worker, and each woken worker ran a claim. A
 //! woken pop that goes away before it looks passes its wake-up on to the next (tokio's `Notify`
 //! forwards a `notify_one` its receiver dropped). Other changes that make messages available
-//! (nacks, released leases, seeks, retries) call [`WakeHub::wake`], which wakes every pop of the
-//! queue. Other servers attached to the same database learn of both through `NOTIFY
+//! (nacks, released leases, seeks, retries) wake with [`Wake::Everyone`]. Other servers attached to the same database learn of both through `NOTIFY
 //! queen_push` — debounced: queues touched within a short window are sent together, with the
 //! messages stored in them, never one NOTIFY per message — and a listener on a dedicated
 //! connection turns those notifications into the same wake-ups there.
@@ -26,6 +25,27 @@ use tokio::sync::{Notify, mpsc};
 pub const CHANNEL: &str = "queen_push";
 
 const NOTIFY_SQL: &str = include_str!("../../sql/statements/notify_push.sql");
+
+/// What a wake-up asks of the pops waiting on a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Anything may have become available (a nack, a released lease, a seek, a retry): every
+    /// pop looks again.
+    Everyone,
+    /// A push stored this many messages: every pop of one named partition looks again, and as
+    /// many of each consumer group's pops that take any partition.
+    Messages(usize),
+}
+
+impl Wake {
+    /// Two wake-ups of one queue as one (the announcer's debounce window).
+    fn and(self, other: Wake) -> Wake {
+        match (self, other) {
+            (Wake::Messages(a), Wake::Messages(b)) => Wake::Messages(a.saturating_add(b)),
+            _ => Wake::Everyone,
+        }
+    }
+}
 
 /// Per-queue wake-up signals.
 #[derive(Debug, Default)]
@@ -127,22 +147,19 @@ impl QueueSignal {
         self.groups.hold(group)
     }
 
-    /// Wakes every pop of the queue.
-    fn wake_all(&self) {
+    /// Wakes its pops as `w` asks.
+    fn wake(&self, w: Wake) {
         self.notify.notify_waiters();
         for s in self.groups.lock().values() {
-            s.notify.notify_waiters();
-        }
-    }
-
-    /// Wakes the pops of one partition, and up to `n` any-partition pops of each group.
-    fn wake_some(&self, n: usize) {
-        self.notify.notify_waiters();
-        for s in self.groups.lock().values() {
-            // One per holder at most (parked, or between claims: a holder that is claiming
-            // keeps the wake-up for its next wait, or passes it on).
-            for _ in 0..n.min(Registry::holders(s)) {
-                s.notify.notify_one();
+            match w {
+                Wake::Everyone => s.notify.notify_waiters(),
+                // One per holder at most (parked, or between claims: a holder that is claiming
+                // keeps the wake-up for its next wait, or passes it on).
+                Wake::Messages(n) => {
+                    for _ in 0..n.min(Registry::holders(s)) {
+                        s.notify.notify_one();
+                    }
+                }
             }
         }
     }
@@ -160,28 +177,17 @@ impl WakeHub {
         self.queues.lock().len()
     }
 
-    /// Wakes every pop waiting on `queue`.
-    pub fn wake(&self, queue: &str) {
-        let q = self.queues.lock();
-        if let Some(s) = q.get(queue) {
-            s.wake_all();
-        }
-    }
-
-    /// A push stored `n` messages in `queue`: wakes the pops of one named partition, and up to
-    /// `n` any-partition pops of each consumer group.
-    pub fn wake_some(&self, queue: &str, n: usize) {
-        let q = self.queues.lock();
-        if let Some(s) = q.get(queue) {
-            s.wake_some(n);
+    /// Wakes the pops waiting on `queue` as `w` asks.
+    pub fn wake(&self, queue: &str, w: Wake) {
+        if let Some(s) = self.queues.lock().get(queue) {
+            s.wake(w);
         }
     }
 
     /// Wakes every waiter (after a reconnect, when notifications may have been missed).
     pub fn wake_all(&self) {
-        let q = self.queues.lock();
-        for s in q.values() {
-            s.wake_all();
+        for s in self.queues.lock().values() {
+            s.wake(Wake::Everyone);
         }
     }
 
@@ -206,26 +212,24 @@ impl WakeHub {
 
 /// Sends debounced `NOTIFY`s for queues that received messages.
 ///
-/// A payload is `server:queue` (wake every pop of the queue) or `server/n:queue` (a push stored
-/// `n` messages there: wake as many pops per group, [`WakeHub::wake_some`]). A server that
+/// A payload is `server:queue` ([`Wake::Everyone`]) or `server/n:queue` ([`Wake::Messages`]). A server that
 /// predates the count reads `server/n` as another server's id and wakes every pop, as before.
 #[derive(Debug, Clone)]
 pub(crate) struct Announcer {
-    tx: mpsc::UnboundedSender<(String, Option<usize>)>,
+    tx: mpsc::UnboundedSender<(String, Wake)>,
 }
 
 impl Announcer {
     pub(crate) fn start(pool: Pool, server_id: String, debounce: Duration) -> Announcer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Option<usize>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Wake)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 tokio::time::sleep(debounce).await;
-                // Per queue: the messages stored in the window, or None when something asked
-                // for every pop to be woken.
-                let mut queues: HashMap<String, Option<usize>> = HashMap::new();
-                let mut add = |(q, n): (String, Option<usize>)| {
-                    let e = queues.entry(q).or_insert(Some(0));
-                    *e = e.zip(n).map(|(a, b)| a.saturating_add(b));
+                // The window's wake-ups, one per queue.
+                let mut queues: HashMap<String, Wake> = HashMap::new();
+                let mut add = |(q, w): (String, Wake)| {
+                    let e = queues.entry(q).or_insert(Wake::Messages(0));
+                    *e = e.and(w);
                 };
                 add(first);
                 while let Ok(x) = rx.try_recv() {
@@ -233,7 +237,7 @@ impl Announcer {
                 }
                 let payloads: Vec<String> = queues
                     .into_iter()
-                    .map(|(q, n)| payload(&server_id, &q, n))
+                    .map(|(q, w)| payload(&server_id, &q, w))
                     .collect();
                 // Parsed in the same flight (no prepared statement: this runs at most once per
                 // debounce window, and may run before the engine's statements exist).
@@ -245,32 +249,27 @@ impl Announcer {
         Announcer { tx }
     }
 
-    /// Every pop of `queue` should look again.
-    pub(crate) fn announce(&self, queue: &str) {
-        let _ = self.tx.send((queue.to_owned(), None));
-    }
-
-    /// A push stored `n` messages in `queue`.
-    pub(crate) fn announce_some(&self, queue: &str, n: usize) {
-        let _ = self.tx.send((queue.to_owned(), Some(n)));
+    /// Tells the other servers to wake the pops of `queue` as `w` asks.
+    pub(crate) fn announce(&self, queue: &str, w: Wake) {
+        let _ = self.tx.send((queue.to_owned(), w));
     }
 }
 
 /// The NOTIFY payload for `queue`: see [`Announcer`].
-fn payload(server_id: &str, queue: &str, n: Option<usize>) -> String {
-    match n {
-        Some(n) => format!("{server_id}/{n}:{queue}"),
-        None => format!("{server_id}:{queue}"),
+fn payload(server_id: &str, queue: &str, w: Wake) -> String {
+    match w {
+        Wake::Messages(n) => format!("{server_id}/{n}:{queue}"),
+        Wake::Everyone => format!("{server_id}:{queue}"),
     }
 }
 
-/// A NOTIFY payload read back: the sending server, the queue, and the messages stored (None:
-/// wake every pop). None for a payload of another shape.
-fn parse_payload(payload: &str) -> Option<(&str, &str, Option<usize>)> {
+/// A NOTIFY payload read back: the sending server, the queue and the wake-up. None for a
+/// payload of another shape.
+fn parse_payload(payload: &str) -> Option<(&str, &str, Wake)> {
     let (from, queue) = payload.split_once(':')?;
     match from.split_once('/') {
-        Some((server, n)) => Some((server, queue, Some(n.parse().ok()?))),
-        None => Some((from, queue, None)),
+        Some((server, n)) => Some((server, queue, Wake::Messages(n.parse().ok()?))),
+        None => Some((from, queue, Wake::Everyone)),
     }
 }
 
@@ -300,8 +299,7 @@ pub(crate) fn start_listener(
             match listener.recv().await {
                 Event::Notification(n) => match parse_payload(&n.payload) {
                     Some((from, _, _)) if from == server_id => {}
-                    Some((_, queue, Some(n))) => hub.wake_some(queue, n),
-                    Some((_, queue, None)) => hub.wake(queue),
+                    Some((_, queue, w)) => hub.wake(queue, w),
                     None => tracing::debug!(payload = %n.payload, "unknown wake-up payload"),
                 },
                 Event::Reconnected => hub.wake_all(),
@@ -331,7 +329,7 @@ mod tests {
         w1.as_mut().enable();
         w2.as_mut().enable();
         wb.as_mut().enable();
-        hub.wake("a");
+        hub.wake("a", Wake::Everyone);
         let mut cx = Context::from_waker(Waker::noop());
         assert_eq!(w1.as_mut().poll(&mut cx), Poll::Ready(()));
         assert_eq!(w2.as_mut().poll(&mut cx), Poll::Ready(()));
@@ -383,11 +381,11 @@ mod tests {
         ]);
         // One message: one pop of each group, and the partition's pop.
         let mut done = Vec::new();
-        hub.wake_some("q", 1);
+        hub.wake("q", Wake::Messages(1));
         assert_eq!(ready(&mut ws, &mut done), [0, 3, 4]);
         // Five more: the two other pops of `a`, and a wake-up kept for the next of `a` to wait
         // (at most one per holder: three for `a`).
-        hub.wake_some("q", 5);
+        hub.wake("q", Wake::Messages(5));
         assert_eq!(ready(&mut ws, &mut done), [0, 1, 2, 3, 4]);
         let mut next = enabled(vec![a1.notify.notified(), a2.notify.notified()]);
         let mut next_done = Vec::new();
@@ -398,21 +396,21 @@ mod tests {
             b.notify.notified(),
             q3.notify.notified(),
         ]);
-        hub.wake("q");
+        hub.wake("q", Wake::Everyone);
         assert_eq!(ready(&mut all, &mut Vec::new()), [0, 1, 2]);
         assert_eq!(ready(&mut next, &mut next_done), [0, 1]);
     }
 
     #[test]
     fn notify_payloads_read_back() {
-        for (q, n) in [
-            ("q", None),
-            ("q", Some(3)),
-            ("a:b/c", Some(0)),
-            ("x/1:y", None),
+        for (q, w) in [
+            ("q", Wake::Everyone),
+            ("q", Wake::Messages(3)),
+            ("a:b/c", Wake::Messages(0)),
+            ("x/1:y", Wake::Everyone),
         ] {
-            let p = payload("0af3", q, n);
-            assert_eq!(parse_payload(&p), Some(("0af3", q, n)), "{p}");
+            let p = payload("0af3", q, w);
+            assert_eq!(parse_payload(&p), Some(("0af3", q, w)), "{p}");
         }
         assert_eq!(parse_payload("no separator"), None);
         assert_eq!(parse_payload("id/many:q"), None);

@@ -32,10 +32,9 @@ $$;
 -- pending or processing; none before it is. (Inlined into the caller: a probe of the cursors'
 -- key per partition, planned once, not a function call each.)
 CREATE FUNCTION queen.listed_tails(p_queue text, p_partition text, p_ns text, p_task text)
-RETURNS TABLE (num bigint, id uuid, name text, queue_name text, namespace text, task text,
-               last_position bigint, settled bigint)
+RETURNS TABLE (num bigint, last_position bigint, settled bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT l.num, l.id, l.name, l.queue_name, l.namespace, l.task, l.last_position, c.settled
+    SELECT l.num, l.last_position, c.settled
       FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) l
      CROSS JOIN LATERAL (SELECT coalesce(min(cu.position), 0) AS settled
                            FROM queen.cursors cu WHERE cu.partition_id = l.id) c
@@ -134,7 +133,6 @@ DECLARE
     v_width interval;
     v_got bigint := 0;
     v_n bigint;
-    v_pending constant boolean := p_status IS NOT DISTINCT FROM 'pending';
     v_nums bigint[];
     v_after bigint[];
     v_upto bigint[];
@@ -158,17 +156,15 @@ BEGIN
         -- What live leases cover, from the leased cursors (a partial index holds only those):
         -- the cost follows the messages in flight, never the backlog or the history (a walk by
         -- time read all 1M messages of a queue with a backlog and no lease: 10 s).
-        SELECT coalesce(array_agg(p.num), '{}'), coalesce(array_agg(c.position), '{}'),
+        SELECT coalesce(array_agg(t.num), '{}'), coalesce(array_agg(c.position), '{}'),
                coalesce(array_agg(c.lease_end), '{}')
           INTO v_nums, v_after, v_upto
           FROM (SELECT c.partition_id, c.position, c.lease_end FROM queen.cursors c
                  WHERE c.lease_id IS NOT NULL AND c.lease_expires_at > now()
                 OFFSET 0) c
-          JOIN queen.partitions p ON p.id = c.partition_id
-          JOIN queen.queues q ON q.id = p.queue_id
-         WHERE queen.selected(q.name, p.name, q.namespace, q.task,
-                              p_queue, p_partition, p_ns, p_task);
-    ELSIF v_pending THEN
+          JOIN queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
+            ON t.id = c.partition_id;
+    ELSIF p_status = 'pending' THEN
         -- The tails after each partition's settled position, unless they pass 10,000 (NULL).
         SELECT t.nums, t.settled INTO v_nums, v_after
           FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000) t;
@@ -227,7 +223,7 @@ BEGIN
           JOIN queen.queues q ON q.id = p.queue_id
          CROSS JOIN LATERAL queen.message_status(p.id, m.position) s
          WHERE m.pnum = v_one
-           AND (NOT v_pending OR m.position > v_settled)
+           AND (p_status IS DISTINCT FROM 'pending' OR m.position > v_settled)
            AND (p_status IS DISTINCT FROM 'completed' OR m.position <= v_settled)
            AND (p_before_pos IS NULL OR m.position < p_before_pos)
            AND (p_from IS NULL OR m.created_at >= p_from)

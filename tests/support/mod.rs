@@ -59,8 +59,14 @@ impl Server {
 
     /// Starts `queen serve` on a fresh database with extra environment settings.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with_db(name, env).await.1
+    }
+
+    /// As [`Server::start`], with the database's address for the test's own connections.
+    pub async fn start_with_db(name: &str, env: &[(&str, &str)]) -> (queen_wire::Config, Server) {
         let db = queen_wire::embedded::test_config(name).await.unwrap();
-        Server::start_on(&db, buffer_dir(name), false, env).await
+        let s = Server::start_on(&db, buffer_dir(name), false, env).await;
+        (db, s)
     }
 
     /// Starts `queen serve` on a given database and buffer directory; returns once `/ready`.
