@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use queen_wire::{Client, ToSql};
 use serde_json::{Value, json};
 use support::{Server, ack_body};
@@ -747,4 +749,147 @@ async fn a_listing_past_the_statement_timeout_says_so() {
     holder.batch_execute("ROLLBACK").await.unwrap();
     let listed = s.get_json("/api/v1/messages?queue=slow").await;
     assert_eq!(listed["messages"].as_array().unwrap().len(), 1);
+}
+
+/// The completed listing behind a backlog jumps to the newest settled message's time (a probe
+/// per partition) instead of walking the backlog. That is only right if, within a partition, a
+/// message's time never decreases with its position. Two ways it used to: a push that waited
+/// for a partition's lock (here behind another server's push) was stamped with its
+/// transaction's start, earlier than the message stored before it; and a dead-letter retry
+/// moves an older message to the tail. Either way the newest settled message looked older
+/// than a completed one before it, and the listing left that one out.
+#[tokio::test]
+async fn completed_messages_behind_a_backlog_are_listed_whatever_order_they_were_timed_in() {
+    let (db, s) = Server::start_with_db("insp_completed_times", &[]).await;
+    // A second server on the same database: its batcher does not know the first one's pushes.
+    let s2 = Server::start_on(
+        &db,
+        support::buffer_dir("insp_completed_times_2"),
+        false,
+        &[],
+    )
+    .await;
+    let one = |q: &str, p: &str, tx: &str| json!({"queue": q, "partition": p, "transactionId": tx, "payload": tx});
+    // Queue `locks`: its partitions exist, in this order (a push locks them in it).
+    s.push_items(&[one("locks", "p1", "p1-0"), one("locks", "p2", "p2-0")])
+        .await;
+    // Queue `retries`: a message that will be dead-lettered and retried after a later one.
+    s.push_items(&[one("retries", "p", "p-0"), one("retries", "p", "retried")])
+        .await;
+
+    // `locks`: a push to p1 and p2 waits for p1's lock, held by another session ...
+    let holder = queen_wire::Connection::connect(&db).await.unwrap();
+    holder
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM queen.partitions p JOIN queen.queues q ON q.id = p.queue_id \
+              WHERE q.name = 'locks' AND p.name = 'p1' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let port = s.port;
+    let waiting = tokio::spawn(async move {
+        let items = [one("locks", "p1", "late-1"), one("locks", "p2", "late-2")];
+        Server::client(port)
+            .post("/api/v1/push", &json!({ "items": items }))
+            .await
+            .unwrap()
+            .status
+    });
+    let watcher = queen_wire::Connection::connect(&db).await.unwrap();
+    support::until(
+        Duration::from_secs(10),
+        "a push waiting for p1's lock",
+        async || {
+            let rows = watcher
+                .query_sql(
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%queen.push%'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows[0].get::<i64>("n").unwrap() == 1
+        },
+    )
+    .await;
+    // ... while, more than the listing's second of slack later, the other server stores a
+    // message in p2 (not locked yet: the waiting push locks in partition order) ...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s2.push_items(&[one("locks", "p2", "early")]).await;
+    // ... and the waiting push goes on, behind it.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 201);
+
+    // `retries`: a message pushed more than the second of slack after the one to be retried,
+    // which is then dead-lettered and retried: moved behind it.
+    s.push_items(&[one("retries", "p", "later")]).await;
+    let path = "/api/v1/pop/queue/retries/partition/p?batch=1&wait=false";
+    let first = s.pop(path).await;
+    assert_eq!(first[0]["transactionId"], "p-0");
+    assert_eq!(
+        s.post("/api/v1/ack", &ack_body(&first[0], "completed"))
+            .await
+            .status,
+        200
+    );
+    let failed = s.pop(path).await;
+    assert_eq!(failed[0]["transactionId"], "retried");
+    let mut dlq = ack_body(&failed[0], "dlq");
+    dlq["error"] = json!("bad");
+    assert_eq!(s.post("/api/v1/ack", &dlq).await.status, 200);
+    let pid = failed[0]["partitionId"].as_str().unwrap();
+    let r = s
+        .post(&format!("/api/v1/messages/{pid}/retried/retry"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // Within a partition no message is timed before one stored ahead of it (a retried one
+    // counts by its retry).
+    let rows = watcher
+        .query_sql(
+            "SELECT count(*) AS n FROM queen.messages a JOIN queen.messages b \
+                 ON b.pnum = a.pnum AND b.position > a.position \
+              WHERE greatest(b.created_at, b.requeued_at) < greatest(a.created_at, a.requeued_at)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].get::<i64>("n").unwrap(),
+        0,
+        "times out of position order"
+    );
+
+    for (queue, partition, n, completed) in [
+        ("locks", "p2", 3, ["early", "late-2", "p2-0"]),
+        ("retries", "p", 2, ["later", "p-0", "retried"]),
+    ] {
+        // Consumed to its end: completed.
+        let got = s
+            .pop(&format!(
+                "/api/v1/pop/queue/{queue}/partition/{partition}?batch=10&autoAck=true&wait=false"
+            ))
+            .await;
+        assert_eq!(got.len(), n, "{queue}: {got:?}");
+        // A backlog pushed after it, newer than everything: the walk's first windows hold
+        // only that, so the listing jumps.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let backlog: Vec<Value> = (0..2000)
+            .map(|n| json!({"queue": queue, "partition": "backlog", "payload": n}))
+            .collect();
+        s.push_items(&backlog).await;
+        let listed = s
+            .get_json(&format!(
+                "/api/v1/messages?queue={queue}&status=completed&limit=20"
+            ))
+            .await;
+        let mut txids: Vec<&str> = listed["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["transactionId"].as_str().unwrap())
+            .collect();
+        txids.sort_unstable();
+        assert_eq!(txids, completed, "{queue}: {listed}");
+    }
 }

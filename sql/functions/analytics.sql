@@ -281,14 +281,16 @@ BEGIN
             -- lies over them. Every completed message is at or before its partition's
             -- settled position, so the walk goes on from the newest of those (a probe per
             -- partition), not through the backlog (10 s, the statement timeout, at 1M
-            -- messages). A second above it covers positions whose times are out of order (a
-            -- push's time is its transaction's start, its position taken at its lock, so a push
-            -- that waited longer than that for a partition's lock may be missed here).
+            -- messages). Within a partition a message's time (taken at its push's lock, or at
+            -- the retry that moved it: requeued_at) never decreases with its position, so the
+            -- newest settled message's time bounds every completed one of its partition; a
+            -- second above it covers a clock stepped back.
             -- The settled positions are kept (by partition number) to pass over the backlog's
             -- rows before their status is looked at.
-            SELECT max(m.created_at), jsonb_object_agg(t.num, t.settled) INTO v_done, v_settled_at
+            SELECT max(m.at), jsonb_object_agg(t.num, t.settled) INTO v_done, v_settled_at
               FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t
-             CROSS JOIN LATERAL (SELECT w.created_at FROM queen.messages w
+             CROSS JOIN LATERAL (SELECT greatest(w.created_at, w.requeued_at) AS at
+                                   FROM queen.messages w
                                   WHERE w.pnum = t.num AND w.position <= t.settled
                                   ORDER BY w.position DESC LIMIT 1) m
              WHERE t.settled > 0;

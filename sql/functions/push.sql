@@ -21,6 +21,12 @@
 -- the statements after the lock (with a snapshot taken after it) see every message committed
 -- before. NO KEY UPDATE does not conflict with the KEY SHARE locks that cursor inserts take.
 --
+-- A message's created_at is the time its push took the locks, not its transaction's start:
+-- a push that waited for a partition's lock is later in time as in position, so within a
+-- partition created_at never decreases with the position (what the completed listing's jump
+-- relies on; only a dead-letter retry moves an older message to a newer position, and it
+-- records when in requeued_at).
+--
 -- Returns the duplicates only: (ord, the stored message's id); they are not stored again. With
 -- p_strict (inside a transaction) a duplicate raises QU001 instead.
 CREATE FUNCTION queen.push(
@@ -44,12 +50,14 @@ DECLARE
     v_rules boolean;
     v_dup_o integer[];
     v_dup_id uuid[];
+    v_now timestamptz;
 BEGIN
     SELECT count(*), bool_or(q.encryption_enabled OR q.max_size > 0)
       INTO v_found, v_rules
       FROM (SELECT p.queue_id FROM queen.partitions p
              WHERE p.num = ANY (p_parts) ORDER BY p.num FOR NO KEY UPDATE) p
       JOIN queen.queues q ON q.id = p.queue_id;
+    v_now := clock_timestamp();
     IF v_found < cardinality(p_parts) THEN
         RAISE EXCEPTION 'a partition of the push no longer exists' USING ERRCODE = 'QU006';
     END IF;
@@ -61,15 +69,15 @@ BEGIN
         BEGIN
             WITH bumped AS (
                 UPDATE queen.partitions p
-                   SET last_position = p.last_position + c.n, last_message_at = now()
+                   SET last_position = p.last_position + c.n, last_message_at = v_now
                   FROM unnest(p_parts, p_counts) AS c(num, n)
                  WHERE p.num = c.num
                 RETURNING p.num, p.last_position - c.n AS base
             )
-            INSERT INTO queen.messages (pnum, position, id, txuuid, txtext, trace_id,
+            INSERT INTO queen.messages (pnum, position, id, created_at, txuuid, txtext, trace_id,
                                         producer_sub, payload, sealed)
-            SELECT i.pnum, b.base + i.k, i.id, i.txuuid, i.txtext, i.trace_id, i.sub, i.payload,
-                   i.sealed
+            SELECT i.pnum, b.base + i.k, i.id, v_now, i.txuuid, i.txtext, i.trace_id, i.sub,
+                   i.payload, i.sealed
               FROM unnest(p_pnums, p_ks, p_ids, p_txuuids, p_txtexts, p_trace_ids, p_subs,
                           p_payloads, p_sealed)
                    AS i(pnum, k, id, txuuid, txtext, trace_id, sub, payload, sealed)
@@ -106,14 +114,15 @@ BEGIN
         SELECT i.pnum, count(*) AS n FROM items i GROUP BY i.pnum
     ), bumped AS (
         UPDATE queen.partitions p
-           SET last_position = p.last_position + c.n, last_message_at = now()
+           SET last_position = p.last_position + c.n, last_message_at = v_now
           FROM counts c
          WHERE p.num = c.pnum
         RETURNING p.num, p.last_position - c.n AS base
     )
-    INSERT INTO queen.messages (pnum, position, id, txuuid, txtext, trace_id, producer_sub,
-                                payload, sealed)
-    SELECT i.pnum, b.base + i.k, i.id, i.txuuid, i.txtext, i.trace_id, i.sub, i.payload, i.sealed
+    INSERT INTO queen.messages (pnum, position, id, created_at, txuuid, txtext, trace_id,
+                                producer_sub, payload, sealed)
+    SELECT i.pnum, b.base + i.k, i.id, v_now, i.txuuid, i.txtext, i.trace_id, i.sub, i.payload,
+           i.sealed
       FROM items i JOIN bumped b ON b.num = i.pnum;
     RETURN QUERY SELECT * FROM unnest(v_dup_o, v_dup_id);
 END
