@@ -705,8 +705,9 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     let one = listing_reads(&db, "backlog", Some("p3"), "completed").await;
     assert_eq!(one.n, Some(5));
     assert!(one.messages <= 10, "{} rows read in p3", one.messages);
-    // The sizing of the pending tails stops once they pass 10,000: at the 201st of the 1,000
-    // partitions (50 positions each; the loop fetches ten at a time, so 210 probes).
+    // The sizing of the pending tails stops once a page of 50 read from them would read more
+    // than 20,000 rows: at the 401st of the 1,000 partitions (50 positions each; the loop
+    // fetches ten at a time, so 410 probes).
     let tails = tails_sized(&db, "backlog").await;
     let probes = tails.cursor_probes;
     eprintln!("tails sized with {probes} cursor probes of {PARTITIONS} partitions");
@@ -717,13 +718,13 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     );
 }
 
-/// `queen.short_tails` of queue `queue`: `n` is the partitions with a tail, None past 10,000
-/// positions.
+/// `queen.short_tails` of queue `queue` for a page of 50: `n` is the partitions with a tail,
+/// None when the page would read more than 20,000 rows.
 async fn tails_sized(db: &queen_wire::Config, queue: &str) -> Reads {
     reads_of(
         db,
         "SELECT cardinality(nums)::bigint AS n \
-           FROM queen.short_tails($1, NULL, NULL, NULL, 10000)",
+           FROM queen.short_tails($1, NULL, NULL, NULL, 20000, 50)",
         &[&queue],
     )
     .await
@@ -892,4 +893,96 @@ async fn completed_messages_behind_a_backlog_are_listed_whatever_order_they_were
         txids.sort_unstable();
         assert_eq!(txids, completed, "{queue}: {listed}");
     }
+}
+
+/// A stuck consumer leaves a long tail in one partition while the others are consumed: the
+/// pending page is that tail's newest messages, read by key, whatever the tail's length and
+/// the completed history beside it (the walk by time read all 20,000 completed messages here:
+/// 5 s a call with 1M of them). A message a dead-letter retry moved to the tail is listed by
+/// its time, as the walk lists it.
+#[tokio::test]
+async fn pending_messages_of_a_stuck_partition_are_read_by_key() {
+    let (db, s) = Server::start_with_db("insp_stuck", &[]).await;
+    let items = |partition: &str, from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| json!({"queue": "stuck", "partition": partition, "transactionId": format!("{partition}-{i}"), "payload": i}))
+            .collect()
+    };
+    // The stuck partition: 11,990 messages, then `x`, then 10 more.
+    for k in 0..12 {
+        s.push_items(&items("s", k * 1000, if k == 11 { 990 } else { 1000 }))
+            .await;
+    }
+    s.push_items(&[
+        json!({"queue": "stuck", "partition": "s", "transactionId": "x", "payload": "x"}),
+    ])
+    .await;
+    s.push_items(&items("s", 20_000, 10)).await;
+    // A group reads up to `x`, dead-letters it, and `x` is retried: moved behind the 10.
+    let g = "/api/v1/pop/queue/stuck/partition/s?consumerGroup=g&wait=false";
+    for batch in [1000; 11].into_iter().chain([990]) {
+        let got = s.pop(&format!("{g}&batch={batch}&autoAck=true")).await;
+        assert_eq!(got.len(), batch);
+    }
+    let x = s.pop(&format!("{g}&batch=1")).await;
+    assert_eq!(x[0]["transactionId"], "x");
+    let mut dlq = ack_body(&x[0], "dlq");
+    dlq["error"] = json!("bad");
+    dlq["consumerGroup"] = json!("g");
+    assert_eq!(s.post("/api/v1/ack", &dlq).await.status, 200);
+    let pid = x[0]["partitionId"].as_str().unwrap();
+    let r = s
+        .post(&format!("/api/v1/messages/{pid}/x/retry"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Newer traffic in ten other partitions, all consumed.
+    for p in 0..10 {
+        s.push_items(&items(&format!("a{p}"), 0, 2000)).await;
+    }
+    for p in 0..10 {
+        let got = s
+            .pop(&format!(
+                "/api/v1/pop/queue/stuck/partition/a{p}?batch=2000&autoAck=true&wait=false"
+            ))
+            .await;
+        assert_eq!(got.len(), 2000);
+    }
+
+    // What the page must hold: the 50 newest pending messages, by the listing's order.
+    let conn = queen_wire::Connection::connect(&db).await.unwrap();
+    let truth: Vec<String> = conn
+        .query_sql(
+            "SELECT queen.txid(m.txuuid, m.txtext) AS tx FROM queen.messages m \
+               JOIN queen.partitions p ON p.num = m.pnum \
+               JOIN queen.queues q ON q.id = p.queue_id \
+              WHERE q.name = 'stuck' \
+                AND (SELECT st.status FROM queen.message_status(p.id, m.position) st) = 'pending' \
+              ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC LIMIT 50",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("tx").unwrap())
+        .collect();
+    assert!(truth.iter().any(|t| t == "x"), "{truth:?}");
+    let page = s
+        .get_json("/api/v1/messages?queue=stuck&status=pending&limit=50")
+        .await;
+    let listed: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["transactionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, truth);
+
+    let pending = listing_reads(&db, "stuck", None, "pending").await;
+    eprintln!("{} rows read for a page of 50 pending", pending.messages);
+    assert_eq!(pending.n, Some(50));
+    assert!(
+        pending.messages <= 200,
+        "{} rows read for the 50 newest of a 12,001-message tail beside 20,000 completed",
+        pending.messages
+    );
 }

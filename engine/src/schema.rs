@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_streams.sql",
         sql: include_str!("../../sql/migrations/0008_streams.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_requeued_index.sql",
+        sql: include_str!("../../sql/migrations/0009_requeued_index.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after

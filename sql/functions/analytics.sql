@@ -41,12 +41,15 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The partitions of a selection with unsettled positions (listed_tails) and their settled
--- positions, while the tails hold at most p_bound positions in all; NULLs past it (a backlog).
--- Counted partition by partition, so a backlog is told after the first few partitions, not
--- after a probe of every partition's cursors (at 10,000 partitions and 10 groups: 100 ms for
--- the whole sum, about 1 ms to pass 10,000).
+-- positions, while a page read from them by key reads at most p_bound rows (NULLs past it: a
+-- backlog over many partitions). A partition's page reads at most p_per_partition of its tail
+-- (its newest, by position), so a long tail in a few partitions (a stuck consumer) counts
+-- that, not its length. Counted partition by partition, so a backlog is told after the first
+-- few partitions, not after a probe of every partition's cursors (at 10,000 partitions and
+-- 10 groups: 100 ms for the whole sum, about 1 ms to pass the bound).
 CREATE FUNCTION queen.short_tails(p_queue text, p_partition text, p_ns text, p_task text,
-                                  p_bound bigint, OUT nums bigint[], OUT settled bigint[])
+                                  p_bound bigint, p_per_partition bigint,
+                                  OUT nums bigint[], OUT settled bigint[])
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_total bigint := 0;
@@ -57,7 +60,7 @@ BEGIN
     FOR v_part IN SELECT t.num, t.settled, t.last_position - t.settled AS n
                     FROM queen.listed_tails(p_queue, p_partition, p_ns, p_task) t LOOP
         CONTINUE WHEN v_part.n <= 0;
-        v_total := v_total + v_part.n;
+        v_total := v_total + least(v_part.n, p_per_partition);
         IF v_total > p_bound THEN
             nums := NULL;
             settled := NULL;
@@ -98,10 +101,12 @@ $$;
 --                the messages in flight;
 --   pending      messages after their partition's least advanced cursor (anywhere in a
 --                partition no group reads yet). While consumers keep up those tails are short
---                and every older message is completed: when the selection's tails hold at
---                most 10,000 positions (counted partition by partition, stopping once past the
---                bound), the page is read from the tails alone, by key. Longer tails (a
---                backlog) fill a page from the newest windows, and the walk serves them;
+--                and every older message is completed; a stuck consumer leaves a long tail in
+--                a few partitions. Either way, when a page read from the tails (at most a
+--                page's worth of each, its newest) reads at most 20,000 rows (counted
+--                partition by partition, stopping once past the bound), the page is read from
+--                the tails alone, by key. A backlog over many partitions fills a page from
+--                the newest windows, and the walk serves it;
 --   completed    messages at or before their partition's settled position: one partition's
 --                walk starts there; a queue-wide walk that found none in two windows goes on
 --                from the newest of them (below);
@@ -165,9 +170,10 @@ BEGIN
           JOIN queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
             ON t.id = c.partition_id;
     ELSIF p_status = 'pending' THEN
-        -- The tails after each partition's settled position, unless they pass 10,000 (NULL).
+        -- The tails after each partition's settled position, unless a page of them would
+        -- read more than 20,000 rows (NULL).
         SELECT t.nums, t.settled INTO v_nums, v_after
-          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000) t;
+          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 20000, p_limit) t;
     ELSIF p_status = 'dead_letter' AND v_dead <= 10000 THEN
         -- A range of one position per dead letter: a probe of the key each.
         SELECT coalesce(array_agg(t.num), '{}'), coalesce(array_agg(d.position - 1), '{}'),
@@ -191,15 +197,28 @@ BEGIN
                   JOIN queen.partitions p ON p.num = t.num
                   JOIN queen.queues q ON q.id = p.queue_id
                  CROSS JOIN LATERAL (
-                       SELECT w.* FROM queen.messages w
-                        WHERE w.pnum = t.num AND w.position > t.after
-                          AND w.position <= coalesce(t.upto, 9223372036854775807)
-                          AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
-                                            p_before_pnum, p_before_pos, p_from, p_to)
-                          AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
-                              = p_status
-                        ORDER BY w.created_at DESC, w.position DESC
-                        LIMIT p_limit) m
+                       -- A range's newest messages by key: within a partition a message's
+                       -- time never decreases with its position, but for the messages a
+                       -- dead-letter retry moved there, added from their own index.
+                       (SELECT w.* FROM queen.messages w
+                         WHERE w.pnum = t.num AND w.position > t.after
+                           AND w.position <= coalesce(t.upto, 9223372036854775807)
+                           AND w.requeued_at IS NULL
+                           AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
+                                             p_before_pnum, p_before_pos, p_from, p_to)
+                           AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
+                               = p_status
+                         ORDER BY w.position DESC
+                         LIMIT p_limit)
+                       UNION ALL
+                       (SELECT w.* FROM queen.messages w
+                         WHERE w.pnum = t.num AND w.position > t.after
+                           AND w.position <= coalesce(t.upto, 9223372036854775807)
+                           AND w.requeued_at IS NOT NULL
+                           AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
+                                             p_before_pnum, p_before_pos, p_from, p_to)
+                           AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
+                               = p_status)) m
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s
