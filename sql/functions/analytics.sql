@@ -218,7 +218,9 @@ BEGIN
                            AND queen.on_page(w.created_at, w.pnum, w.position, p_before_ts,
                                              p_before_pnum, p_before_pos, p_from, p_to)
                            AND (SELECT st.status FROM queen.message_status(p.id, w.position) st)
-                               = p_status)) m
+                               = p_status
+                         ORDER BY w.created_at DESC, w.position DESC
+                         LIMIT p_limit)) m
                  ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC
                  LIMIT p_limit) x
          CROSS JOIN LATERAL queen.message_status(x.partition_id, x.position) s

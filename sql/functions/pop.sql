@@ -251,9 +251,10 @@ $$;
 -- The reading of queues with ttl, maxWaitTimeSeconds or delayedProcessing, message by message:
 -- delivery stops at the first message that may not go yet (delayedProcessing: never skip ahead
 -- of it; created_at is not monotonic in position where a dead-letter retry moved an older
--- message to the tail, hence the running bool_and), and a message past its ttl or maxWaitTimeSeconds is never delivered but
--- dead-lettered (or dropped); at the head the cursor moves past it, further on the ack of a
--- later message does. A scan that found only such messages looks further.
+-- message to the tail, hence the running bool_and), and a message past its ttl or
+-- maxWaitTimeSeconds is never delivered but dead-lettered (or dropped); at the head the cursor
+-- moves past it, further on the ack of a later message does. A scan that found only such
+-- messages looks further.
 CREATE FUNCTION queen.pop_scan(
     q queen.queues, p_pid uuid, p_pnum bigint, p_pname text, p_group text, p_cap integer,
     p_slot integer, p_lease uuid, p_expires timestamptz, p_worker text)
