@@ -986,3 +986,108 @@ async fn pending_messages_of_a_stuck_partition_are_read_by_key() {
         pending.messages
     );
 }
+
+/// A flood of dead letters in one partition, older than the traffic consumed since: the
+/// dead-letter page is each partition's newest dead letters, read from their table by key
+/// (the walk by time read every message newer than them), in the listing's order, a message
+/// dead-lettered again after a retry included by its time.
+#[tokio::test]
+async fn dead_letters_past_a_flood_are_read_by_key() {
+    let (db, s) = Server::start_with_db("insp_dead_flood", &[]).await;
+    s.post(
+        "/api/v1/configure",
+        &json!({"queue": "flood", "options": {"retryLimit": 0}}),
+    )
+    .await
+    .expect(200);
+    let items = |partition: &str, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"queue": "flood", "partition": partition, "transactionId": format!("{partition}-{i}"), "payload": i}))
+            .collect()
+    };
+    let flood = items("bad", 10_051);
+    for chunk in flood.chunks(10_000) {
+        s.push_items(chunk).await;
+    }
+    let pop = "/api/v1/pop/queue/flood/partition/bad?wait=false";
+    let dead_letter = async |messages: &[Value]| {
+        for chunk in messages.chunks(10_000) {
+            let acks: Vec<Value> = chunk
+                .iter()
+                .map(|m| {
+                    let mut a = ack_body(m, "dlq");
+                    a["error"] = json!("poison");
+                    a
+                })
+                .collect();
+            s.post("/api/v1/ack/batch", &json!({ "acknowledgments": acks }))
+                .await
+                .expect(200);
+        }
+    };
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let batch = s.pop(&format!("{pop}&batch=10000")).await;
+        dead_letter(&batch).await;
+        got.extend(batch);
+    }
+    assert_eq!(got.len(), 10_051);
+    // The oldest one is retried and fails again: its dead letter sits at the partition's end.
+    let pid = got[0]["partitionId"].as_str().unwrap();
+    let r = s
+        .post(&format!("/api/v1/messages/{pid}/bad-0/retry"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let again = s.pop(&format!("{pop}&batch=10")).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["transactionId"], "bad-0");
+    dead_letter(&again).await;
+    // Newer traffic, consumed.
+    for p in 0..10 {
+        let partition = format!("ok{p}");
+        s.push_items(&items(&partition, 2000)).await;
+        let got = s
+            .pop(&format!(
+                "/api/v1/pop/queue/flood/partition/{partition}?batch=2000&autoAck=true&wait=false"
+            ))
+            .await;
+        assert_eq!(got.len(), 2000);
+    }
+
+    let conn = queen_wire::Connection::connect(&db).await.unwrap();
+    let truth: Vec<String> = conn
+        .query_sql(
+            "SELECT queen.txid(m.txuuid, m.txtext) AS tx FROM queen.messages m \
+               JOIN queen.partitions p ON p.num = m.pnum \
+               JOIN queen.queues q ON q.id = p.queue_id \
+              WHERE q.name = 'flood' AND EXISTS (SELECT 1 FROM queen.dead_letters d \
+                     WHERE d.partition_id = p.id AND d.position = m.position) \
+              ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC LIMIT 50",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("tx").unwrap())
+        .collect();
+    assert_eq!(truth.len(), 50);
+    let page = s
+        .get_json("/api/v1/messages?queue=flood&status=dead_letter&limit=50")
+        .await;
+    let listed: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["transactionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, truth);
+
+    let dead = listing_reads(&db, "flood", None, "dead_letter").await;
+    eprintln!("{} rows read for a page of 50 dead letters", dead.messages);
+    assert_eq!(dead.n, Some(50));
+    assert!(
+        dead.messages <= 200,
+        "{} rows read for the 50 newest of 10,051 dead letters beside 20,000 completed",
+        dead.messages
+    );
+}

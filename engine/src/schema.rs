@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_requeued_index.sql",
         sql: include_str!("../../sql/migrations/0009_requeued_index.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_dead_letter_positions.sql",
+        sql: include_str!("../../sql/migrations/0010_dead_letter_positions.sql"),
+    },
 ];
 
 /// Server-side functions, one file per operation (`sql/functions/`), replaced as a whole after

@@ -110,8 +110,8 @@ $$;
 --   completed    messages at or before their partition's settled position: one partition's
 --                walk starts there; a queue-wide walk that found none in two windows goes on
 --                from the newest of them (below);
---   dead_letter  while the selection holds at most 10,000 (counted on the partitions), read
---                from their table.
+--   dead_letter  each partition's newest dead letters by position, from their table, while
+--                a page of them reads at most 20,000 (counted on the partitions).
 --
 -- Sequential scans are off for the function: until autovacuum's analyze catches up with a bulk
 -- load (tens of seconds after a million messages), the statistics of created_at end before the
@@ -149,7 +149,7 @@ DECLARE
     v_dead bigint;
 BEGIN
     SELECT count(*), min(t.num), sum(t.last_position - t.removed), min(t.created_at),
-           max(t.last_message_at), sum(t.dead_lettered)
+           max(t.last_message_at), sum(least(t.dead_lettered, p_limit))
       INTO v_count, v_one, v_stored, v_floor, v_hi, v_dead
       FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t;
     IF v_count = 0 OR coalesce(v_stored, 0) <= 0 THEN
@@ -174,14 +174,27 @@ BEGIN
         -- read more than 20,000 rows (NULL).
         SELECT t.nums, t.settled INTO v_nums, v_after
           FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 20000, p_limit) t;
-    ELSIF p_status = 'dead_letter' AND v_dead <= 10000 THEN
-        -- A range of one position per dead letter: a probe of the key each.
+    ELSIF p_status = 'dead_letter' AND v_dead <= 20000 THEN
+        -- Each partition's newest dead letters by position, a page's worth (and those of
+        -- messages a retry moved, whose time is older than their position says), while such
+        -- a page reads at most 20,000 (counted on the partitions, no probe): a range of one
+        -- position each.
         SELECT coalesce(array_agg(t.num), '{}'), coalesce(array_agg(d.position - 1), '{}'),
                coalesce(array_agg(d.position), '{}')
           INTO v_nums, v_after, v_upto
           FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t
-         CROSS JOIN LATERAL (SELECT DISTINCT d.position FROM queen.dead_letters d
-                              WHERE d.partition_id = t.id) d
+         CROSS JOIN LATERAL (
+               (SELECT DISTINCT d.position FROM queen.dead_letters d
+                 WHERE d.partition_id = t.id
+                   AND NOT EXISTS (SELECT 1 FROM queen.messages m
+                                    WHERE m.pnum = t.num AND m.position = d.position
+                                      AND m.requeued_at IS NOT NULL)
+                 ORDER BY d.position DESC LIMIT p_limit)
+               UNION
+               SELECT m.position FROM queen.messages m
+                WHERE m.pnum = t.num AND m.requeued_at IS NOT NULL
+                  AND EXISTS (SELECT 1 FROM queen.dead_letters d
+                               WHERE d.partition_id = t.id AND d.position = m.position)) d
          WHERE t.dead_lettered > 0;
     END IF;
     IF v_nums IS NOT NULL THEN
