@@ -752,6 +752,25 @@ async fn a_listing_past_the_statement_timeout_says_so() {
     assert_eq!(listed["messages"].as_array().unwrap().len(), 1);
 }
 
+/// Dead-letters popped message `m` (of `group`, or the queue's consumers) and retries it: it
+/// moves to the tail of its partition.
+async fn dead_letter_and_retry(s: &Server, m: &Value, group: Option<&str>) {
+    let mut dlq = ack_body(m, "dlq");
+    dlq["error"] = json!("bad");
+    if let Some(g) = group {
+        dlq["consumerGroup"] = json!(g);
+    }
+    assert_eq!(s.post("/api/v1/ack", &dlq).await.status, 200);
+    let (pid, tx) = (
+        &m["partitionId"].as_str().unwrap(),
+        m["transactionId"].as_str().unwrap(),
+    );
+    let r = s
+        .post(&format!("/api/v1/messages/{pid}/{tx}/retry"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 /// The completed listing behind a backlog jumps to the newest settled message's time (a probe
 /// per partition) instead of walking the backlog. That is only right if, within a partition, a
 /// message's time never decreases with its position. Two ways it used to: a push that waited
@@ -835,14 +854,7 @@ async fn completed_messages_behind_a_backlog_are_listed_whatever_order_they_were
     );
     let failed = s.pop(path).await;
     assert_eq!(failed[0]["transactionId"], "retried");
-    let mut dlq = ack_body(&failed[0], "dlq");
-    dlq["error"] = json!("bad");
-    assert_eq!(s.post("/api/v1/ack", &dlq).await.status, 200);
-    let pid = failed[0]["partitionId"].as_str().unwrap();
-    let r = s
-        .post(&format!("/api/v1/messages/{pid}/retried/retry"), &json!({}))
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    dead_letter_and_retry(&s, &failed[0], None).await;
 
     // Within a partition no message is timed before one stored ahead of it (a retried one
     // counts by its retry).
@@ -879,20 +891,67 @@ async fn completed_messages_behind_a_backlog_are_listed_whatever_order_they_were
             .map(|n| json!({"queue": queue, "partition": "backlog", "payload": n}))
             .collect();
         s.push_items(&backlog).await;
-        let listed = s
-            .get_json(&format!(
-                "/api/v1/messages?queue={queue}&status=completed&limit=20"
+        let mut listed = page_is_the_newest(&s, &db, queue, "completed").await;
+        listed.sort_unstable();
+        assert_eq!(listed, completed, "{queue}");
+    }
+}
+
+/// Newer traffic beside what a test lists: 2,000 messages in each of ten other partitions of
+/// `queue`, all consumed.
+async fn newer_traffic_consumed(s: &Server, queue: &str) {
+    for p in 0..10 {
+        let items: Vec<Value> = (0..2000)
+            .map(|i| json!({"queue": queue, "partition": format!("ok{p}"), "payload": i}))
+            .collect();
+        s.push_items(&items).await;
+        let got = s
+            .pop(&format!(
+                "/api/v1/pop/queue/{queue}/partition/ok{p}?batch=2000&autoAck=true&wait=false"
             ))
             .await;
-        let mut txids: Vec<&str> = listed["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["transactionId"].as_str().unwrap())
-            .collect();
-        txids.sort_unstable();
-        assert_eq!(txids, completed, "{queue}: {listed}");
+        assert_eq!(got.len(), 2000);
     }
+}
+
+/// Asserts that the listing's first page of 50 of `queue`'s messages of `status` is what
+/// PostgreSQL finds by looking at every message (the listing's order: newest first, then
+/// partition and position); returns their transactionIds.
+async fn page_is_the_newest(
+    s: &Server,
+    db: &queen_wire::Config,
+    queue: &str,
+    status: &str,
+) -> Vec<String> {
+    let conn = queen_wire::Connection::connect(db).await.unwrap();
+    let truth: Vec<String> = conn
+        .query_sql(
+            "SELECT queen.txid(m.txuuid, m.txtext) AS tx FROM queen.messages m \
+               JOIN queen.partitions p ON p.num = m.pnum \
+               JOIN queen.queues q ON q.id = p.queue_id \
+              WHERE q.name = $1 \
+                AND (SELECT st.status FROM queen.message_status(p.id, m.position) st) = $2 \
+              ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC LIMIT 50",
+            &[&queue, &status],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("tx").unwrap())
+        .collect();
+    let page = s
+        .get_json(&format!(
+            "/api/v1/messages?queue={queue}&status={status}&limit=50"
+        ))
+        .await;
+    let listed: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["transactionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, truth, "{queue}, {status}");
+    truth
 }
 
 /// A stuck consumer leaves a long tail in one partition while the others are consumed: the
@@ -926,56 +985,11 @@ async fn pending_messages_of_a_stuck_partition_are_read_by_key() {
     }
     let x = s.pop(&format!("{g}&batch=1")).await;
     assert_eq!(x[0]["transactionId"], "x");
-    let mut dlq = ack_body(&x[0], "dlq");
-    dlq["error"] = json!("bad");
-    dlq["consumerGroup"] = json!("g");
-    assert_eq!(s.post("/api/v1/ack", &dlq).await.status, 200);
-    let pid = x[0]["partitionId"].as_str().unwrap();
-    let r = s
-        .post(&format!("/api/v1/messages/{pid}/x/retry"), &json!({}))
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    // Newer traffic in ten other partitions, all consumed.
-    for p in 0..10 {
-        s.push_items(&items(&format!("a{p}"), 0, 2000)).await;
-    }
-    for p in 0..10 {
-        let got = s
-            .pop(&format!(
-                "/api/v1/pop/queue/stuck/partition/a{p}?batch=2000&autoAck=true&wait=false"
-            ))
-            .await;
-        assert_eq!(got.len(), 2000);
-    }
+    dead_letter_and_retry(&s, &x[0], Some("g")).await;
+    newer_traffic_consumed(&s, "stuck").await;
 
-    // What the page must hold: the 50 newest pending messages, by the listing's order.
-    let conn = queen_wire::Connection::connect(&db).await.unwrap();
-    let truth: Vec<String> = conn
-        .query_sql(
-            "SELECT queen.txid(m.txuuid, m.txtext) AS tx FROM queen.messages m \
-               JOIN queen.partitions p ON p.num = m.pnum \
-               JOIN queen.queues q ON q.id = p.queue_id \
-              WHERE q.name = 'stuck' \
-                AND (SELECT st.status FROM queen.message_status(p.id, m.position) st) = 'pending' \
-              ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC LIMIT 50",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("tx").unwrap())
-        .collect();
+    let truth = page_is_the_newest(&s, &db, "stuck", "pending").await;
     assert!(truth.iter().any(|t| t == "x"), "{truth:?}");
-    let page = s
-        .get_json("/api/v1/messages?queue=stuck&status=pending&limit=50")
-        .await;
-    let listed: Vec<&str> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["transactionId"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, truth);
 
     let pending = listing_reads(&db, "stuck", None, "pending").await;
     eprintln!("{} rows read for a page of 50 pending", pending.messages);
@@ -1042,45 +1056,10 @@ async fn dead_letters_past_a_flood_are_read_by_key() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["transactionId"], "bad-0");
     dead_letter(&again).await;
-    // Newer traffic, consumed.
-    for p in 0..10 {
-        let partition = format!("ok{p}");
-        s.push_items(&items(&partition, 2000)).await;
-        let got = s
-            .pop(&format!(
-                "/api/v1/pop/queue/flood/partition/{partition}?batch=2000&autoAck=true&wait=false"
-            ))
-            .await;
-        assert_eq!(got.len(), 2000);
-    }
+    newer_traffic_consumed(&s, "flood").await;
 
-    let conn = queen_wire::Connection::connect(&db).await.unwrap();
-    let truth: Vec<String> = conn
-        .query_sql(
-            "SELECT queen.txid(m.txuuid, m.txtext) AS tx FROM queen.messages m \
-               JOIN queen.partitions p ON p.num = m.pnum \
-               JOIN queen.queues q ON q.id = p.queue_id \
-              WHERE q.name = 'flood' AND EXISTS (SELECT 1 FROM queen.dead_letters d \
-                     WHERE d.partition_id = p.id AND d.position = m.position) \
-              ORDER BY m.created_at DESC, m.pnum DESC, m.position DESC LIMIT 50",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("tx").unwrap())
-        .collect();
+    let truth = page_is_the_newest(&s, &db, "flood", "dead_letter").await;
     assert_eq!(truth.len(), 50);
-    let page = s
-        .get_json("/api/v1/messages?queue=flood&status=dead_letter&limit=50")
-        .await;
-    let listed: Vec<&str> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["transactionId"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, truth);
 
     let dead = listing_reads(&db, "flood", None, "dead_letter").await;
     eprintln!("{} rows read for a page of 50 dead letters", dead.messages);
