@@ -706,8 +706,8 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
     assert_eq!(one.n, Some(5));
     assert!(one.messages <= 10, "{} rows read in p3", one.messages);
     // The sizing of the pending tails stops once a page of 50 read from them would read more
-    // than 20,000 rows: at the 401st of the 1,000 partitions (50 positions each; the loop
-    // fetches ten at a time, so 410 probes).
+    // than 10,000 rows: at the 201st of the 1,000 partitions (50 positions each; the loop
+    // fetches ten at a time, so 210 probes).
     let tails = tails_sized(&db, "backlog").await;
     let probes = tails.cursor_probes;
     eprintln!("tails sized with {probes} cursor probes of {PARTITIONS} partitions");
@@ -719,12 +719,12 @@ async fn listing_a_backlog_by_status_reads_what_the_page_needs() {
 }
 
 /// `queen.short_tails` of queue `queue` for a page of 50: `n` is the partitions with a tail,
-/// None when the page would read more than 20,000 rows.
+/// None when the page would read more than 10,000 rows.
 async fn tails_sized(db: &queen_wire::Config, queue: &str) -> Reads {
     reads_of(
         db,
         "SELECT cardinality(nums)::bigint AS n \
-           FROM queen.short_tails($1, NULL, NULL, NULL, 20000, 50)",
+           FROM queen.short_tails($1, NULL, NULL, NULL, 10000, 50)",
         &[&queue],
     )
     .await

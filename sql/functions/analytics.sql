@@ -103,7 +103,7 @@ $$;
 --                partition no group reads yet). While consumers keep up those tails are short
 --                and every older message is completed; a stuck consumer leaves a long tail in
 --                a few partitions. Either way, when a page read from the tails (at most a
---                page's worth of each, its newest) reads at most 20,000 rows (counted
+--                page's worth of each, its newest) reads at most 10,000 rows (counted
 --                partition by partition, stopping once past the bound), the page is read from
 --                the tails alone, by key. A backlog over many partitions fills a page from
 --                the newest windows, and the walk serves it;
@@ -111,7 +111,7 @@ $$;
 --                walk starts there; a queue-wide walk that found none in two windows goes on
 --                from the newest of them (below);
 --   dead_letter  each partition's newest dead letters by position, from their table, while
---                a page of them reads at most 20,000 (counted on the partitions).
+--                a page of them reads at most 10,000 (counted on the partitions).
 --
 -- Sequential scans are off for the function: until autovacuum's analyze catches up with a bulk
 -- load (tens of seconds after a million messages), the statistics of created_at end before the
@@ -171,13 +171,13 @@ BEGIN
             ON t.id = c.partition_id;
     ELSIF p_status = 'pending' THEN
         -- The tails after each partition's settled position, unless a page of them would
-        -- read more than 20,000 rows (NULL).
+        -- read more than 10,000 rows (NULL).
         SELECT t.nums, t.settled INTO v_nums, v_after
-          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 20000, p_limit) t;
-    ELSIF p_status = 'dead_letter' AND v_dead <= 20000 THEN
+          FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000, p_limit) t;
+    ELSIF p_status = 'dead_letter' AND v_dead <= 10000 THEN
         -- Each partition's newest dead letters by position, a page's worth (and those of
         -- messages a retry moved, whose time is older than their position says), while such
-        -- a page reads at most 20,000 (counted on the partitions, no probe): a range of one
+        -- a page reads at most 10,000 (counted on the partitions, no probe): a range of one
         -- position each.
         SELECT coalesce(array_agg(t.num), '{}'), coalesce(array_agg(d.position - 1), '{}'),
                coalesce(array_agg(d.position), '{}')
