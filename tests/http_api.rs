@@ -411,6 +411,40 @@ async fn each_pushed_message_wakes_a_waiting_pop_of_each_group() {
     assert_eq!(got["h"], [json!(0)]);
 }
 
+/// A transaction's push wakes the waiting pops of every queue its items went to, not only the
+/// first item's queue: with the periodic look again beyond the poll, a pop of the second queue
+/// left unwoken would be answered only at its poll's end.
+#[tokio::test]
+async fn a_transaction_push_wakes_every_queue_it_stored_in() {
+    let s = Server::start("e2e_tx_wake", &[("LONG_POLL_RECHECK", "120000")]).await;
+    let port = s.port;
+    let poll = tokio::spawn(async move {
+        support::Server::client(port)
+            .get("/api/v1/pop/queue/second?batch=1&wait=true&timeout=60000")
+            .await
+            .unwrap()
+    });
+    wait_for_waiting(&s, 1).await;
+    let pushed = Instant::now();
+    let t = s
+        .post(
+            "/api/v1/transaction",
+            &json!({"operations": [{"type": "push", "items": [
+                {"queue": "first", "payload": 1},
+                {"queue": "second", "payload": 2},
+            ]}]}),
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+    let r = poll.await.unwrap();
+    assert_eq!(r.status, 200, "no message");
+    assert!(
+        pushed.elapsed() < Duration::from_secs(30),
+        "not woken, answered at its poll's end"
+    );
+    assert_eq!(r.json()["messages"][0]["data"], json!(2));
+}
+
 async fn wait_for_waiting(s: &Server, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

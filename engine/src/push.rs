@@ -587,19 +587,14 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
     let arrays = PushArrays::new(unique.iter().copied());
     let result = execute(inner, &arrays, &unique).await;
     if let Ok(results) = &result {
-        // New messages per queue, for as many wake-ups.
-        let mut stored: Vec<(&str, usize)> = Vec::new();
-        for (r, row) in results.iter().zip(&unique) {
-            if matches!(r, RowResult::Inserted(_)) {
-                match stored.iter_mut().find(|(q, _)| *q == &*row.queue) {
-                    Some((_, n)) => *n += 1,
-                    None => stored.push((&row.queue, 1)),
-                }
-            }
-        }
-        for (q, n) in stored {
-            inner.wake(q, Wake::Messages(n));
-        }
+        wake_stored(
+            inner,
+            results
+                .iter()
+                .zip(&unique)
+                .filter(|(r, _)| matches!(r, RowResult::Inserted(_)))
+                .map(|(_, row)| *row),
+        );
     }
     slot.into_iter()
         .map(|s| match &result {
@@ -617,6 +612,21 @@ async fn run_jobs(inner: &Inner, jobs: &[PushJob]) -> Vec<Result<Vec<RowResult>,
             Err(e) => Err(e.clone()),
         })
         .collect()
+}
+
+/// Wakes the waiting pops of every queue `stored` (rows just committed) put messages in: per
+/// queue, as many as it stored messages.
+pub(crate) fn wake_stored<'a>(inner: &Inner, stored: impl IntoIterator<Item = &'a Row>) {
+    let mut per_queue: Vec<(&str, usize)> = Vec::new();
+    for row in stored {
+        match per_queue.iter_mut().find(|(q, _)| *q == &*row.queue) {
+            Some((_, n)) => *n += 1,
+            None => per_queue.push((&row.queue, 1)),
+        }
+    }
+    for (q, n) in per_queue {
+        inner.wake(q, Wake::Messages(n));
+    }
 }
 
 /// Runs the statement; every row is inserted but those it reports as duplicates.

@@ -27,8 +27,7 @@ use crate::limits::{PUSH_ITEMS_MAX, TX_OPERATIONS_MAX};
 use crate::model::Riders;
 use crate::model::{AckItem, PushOutcome, PushStatus, TxOperation, TxOutcome, TxResult};
 use crate::payload::Body;
-use crate::push::{PushArrays, Row, validate};
-use crate::wakeup::Wake;
+use crate::push::{self, PushArrays, Row, validate};
 
 pub(crate) async fn run(
     inner: &Inner,
@@ -260,11 +259,8 @@ pub(crate) async fn run(
         )?),
         None => None,
     };
-    for rows in &pushes {
-        if let Some(r) = rows.first() {
-            inner.wake(&r.queue, Wake::Everyone);
-        }
-    }
+    // A strict push stores every row (a duplicate fails the transaction).
+    push::wake_stored(inner, pushes.iter().flatten());
     // Reassemble in operation order.
     let mut push_out = push_out.into_iter();
     let mut ack_out = ack_out.into_iter();
