@@ -146,11 +146,11 @@ DECLARE
     v_done timestamptz;
     v_settled_at jsonb;
     v_settled bigint;
-    v_dead bigint;
+    v_dead_page bigint;
 BEGIN
     SELECT count(*), min(t.num), sum(t.last_position - t.removed), min(t.created_at),
            max(t.last_message_at), sum(least(t.dead_lettered, p_limit))
-      INTO v_count, v_one, v_stored, v_floor, v_hi, v_dead
+      INTO v_count, v_one, v_stored, v_floor, v_hi, v_dead_page
       FROM queen.listed_partitions(p_queue, p_partition, p_ns, p_task) t;
     IF v_count = 0 OR coalesce(v_stored, 0) <= 0 THEN
         RETURN;
@@ -174,7 +174,7 @@ BEGIN
         -- read more than 10,000 rows (NULL).
         SELECT t.nums, t.settled INTO v_nums, v_after
           FROM queen.short_tails(p_queue, p_partition, p_ns, p_task, 10000, p_limit) t;
-    ELSIF p_status = 'dead_letter' AND v_dead <= 10000 THEN
+    ELSIF p_status = 'dead_letter' AND v_dead_page <= 10000 THEN
         -- Each partition's newest dead letters by position, a page's worth (and those of
         -- messages a retry moved, whose time is older than their position says), while such
         -- a page reads at most 10,000 (counted on the partitions, no probe): a range of one
